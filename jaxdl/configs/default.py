@@ -1,0 +1,69 @@
+"""The base config every experiment starts from.
+
+Experiments in ``experiments/`` call :func:`get_config` and change a few fields;
+every key that any part of jaxdl reads is defined here with its default, so an
+override of an unknown key is an error rather than a silent no-op.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default config: the seed's CNN on the offline digits."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Root of every PRNG stream: init, dropout and data order.
+  c.num_epochs = 10  # The seed's model.fit(epochs=10).
+  c.batch_size = 32  # Keras's model.fit default, which the seed's code uses.
+  c.eval_batch_size = 256  # Evaluation only: does not change any result.
+
+  c.data = ml_collections.ConfigDict()
+  # 'digits' | 'tfds:<name>' | 'idx:<dir>'.
+  c.data.name = "digits"
+  c.data.data_dir = ""  # TFDS data dir; '' means TFDS's default.
+  c.data.download = False  # Let TFDS download and prepare (needs internet).
+  c.data.train_split = "train"
+  c.data.test_split = "test"
+  c.data.image_key = "image"  # TFDS feature names.
+  c.data.label_key = "label"
+  # Fraction of the training split held out for validation each epoch.
+  c.data.val_fraction = 0.1
+  # Where a source has no test split (digits, a one-split IDX folder), this
+  # fraction becomes the test set, drawn with split_seed.
+  c.data.test_fraction = 0.2
+  # The splits are drawn with split_seed, not seed, so runs over several model
+  # seeds are scored on the same test set.
+  c.data.split_seed = 0
+  # Resize images to [size, size] (0 keeps the source size). The 8x8 digits are
+  # resized to 28x28 so the seed's Keras CNN runs on them unchanged.
+  c.data.image_size = 0
+  # Subtract the training set's mean and divide by its std (per channel),
+  # after scaling pixels to [0, 1].
+  c.data.standardize = False
+  # Pin the number of classes (0: from the data).
+  c.data.num_classes = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "seed_cnn"  # 'seed_cnn' | 'deep_cnn'.
+  # DeepCNN only: VGG-style stages; each stage has blocks_per_stage conv
+  # layers of the stage's width, then a 2x2 max pool.
+  c.model.widths = (32, 64, 128)
+  c.model.blocks_per_stage = 2
+  c.model.batch_norm = True
+  c.model.residual = True
+  c.model.dropout_rate = 0.0
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adam"  # 'adam' (the seed's) | 'adamw' | 'sgd'.
+  c.optim.learning_rate = 1e-3  # Keras's Adam default.
+  c.optim.momentum = 0.9  # sgd only.
+  c.optim.nesterov = False  # sgd only.
+  # adamw: decoupled decay; adam and sgd: L2 decay added to the gradient.
+  c.optim.weight_decay = 0.0
+  c.optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 disables it.
+  c.optim.schedule = "constant"  # 'constant' | 'cosine' | 'warmup_cosine'.
+  c.optim.warmup_epochs = 0.0  # warmup_cosine only.
+  c.optim.end_lr_fraction = 0.0  # Cosine schedules end at lr * this.
+
+  c.checkpoint_every_steps = 500  # Plus one at the end of every epoch.
+  c.checkpoints_to_keep = 2
+  return c

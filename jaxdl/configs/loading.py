@@ -1,0 +1,158 @@
+"""Loads experiment files and applies ``--config.a.b=value`` overrides.
+
+An experiment is a Python file with ``get_config()`` (or ``get_config(arg)``,
+selected as ``path.py:arg``) returning an ``ml_collections.ConfigDict``. The
+config is locked after loading, so an override can only change a key that
+exists, and a value is parsed to the type of the key's default.
+"""
+
+import ast
+import contextlib
+import difflib
+import importlib.util
+import json
+import pathlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ml_collections
+
+from jaxdl.errors import ConfigError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path.py`` or ``path.py:arg`` and returns its locked config."""
+  path_str, _, arg = spec.partition(":")
+  path = pathlib.Path(path_str)
+  if not path.is_file():
+    raise ConfigError(f"config file {path_str!r} does not exist; pass a file such as "
+                      "experiments/seed_cnn_digits.py")
+  module_spec = importlib.util.spec_from_file_location(f"jaxdl_experiment_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # The user's file: report where it failed, in one line.
+    raise ConfigError(f"config file {path_str} failed to load: {type(e).__name__}: {e}") from e
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise ConfigError(f"config file {path_str} does not define get_config(); add "
+                      "`def get_config(): return ml_collections.ConfigDict(...)`")
+  config = get_config(arg) if arg else get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"get_config() in {path_str} returned {type(config).__name__}, "
+                      "not an ml_collections.ConfigDict")
+  config.lock()
+  return config
+
+
+def _valid_keys(node: ml_collections.ConfigDict) -> list[str]:
+  return sorted(node.keys())
+
+
+def _parse_value(key: str, text: str, default: Any) -> Any:
+  """Parses ``text`` to the type of ``default``; raises ConfigError if it cannot."""
+  if isinstance(default, bool):
+    if text.lower() in _TRUE:
+      return True
+    if text.lower() in _FALSE:
+      return False
+    raise ConfigError(f"config key {key!r} expects a bool (true/false), got {text!r}")
+  if isinstance(default, int):
+    try:
+      return int(text)
+    except ValueError:
+      raise ConfigError(f"config key {key!r} expects an int, got {text!r}") from None
+  if isinstance(default, float):
+    try:
+      return float(text)
+    except ValueError:
+      raise ConfigError(f"config key {key!r} expects a float, got {text!r}") from None
+  if isinstance(default, str):
+    return text
+  if isinstance(default, (tuple, list)):
+    try:
+      value = ast.literal_eval(text if text.strip() else "()")
+    except (ValueError, SyntaxError):
+      value = tuple(part.strip() for part in text.split(","))
+    if not isinstance(value, (tuple, list)):
+      value = (value,)
+    return type(default)(value)
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _unknown_key(key: str, name: str, walked: list[str], node: Any) -> ConfigError:
+  where = ".".join(walked) or "the top level"
+  valid = _valid_keys(node) if isinstance(node, ml_collections.ConfigDict) else []
+  close = difflib.get_close_matches(name, valid, n=1)
+  hint = f" (did you mean {'.'.join(walked + close)!r}?)" if close else ""
+  return ConfigError(f"unknown config key {key!r}{hint}; valid keys at {where}: {', '.join(valid)}")
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """Sets dotted ``key`` to ``value`` (parsed from a string if it is one)."""
+  *parents, leaf = key.split(".")
+  node = config
+  for depth, name in enumerate(parents):
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      raise _unknown_key(key, name, parents[:depth], node)
+    node = node[name]
+  if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+    raise _unknown_key(key, leaf, parents, node)
+  default = node[leaf]
+  if isinstance(default, ml_collections.ConfigDict):
+    raise ConfigError(f"config key {key!r} is a group; set one of its keys: "
+                      f"{', '.join(_valid_keys(default))}")
+  if isinstance(value, str):
+    value = _parse_value(key, value, default)
+  try:
+    with config.ignore_type() if default is None else contextlib.nullcontext():
+      node[leaf] = value
+  except TypeError as e:
+    raise ConfigError(f"config key {key!r} expects {type(default).__name__}, "
+                      f"got {value!r}") from e
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Iterable[str] | Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Returns a copy of ``config`` with ``key=value`` strings (or a mapping) applied."""
+  config = ml_collections.ConfigDict(config.to_dict())  # Deep copy, keeps types.
+  config.lock()
+  items = overrides.items() if isinstance(overrides, Mapping) else (
+      _split_override(o) for o in overrides)
+  for key, value in items:
+    set_value(config, key, value)
+  return config
+
+
+def _split_override(text: str) -> tuple[str, str]:
+  key, sep, value = text.partition("=")
+  if not sep:
+    raise ConfigError(f"override {text!r} has no '='; write it as key=value, for example "
+                      "optim.learning_rate=3e-3")
+  return key.strip().removeprefix("config."), value
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  """A JSON-ready dict (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def config_from_dict(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Rebuilds a locked config from :func:`config_to_dict` output (lists back to tuples)."""
+
+  def restore(v):
+    if isinstance(v, dict):
+      return {k: restore(x) for k, x in v.items()}
+    if isinstance(v, list):
+      return tuple(restore(x) for x in v)
+    return v
+
+  config = ml_collections.ConfigDict(restore(dict(values)))
+  config.lock()
+  return config

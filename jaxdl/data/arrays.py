@@ -1,0 +1,132 @@
+"""In-memory splits, their validation, and batching with padding masks.
+
+The classic datasets of this field (digits, MNIST, CIFAR-10, MR, SST-2) fit in
+host memory, so every source is read once into NumPy arrays and batched here.
+A batch is a dict of arrays with a leading batch axis: ``inputs``, ``label``
+and ``mask`` (1.0 for a real example, 0.0 for padding). Every batch has the
+same shape, so the jitted step compiles once; the last, partial batch of an
+epoch is padded and masked, so each example counts exactly once.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from jaxdl.errors import DataError
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split: arrays with the same leading length.
+
+  Attributes:
+    inputs: ``<float32>[n, height, width, channels]`` images (or tokens later).
+    label: ``<int32>[n]`` class ids for classification.
+    extra: further per-example arrays passed to the model (e.g. lengths).
+  """
+
+  inputs: np.ndarray
+  label: np.ndarray
+  extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    return {"inputs": self.inputs, "label": self.label, **self.extra}
+
+  def take(self, index: np.ndarray) -> "Split":
+    return Split(self.inputs[index], self.label[index],
+                 {k: v[index] for k, v in self.extra.items()})
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+  """Returns ``labels`` as int32, or raises DataError naming the bad label."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise DataError(f"{where}: labels must be one id per example, got shape {labels.shape}")
+  if not np.issubdtype(labels.dtype, np.integer):
+    as_int = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.number) else None
+    if as_int is None or not np.array_equal(as_int, labels):
+      raise DataError(f"{where}: labels must be integers 0..{num_classes - 1}, got dtype "
+                      f"{labels.dtype} (e.g. {labels[:3].tolist()})")
+    labels = as_int
+  bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+  if bad.size:
+    i = int(bad[0])
+    raise DataError(f"{where}: label {int(labels[i])} at example {i} is out of range for "
+                    f"{num_classes} classes (0..{num_classes - 1}); fix the labels or set "
+                    "data.num_classes")
+  return labels.astype(np.int32)
+
+
+def check_images(images: np.ndarray, where: str) -> np.ndarray:
+  """Returns ``images`` as NHWC, or raises DataError if they are not images."""
+  images = np.asarray(images)
+  if images.ndim == 3:  # [n, h, w]: grayscale without a channel axis.
+    images = images[..., None]
+  if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+    raise DataError(f"{where}: images must be [n, height, width, channels] with 1, 3 or 4 "
+                    f"channels, got shape {images.shape}")
+  return images
+
+
+def split_indices(n: int, fraction: float, seed: int, labels: np.ndarray | None = None,
+                  what: str = "held-out") -> tuple[np.ndarray, np.ndarray]:
+  """Splits ``range(n)`` into (kept, held_out), stratified by ``labels`` if given."""
+  if not 0.0 <= fraction < 1.0:
+    raise DataError(f"the {what} fraction must be in [0, 1), got {fraction}")
+  rng = np.random.default_rng(seed)
+  if fraction == 0.0:
+    return np.arange(n), np.arange(0)
+  if labels is None:
+    order = rng.permutation(n)
+    k = int(round(n * fraction))
+    return np.sort(order[k:]), np.sort(order[:k])
+  held = []
+  for c in np.unique(labels):  # Stratified: each class keeps its share.
+    members = rng.permutation(np.flatnonzero(labels == c))
+    held.append(members[:int(round(len(members) * fraction))])
+  held_out = np.sort(np.concatenate(held))
+  kept = np.setdiff1d(np.arange(n), held_out)
+  return kept, held_out
+
+
+def _pad_batch(arrays: dict[str, np.ndarray], index: np.ndarray, batch_size: int) -> Batch:
+  real = len(index)
+  padded = np.concatenate([index, np.zeros(batch_size - real, index.dtype)])
+  batch = {k: v[padded] for k, v in arrays.items()}
+  batch["mask"] = (np.arange(batch_size) < real).astype(np.float32)
+  return batch
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The shuffled example order of one epoch: a pure function of (seed, epoch)."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+  return -(-n // batch_size)
+
+
+def train_batches(split: Split, batch_size: int, seed: int, epoch: int,
+                  start: int = 0) -> Iterator[Batch]:
+  """Yields the shuffled, padded batches of one epoch, from batch ``start`` on.
+
+  The order depends only on (seed, epoch), so a run resumed mid-epoch sees the
+  same batches as an uninterrupted one.
+  """
+  order = epoch_order(len(split), seed, epoch)
+  arrays = split.arrays()
+  for b in range(start, num_batches(len(split), batch_size)):
+    yield _pad_batch(arrays, order[b * batch_size:(b + 1) * batch_size], batch_size)
+
+
+def eval_batches(split: Split, batch_size: int) -> Iterator[Batch]:
+  """Yields every example once, in order, in padded batches of ``batch_size``."""
+  arrays = split.arrays()
+  for start in range(0, len(split), batch_size):
+    yield _pad_batch(arrays, np.arange(start, min(start + batch_size, len(split))), batch_size)

@@ -1,0 +1,31 @@
+"""Facts found in the data that the model and the loop need."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What a dataset is, as found in the data (the config is never written to).
+
+  Attributes:
+    name: the ``config.data.name`` it was built from.
+    task: 'classification' (integer labels) or 'regression' (float targets).
+    input_shape: one example's input, e.g. ``(28, 28, 1)`` for NHWC images.
+    input_dtype: numpy dtype name of the inputs ('float32' images, 'int32' tokens).
+    num_classes: classes for classification (0 for regression).
+    num_train, num_val, num_test: examples in each split.
+    notes: how the splits were made, for results.json and the paper.
+  """
+
+  name: str
+  task: str
+  input_shape: tuple[int, ...]
+  input_dtype: str
+  num_classes: int
+  num_train: int
+  num_val: int
+  num_test: int
+  notes: tuple[str, ...] = ()
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)

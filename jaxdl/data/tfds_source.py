@@ -1,0 +1,52 @@
+"""TFDS datasets read through ``tfds.data_source`` (no TensorFlow needed once prepared)."""
+
+import numpy as np
+
+from jaxdl.errors import DataError
+
+_PREPARE_HINT = ("prepare it once on a machine with internet: pip install -e '.[tf]' && "
+                 "tfds build {name} --file_format=array_record{data_dir_flag}; or set "
+                 "data.download=true")
+
+
+def _open(name: str, split: str, data_dir: str, download: bool):
+  import tensorflow_datasets as tfds  # Imported here: slow, and only this source needs it.
+
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=download)
+  except Exception as e:  # TFDS raises many types for a missing or unbuilt dataset.
+    data_dir_flag = f" --data_dir={data_dir}" if data_dir else ""
+    hint = _PREPARE_HINT.format(name=name, data_dir_flag=data_dir_flag)
+    raise DataError(f"TFDS dataset {name!r} split {split!r} is not available "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                    f"{hint}") from e
+
+
+def load_split(name: str, split: str, data_dir: str, download: bool, feature_keys: tuple[str, ...],
+               chunk: int = 4096) -> dict[str, np.ndarray]:
+  """Reads a whole split into memory as ``{feature_key: array}``."""
+  source = _open(name, split, data_dir, download)
+  if len(source) == 0:
+    raise DataError(f"TFDS dataset {name!r} split {split!r} is empty")
+  first = source[0]
+  missing = [k for k in feature_keys if k not in first]
+  if missing:
+    raise DataError(f"TFDS dataset {name!r} has no feature {missing[0]!r}; its features are "
+                    f"{', '.join(sorted(first))} (set data.image_key / data.label_key)")
+  columns = {k: [] for k in feature_keys}
+  for start in range(0, len(source), chunk):
+    records = source.__getitems__(list(range(start, min(start + chunk, len(source)))))
+    for k in feature_keys:
+      columns[k].append(np.stack([np.asarray(r[k]) for r in records]))
+  return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+def num_classes(name: str, label_key: str, data_dir: str) -> int:
+  """The number of classes TFDS declares for ``label_key`` (0 if it declares none)."""
+  import tensorflow_datasets as tfds
+
+  try:
+    feature = tfds.builder(name, data_dir=data_dir or None).info.features[label_key]
+  except Exception:  # Builder metadata unavailable: fall back to the labels seen.
+    return 0
+  return int(getattr(feature, "num_classes", 0) or 0)

@@ -1,0 +1,28 @@
+"""Model size and cost: parameter count and FLOPs per example."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a parameter pytree."""
+  return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
+
+
+def flops_per_example(model: nn.Module, variables: Any, input_shape: tuple[int, ...],
+                      input_dtype: str = "float32") -> float:
+  """FLOPs of one example's forward pass in eval mode, from XLA's cost analysis.
+
+  The forward pass is compiled for a batch of one; XLA counts a multiply-add as
+  two FLOPs. Returns NaN where the backend gives no cost analysis.
+  """
+  x = jnp.zeros((1, *input_shape), input_dtype)
+  compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per device program.
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops", float("nan")))

@@ -1,0 +1,139 @@
+"""The run folder: the self-describing record of one run that a paper can cite.
+
+Files (all written atomically: a crash leaves the previous version intact):
+  config.json      the resolved config.
+  data_spec.json   facts about the data: sizes, classes, how splits were made.
+  metrics.jsonl    one line per finished epoch.
+  results.json     final test metrics, size and cost, seed, timing.
+  provenance.json  library versions, git commit, devices, platform, command
+                   lines of every session that worked on the run.
+  checkpoints/     orbax checkpoints (see checkpoint.py).
+"""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+
+from jaxdl.errors import CheckpointError
+
+_PACKAGES = ("jaxdl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
+             "tensorflow-datasets", "ml-collections", "scikit-learn")
+
+
+def write_json(path: pathlib.Path, value: Any) -> None:
+  """Writes JSON atomically (temporary file, then rename)."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n")
+  os.replace(tmp, path)
+
+
+def read_json(path: pathlib.Path) -> Any:
+  try:
+    return json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError) as e:
+    raise CheckpointError(f"{path} is unreadable ({e}); the run folder is damaged") from e
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def _git(*args: str) -> str | None:
+  here = pathlib.Path(__file__).resolve().parent
+  try:
+    out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                         timeout=10, check=True)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip()
+
+
+def provenance(command: Sequence[str]) -> dict[str, Any]:
+  """What produced a run: versions, code, hardware, command line."""
+  devices = jax.devices()
+  commit = _git("rev-parse", "HEAD")
+  return {
+      "versions": {p: _version(p) for p in _PACKAGES},
+      "python": sys.version.split()[0],
+      "git_commit": commit,
+      "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+      "platform": platform.platform(),
+      "machine": platform.machine(),
+      "processor": platform.processor(),
+      "cpu_count": os.cpu_count(),
+      "hostname": socket.gethostname(),
+      "backend": jax.default_backend(),
+      "devices": [str(d) for d in devices],
+      "device_kind": devices[0].device_kind,
+      "process_count": jax.process_count(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "command": list(command),
+      "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+class RunFolder:
+  """Reads and writes the files of one run folder."""
+
+  def __init__(self, workdir: str | pathlib.Path):
+    self.path = pathlib.Path(workdir)
+
+  def file(self, name: str) -> pathlib.Path:
+    return self.path / name
+
+  def claim(self, config: dict[str, Any]) -> None:
+    """Writes config.json, or checks that the folder's run has the same config."""
+    self.path.mkdir(parents=True, exist_ok=True)
+    existing = self.file("config.json")
+    if existing.exists():
+      old, new = _flatten(read_json(existing)), _flatten(config)
+      diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+              if old.get(k) != new.get(k)]
+      if diff:
+        raise CheckpointError(f"workdir {self.path} holds a run of a different config "
+                              f"({'; '.join(diff[:5])}); use a new --workdir, or pass "
+                              "--overwrite to delete the old run")
+      return
+    write_json(existing, config)
+
+  def record_session(self, command: Sequence[str]) -> None:
+    """Adds this session (versions, devices, command) to provenance.json."""
+    path = self.file("provenance.json")
+    record = read_json(path) if path.exists() else {"sessions": []}
+    session = provenance(command)
+    record.update({k: v for k, v in session.items() if k not in ("command", "started_at")})
+    record["sessions"].append({"command": session["command"],
+                               "started_at": session["started_at"]})
+    write_json(path, record)
+
+  def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+    tmp = self.file("metrics.jsonl.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
+    os.replace(tmp, self.file("metrics.jsonl"))
+
+  def read_metrics(self) -> list[dict[str, Any]]:
+    path = self.file("metrics.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -1,0 +1,70 @@
+"""Pure, unjitted train and eval steps; the loop jits them once.
+
+A batch is a dict: ``inputs`` (and any further model inputs such as
+``lengths``), ``label`` and ``mask``. Steps read no config and hide no
+constants: everything they use is in the state, the batch or their closure.
+"""
+
+from collections.abc import Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdl.train.objectives import Objective, Sums
+from jaxdl.train.state import TrainState
+
+_NOT_MODEL_INPUTS = ("label", "mask")
+
+TrainStep = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, Sums]]
+EvalStep = Callable[[TrainState, Mapping[str, jax.Array]], Sums]
+
+
+def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """The batch entries that the model takes as keyword arguments."""
+  return {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                    objective: Objective) -> TrainStep:
+  """Returns ``train_step(state, batch) -> (state, metric_sums)``.
+
+  The loss is the mean over the batch's real examples; the metric sums also
+  hold ``grad_norm``, the global gradient norm before clipping, and ``steps``
+  (1), so that norms average per step and everything else per example.
+  """
+
+  def train_step(state: TrainState, batch: Mapping[str, jax.Array]) -> tuple[TrainState, Sums]:
+    dropout_key = jax.random.fold_in(state.key, state.step)
+    mutable = ["batch_stats"] if state.batch_stats else False
+
+    def loss_fn(params):
+      variables = state.replace(params=params).variables()
+      outputs = model.apply(variables, **model_inputs(batch), train=True, mask=batch["mask"],
+                            rngs={"dropout": dropout_key}, mutable=mutable)
+      outputs, updates = outputs if mutable else (outputs, {})
+      _, sums = objective(outputs, batch)
+      return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
+
+    grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1,
+                              params=optax.apply_updates(state.params, param_updates),
+                              opt_state=opt_state,
+                              batch_stats=updates.get("batch_stats", state.batch_stats))
+    return new_state, {**sums, "grad_norm": optax.global_norm(grads), "steps": jnp.ones(())}
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module, objective: Objective) -> EvalStep:
+  """Returns ``eval_step(state, batch) -> metric_sums`` (running averages for batch norm)."""
+
+  def eval_step(state: TrainState, batch: Mapping[str, jax.Array]) -> Sums:
+    outputs = model.apply(state.variables(), **model_inputs(batch), train=False,
+                          mask=batch["mask"])
+    _, sums = objective(outputs, batch)
+    return sums
+
+  return eval_step
