@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Subtract the training set's mean and divide by its std (per channel),
   # after scaling pixels to [0, 1].
   c.data.standardize = False
+  # Training-time augmentation: shift each image by up to this many pixels
+  # (zero fill), fresh for every batch; 0 disables it. Images only.
+  c.data.augment_shift = 0
   # Pin the number of classes (0: from the data).
   c.data.num_classes = 0
 

@@ -112,17 +112,38 @@ def num_batches(n: int, batch_size: int) -> int:
   return -(-n // batch_size)
 
 
-def train_batches(split: Split, batch_size: int, seed: int, epoch: int,
-                  start: int = 0) -> Iterator[Batch]:
+def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+  """Translates each image by up to ``max_shift`` pixels per axis, filling with zeros.
+
+  Args:
+    images: ``<float32>[n, height, width, channels]``.
+    max_shift: the largest shift in pixels (each of dy, dx is uniform in [-s, s]).
+    rng: the source of the shifts.
+  """
+  n, h, w, _ = images.shape
+  s = max_shift
+  padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+  dy, dx = rng.integers(0, 2 * s + 1, size=(2, n))
+  rows = dy[:, None] + np.arange(h)[None, :]  # [n, h]
+  cols = dx[:, None] + np.arange(w)[None, :]  # [n, w]
+  return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def train_batches(split: Split, batch_size: int, seed: int, epoch: int, start: int = 0,
+                  shift: int = 0) -> Iterator[Batch]:
   """Yields the shuffled, padded batches of one epoch, from batch ``start`` on.
 
-  The order depends only on (seed, epoch), so a run resumed mid-epoch sees the
+  The order, and the random shifts of ``shift`` > 0 pixels (image augmentation),
+  depend only on (seed, epoch, batch index), so a run resumed mid-epoch sees the
   same batches as an uninterrupted one.
   """
   order = epoch_order(len(split), seed, epoch)
   arrays = split.arrays()
   for b in range(start, num_batches(len(split), batch_size)):
-    yield _pad_batch(arrays, order[b * batch_size:(b + 1) * batch_size], batch_size)
+    batch = _pad_batch(arrays, order[b * batch_size:(b + 1) * batch_size], batch_size)
+    if shift:
+      batch["inputs"] = shift_images(batch["inputs"], shift, np.random.default_rng([seed, epoch, b]))
+    yield batch
 
 
 def eval_batches(split: Split, batch_size: int) -> Iterator[Batch]:

@@ -35,10 +35,19 @@ def load_split(name: str, split: str, data_dir: str, download: bool, feature_key
                     f"{', '.join(sorted(first))} (set data.image_key / data.label_key)")
   columns = {k: [] for k in feature_keys}
   for start in range(0, len(source), chunk):
-    records = source.__getitems__(list(range(start, min(start + chunk, len(source)))))
+    records = _read(source, list(range(start, min(start + chunk, len(source)))))
     for k in feature_keys:
       columns[k].append(np.stack([np.asarray(r[k]) for r in records]))
   return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+def _read(source, keys: list[int]) -> list:
+  try:
+    return source.__getitems__(keys)  # One batched read from the array_record files.
+  except TypeError:
+    # tfds.testing.mock_data patches the reader in a way that breaks batched
+    # reads (TFDS 4.9.10); fall back to one record at a time.
+    return [source[k] for k in keys]
 
 
 def num_classes(name: str, label_key: str, data_dir: str) -> int:

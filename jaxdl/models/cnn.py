@@ -66,11 +66,7 @@ class ConvBlock(nn.Module):
     if self.batch_norm:
       bn_mask = None if mask is None else jnp.broadcast_to(
           mask[:, None, None, None] > 0, y.shape)
-      # Zero-init of the last scale makes each residual block start as identity,
-      # which is what lets 20+ layers train from the first step.
-      y = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                       scale_init=nn.initializers.zeros if self.residual else
-                       nn.initializers.ones)(y, mask=bn_mask)
+      y = nn.BatchNorm(use_running_average=not train, momentum=0.9)(y, mask=bn_mask)
     if not self.residual:
       return nn.relu(y)
     if x.shape[-1] != self.features:

@@ -139,7 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       t_epoch = t_mark = time.perf_counter()
       examples = 0
       for batch in data.train_batches(exp.datasets.train, config.batch_size, config.seed,
-                                      epoch, start=first):
+                                      epoch, start=first, shift=config.data.augment_shift):
         t_step = time.perf_counter()
         state, step_sums = train_step(state, batch)
         if compile_s == 0.0:

@@ -53,7 +53,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                               params=optax.apply_updates(state.params, param_updates),
                               opt_state=opt_state,
                               batch_stats=updates.get("batch_stats", state.batch_stats))
-    return new_state, {**sums, "grad_norm": optax.global_norm(grads), "steps": jnp.ones(())}
+    return new_state, {**sums, "grad_norm": optax.tree.norm(grads), "steps": jnp.ones(())}
 
   return train_step
 

@@ -1,0 +1,200 @@
+"""The optimizer, the train step and the loop: learning, equivalences, resume."""
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import experiment
+from jaxdl import data, models
+from jaxdl.errors import CheckpointError, ConfigError
+from jaxdl.train import build_optimizer, create_train_state, load_run, make_train_step
+from jaxdl.train import loop as loop_module
+from jaxdl.train import train_and_evaluate
+from jaxdl.train.objectives import classification
+
+# A small, fast variant of the default experiment.
+SMALL = ("num_epochs=2", "batch_size=64", "checkpoint_every_steps=7")
+
+
+def _quadratic_run(tx, steps=6):
+  params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
+  state = tx.init(params)
+  for i in range(steps):
+    grads = jax.tree_util.tree_map(lambda p: 2 * p + 0.3 * i, params)
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+@pytest.mark.parametrize("overrides, reference", [
+    ((), lambda: optax.adam(1e-3)),
+    (("optim.schedule=cosine", "optim.end_lr_fraction=0.1"),
+     lambda: optax.adam(optax.cosine_decay_schedule(1e-3, 20, alpha=0.1))),
+    (("optim.schedule=warmup_cosine", "optim.warmup_epochs=1"),
+     lambda: optax.adam(optax.warmup_cosine_decay_schedule(0.0, 1e-3, 4, 20))),
+    (("optim.name=adamw", "optim.weight_decay=0.1"), lambda: optax.adamw(1e-3, weight_decay=0.1)),
+    (("optim.name=sgd", "optim.learning_rate=0.1", "optim.schedule=cosine"),
+     lambda: optax.sgd(optax.cosine_decay_schedule(0.1, 20), momentum=0.9)),
+    (("optim.name=sgd", "optim.learning_rate=0.1", "optim.weight_decay=0.01"),
+     lambda: optax.chain(optax.add_decayed_weights(0.01), optax.sgd(0.1, momentum=0.9))),
+    (("optim.grad_clip_norm=0.5",),
+     lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-3))),
+])
+def test_optimizer_equals_optax_reference(overrides, reference):
+  cfg = experiment("seed_cnn_digits", "optim.schedule=constant", *overrides).optim
+  ours = _quadratic_run(build_optimizer(cfg, total_steps=20, steps_per_epoch=4))
+  chex.assert_trees_all_close(ours, _quadratic_run(reference()), rtol=1e-6, atol=1e-7)
+
+
+def test_bad_optimizer_settings_are_clear_errors():
+  with pytest.raises(ConfigError, match="unknown optim.name 'adagrad'"):
+    build_optimizer(experiment("seed_cnn_digits", "optim.name=adagrad").optim, 10, 2)
+  with pytest.raises(ConfigError, match="warmup_epochs"):
+    build_optimizer(experiment("seed_cnn_digits", "optim.schedule=warmup_cosine",
+                               "optim.warmup_epochs=10").optim, 10, 2)
+
+
+def _digits_step(model_overrides=()):
+  cfg = experiment("seed_cnn_digits", *model_overrides)
+  datasets = data.build(cfg.data)
+  model = models.build(cfg.model, datasets.spec)
+  tx = build_optimizer(cfg.optim, 100, 10)
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, datasets.spec)
+  batch = next(data.train_batches(datasets.train, 64, 0, 0))
+  return state, jax.jit(make_train_step(model, tx, classification)), batch
+
+
+@pytest.mark.parametrize("model_overrides", [(), ("model.name=deep_cnn", "model.widths=(8,16)",
+                                                  "model.dropout_rate=0.2",
+                                                  "optim.learning_rate=1e-2")])
+def test_train_step_lowers_the_loss_and_moves_every_parameter(model_overrides):
+  state, step, batch = _digits_step(model_overrides)
+  initial = state
+  losses = []
+  for _ in range(25):
+    state, sums = step(state, batch)
+    losses.append(float(sums["loss"] / sums["count"]))
+  assert losses[-1] < 0.6 * losses[0], losses
+  moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), initial.params, state.params)
+  assert all(jax.tree_util.tree_leaves(moved))
+  assert int(state.step) == 25
+
+
+def test_train_step_compiles_once():
+  state, step, batch = _digits_step()
+  for _ in range(3):
+    state, _ = step(state, batch)
+  assert step._cache_size() == 1
+
+
+def test_padded_examples_do_not_change_the_gradient():
+  state, step, batch = _digits_step()
+  half = {k: v.copy() for k, v in batch.items()}
+  half["mask"][32:] = 0.0
+  half["inputs"][32:] = 123.0  # Garbage in padding must not matter.
+  small = {k: v[:32] for k, v in batch.items()}
+  # Same step on the 32 real examples alone (new jit for the new shape).
+  _, step_small, _ = _digits_step()
+  copy = jax.tree_util.tree_map(jnp.array, state)
+  a, _ = step(state, half)
+  b, _ = step_small(copy, small)
+  chex.assert_trees_all_close(a.params, b.params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_default_digits_experiment_reaches_097(tmp_path):
+  results = train_and_evaluate(experiment("seed_cnn_digits"), tmp_path, quiet=True)
+  assert results["test_accuracy"] >= 0.97, results
+  assert results["num_params"] == 93_322
+
+
+def test_run_folder_is_self_describing(tmp_path):
+  results = train_and_evaluate(experiment("seed_cnn_digits", *SMALL), tmp_path, quiet=True,
+                               command=["jaxdl", "train", "x.py"])
+  assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "metrics.jsonl", "results.json",
+                                                   "provenance.json", "data_spec.json",
+                                                   "checkpoints"}
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in rows] == [1, 2]
+  assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "examples_per_s",
+          "wall_s", "step"} <= set(rows[0])
+  assert rows[1]["train_loss"] < rows[0]["train_loss"]
+  for key in ("test_accuracy", "test_loss", "num_params", "flops_per_example", "steps", "epochs",
+              "examples_per_s", "wall_s", "seed"):
+    assert results[key] is not None, key
+  assert results["steps"] == 2 * 21
+  provenance = json.loads((tmp_path / "provenance.json").read_text())
+  assert provenance["versions"]["jax"] == jax.__version__
+  assert provenance["sessions"][0]["command"] == ["jaxdl", "train", "x.py"]
+  config = json.loads((tmp_path / "config.json").read_text())
+  assert config["batch_size"] == 64
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_interrupted_then_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
+  cfg = experiment("seed_cnn_digits", *SMALL)
+  reference = train_and_evaluate(cfg, tmp_path / "whole", quiet=True)
+
+  real_batches = data.train_batches
+  seen = {"n": 0}
+
+  def interrupted(*args, **kwargs):
+    for batch in real_batches(*args, **kwargs):
+      seen["n"] += 1
+      if seen["n"] == 31:  # Mid epoch 2; the last checkpoint is at step 28.
+        raise _Interrupt
+      yield batch
+
+  monkeypatch.setattr(loop_module.data, "train_batches", interrupted)
+  with pytest.raises(_Interrupt):
+    train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
+  monkeypatch.setattr(loop_module.data, "train_batches", real_batches)
+  resumed = train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
+
+  _, state_a, _ = load_run(tmp_path / "whole")
+  _, state_b, _ = load_run(tmp_path / "resumed")
+  chex.assert_trees_all_equal(state_a, state_b)
+  for key in ("test_accuracy", "test_loss", "train_loss", "val_loss", "steps"):
+    assert reference[key] == resumed[key], key
+
+  def metrics(name):
+    rows = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(r).items() if k not in ("wall_s", "examples_per_s")}
+            for r in rows]
+
+  assert metrics("whole") == metrics("resumed")
+
+
+def test_a_workdir_of_another_config_is_refused(tmp_path):
+  train_and_evaluate(experiment("seed_cnn_digits", *SMALL, "num_epochs=1"), tmp_path, quiet=True)
+  with pytest.raises(CheckpointError, match=r"different config \(optim.learning_rate"):
+    train_and_evaluate(experiment("seed_cnn_digits", *SMALL, "num_epochs=1",
+                                  "optim.learning_rate=0.01"), tmp_path, quiet=True)
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
+  train_and_evaluate(experiment("seed_cnn_digits", *SMALL, "num_epochs=1"), tmp_path, quiet=True)
+  latest = max((tmp_path / "checkpoints").iterdir(), key=lambda p: p.stat().st_mtime)
+  for f in (latest / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"garbage")
+  with pytest.raises(CheckpointError, match="cannot be restored"):
+    load_run(tmp_path)
+
+
+def test_tfds_end_to_end_with_mock_data(tmp_path):
+  cfg = experiment("seed_cnn_digits", "data.name=tfds:mnist", "data.image_size=0",
+                   "num_epochs=1", "batch_size=16")
+  with tfds.testing.mock_data(num_examples=48):
+    results = train_and_evaluate(cfg, tmp_path, quiet=True)
+  assert results["steps"] == 3  # 43 training examples (10% held out), batches of 16.
+  assert np.isfinite(results["test_loss"])
