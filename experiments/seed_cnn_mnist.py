@@ -10,12 +10,8 @@ Expected: about 0.99 test accuracy on the full 60k/10k MNIST (LeCun et al. 1998 
           0.9905 for LeNet-5); somewhat lower on the 8k-image idx variant.
 """
 
-import pathlib
-
+from _common import SHARED_DATA
 from jaxdl.configs import default
-
-# ../shared/data/mnist beside the checkout, wherever the command is run from.
-SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
 def get_config(arg: str = "tfds"):
@@ -25,7 +21,7 @@ def get_config(arg: str = "tfds"):
   config.num_epochs = 10
   config.data.val_fraction = 0.1
   if arg == "idx":
-    config.data.name = f"idx:{SHARED_MNIST}"
+    config.data.name = f"idx:{SHARED_DATA / 'mnist'}"
   elif arg != "tfds":
     raise ValueError(f"unknown variant {arg!r}; use 'tfds' or 'idx'")
   return config

@@ -17,13 +17,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 256  # Evaluation only: does not change any result.
 
   c.data = ml_collections.ConfigDict()
-  # 'digits' | 'tfds:<name>' | 'idx:<dir>'.
+  # Images: 'digits' | 'tfds:<name>' | 'idx:<dir>'. Text: 'textfile:<dir>' |
+  # 'tfds:<name>' of a text dataset. Sequences: 'adding' | 'memory' | 'seq_digits'.
   c.data.name = "digits"
   c.data.data_dir = ""  # TFDS data dir; '' means TFDS's default.
   c.data.download = False  # Let TFDS download and prepare (needs internet).
   c.data.train_split = "train"
   c.data.test_split = "test"
   c.data.image_key = "image"  # TFDS feature names.
+  c.data.text_key = "text"  # TFDS feature / table column of text data.
   c.data.label_key = "label"
   # Fraction of the training split held out for validation each epoch.
   c.data.val_fraction = 0.1
@@ -44,16 +46,35 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.augment_shift = 0
   # Pin the number of classes (0: from the data).
   c.data.num_classes = 0
+  # Text: vocabulary size (PAD and OOV included), tokens per text, file encoding.
+  c.data.vocab_size = 10_000  # The seed's Embedding(input_dim=10000).
+  c.data.max_len = 100  # The seed's input_length=100.
+  c.data.encoding = "utf-8"
+  # Synthetic sequences: length T, sizes, memory-task alphabet, pixel permutation.
+  c.data.seq_len = 50
+  c.data.num_train = 10_000
+  c.data.num_test = 1_000
+  c.data.num_symbols = 8
+  c.data.permute = False
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "seed_cnn"  # 'seed_cnn' | 'deep_cnn'.
+  # 'seed_cnn' | 'deep_cnn' (images), 'text_rnn' (token ids), 'seq_rnn' (float sequences).
+  c.model.name = "seed_cnn"
   # DeepCNN only: VGG-style stages; each stage has blocks_per_stage conv
   # layers of the stage's width, then a 2x2 max pool.
   c.model.widths = (32, 64, 128)
   c.model.blocks_per_stage = 2
   c.model.batch_norm = True
   c.model.residual = True
-  c.model.dropout_rate = 0.0
+  c.model.dropout_rate = 0.0  # DeepCNN: before the output; recurrent: between layers too.
+  # Recurrent models: the seed's LSTM(64, return_sequences) -> LSTM(64).
+  c.model.cell = "lstm"  # 'rnn' | 'lstm' | 'gru'.
+  c.model.hidden_sizes = (64, 64)
+  c.model.embed_dim = 64  # text_rnn: the seed's Embedding(output_dim=64).
+  c.model.bidirectional = False
+  c.model.activation = "tanh"  # rnn cell only.
+  c.model.forget_bias = 1.0  # lstm cell only (Keras's unit_forget_bias).
+  c.model.unroll = 1  # Scan steps per loop iteration: speed only, same math.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"  # 'adam' (the seed's) | 'adamw' | 'sgd'.

@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import json
 import pathlib
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,10 +33,14 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
                       "experiments/seed_cnn_digits.py")
   module_spec = importlib.util.spec_from_file_location(f"jaxdl_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(module_spec)
+  # Like a script, an experiment may import its siblings (shared bases).
+  sys.path.insert(0, str(path.resolve().parent))
   try:
     module_spec.loader.exec_module(module)
   except Exception as e:  # The user's file: report where it failed, in one line.
     raise ConfigError(f"config file {path_str} failed to load: {type(e).__name__}: {e}") from e
+  finally:
+    sys.path.pop(0)
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise ConfigError(f"config file {path_str} does not define get_config(); add "

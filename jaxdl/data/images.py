@@ -14,20 +14,10 @@ import numpy as np
 
 from jaxdl.data import idx, tfds_source
 from jaxdl.data.arrays import Split, check_images, check_labels, split_indices
-from jaxdl.data.spec import DataSpec
+from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
 
 RawSplits = dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Datasets:
-  """The three splits and the facts about them."""
-
-  train: Split
-  val: Split
-  test: Split
-  spec: DataSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,8 @@ class DataSpec:
     num_classes: classes for classification (0 for regression).
     num_train, num_val, num_test: examples in each split.
     notes: how the splits were made, for results.json and the paper.
+    vocab_size: rows of the embedding table for token inputs (0 otherwise).
+    class_names: the label of each class id, where the data names them.
   """
 
   name: str
@@ -26,6 +28,25 @@ class DataSpec:
   num_val: int
   num_test: int
   notes: tuple[str, ...] = ()
+  vocab_size: int = 0
+  class_names: tuple[str, ...] = ()
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+  """The three splits, the facts about them, and the vocabulary of text data.
+
+  Attributes:
+    train, val, test: the splits (``val`` may be empty).
+    spec: the DataSpec.
+    vocab: the word list of text data (index = token id), else None.
+  """
+
+  train: "Split"
+  val: "Split"
+  test: "Split"
+  spec: DataSpec
+  vocab: tuple[str, ...] | None = None

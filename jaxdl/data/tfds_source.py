@@ -59,3 +59,13 @@ def num_classes(name: str, label_key: str, data_dir: str) -> int:
   except Exception:  # Builder metadata unavailable: fall back to the labels seen.
     return 0
   return int(getattr(feature, "num_classes", 0) or 0)
+
+
+def is_text(name: str, split: str, data_dir: str, download: bool, text_key: str) -> bool:
+  """Whether the dataset's ``text_key`` feature holds strings (a text dataset)."""
+  source = _open(name, split, data_dir, download)
+  if len(source) == 0:
+    return False
+  value = source[0].get(text_key)
+  return isinstance(value, (bytes, str)) or (
+      isinstance(value, np.ndarray) and value.dtype.kind in "SUO")

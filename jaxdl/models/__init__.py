@@ -6,6 +6,9 @@ import ml_collections
 from jaxdl.data.spec import DataSpec
 from jaxdl.errors import ConfigError
 from jaxdl.models.cnn import DeepCNN, SeedCNN
+from jaxdl.models.recurrent import (CELLS, Bidirectional, GRUCell, LSTMCell, RecurrentLayer,
+                                    RecurrentStack, SimpleRNNCell)
+from jaxdl.models.sequence import SequenceModel, TextClassifier
 from jaxdl.models.stats import count_params, flops_per_example
 
 
@@ -22,8 +25,33 @@ def _deep_cnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
                  residual=cfg.residual, dropout_rate=cfg.dropout_rate)
 
 
-MODELS = {"seed_cnn": _seed_cnn, "deep_cnn": _deep_cnn}
-IMAGE_MODELS = ("seed_cnn", "deep_cnn")
+def _recurrent_fields(cfg: ml_collections.ConfigDict) -> dict:
+  if cfg.cell not in CELLS:
+    raise ConfigError(f"unknown model.cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
+  if not cfg.hidden_sizes or min(cfg.hidden_sizes) < 1:
+    raise ConfigError("model.hidden_sizes needs one positive width per recurrent layer")
+  if cfg.unroll < 1:
+    raise ConfigError(f"model.unroll must be at least 1, got {cfg.unroll}")
+  return dict(cell=cfg.cell, hidden_sizes=tuple(cfg.hidden_sizes),
+              bidirectional=cfg.bidirectional, dropout_rate=cfg.dropout_rate, unroll=cfg.unroll,
+              activation=cfg.activation, forget_bias=cfg.forget_bias)
+
+
+def _text_rnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
+  return TextClassifier(vocab_size=spec.vocab_size, embed_dim=cfg.embed_dim,
+                        num_classes=spec.num_classes, **_recurrent_fields(cfg))
+
+
+def _seq_rnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
+  outputs = 1 if spec.task == "regression" else spec.num_classes
+  return SequenceModel(num_outputs=outputs, **_recurrent_fields(cfg))
+
+
+MODELS = {"seed_cnn": _seed_cnn, "deep_cnn": _deep_cnn, "text_rnn": _text_rnn,
+          "seq_rnn": _seq_rnn}
+# What each model takes: image [h, w, c], token ids [time], or float sequences [time, features].
+_INPUTS = {"seed_cnn": ("images", 3, "float32"), "deep_cnn": ("images", 3, "float32"),
+           "text_rnn": ("token ids", 1, "int32"), "seq_rnn": ("float sequences", 2, "float32")}
 
 
 def build(model_config: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
@@ -31,10 +59,16 @@ def build(model_config: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
   if model_config.name not in MODELS:
     raise ConfigError(f"unknown model.name {model_config.name!r}; choose one of "
                       f"{', '.join(sorted(MODELS))}")
-  if model_config.name in IMAGE_MODELS and len(spec.input_shape) != 3:
-    raise ConfigError(f"model {model_config.name!r} takes images [height, width, channels], "
-                      f"but {spec.name} gives inputs of shape {spec.input_shape}")
+  what, rank, dtype = _INPUTS[model_config.name]
+  if len(spec.input_shape) != rank or spec.input_dtype != dtype:
+    fits = [name for name, (_, r, d) in _INPUTS.items()
+            if r == len(spec.input_shape) and d == spec.input_dtype]
+    raise ConfigError(f"model {model_config.name!r} takes {what}, but {spec.name} gives "
+                      f"{spec.input_dtype} inputs of shape {spec.input_shape}; use model.name "
+                      f"{' or '.join(repr(f) for f in fits) or 'of another kind'}")
   return MODELS[model_config.name](model_config, spec)
 
 
-__all__ = ["DeepCNN", "MODELS", "SeedCNN", "build", "count_params", "flops_per_example"]
+__all__ = ["Bidirectional", "DeepCNN", "GRUCell", "LSTMCell", "MODELS", "RecurrentLayer",
+           "RecurrentStack", "SeedCNN", "SequenceModel", "SimpleRNNCell", "TextClassifier",
+           "build", "count_params", "flops_per_example"]

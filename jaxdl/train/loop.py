@@ -109,6 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   exp = build_experiment(config)
   spec = exp.datasets.spec
   write_json(run.file("data_spec.json"), spec.to_dict())
+  _check_vocab(run, exp.datasets.vocab)
   run.record_session(command)
 
   checkpointer = Checkpointer(workdir, config.checkpoints_to_keep)
@@ -192,6 +193,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return results
 
 
+def _check_vocab(run: RunFolder, vocab: tuple[str, ...] | None) -> None:
+  """Saves the text vocabulary, or checks it against the one the run was trained with."""
+  if vocab is None:
+    return
+  path = run.file("vocab.json")
+  if not path.exists():
+    write_json(path, list(vocab))
+    return
+  saved = read_json(path)
+  if saved != list(vocab):
+    first = next((i for i, (a, b) in enumerate(zip(saved, vocab)) if a != b),
+                 min(len(saved), len(vocab)))
+    raise CheckpointError(f"the text vocabulary rebuilt from the data differs from the run's "
+                          f"{path} (size {len(vocab)} vs {len(saved)}, first difference at id "
+                          f"{first}); the data changed since training: restore it, or train a "
+                          "new run")
+
+
 def load_run(workdir: str | pathlib.Path) -> tuple[Experiment, TrainState, RunFolder]:
   """Rebuilds a run's experiment from its config.json and restores its last checkpoint."""
   run = RunFolder(workdir)
@@ -199,6 +218,7 @@ def load_run(workdir: str | pathlib.Path) -> tuple[Experiment, TrainState, RunFo
     raise CheckpointError(f"{workdir} is not a run folder (no config.json); pass the "
                           "--workdir of a `jaxdl train` run")
   exp = build_experiment(config_from_dict(read_json(run.file("config.json"))))
+  _check_vocab(run, exp.datasets.vocab)
   checkpointer = Checkpointer(workdir)
   state, _ = checkpointer.restore(exp.initial_state)
   checkpointer.close()
