@@ -2,6 +2,10 @@
 
   jaxdl train CONFIG [--workdir DIR] [--config.KEY=VALUE ...] [--quiet] [--overwrite]
   jaxdl eval --workdir DIR
+  jaxdl sweep CONFIG --workdir DIR --sweep KEY=VALUES ... [--samples N] [--mode MODE]
+  jaxdl report DIR [--format markdown|latex|csv] [--group-by AXIS ...] [--out FILE]
+  jaxdl plot DIR [--out DIR]
+  jaxdl cite DIR
 
 A problem with the user's input prints one line and exits with status 2;
 ``--debug`` shows the traceback instead.
@@ -53,8 +57,7 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl.train.objectives import OBJECTIVES
   from jaxdl.train.run_folder import write_json
 
-  if extra:
-    raise ConfigError(f"jaxdl eval takes no config overrides, got {' '.join(extra)}")
+  _no_extra("eval", extra)
   import jax
 
   exp, state, run = load_run(args.workdir)
@@ -66,6 +69,63 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
   write_json(run.file("eval.json"), results)
   _print_results(results, args.workdir)
   return 0
+
+
+def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.configs import apply_overrides, load_config, load_sweep
+  from jaxdl.sweep.axes import axes_from_mapping, parse_axis
+  from jaxdl.sweep.run import run_sweep
+
+  base = apply_overrides(load_config(args.config), _split_overrides(extra))
+  given = [parse_axis(a) for a in args.sweep or []]
+  from_config = [a for a in axes_from_mapping(load_sweep(args.config))
+                 if a.key not in {g.key for g in given}]
+  axes = from_config + given
+  if not axes:
+    raise ConfigError("no sweep axes: pass --sweep KEY=VALUES (e.g. --sweep seed=0:3) or define "
+                      "sweep() in the experiment file")
+  members = run_sweep(base, axes, args.workdir, mode=args.mode, samples=args.samples,
+                      sweep_seed=args.sweep_seed, quiet=args.quiet, overwrite=args.overwrite,
+                      command=sys.argv)
+  done = sum(m["status"] == "done" for m in members)
+  print(f"{done}/{len(members)} members done; results: {args.workdir}/results.csv; "
+        f"table: jaxdl report {args.workdir}")
+  return 0 if done == len(members) else 1
+
+
+def _report(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.sweep.report import report
+
+  _no_extra("report", extra)
+  table = report(args.dir, fmt=args.format, group_by=args.group_by, metrics=args.metric)
+  if args.out:
+    pathlib.Path(args.out).write_text(table)
+    print(f"wrote {args.out}")
+  else:
+    print(table, end="")
+  return 0
+
+
+def _plot(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.sweep.plot import plot
+
+  _no_extra("plot", extra)
+  for path in plot(args.dir, args.out, args.metric):
+    print(f"wrote {path}")
+  return 0
+
+
+def _cite(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.cite import cite
+
+  _no_extra("cite", extra)
+  print(cite(args.dir), end="")
+  return 0
+
+
+def _no_extra(command: str, extra: Sequence[str]) -> None:
+  if extra:
+    raise ConfigError(f"jaxdl {command} does not take {' '.join(extra)}")
 
 
 def _print_results(results: dict, workdir: str) -> None:
@@ -90,6 +150,38 @@ def _parser() -> argparse.ArgumentParser:
   evaluate = sub.add_parser("eval", help="re-evaluate a run's last checkpoint on val and test")
   evaluate.add_argument("--workdir", required=True)
   evaluate.set_defaults(handler=_eval)
+
+  sweep = sub.add_parser("sweep", help="train a grid or random sweep of a config")
+  sweep.add_argument("config")
+  sweep.add_argument("--workdir", required=True, help="sweep folder (rerun to resume)")
+  sweep.add_argument("--sweep", action="append", metavar="KEY=VALUES",
+                     help="an axis: a,b,c | 0:5 | loguniform(lo,hi) | uniform(lo,hi) | "
+                     "randint(lo,hi) | choice(a,b); repeatable")
+  sweep.add_argument("--samples", type=int, default=0, help="random draws of the random axes")
+  sweep.add_argument("--sweep-seed", type=int, default=0, help="seed of the random draws")
+  sweep.add_argument("--mode", default="auto", choices=("auto", "vectorized", "sequential"),
+                     help="vectorized: members that differ only in values train as one program")
+  sweep.add_argument("--quiet", action="store_true")
+  sweep.add_argument("--overwrite", action="store_true")
+  sweep.set_defaults(handler=_sweep)
+
+  rep = sub.add_parser("report", help="a sweep's results over seeds as a table")
+  rep.add_argument("dir")
+  rep.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"))
+  rep.add_argument("--group-by", nargs="+", help="axes that define a row (default: all but seed)")
+  rep.add_argument("--metric", nargs="+", help="results.json keys (default: test metrics)")
+  rep.add_argument("--out", help="write to FILE instead of stdout")
+  rep.set_defaults(handler=_report)
+
+  plt = sub.add_parser("plot", help="learning curves and hyperparameter response as PNG")
+  plt.add_argument("dir")
+  plt.add_argument("--out", help="folder for the PNG files (default: DIR/plots)")
+  plt.add_argument("--metric", help="results.json key for the response plots")
+  plt.set_defaults(handler=_plot)
+
+  cit = sub.add_parser("cite", help="BibTeX for jaxdl and the papers behind a run")
+  cit.add_argument("dir")
+  cit.set_defaults(handler=_cite)
   return parser
 
 

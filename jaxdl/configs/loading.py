@@ -24,9 +24,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads ``path.py`` or ``path.py:arg`` and returns its locked config."""
-  path_str, _, arg = spec.partition(":")
+def _load_module(path_str: str):
   path = pathlib.Path(path_str)
   if not path.is_file():
     raise ConfigError(f"config file {path_str!r} does not exist; pass a file such as "
@@ -41,6 +39,13 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     raise ConfigError(f"config file {path_str} failed to load: {type(e).__name__}: {e}") from e
   finally:
     sys.path.pop(0)
+  return module
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path.py`` or ``path.py:arg`` and returns its locked config."""
+  path_str, _, arg = spec.partition(":")
+  module = _load_module(path_str)
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise ConfigError(f"config file {path_str} does not define get_config(); add "
@@ -51,6 +56,16 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
                       "not an ml_collections.ConfigDict")
   config.lock()
   return config
+
+
+def load_sweep(spec: str) -> dict[str, Any]:
+  """The experiment's ``sweep()`` axes, ``{key: values or spec string}`` ({} if none)."""
+  module = _load_module(spec.partition(":")[0])
+  sweep = getattr(module, "sweep", None)
+  axes = sweep() if callable(sweep) else {}
+  if not isinstance(axes, Mapping):
+    raise ConfigError(f"sweep() in {spec} must return a dict of axes, got {type(axes).__name__}")
+  return dict(axes)
 
 
 def _valid_keys(node: ml_collections.ConfigDict) -> list[str]:

@@ -34,6 +34,9 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
   def save(self, state: TrainState, progress: dict[str, Any]) -> None:
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():

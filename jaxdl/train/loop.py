@@ -46,11 +46,12 @@ class Experiment:
     return self.steps_per_epoch * self.config.num_epochs
 
 
-def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
-  """Data, model, optimizer and initial state for ``config``."""
+def build_experiment(config: ml_collections.ConfigDict,
+                     datasets: data.Datasets | None = None) -> Experiment:
+  """Data (unless given), model, optimizer and initial state for ``config``."""
   _check_positive(config, ("batch_size", "eval_batch_size", "num_epochs",
                            "checkpoint_every_steps"))
-  datasets = data.build(config.data)
+  datasets = datasets or data.build(config.data)
   model = models.build(config.model, datasets.spec)
   steps_per_epoch = data.num_batches(datasets.spec.num_train, config.batch_size)
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
@@ -67,20 +68,54 @@ def _check_positive(config: ml_collections.ConfigDict, keys: Sequence[str]) -> N
 _add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
 
 
-def _host(sums: Any) -> dict[str, float]:
-  return {k: float(v) for k, v in jax.device_get(sums).items()}
+class _Members:
+  """Runs trained together: one state pytree, stacked on a leading axis when vectorized.
+
+  A lone run is a group of one that is not vectorized, so there is one loop.
+  """
+
+  def __init__(self, size: int, vectorized: bool):
+    if size > 1 and not vectorized:
+      raise ValueError("several members are trained together only when vectorized")
+    self.size, self.vectorized = size, vectorized
+
+  def combine(self, trees: Sequence[Any]) -> Any:
+    """One tree from one per member (stacked on axis 0 when vectorized)."""
+    if not self.vectorized:
+      return trees[0]
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs) if isinstance(xs[0], np.ndarray)
+                                  else jnp.stack(xs), *trees)
+
+  def split(self, tree: Any) -> list[Any]:
+    """One tree per member."""
+    if not self.vectorized:
+      return [tree]
+    return [jax.tree_util.tree_map(lambda x, i=i: x[i], tree) for i in range(self.size)]
+
+  def transform(self, fn, in_axes=0):
+    return jax.vmap(fn, in_axes=in_axes) if self.vectorized else fn
+
+  def means(self, sums: Any) -> list[dict[str, float]]:
+    """Per-member mean metrics from (stacked) metric sums."""
+    host = jax.device_get(sums)
+    return [means({k: float(v) for k, v in member.items()}) for member in self.split(host)]
+
+
+def _evaluate_members(members: _Members, eval_step: EvalStep, state: TrainState, split: Split,
+                      batch_size: int) -> list[dict[str, float]]:
+  if len(split) == 0:
+    return [{} for _ in range(members.size)]
+  sums = None
+  for batch in data.eval_batches(split, batch_size):
+    batch_sums = eval_step(state, batch)
+    sums = batch_sums if sums is None else _add(sums, batch_sums)
+  return members.means(sums)
 
 
 def evaluate(eval_step: EvalStep, state: TrainState, split: Split,
              batch_size: int) -> dict[str, float]:
   """Mean metrics over every example of ``split`` (each counted once)."""
-  if len(split) == 0:
-    return {}
-  sums = None
-  for batch in data.eval_batches(split, batch_size):
-    batch_sums = eval_step(state, batch)
-    sums = batch_sums if sums is None else _add(sums, batch_sums)
-  return means(_host(sums))
+  return _evaluate_members(_Members(1, False), eval_step, state, split, batch_size)[0]
 
 
 def _epoch_row(epoch: int, step: int, train: dict, val: dict, examples: int,
@@ -100,97 +135,161 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Returns:
     The results written to ``workdir/results.json``.
   """
-  t_start = time.perf_counter()
-  workdir = pathlib.Path(workdir)
-  if overwrite and workdir.exists():
-    shutil.rmtree(workdir)
-  run = RunFolder(workdir)
-  run.claim(config_to_dict(config))
-  exp = build_experiment(config)
-  spec = exp.datasets.spec
-  write_json(run.file("data_spec.json"), spec.to_dict())
-  _check_vocab(run, exp.datasets.vocab)
-  run.record_session(command)
+  return train_together([config], [workdir], vectorized=False, quiet=quiet,
+                        overwrite=overwrite, command=command)[0]
 
-  checkpointer = Checkpointer(workdir, config.checkpoints_to_keep)
-  state, progress = exp.initial_state, {"history": [], "epoch_sums": None, "train_s": 0.0}
-  if checkpointer.latest_step() is not None:
-    state, progress = checkpointer.restore(state)
-  history: list[dict[str, Any]] = progress["history"]
-  run.write_metrics(history)  # The checkpoint's history is the truth on resume.
+
+def _common_step(checkpointers: Sequence[Checkpointer]) -> int | None:
+  """The latest step that every member has a checkpoint of (None: start afresh)."""
+  steps = [set(c.all_steps()) for c in checkpointers]
+  common = set.intersection(*steps) if steps else set()
+  return max(common) if common else None
+
+
+def train_together(configs: Sequence[ml_collections.ConfigDict],
+                   workdirs: Sequence[str | pathlib.Path], *, vectorized: bool,
+                   quiet: bool = False, overwrite: bool = False,
+                   command: Sequence[str] = ()) -> list[dict[str, Any]]:
+  """Trains runs that differ only in values (seed, learning rate, ...) as one program.
+
+  With ``vectorized``, the members' states are stacked on a leading axis and one
+  ``jax.vmap``-ed step trains them all; each keeps its own init key, data
+  order and optimizer hyperparameters (which live in its optimizer state), and
+  each writes its own run folder, exactly as a lone run would.
+
+  Args:
+    configs: one config per member, equal in everything that changes shapes or code.
+    workdirs: one run folder per member.
+    vectorized: train with vmap (required for more than one member).
+
+  Returns:
+    Each member's results (also written to its ``results.json``).
+  """
+  t_start = time.perf_counter()
+  members = _Members(len(configs), vectorized)
+  runs = []
+  for config, workdir in zip(configs, workdirs):
+    if overwrite and pathlib.Path(workdir).exists():
+      shutil.rmtree(workdir)
+    run = RunFolder(workdir)
+    run.claim(config_to_dict(config))
+    runs.append(run)
+  lead = build_experiment(configs[0])
+  exps = [lead] + [build_experiment(c, lead.datasets) for c in configs[1:]]
+  spec, config = lead.datasets.spec, lead.config
+  for run in runs:
+    write_json(run.file("data_spec.json"), spec.to_dict())
+    _check_vocab(run, lead.datasets.vocab)
+    run.record_session(command)
+
+  checkpointers = [Checkpointer(run.path, c.checkpoints_to_keep) for run, c in zip(runs, configs)]
+  states = [e.initial_state for e in exps]
+  progress = [{"history": [], "epoch_sums": None, "train_s": 0.0} for _ in exps]
+  resume_step = _common_step(checkpointers)
+  if resume_step is not None:
+    restored = [c.restore(s, resume_step) for c, s in zip(checkpointers, states)]
+    states, progress = [r[0] for r in restored], [r[1] for r in restored]
+  histories: list[list[dict[str, Any]]] = [p["history"] for p in progress]
+  for run, history in zip(runs, histories):
+    run.write_metrics(history)  # The checkpoint's history is the truth on resume.
+  state = members.combine(states)
 
   objective = OBJECTIVES[spec.task]
-  train_step = jax.jit(make_train_step(exp.model, exp.tx, objective), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(exp.model, objective))
-  step = start_step = int(state.step)
-  train_s = float(progress["train_s"])
+  train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective)),
+                       donate_argnums=0)
+  eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective), in_axes=(0, None)))
+  step = start_step = resume_step or 0
+  train_s = float(progress[0]["train_s"])
   compile_s = 0.0
 
   def save(epoch_sums):
-    checkpointer.save(state, {"history": history, "train_s": train_s,
-                              "epoch_sums": None if epoch_sums is None else _host(epoch_sums)})
+    member_sums = [None] * members.size if epoch_sums is None else [
+        {k: float(v) for k, v in s.items()} for s in members.split(jax.device_get(epoch_sums))]
+    for i, member_state in enumerate(members.split(state)):
+      checkpointers[i].save(member_state, {"history": histories[i], "train_s": train_s,
+                                           "epoch_sums": member_sums[i]})
 
-  with Reporter(exp.total_steps, start_step, quiet) as reporter:
+  with Reporter(lead.total_steps, start_step, quiet) as reporter:
     if start_step:
-      reporter.log(f"resuming {workdir} from step {start_step}")
-    for epoch in range(start_step // exp.steps_per_epoch, config.num_epochs):
-      first = step - epoch * exp.steps_per_epoch
-      sums = progress["epoch_sums"] if first else None
-      sums = None if sums is None else {k: np.float32(v) for k, v in sums.items()}
+      reporter.log(f"resuming {', '.join(str(r.path) for r in runs)} from step {start_step}")
+    for epoch in range(start_step // lead.steps_per_epoch, config.num_epochs):
+      first = step - epoch * lead.steps_per_epoch
+      sums = None
+      if first:
+        sums = members.combine([{k: np.float32(v) for k, v in p["epoch_sums"].items()}
+                                for p in progress])
       t_epoch = t_mark = time.perf_counter()
       examples = 0
-      for batch in data.train_batches(exp.datasets.train, config.batch_size, config.seed,
-                                      epoch, start=first, shift=config.data.augment_shift):
+      member_batches = [data.train_batches(lead.datasets.train, config.batch_size, c.seed, epoch,
+                                           start=first, shift=c.data.augment_shift)
+                        for c in configs]
+      for batches in zip(*member_batches):
         t_step = time.perf_counter()
-        state, step_sums = train_step(state, batch)
+        state, step_sums = train_step(state, members.combine(batches))
         if compile_s == 0.0:
           jax.block_until_ready(state.step)
           compile_s = time.perf_counter() - t_step
         sums = step_sums if sums is None else _add(sums, step_sums)
-        examples += int(batch["mask"].sum())
+        examples += int(batches[0]["mask"].sum()) * members.size  # Every member's examples.
         step += 1
         if step % config.checkpoint_every_steps == 0:
           jax.block_until_ready(state.step)
           train_s += time.perf_counter() - t_mark
           save(sums)
           t_mark = time.perf_counter()
-        reporter.advance(step, means(_host(sums)) if reporter.wants_live_metrics() else None)
+        if reporter.wants_live_metrics():
+          live = members.means(sums)
+          reporter.advance(step, {k: float(np.mean([m[k] for m in live])) for k in live[0]})
+        else:
+          reporter.advance(step)
       jax.block_until_ready(state.step)
       train_s += time.perf_counter() - t_mark
       epoch_s = time.perf_counter() - t_epoch
-      val = evaluate(eval_step, state, exp.datasets.val, config.eval_batch_size)
-      history.append(_epoch_row(epoch + 1, step, means(_host(sums)), val, examples,
-                                epoch_s))
+      vals = _evaluate_members(members, eval_step, state, lead.datasets.val,
+                               config.eval_batch_size)
+      for i, (train_means, val) in enumerate(zip(members.means(sums), vals)):
+        histories[i].append(_epoch_row(epoch + 1, step, train_means, val, examples, epoch_s))
       save(None)
-      run.write_metrics(history)
-      reporter.log(format_row(history[-1]))
+      for run, history in zip(runs, histories):
+        run.write_metrics(history)
+        prefix = f"{run.path.name}: " if members.size > 1 else ""
+        reporter.log(prefix + format_row(history[-1]))
 
-  test = evaluate(eval_step, state, exp.datasets.test, config.eval_batch_size)
-  checkpointer.close()
-  num_train_examples = spec.num_train * config.num_epochs
-  results = {
-      "test_accuracy": test.get("accuracy"),
-      "test_loss": test["loss"],
-      **{f"test_{k}": v for k, v in test.items() if k not in ("accuracy", "loss")},
-      **{k: history[-1].get(k) for k in ("train_loss", "train_accuracy", "val_loss",
-                                         "val_accuracy")},
-      "num_params": models.count_params(state.params),
-      "flops_per_example": models.flops_per_example(exp.model, state.variables(),
-                                                    spec.input_shape, spec.input_dtype),
-      "steps": int(state.step),
-      "epochs": config.num_epochs,
-      "examples_per_s": num_train_examples / train_s if train_s > 0 else None,
-      "train_s": train_s,
-      "compile_s": compile_s or None,
-      "wall_s": time.perf_counter() - t_start,
-      "seed": config.seed,
-      "model": config.model.name,
-      "data": spec.name,
-      "data_notes": list(spec.notes),
-  }
-  results = {k: v for k, v in results.items() if v is not None or k.startswith("test_")}
-  write_json(run.file("results.json"), results)
-  return results
+  tests = _evaluate_members(members, eval_step, state, lead.datasets.test,
+                            config.eval_batch_size)
+  for c in checkpointers:
+    c.close()
+  first_state = members.split(state)[0]
+  flops = models.flops_per_example(lead.model, first_state.variables(), spec.input_shape,
+                                   spec.input_dtype)
+  num_train_examples = spec.num_train * config.num_epochs * members.size
+  all_results = []
+  for member_config, run, history, test in zip(configs, runs, histories, tests):
+    results = {
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test["loss"],
+        **{f"test_{k}": v for k, v in test.items() if k not in ("accuracy", "loss")},
+        **{k: history[-1].get(k) for k in ("train_loss", "train_accuracy", "val_loss",
+                                           "val_accuracy")},
+        "num_params": models.count_params(first_state.params),
+        "flops_per_example": flops,
+        "steps": step,
+        "epochs": config.num_epochs,
+        # With several members, throughput counts every member's examples.
+        "examples_per_s": num_train_examples / train_s if train_s > 0 else None,
+        "train_s": train_s,
+        "compile_s": compile_s or None,
+        "wall_s": time.perf_counter() - t_start,
+        "seed": member_config.seed,
+        "model": member_config.model.name,
+        "data": spec.name,
+        "data_notes": list(spec.notes),
+        "trained_with": members.size if members.vectorized else 1,
+    }
+    results = {k: v for k, v in results.items() if v is not None or k.startswith("test_")}
+    write_json(run.file("results.json"), results)
+    all_results.append(results)
+  return all_results
 
 
 def _check_vocab(run: RunFolder, vocab: tuple[str, ...] | None) -> None:

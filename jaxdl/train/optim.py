@@ -73,5 +73,5 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int,
   return make(learning_rate=cfg.learning_rate, weight_decay=float(cfg.weight_decay),
               momentum=cfg.momentum, grad_clip_norm=cfg.grad_clip_norm or 1.0,
               name=cfg.name, nesterov=cfg.nesterov, clip=cfg.grad_clip_norm > 0,
-              decay=cfg.weight_decay > 0,
+              decay=cfg.weight_decay > 0 and cfg.name != "adamw",
               shape=_schedule_shape(cfg, total_steps, steps_per_epoch))

@@ -1,0 +1,179 @@
+"""``jaxdl cite``: BibTeX for jaxdl and for the papers behind a run's model, data and optimizer."""
+
+import pathlib
+import re
+from typing import Any
+
+from jaxdl import __version__
+from jaxdl.errors import JaxdlError
+from jaxdl.train.run_folder import read_json
+
+JAXDL = f"""@software{{jaxdl,
+  title = {{jaxdl: a {{JAX}} functional research framework for {{CNNs}}, deep {{CNNs}}, {{RNNs}} and {{LSTMs}}}},
+  author = {{{{The jaxdl developers}}}},
+  year = {{2026}},
+  version = {{{__version__}}},
+  note = {{See CITATION.cff}}
+}}"""
+
+ENTRIES = {
+    "jax2018github": """@software{jax2018github,
+  author = {James Bradbury and Roy Frostig and Peter Hawkins and Matthew James Johnson and Chris Leary and Dougal Maclaurin and George Necula and Adam Paszke and Jake VanderPlas and Skye Wanderman-Milne and Qiao Zhang},
+  title = {{JAX}: composable transformations of {P}ython+{N}um{P}y programs},
+  url = {http://github.com/jax-ml/jax},
+  year = {2018}
+}""",
+    "lecun1998gradient": """@article{lecun1998gradient,
+  author = {Yann LeCun and L{\\'e}on Bottou and Yoshua Bengio and Patrick Haffner},
+  title = {Gradient-based learning applied to document recognition},
+  journal = {Proceedings of the IEEE},
+  volume = {86}, number = {11}, pages = {2278--2324},
+  year = {1998}
+}""",
+    "alpaydin1998optdigits": """@misc{alpaydin1998optdigits,
+  author = {E. Alpaydin and C. Kaynak},
+  title = {Optical Recognition of Handwritten Digits},
+  howpublished = {UCI Machine Learning Repository},
+  doi = {10.24432/C50P49},
+  year = {1998}
+}""",
+    "xiao2017fashion": """@article{xiao2017fashion,
+  author = {Han Xiao and Kashif Rasul and Roland Vollgraf},
+  title = {Fashion-{MNIST}: a Novel Image Dataset for Benchmarking Machine Learning Algorithms},
+  journal = {arXiv preprint arXiv:1708.07747},
+  year = {2017}
+}""",
+    "krizhevsky2009learning": """@techreport{krizhevsky2009learning,
+  author = {Alex Krizhevsky},
+  title = {Learning Multiple Layers of Features from Tiny Images},
+  institution = {University of Toronto},
+  year = {2009}
+}""",
+    "simonyan2015very": """@inproceedings{simonyan2015very,
+  author = {Karen Simonyan and Andrew Zisserman},
+  title = {Very Deep Convolutional Networks for Large-Scale Image Recognition},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2015}
+}""",
+    "he2016deep": """@inproceedings{he2016deep,
+  author = {Kaiming He and Xiangyu Zhang and Shaoqing Ren and Jian Sun},
+  title = {Deep Residual Learning for Image Recognition},
+  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages = {770--778},
+  year = {2016}
+}""",
+    "ioffe2015batch": """@inproceedings{ioffe2015batch,
+  author = {Sergey Ioffe and Christian Szegedy},
+  title = {Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  pages = {448--456},
+  year = {2015}
+}""",
+    "elman1990finding": """@article{elman1990finding,
+  author = {Jeffrey L. Elman},
+  title = {Finding Structure in Time},
+  journal = {Cognitive Science},
+  volume = {14}, number = {2}, pages = {179--211},
+  year = {1990}
+}""",
+    "hochreiter1997long": """@article{hochreiter1997long,
+  author = {Sepp Hochreiter and J{\\"u}rgen Schmidhuber},
+  title = {Long Short-Term Memory},
+  journal = {Neural Computation},
+  volume = {9}, number = {8}, pages = {1735--1780},
+  year = {1997}
+}""",
+    "cho2014learning": """@inproceedings{cho2014learning,
+  author = {Kyunghyun Cho and Bart van Merri{\\"e}nboer and Caglar Gulcehre and Dzmitry Bahdanau and Fethi Bougares and Holger Schwenk and Yoshua Bengio},
+  title = {Learning Phrase Representations using {RNN} Encoder--Decoder for Statistical Machine Translation},
+  booktitle = {Conference on Empirical Methods in Natural Language Processing (EMNLP)},
+  pages = {1724--1734},
+  year = {2014}
+}""",
+    "le2015simple": """@article{le2015simple,
+  author = {Quoc V. Le and Navdeep Jaitly and Geoffrey E. Hinton},
+  title = {A Simple Way to Initialize Recurrent Networks of Rectified Linear Units},
+  journal = {arXiv preprint arXiv:1504.00941},
+  year = {2015}
+}""",
+    "maas2011learning": """@inproceedings{maas2011learning,
+  author = {Andrew L. Maas and Raymond E. Daly and Peter T. Pham and Dan Huang and Andrew Y. Ng and Christopher Potts},
+  title = {Learning Word Vectors for Sentiment Analysis},
+  booktitle = {Annual Meeting of the Association for Computational Linguistics (ACL)},
+  pages = {142--150},
+  year = {2011}
+}""",
+    "pang2005seeing": """@inproceedings{pang2005seeing,
+  author = {Bo Pang and Lillian Lee},
+  title = {Seeing Stars: Exploiting Class Relationships for Sentiment Categorization with Respect to Rating Scales},
+  booktitle = {Annual Meeting of the Association for Computational Linguistics (ACL)},
+  pages = {115--124},
+  year = {2005}
+}""",
+    "socher2013recursive": """@inproceedings{socher2013recursive,
+  author = {Richard Socher and Alex Perelygin and Jean Wu and Jason Chuang and Christopher D. Manning and Andrew Ng and Christopher Potts},
+  title = {Recursive Deep Models for Semantic Compositionality Over a Sentiment Treebank},
+  booktitle = {Conference on Empirical Methods in Natural Language Processing (EMNLP)},
+  pages = {1631--1642},
+  year = {2013}
+}""",
+    "zhang2015character": """@inproceedings{zhang2015character,
+  author = {Xiang Zhang and Junbo Zhao and Yann LeCun},
+  title = {Character-level Convolutional Networks for Text Classification},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2015}
+}""",
+    "kingma2015adam": """@inproceedings{kingma2015adam,
+  author = {Diederik P. Kingma and Jimmy Ba},
+  title = {Adam: A Method for Stochastic Optimization},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2015}
+}""",
+    "loshchilov2019decoupled": """@inproceedings{loshchilov2019decoupled,
+  author = {Ilya Loshchilov and Frank Hutter},
+  title = {Decoupled Weight Decay Regularization},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2019}
+}""",
+}
+
+# Which datasets name which papers (regular expressions searched in data.name).
+_DATA = [(r"(?<!fashion_)mnist", "lecun1998gradient"), ("fashion_mnist", "xiao2017fashion"),
+         ("cifar10", "krizhevsky2009learning"), ("imdb", "maas2011learning"),
+         (r"\bmr\b", "pang2005seeing"), ("sst", "socher2013recursive"),
+         ("ag_news", "zhang2015character"), ("adding", "hochreiter1997long"),
+         ("adding", "le2015simple"), ("memory", "hochreiter1997long"),
+         ("seq_digits", "alpaydin1998optdigits"), ("seq_digits", "le2015simple"),
+         ("digits", "alpaydin1998optdigits")]
+_CELLS = {"rnn": "elman1990finding", "lstm": "hochreiter1997long", "gru": "cho2014learning"}
+
+
+def keys_for(config: dict[str, Any]) -> list[str]:
+  """The citation keys a run's config calls for, framework first."""
+  keys = ["jax2018github"]
+  model = config["model"]
+  if model["name"] == "seed_cnn":
+    keys.append("lecun1998gradient")
+  elif model["name"] == "deep_cnn":
+    keys.append("simonyan2015very")
+    keys += ["ioffe2015batch"] * bool(model["batch_norm"]) + ["he2016deep"] * bool(model["residual"])
+  else:
+    keys.append(_CELLS[model["cell"]])
+  name = config["data"]["name"].lower()
+  keys += [key for pattern, key in _DATA if re.search(pattern, name)]
+  keys.append({"adam": "kingma2015adam", "adamw": "loshchilov2019decoupled"}.get(
+      config["optim"]["name"], ""))
+  return list(dict.fromkeys(k for k in keys if k))
+
+
+def cite(folder: str | pathlib.Path) -> str:
+  """BibTeX for jaxdl and the run's (or sweep's) model, data and optimizer."""
+  folder = pathlib.Path(folder)
+  if (folder / "config.json").exists():
+    config = read_json(folder / "config.json")
+  elif (folder / "sweep.json").exists():
+    config = read_json(folder / "sweep.json")["base_config"]
+  else:
+    raise JaxdlError(f"{folder} is neither a run folder (config.json) nor a sweep folder "
+                     "(sweep.json)")
+  return "\n\n".join([JAXDL, *(ENTRIES[k] for k in keys_for(config))]) + "\n"

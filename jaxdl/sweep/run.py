@@ -1,0 +1,146 @@
+"""``run_sweep``: expand a sweep, train its members, and collect their results.
+
+The sweep folder holds ``sweep.json`` (command, axes, members and their
+status), one run folder per member (``m000``, ``m001``, ...: the same files a
+lone ``jaxdl train`` writes), and ``results.csv`` (one row per member: its
+swept values and its results.json numbers). Rerunning the same sweep skips
+finished members and resumes interrupted ones from their checkpoints.
+"""
+
+import csv
+import datetime
+import json
+import pathlib
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+
+from jaxdl.configs import apply_overrides
+from jaxdl.configs.loading import config_to_dict
+from jaxdl.errors import CheckpointError, JaxdlError
+from jaxdl.sweep.axes import Axis, expand
+from jaxdl.sweep.groups import group_members, splitting_axes
+from jaxdl.train.loop import train_together
+from jaxdl.train.run_folder import read_json, write_json
+
+MODES = ("auto", "vectorized", "sequential")
+_CONV_MODELS = ("seed_cnn", "deep_cnn")
+
+
+def member_name(index: int) -> str:
+  return f"m{index:03d}"
+
+
+def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
+  results, saved = folder / "results.json", folder / "config.json"
+  return results.exists() and saved.exists() and read_json(saved) == config_to_dict(config)
+
+
+def _choose_mode(mode: str, config: ml_collections.ConfigDict, log: Callable[[str], None]) -> str:
+  if mode not in MODES:
+    raise JaxdlError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+  if mode != "auto":
+    return mode
+  if jax.default_backend() == "cpu" and config.model.name in _CONV_MODELS:
+    # Measured (scripts/bench_sweep.py): vmapped convolutions become grouped
+    # convolutions, which XLA:CPU runs slower than the members one by one.
+    log("mode auto: sequential (vectorized convolutions are slower than sequential on CPU; "
+        "--mode vectorized forces it)")
+    return "sequential"
+  return "vectorized"
+
+
+def _write_results_csv(folder: pathlib.Path, members: Sequence[dict[str, Any]],
+                       axis_keys: Sequence[str]) -> None:
+  rows, result_keys = [], []
+  for member in members:
+    results_path = folder / member["name"] / "results.json"
+    results = read_json(results_path) if results_path.exists() else {}
+    scalars = {k: v for k, v in results.items() if not isinstance(v, (list, dict))}
+    result_keys += [k for k in scalars if k not in result_keys and k not in axis_keys]
+    rows.append({"member": member["name"], "status": member["status"], "group": member["group"],
+                 **member["overrides"], **{k: v for k, v in scalars.items()
+                                           if k not in axis_keys}})
+  columns = ["member", "status", "group", *axis_keys, *result_keys]
+  tmp = folder / "results.csv.tmp"
+  with tmp.open("w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  tmp.replace(folder / "results.csv")
+
+
+def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
+              *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
+              overwrite: bool = False, command: Sequence[str] = (),
+              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
+  """Trains every member of the sweep of ``base`` over ``axes`` in ``workdir``.
+
+  Returns:
+    The members as written to sweep.json (name, overrides, group, status).
+  """
+  folder = pathlib.Path(workdir)
+  if overwrite and folder.exists():
+    shutil.rmtree(folder)
+  overrides = expand(axes, samples, sweep_seed)
+  configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here, before any work.
+  groups = group_members(configs)
+  group_of = {i: g for g, members in enumerate(groups) for i in members}
+  members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
+             for i, o in enumerate(overrides)]
+  record = {"command": list(command), "base_config": config_to_dict(base),
+            "axes": [a.describe() for a in axes], "samples": samples, "sweep_seed": sweep_seed,
+            "mode": mode, "members": members}
+  sweep_file = folder / "sweep.json"
+  if sweep_file.exists():
+    old = read_json(sweep_file)
+    if [m["overrides"] for m in old["members"]] != json.loads(json.dumps(overrides)) or \
+        old["base_config"] != record["base_config"]:
+      raise CheckpointError(f"{folder} holds a different sweep; use a new --workdir, or "
+                            "--overwrite to delete it")
+  folder.mkdir(parents=True, exist_ok=True)
+  chosen = _choose_mode(mode, base, log)
+  record["mode_used"] = chosen
+  split = splitting_axes([a.key for a in axes], configs, groups)
+  if chosen == "vectorized" and len(groups) > 1:
+    log(f"{len(groups)} groups: {', '.join(split) or 'the configs'} change shapes or code, so "
+        "members that differ in them are trained in separate programs")
+
+  def save_record(status: str) -> None:
+    record["status"] = status
+    record["updated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    write_json(sweep_file, record)
+    _write_results_csv(folder, members, [a.key for a in axes])
+
+  for i, config in enumerate(configs):
+    if _finished(folder / members[i]["name"], config):
+      members[i]["status"] = "done"
+  save_record("running")
+  batches = groups if chosen == "vectorized" else [[i] for i in range(len(configs))]
+  for batch in batches:
+    todo = [i for i in batch if members[i]["status"] != "done"]
+    if not todo:
+      continue
+    for i in todo:
+      members[i]["status"] = "running"
+    save_record("running")
+    log(f"training {', '.join(members[i]['name'] for i in todo)}"
+        + (" together (vectorized)" if len(todo) > 1 else ""))
+    try:
+      train_together([configs[i] for i in todo], [folder / members[i]["name"] for i in todo],
+                     vectorized=len(todo) > 1, quiet=quiet, command=command)
+    except JaxdlError as e:
+      for i in todo:
+        members[i]["status"] = "failed"
+        members[i]["error"] = str(e)
+      log(f"failed: {e}")
+      continue
+    for i in todo:
+      members[i]["status"] = "done"
+  save_record("done" if all(m["status"] == "done" for m in members) else "incomplete")
+  return members

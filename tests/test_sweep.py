@@ -1,0 +1,228 @@
+"""Sweeps: expansion, vectorized members equal lone runs, resume, grouping, reports, plots."""
+
+import csv
+import json
+
+import chex
+import numpy as np
+import pytest
+
+from conftest import EXPERIMENTS, experiment
+from jaxdl import cli
+from jaxdl.errors import ConfigError
+from jaxdl.sweep import axes as axes_lib
+from jaxdl.sweep import run as run_lib
+from jaxdl.sweep.groups import group_members
+from jaxdl.sweep.report import Summary, report
+from jaxdl.sweep.run import run_sweep
+from jaxdl.train import load_run
+from jaxdl.train.loop import train_together
+
+TINY = ("num_epochs=1", "batch_size=256", "data.augment_shift=0")
+
+
+def test_grid_expansion_is_the_cartesian_product():
+  axes = [axes_lib.parse_axis("optim.learning_rate=1e-3,3e-3"), axes_lib.parse_axis("seed=0:3")]
+  members = axes_lib.expand(axes)
+  assert members == [{"optim.learning_rate": lr, "seed": s}
+                     for lr in (1e-3, 3e-3) for s in (0, 1, 2)]
+  assert axes_lib.parse_axis("seed=0:10:4").values == (0, 4, 8)
+  assert axes_lib.parse_axis("model.cell=lstm,gru").values == ("lstm", "gru")
+
+
+def test_random_expansion_is_reproducible_and_in_range():
+  axes = [axes_lib.parse_axis("optim.learning_rate=loguniform(1e-4,1e-2)"),
+          axes_lib.parse_axis("model.cell=choice(lstm,gru)"),
+          axes_lib.parse_axis("data.max_len=randint(10,12)"), axes_lib.parse_axis("seed=0:2")]
+  members = axes_lib.expand(axes, samples=20, sweep_seed=3)
+  assert len(members) == 40 and members == axes_lib.expand(axes, samples=20, sweep_seed=3)
+  assert members != axes_lib.expand(axes, samples=20, sweep_seed=4)
+  lrs = np.array([m["optim.learning_rate"] for m in members])
+  assert lrs.min() >= 1e-4 and lrs.max() <= 1e-2 and lrs.min() < 1e-3 < lrs.max()
+  assert {m["model.cell"] for m in members} == {"lstm", "gru"}
+  assert {m["data.max_len"] for m in members} == {10, 11, 12}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("optim.learning_rate", "must be KEY=VALUES"),
+    ("x=loguniform(0,1)", "low > 0"),
+    ("x=uniform(1)", "takes two numbers"),
+    ("seed=3:1", "empty range"),
+])
+def test_bad_axes_are_clear_errors(text, message):
+  with pytest.raises(ConfigError, match=message):
+    axes_lib.parse_axis(text)
+
+
+def test_random_axes_need_samples():
+  with pytest.raises(ConfigError, match="needs --samples"):
+    axes_lib.expand([axes_lib.parse_axis("optim.learning_rate=uniform(0.1,0.2)")])
+
+
+def _together_and_alone(configs, tmp_path):
+  assert len(group_members(configs)) == 1
+  together = train_together(configs, [tmp_path / f"v{i}" for i in range(len(configs))],
+                            vectorized=True, quiet=True)
+  for i, config in enumerate(configs):
+    alone = train_together([config], [tmp_path / f"l{i}"], vectorized=False, quiet=True)[0]
+    _, state_v, _ = load_run(tmp_path / f"v{i}")
+    _, state_l, _ = load_run(tmp_path / f"l{i}")
+    yield together[i], alone, state_v, state_l
+
+
+def test_vectorized_members_equal_their_lone_runs(tmp_path):
+  # SGD is linear in the gradient, so vmap's different rounding (its convolutions
+  # are grouped ones) stays at float32 level.
+  configs = [experiment("seed_cnn_digits", *TINY, "optim.name=sgd", f"seed={s}",
+                        f"optim.learning_rate={lr}", f"optim.momentum={m}",
+                        f"optim.weight_decay={wd}")
+             for s, lr, m, wd in [(0, 0.05, 0.9, 1e-4), (1, 0.1, 0.5, 1e-3), (0, 0.02, 0.9, 5e-4)]]
+  for together, alone, state_v, state_l in _together_and_alone(configs, tmp_path):
+    chex.assert_trees_all_close(state_v.params, state_l.params, rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_close(state_v.opt_state, state_l.opt_state, rtol=1e-3, atol=1e-5)
+    assert together["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-5)
+    assert together["test_accuracy"] == alone["test_accuracy"]
+    assert together["seed"] == alone["seed"]
+
+
+def test_vectorized_adamw_members_match_their_lone_runs(tmp_path):
+  configs = [experiment("adding_lstm", "num_epochs=1", "data.num_train=512", "data.num_test=64",
+                        "data.seq_len=10", "model.hidden_sizes=(8,)", f"seed={s}",
+                        "optim.name=adamw", f"optim.learning_rate={lr}", f"optim.weight_decay={wd}",
+                        f"optim.grad_clip_norm={clip}")
+             for s, lr, wd, clip in [(0, 1e-2, 0.0, 1.0), (1, 3e-3, 1e-2, 0.5)]]
+  for together, alone, state_v, state_l in _together_and_alone(configs, tmp_path):
+    # Adam divides by sqrt(v): where a gradient is ~0, rounding can flip a step's sign.
+    chex.assert_trees_all_close(state_v.params, state_l.params, rtol=1e-3, atol=1e-4)
+    assert together["test_mse"] == pytest.approx(alone["test_mse"], rel=1e-3)
+
+
+def test_shape_changing_axes_are_split_into_groups(tmp_path, capsys):
+  base = experiment("adding_lstm", "num_epochs=1", "data.num_train=256", "data.num_test=64",
+                    "data.seq_len=8", "batch_size=64")
+  axes = [axes_lib.parse_axis("model.hidden_sizes=(4,),(6,)"), axes_lib.parse_axis("seed=0:2")]
+  messages = []
+  members = run_sweep(base, axes, tmp_path, mode="vectorized", quiet=True, log=messages.append)
+  assert [m["group"] for m in members] == [0, 0, 1, 1]
+  assert any("2 groups: model.hidden_sizes change shapes or code" in m for m in messages)
+  assert sum("together (vectorized)" in m for m in messages) == 2
+  assert all(m["status"] == "done" for m in members)
+  sweep = json.loads((tmp_path / "sweep.json").read_text())
+  assert sweep["status"] == "done" and sweep["mode_used"] == "vectorized"
+
+
+class _Stop(Exception):
+  pass
+
+
+def test_a_half_finished_sequential_sweep_resumes(tmp_path, monkeypatch):
+  base = experiment("seed_cnn_digits", *TINY)
+  axes = [axes_lib.parse_axis("seed=0:3")]
+  real = run_lib.train_together
+  calls = []
+
+  def stop_at_second(configs, workdirs, **kwargs):
+    calls.append(workdirs[0].name)
+    if len(calls) == 2:
+      raise _Stop
+    return real(configs, workdirs, **kwargs)
+
+  monkeypatch.setattr(run_lib, "train_together", stop_at_second)
+  with pytest.raises(_Stop):
+    run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
+  first_results = (tmp_path / "m000" / "results.json").read_text()
+  calls.clear()
+  monkeypatch.setattr(run_lib, "train_together", lambda *a, **k: (calls.append(a[1][0].name),
+                                                                  real(*a, **k))[1])
+  members = run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
+  assert calls == ["m001", "m002"]  # m000 was finished and is skipped.
+  assert (tmp_path / "m000" / "results.json").read_text() == first_results
+  assert [m["status"] for m in members] == ["done"] * 3
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
+  base = experiment("seed_cnn_digits", *TINY)
+  run_sweep(base, [axes_lib.parse_axis("seed=0:1")], tmp_path, mode="sequential", quiet=True,
+            log=lambda m: None)
+  with pytest.raises(Exception, match="holds a different sweep"):
+    run_sweep(base, [axes_lib.parse_axis("seed=0:2")], tmp_path, mode="sequential", quiet=True,
+              log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("sweep")
+  code = cli.main(["sweep", str(EXPERIMENTS / "adding_lstm.py"), "--workdir", str(folder),
+                   "--quiet", "--sweep", "optim.learning_rate=1e-3,1e-2", "--sweep", "seed=0:3",
+                   "--config.num_epochs=2", "--config.data.num_train=512",
+                   "--config.data.num_test=128", "--config.data.seq_len=10",
+                   "--config.model.hidden_sizes=(8,)"])
+  assert code == 0
+  return folder
+
+
+def test_report_numbers_match_results_csv(small_sweep):
+  with (small_sweep / "results.csv").open() as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 6 and {r["status"] for r in rows} == {"done"}
+  table = report(small_sweep, fmt="csv")
+  lines = list(csv.DictReader(table.splitlines()))
+  assert [float(line["optim.learning_rate"]) for line in lines] == [1e-3, 1e-2]
+  for line in lines:
+    mses = [float(r["test_mse"]) for r in rows
+            if float(r["optim.learning_rate"]) == float(line["optim.learning_rate"])]
+    expected = Summary.of(mses)
+    assert float(line["test_mse_mean"]) == pytest.approx(np.mean(mses), rel=1e-12)
+    assert float(line["test_mse_std"]) == pytest.approx(np.std(mses, ddof=1), rel=1e-12)
+    assert float(line["test_mse_ci95_low"]) == pytest.approx(expected.ci_low, rel=1e-12)
+  best = [line for line in lines if line["best"] == "1"]
+  assert len(best) == 1
+  assert float(best[0]["test_mse_mean"]) == min(float(line["test_mse_mean"]) for line in lines)
+  markdown = report(small_sweep)
+  assert markdown.count("**") == 4 and "95% CI" in markdown
+  latex = report(small_sweep, fmt="latex")
+  assert r"\toprule" in latex and r"\bottomrule" in latex and r"\mathbf" in latex
+
+
+def test_summary_confidence_interval():
+  s = Summary.of([1.0, 2.0, 3.0])  # t(0.975, 2) = 4.302653
+  assert (s.mean, s.std) == (2.0, 1.0)
+  assert s.ci_high - s.mean == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+
+
+def test_plot_writes_valid_pngs(small_sweep, tmp_path, capsys):
+  assert cli.main(["plot", str(small_sweep), "--out", str(tmp_path)]) == 0
+  written = sorted(p.name for p in tmp_path.iterdir())
+  assert written == ["learning_curves.png", "response_optim.learning_rate.png"]
+  for name in written:
+    data = (tmp_path / name).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_report_cli_writes_a_file(small_sweep, tmp_path, capsys):
+  out = tmp_path / "table.tex"
+  assert cli.main(["report", str(small_sweep), "--format", "latex", "--out", str(out)]) == 0
+  assert out.read_text().startswith(r"\begin{tabular}")
+  assert cli.main(["report", str(small_sweep), "--group-by", "nope"]) == 2
+  assert "not a swept axis" in capsys.readouterr().err
+
+
+def test_cite_names_the_papers_behind_the_run(small_sweep, capsys):
+  assert cli.main(["cite", str(small_sweep)]) == 0
+  bibtex = capsys.readouterr().out
+  assert "@software{jaxdl" in bibtex and "hochreiter1997long" in bibtex
+  assert "le2015simple" in bibtex and "kingma2015adam" in bibtex
+  assert "lecun1998gradient" not in bibtex
+
+
+def test_sweep_axes_from_the_experiment_file(tmp_path, capsys):
+  path = tmp_path / "exp.py"
+  path.write_text(
+      "import sys\nsys.path.insert(0, %r)\n" % str(EXPERIMENTS)
+      + "from seed_cnn_digits import get_config as base\n"
+      "def get_config():\n  c = base(); c.num_epochs = 1; c.batch_size = 256; return c\n"
+      "def sweep():\n  return {'seed': [0, 1]}\n")
+  assert cli.main(["sweep", str(path), "--workdir", str(tmp_path / "s"), "--quiet",
+                   "--mode", "sequential"]) == 0
+  assert json.loads((tmp_path / "s" / "sweep.json").read_text())["axes"] == [
+      {"key": "seed", "values": [0, 1]}]
