@@ -8,7 +8,9 @@
   jaxdl cite DIR
 
 A problem with the user's input prints one line and exits with status 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. SIGTERM or SIGINT stops training after
+the current step, writes a checkpoint and exits with status 75; rerunning the
+same command resumes.
 """
 
 import argparse
@@ -17,9 +19,10 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from jaxdl.errors import ConfigError, JaxdlError
+from jaxdl.errors import ConfigError, JaxdlError, Preempted
 
 EXIT_USER_ERROR = 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after a checkpoint; rerun to resume.
 
 
 def _split_overrides(extra: Sequence[str]) -> list[str]:
@@ -195,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     print(f"jaxdl: error: {e}", file=sys.stderr)
     return EXIT_USER_ERROR
+  except Preempted as e:
+    print(f"jaxdl: {e}", file=sys.stderr)
+    return EXIT_PREEMPTED
 
 
 if __name__ == "__main__":

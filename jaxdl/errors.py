@@ -21,3 +21,15 @@ class DataError(JaxdlError):
 
 class CheckpointError(JaxdlError):
   """A checkpoint or run folder that cannot be used as asked."""
+
+
+class NonFiniteError(JaxdlError):
+  """Training produced a NaN or infinite loss or gradient (the last good checkpoint is kept)."""
+
+
+class Preempted(Exception):
+  """SIGTERM or SIGINT stopped training after a checkpoint; rerunning resumes.
+
+  Not a JaxdlError: it is not the user's input that is wrong, and a sweep must
+  stop rather than go on to its next member.
+  """

@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.warmup_epochs = 0.0  # warmup_cosine only.
   c.optim.end_lr_fraction = 0.0  # Cosine schedules end at lr * this.
 
+  # A NaN or infinite loss or gradient: 'stop' with an error naming the step
+  # (keeping the last good checkpoint), or 'skip' the update and go on.
+  c.nonfinite = "stop"
   c.checkpoint_every_steps = 500  # Plus one at the end of every epoch.
   c.checkpoints_to_keep = 2
   return c

@@ -7,6 +7,8 @@ steps). Nothing here names a device: the same code runs on CPU, GPU and TPU.
 import dataclasses
 import pathlib
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,14 +22,15 @@ import optax
 from jaxdl import data, models
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.data.arrays import Split
-from jaxdl.errors import CheckpointError, ConfigError
+from jaxdl.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
 from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.objectives import OBJECTIVES, means
+from jaxdl.train.objectives import add as add_sums
 from jaxdl.train.optim import build_optimizer
 from jaxdl.train.progress import Reporter, format_row
 from jaxdl.train.run_folder import RunFolder, read_json, write_json
 from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.steps import EvalStep, make_eval_step, make_train_step
+from jaxdl.train.steps import NONFINITE_POLICIES, EvalStep, make_eval_step, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,9 @@ def build_experiment(config: ml_collections.ConfigDict,
   """Data (unless given), model, optimizer and initial state for ``config``."""
   _check_positive(config, ("batch_size", "eval_batch_size", "num_epochs",
                            "checkpoint_every_steps"))
+  if config.nonfinite not in NONFINITE_POLICIES:
+    raise ConfigError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got "
+                      f"{config.nonfinite!r}")
   datasets = datasets or data.build(config.data)
   model = models.build(config.model, datasets.spec)
   steps_per_epoch = data.num_batches(datasets.spec.num_train, config.batch_size)
@@ -65,7 +71,48 @@ def _check_positive(config: ml_collections.ConfigDict, keys: Sequence[str]) -> N
       raise ConfigError(f"{key} must be at least 1, got {config[key]}")
 
 
-_add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
+_add = jax.jit(add_sums)
+
+
+class _StopSignals:
+  """Turns SIGTERM and SIGINT into a request to stop after the current step.
+
+  Handlers are installed only in the main thread (Python allows no others).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous = {}
+
+  def __enter__(self) -> "_StopSignals":
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    self.received = signum
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _check_finite(host_sums: list[dict[str, float]], names: Sequence[str],
+                  last_good: int | None) -> None:
+  """Raises NonFiniteError if any member met a non-finite loss or gradient."""
+  for name, sums in zip(names, host_sums):
+    if sums.get("nonfinite_steps", 0.0) > 0:
+      loss_step, grad_step = int(sums["first_nonfinite_loss"]), int(sums["first_nonfinite_grad"])
+      what, step = ("loss", loss_step) if loss_step <= grad_step else ("gradient", grad_step)
+      kept = (f"the last good checkpoint (step {last_good}) is kept" if last_good
+              else "no checkpoint had been written yet")
+      raise NonFiniteError(f"{name}: non-finite {what} at step {step}; {kept}. Lower "
+                           "optim.learning_rate, set optim.grad_clip_norm, or set "
+                           "nonfinite=skip to skip such steps")
 
 
 class _Members:
@@ -195,21 +242,29 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   state = members.combine(states)
 
   objective = OBJECTIVES[spec.task]
-  train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective)),
-                       donate_argnums=0)
+  train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective,
+                                                       config.nonfinite)), donate_argnums=0)
   eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective), in_axes=(0, None)))
   step = start_step = resume_step or 0
   train_s = float(progress[0]["train_s"])
   compile_s = 0.0
 
+  names = [str(run.path) for run in runs]
+  last_good = [resume_step]
+
+  def host_sums(epoch_sums) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in s.items()} for s in members.split(jax.device_get(epoch_sums))]
+
   def save(epoch_sums):
-    member_sums = [None] * members.size if epoch_sums is None else [
-        {k: float(v) for k, v in s.items()} for s in members.split(jax.device_get(epoch_sums))]
+    member_sums = [None] * members.size if epoch_sums is None else host_sums(epoch_sums)
+    if epoch_sums is not None and config.nonfinite == "stop":
+      _check_finite(member_sums, names, last_good[0])
+    last_good[0] = step
     for i, member_state in enumerate(members.split(state)):
       checkpointers[i].save(member_state, {"history": histories[i], "train_s": train_s,
                                            "epoch_sums": member_sums[i]})
 
-  with Reporter(lead.total_steps, start_step, quiet) as reporter:
+  with Reporter(lead.total_steps, start_step, quiet) as reporter, _StopSignals() as stop:
     if start_step:
       reporter.log(f"resuming {', '.join(str(r.path) for r in runs)} from step {start_step}")
     for epoch in range(start_step // lead.steps_per_epoch, config.num_epochs):
@@ -232,11 +287,14 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         sums = step_sums if sums is None else _add(sums, step_sums)
         examples += int(batches[0]["mask"].sum()) * members.size  # Every member's examples.
         step += 1
-        if step % config.checkpoint_every_steps == 0:
+        if step % config.checkpoint_every_steps == 0 or stop.received:
           jax.block_until_ready(state.step)
           train_s += time.perf_counter() - t_mark
           save(sums)
           t_mark = time.perf_counter()
+          if stop.received:
+            raise Preempted(f"stopped by {signal.Signals(stop.received).name} at step {step}; "
+                            "a checkpoint was written: rerun the same command to resume")
         if reporter.wants_live_metrics():
           live = members.means(sums)
           reporter.advance(step, {k: float(np.mean([m[k] for m in live])) for k in live[0]})
@@ -245,10 +303,16 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
       jax.block_until_ready(state.step)
       train_s += time.perf_counter() - t_mark
       epoch_s = time.perf_counter() - t_epoch
+      epoch_sums = host_sums(sums)
+      if config.nonfinite == "stop":
+        _check_finite(epoch_sums, names, last_good[0])
       vals = _evaluate_members(members, eval_step, state, lead.datasets.val,
                                config.eval_batch_size)
       for i, (train_means, val) in enumerate(zip(members.means(sums), vals)):
-        histories[i].append(_epoch_row(epoch + 1, step, train_means, val, examples, epoch_s))
+        row = _epoch_row(epoch + 1, step, train_means, val, examples, epoch_s)
+        if epoch_sums[i]["nonfinite_steps"]:
+          row["skipped_steps"] = int(epoch_sums[i]["nonfinite_steps"])
+        histories[i].append(row)
       save(None)
       for run, history in zip(runs, histories):
         run.write_metrics(history)
@@ -283,6 +347,9 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         "seed": member_config.seed,
         "model": member_config.model.name,
         "data": spec.name,
+        "num_train": spec.num_train,
+        "num_val": spec.num_val,
+        "num_test": spec.num_test,
         "data_notes": list(spec.notes),
         "trained_with": members.size if members.vectorized else 1,
     }

@@ -51,10 +51,18 @@ OBJECTIVES: dict[str, Objective] = {"classification": classification, "regressio
 
 # Metrics summed once per step (not per example), averaged over steps.
 PER_STEP = ("grad_norm",)
+# Bookkeeping that is not a mean: min-reduced step numbers and counts.
+MIN_REDUCED = ("first_nonfinite_loss", "first_nonfinite_grad")
+_NOT_MEANS = ("count", "steps", "nonfinite_steps", *MIN_REDUCED)
+
+
+def add(a: Sums, b: Sums) -> Sums:
+  """Merges two batches' sums: added, except the min-reduced step numbers."""
+  return {k: jnp.minimum(a[k], b[k]) if k in MIN_REDUCED else a[k] + b[k] for k in a}
 
 
 def means(sums: Mapping[str, float]) -> dict[str, float]:
   """Turns summed metrics into means: per example, or per step for PER_STEP ones."""
   count, steps = float(sums["count"]), float(sums.get("steps", 0.0))
   return {k: float(v) / max(steps if k in PER_STEP else count, 1.0)
-          for k, v in sums.items() if k not in ("count", "steps")}
+          for k, v in sums.items() if k not in _NOT_MEANS}

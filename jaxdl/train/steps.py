@@ -26,14 +26,26 @@ def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
   return {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
 
 
+NONFINITE_POLICIES = ("stop", "skip")
+NO_STEP = 2**30  # "No non-finite step yet" for the min-reduced first_nonfinite_* sums.
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    objective: Objective) -> TrainStep:
+                    objective: Objective, nonfinite: str = "stop") -> TrainStep:
   """Returns ``train_step(state, batch) -> (state, metric_sums)``.
 
   The loss is the mean over the batch's real examples; the metric sums also
   hold ``grad_norm``, the global gradient norm before clipping, and ``steps``
   (1), so that norms average per step and everything else per example.
+
+  A non-finite loss or gradient is recorded in ``first_nonfinite_loss`` /
+  ``first_nonfinite_grad`` (the step number, min-reduced; NO_STEP if none) and
+  ``nonfinite_steps``. With ``nonfinite='skip'`` such a step leaves the
+  parameters and optimizer state unchanged; with 'stop' the loop stops at its
+  next check, before it could checkpoint the damaged state.
   """
+  if nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
 
   def train_step(state: TrainState, batch: Mapping[str, jax.Array]) -> tuple[TrainState, Sums]:
     dropout_key = jax.random.fold_in(state.key, state.step)
@@ -48,12 +60,24 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
 
     grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.tree.norm(grads)
+    loss_ok, grad_ok = jnp.isfinite(sums["loss"]), jnp.isfinite(grad_norm)
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1,
                               params=optax.apply_updates(state.params, param_updates),
                               opt_state=opt_state,
                               batch_stats=updates.get("batch_stats", state.batch_stats))
-    return new_state, {**sums, "grad_norm": optax.tree.norm(grads), "steps": jnp.ones(())}
+    ok = loss_ok & grad_ok
+    if nonfinite == "skip":
+      kept = state.replace(step=state.step + 1)
+      new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
+      sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # A skipped step counts no examples.
+    step = state.step.astype(jnp.int32) + 1
+    return new_state, {**sums, "grad_norm": jnp.where(ok, grad_norm, 0.0),
+                       "steps": ok.astype(jnp.float32),
+                       "nonfinite_steps": (~ok).astype(jnp.float32),
+                       "first_nonfinite_loss": jnp.where(loss_ok, NO_STEP, step),
+                       "first_nonfinite_grad": jnp.where(grad_ok, NO_STEP, step)}
 
   return train_step
 
