@@ -27,6 +27,7 @@ from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.objectives import OBJECTIVES, means
 from jaxdl.train.objectives import add as add_sums
 from jaxdl.train.optim import build_optimizer
+from jaxdl.train.parallel import DataParallel
 from jaxdl.train.progress import Reporter, format_row
 from jaxdl.train.run_folder import RunFolder, read_json, write_json
 from jaxdl.train.state import TrainState, create_train_state
@@ -149,12 +150,13 @@ class _Members:
 
 
 def _evaluate_members(members: _Members, eval_step: EvalStep, state: TrainState, split: Split,
-                      batch_size: int) -> list[dict[str, float]]:
+                      batch_size: int, parallel: DataParallel | None = None
+                      ) -> list[dict[str, float]]:
   if len(split) == 0:
     return [{} for _ in range(members.size)]
   sums = None
   for batch in data.eval_batches(split, batch_size):
-    batch_sums = eval_step(state, batch)
+    batch_sums = eval_step(state, parallel.shard(batch, stacked=False) if parallel else batch)
     sums = batch_sums if sums is None else _add(sums, batch_sums)
   return members.means(sums)
 
@@ -239,12 +241,20 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   histories: list[list[dict[str, Any]]] = [p["history"] for p in progress]
   for run, history in zip(runs, histories):
     run.write_metrics(history)  # The checkpoint's history is the truth on resume.
-  state = members.combine(states)
+  parallel = DataParallel.over_all_devices(stacked=vectorized)
+  parallel.check_batch_size(config.batch_size)
+  eval_batch_size = parallel.eval_batch_size(config.eval_batch_size)
+  state = parallel.replicate(members.combine(states))
 
   objective = OBJECTIVES[spec.task]
+  replicated = parallel.replicated
   train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective,
-                                                       config.nonfinite)), donate_argnums=0)
-  eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective), in_axes=(0, None)))
+                                                       config.nonfinite)), donate_argnums=0,
+                       in_shardings=(replicated, parallel.batch_sharding()),
+                       out_shardings=(replicated, replicated))
+  eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective), in_axes=(0, None)),
+                      in_shardings=(replicated, parallel.batch_sharding(stacked=False)),
+                      out_shardings=replicated)
   step = start_step = resume_step or 0
   train_s = float(progress[0]["train_s"])
   compile_s = 0.0
@@ -280,7 +290,7 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
                         for c in configs]
       for batches in zip(*member_batches):
         t_step = time.perf_counter()
-        state, step_sums = train_step(state, members.combine(batches))
+        state, step_sums = train_step(state, parallel.shard(members.combine(batches)))
         if compile_s == 0.0:
           jax.block_until_ready(state.step)
           compile_s = time.perf_counter() - t_step
@@ -306,8 +316,8 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
       epoch_sums = host_sums(sums)
       if config.nonfinite == "stop":
         _check_finite(epoch_sums, names, last_good[0])
-      vals = _evaluate_members(members, eval_step, state, lead.datasets.val,
-                               config.eval_batch_size)
+      vals = _evaluate_members(members, eval_step, state, lead.datasets.val, eval_batch_size,
+                               parallel)
       for i, (train_means, val) in enumerate(zip(members.means(sums), vals)):
         row = _epoch_row(epoch + 1, step, train_means, val, examples, epoch_s)
         if epoch_sums[i]["nonfinite_steps"]:
@@ -319,8 +329,8 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         prefix = f"{run.path.name}: " if members.size > 1 else ""
         reporter.log(prefix + format_row(history[-1]))
 
-  tests = _evaluate_members(members, eval_step, state, lead.datasets.test,
-                            config.eval_batch_size)
+  tests = _evaluate_members(members, eval_step, state, lead.datasets.test, eval_batch_size,
+                            parallel)
   for c in checkpointers:
     c.close()
   first_state = members.split(state)[0]
