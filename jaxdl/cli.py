@@ -47,6 +47,11 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl.configs import apply_overrides, load_config
   from jaxdl.train import train_and_evaluate
 
+  if args.distributed:
+    from jaxdl.train import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
   config = apply_overrides(load_config(args.config), _split_overrides(extra))
   workdir = args.workdir or str(pathlib.Path("runs") / pathlib.Path(args.config.split(":")[0]).stem)
   results = train_and_evaluate(config, workdir, quiet=args.quiet, overwrite=args.overwrite,
@@ -148,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
                      "one with the same config is resumed")
   train.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
   train.add_argument("--overwrite", action="store_true", help="delete the workdir's old run first")
+  train.add_argument("--distributed", action="store_true",
+                     help="join a multi-process job (jax.distributed): one process per host")
+  train.add_argument("--coordinator", help="HOST:PORT of process 0 (default: from the launcher)")
+  train.add_argument("--num-processes", type=int)
+  train.add_argument("--process-id", type=int)
   train.set_defaults(handler=_train)
 
   evaluate = sub.add_parser("eval", help="re-evaluate a run's last checkpoint on val and test")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -58,3 +59,40 @@ def test_a_batch_not_divisible_by_the_devices_is_a_clear_error(tmp_path):
   out = _train_on(4, tmp_path, overrides=("batch_size=30",))
   assert out.returncode != 0
   assert "batch_size=30 (the global batch) is not divisible by the 4 devices" in out.stderr
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_with_jax_distributed_equal_one_process(tmp_path):
+  args = [sys.executable, "-m", "jaxdl.cli", "train", str(ROOT / "experiments" / "seed_cnn_digits.py"),
+          "--quiet", "--config.num_epochs=1", "--config.batch_size=64",
+          "--config.data.augment_shift=0"]
+  coordinator = f"127.0.0.1:{_free_port()}"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  workers = [subprocess.Popen([*args, "--workdir", str(tmp_path / "multi"), "--distributed",
+                               "--coordinator", coordinator, "--num-processes", "2",
+                               "--process-id", str(i)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (1, 0)]
+  outputs = [w.communicate(timeout=300) for w in workers]
+  for worker, (_, err) in zip(workers, outputs):
+    assert worker.returncode == 0, err[-3000:]
+  # The reference: one process whose two (fake) devices split the same global batch, so
+  # the gradient all-reduce adds in the same order.
+  single = subprocess.run([*args, "--workdir", str(tmp_path / "single")], cwd=ROOT,
+                          env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-3000:]
+  provenance = json.loads((tmp_path / "multi" / "provenance.json").read_text())
+  assert provenance["process_count"] == 2 and len(provenance["devices"]) == 2
+  _, multi_state, _ = load_run(tmp_path / "multi")
+  _, single_state, _ = load_run(tmp_path / "single")
+  chex.assert_trees_all_close(multi_state.params, single_state.params, rtol=1e-6, atol=1e-7)
+  multi = json.loads((tmp_path / "multi" / "results.json").read_text())
+  assert multi["test_loss"] == pytest.approx(
+      json.loads((tmp_path / "single" / "results.json").read_text())["test_loss"], rel=1e-6)

@@ -29,7 +29,7 @@ from jaxdl.train.objectives import add as add_sums
 from jaxdl.train.optim import build_optimizer
 from jaxdl.train.parallel import DataParallel
 from jaxdl.train.progress import Reporter, format_row
-from jaxdl.train.run_folder import RunFolder, read_json, write_json
+from jaxdl.train.run_folder import RunFolder, read_json
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.steps import NONFINITE_POLICIES, EvalStep, make_eval_step, make_train_step
 
@@ -227,7 +227,7 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   exps = [lead] + [build_experiment(c, lead.datasets) for c in configs[1:]]
   spec, config = lead.datasets.spec, lead.config
   for run in runs:
-    write_json(run.file("data_spec.json"), spec.to_dict())
+    run.write("data_spec.json", spec.to_dict())
     _check_vocab(run, lead.datasets.vocab)
     run.record_session(command)
 
@@ -274,6 +274,7 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
       checkpointers[i].save(member_state, {"history": histories[i], "train_s": train_s,
                                            "epoch_sums": member_sums[i]})
 
+  quiet = quiet or not runs[0].writer  # One process reports.
   with Reporter(lead.total_steps, start_step, quiet) as reporter, _StopSignals() as stop:
     if start_step:
       reporter.log(f"resuming {', '.join(str(r.path) for r in runs)} from step {start_step}")
@@ -364,7 +365,7 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         "trained_with": members.size if members.vectorized else 1,
     }
     results = {k: v for k, v in results.items() if v is not None or k.startswith("test_")}
-    write_json(run.file("results.json"), results)
+    run.write("results.json", results)
     all_results.append(results)
   return all_results
 
@@ -375,7 +376,7 @@ def _check_vocab(run: RunFolder, vocab: tuple[str, ...] | None) -> None:
     return
   path = run.file("vocab.json")
   if not path.exists():
-    write_json(path, list(vocab))
+    run.write("vocab.json", list(vocab))
     return
   saved = read_json(path)
   if saved != list(vocab):

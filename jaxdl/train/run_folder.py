@@ -96,17 +96,28 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class RunFolder:
-  """Reads and writes the files of one run folder."""
+  """Reads and writes the files of one run folder.
+
+  With several processes (``jax.distributed``), only process 0 writes; the
+  others read and check, so every process agrees on what the folder holds.
+  """
 
   def __init__(self, workdir: str | pathlib.Path):
     self.path = pathlib.Path(workdir)
+    self.writer = jax.process_index() == 0
 
   def file(self, name: str) -> pathlib.Path:
     return self.path / name
 
+  def write(self, name: str, value: Any) -> None:
+    """Writes ``name`` as JSON (process 0 only)."""
+    if self.writer:
+      write_json(self.file(name), value)
+
   def claim(self, config: dict[str, Any]) -> None:
     """Writes config.json, or checks that the folder's run has the same config."""
-    self.path.mkdir(parents=True, exist_ok=True)
+    if self.writer:
+      self.path.mkdir(parents=True, exist_ok=True)
     existing = self.file("config.json")
     if existing.exists():
       old, new = _flatten(read_json(existing)), _flatten(config)
@@ -117,10 +128,12 @@ class RunFolder:
                               f"({'; '.join(diff[:5])}); use a new --workdir, or pass "
                               "--overwrite to delete the old run")
       return
-    write_json(existing, config)
+    self.write("config.json", config)
 
   def record_session(self, command: Sequence[str]) -> None:
     """Adds this session (versions, devices, command) to provenance.json."""
+    if not self.writer:
+      return
     path = self.file("provenance.json")
     record = read_json(path) if path.exists() else {"sessions": []}
     session = provenance(command)
@@ -130,6 +143,8 @@ class RunFolder:
     write_json(path, record)
 
   def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+    if not self.writer:
+      return
     tmp = self.file("metrics.jsonl.tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
     os.replace(tmp, self.file("metrics.jsonl"))
