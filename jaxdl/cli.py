@@ -6,6 +6,7 @@
   jaxdl report DIR [--format markdown|latex|csv] [--group-by AXIS ...] [--out FILE]
   jaxdl plot DIR [--out DIR]
   jaxdl cite DIR
+  jaxdl reproduce [--quick] --workdir DIR
 
 A problem with the user's input prints one line and exits with status 2;
 ``--debug`` shows the traceback instead. SIGTERM or SIGINT stops training after
@@ -131,6 +132,15 @@ def _cite(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _reproduce(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.studies.reproduce import reproduce
+
+  _no_extra("reproduce", extra)
+  path = reproduce(args.workdir, quick=args.quick, command=sys.argv)
+  print(f"wrote {path}")
+  return 0
+
+
 def _no_extra(command: str, extra: Sequence[str]) -> None:
   if extra:
     raise ConfigError(f"jaxdl {command} does not take {' '.join(extra)}")
@@ -195,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
   cit = sub.add_parser("cite", help="BibTeX for jaxdl and the papers behind a run")
   cit.add_argument("dir")
   cit.set_defaults(handler=_cite)
+
+  rep = sub.add_parser("reproduce", help="run the studies of the seed's claims; write results.md")
+  rep.add_argument("--workdir", required=True)
+  rep.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores (CI)")
+  rep.set_defaults(handler=_reproduce)
   return parser
 
 

@@ -330,8 +330,14 @@ class RecurrentStack(StackFields):
 
   @nn.compact
   def __call__(self, x: jax.Array, lengths: jax.Array | None = None, *,
-               train: bool = False) -> jax.Array:
-    """Maps ``[batch, time, features]`` to ``[batch, H']`` (or ``[batch, time, H']``)."""
+               train: bool = False, hidden_offsets: jax.Array | None = None) -> jax.Array:
+    """Maps ``[batch, time, features]`` to ``[batch, H']`` (or ``[batch, time, H']``).
+
+    ``hidden_offsets`` (``[batch, time, H]``) go to the first layer (see
+    RecurrentLayer): the gradient with respect to them is dL/dh_t of that layer.
+    """
+    if hidden_offsets is not None and self.bidirectional:
+      raise ValueError("hidden_offsets need a unidirectional first layer")
     for i, size in enumerate(self.hidden_sizes):
       sequences = self.return_sequences or i < len(self.hidden_sizes) - 1
       layer = lambda reverse, name: RecurrentLayer(
@@ -340,7 +346,7 @@ class RecurrentStack(StackFields):
       if self.bidirectional:
         x = Bidirectional(layer(False, f"forward_{i}"), layer(True, f"backward_{i}"))(x, lengths)
       else:
-        x = layer(False, f"layer_{i}")(x, lengths)
+        x = layer(False, f"layer_{i}")(x, lengths, hidden_offsets if i == 0 else None)
       if i < len(self.hidden_sizes) - 1:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x

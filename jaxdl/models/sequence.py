@@ -65,9 +65,13 @@ class SequenceModel(_Recurrent):
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None, *,
-               train: bool = False, mask: jax.Array | None = None) -> jax.Array:
-    """Maps ``<float32>[batch, time, features]`` to ``[batch, num_outputs]`` (or ``[batch]``)."""
+               train: bool = False, mask: jax.Array | None = None,
+               hidden_offsets: jax.Array | None = None) -> jax.Array:
+    """Maps ``<float32>[batch, time, features]`` to ``[batch, num_outputs]`` (or ``[batch]``).
+
+    ``hidden_offsets``: see RecurrentStack (for measuring dL/dh_t).
+    """
     del mask
-    x = self.stack()(inputs, lengths, train=train)
+    x = self.stack()(inputs, lengths, train=train, hidden_offsets=hidden_offsets)
     x = nn.Dense(self.num_outputs, kernel_init=glorot_uniform)(x)
     return x[:, 0] if self.num_outputs == 1 else x

@@ -101,7 +101,9 @@ def best_group(groups: Sequence[Group], metric: str) -> int:
 
 
 def _fmt(x: float, digits: int) -> str:
-  return "–" if math.isnan(x) else f"{x:.{digits}f}"
+  if math.isnan(x):
+    return "–"
+  return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
 
 
 def _cell(s: Summary, digits: int, plus_minus: str) -> tuple[str, str]:
@@ -133,14 +135,18 @@ def render(groups: Sequence[Group], group_by: Sequence[str], metrics: Sequence[s
                        int(i == best)])
     return out.getvalue()
   if fmt == "markdown":
+    # A CI only where members differ (a parameter count has none).
+    with_ci = [m for m in metrics if any(g.metrics[m].std > 0 for g in groups)]
     header = [*group_by, "n", *[f"{m} (mean ± std)" for m in metrics],
-              *[f"{m} 95% CI" for m in metrics]]
+              *[f"{m} 95% CI" for m in with_ci]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, g in enumerate(groups):
-      cells = [_cell(g.metrics[m], digits, "±") for m in metrics]
-      means = [f"**{c[0]}**" if i == best else c[0] for c in cells]
+      cells = {m: _cell(g.metrics[m], digits, "±") for m in metrics}
+      means = [f"**{cells[m][0]}**" if i == best and m == metrics[0] else cells[m][0]
+               for m in metrics]
       lines.append("| " + " | ".join([*(_value(g.values[k]) for k in group_by),
-                                       str(len(g.members)), *means, *(c[1] for c in cells)]) + " |")
+                                       str(len(g.members)), *means,
+                                       *(cells[m][1] for m in with_ci)]) + " |")
     note = (f"\nMean ± sample std over each group's members; 95% CI of the mean (Student's t). "
             f"Best by {metrics[0]} in bold.\n")
     return "\n".join(lines) + "\n" + note
@@ -153,8 +159,8 @@ def render(groups: Sequence[Group], group_by: Sequence[str], metrics: Sequence[s
     cells = []
     for m in metrics:
       s = g.metrics[m]
-      cell = f"{_fmt(s.mean, digits)} \\pm {_fmt(s.std, digits)}"
-      cells.append(f"$\\mathbf{{{cell}}}$" if i == best else f"${cell}$")
+      cell = f"{_fmt(s.mean, digits)} \\pm {_fmt(s.std, digits)}".replace(",", "{,}")
+      cells.append(f"$\\mathbf{{{cell}}}$" if i == best and m == metrics[0] else f"${cell}$")
     lines.append(" & ".join([*(esc(_value(g.values[k])) for k in group_by), str(len(g.members)),
                              *cells]) + r" \\")
   lines += [r"\bottomrule", r"\end{tabular}"]

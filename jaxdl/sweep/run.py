@@ -28,7 +28,6 @@ from jaxdl.train.loop import train_together
 from jaxdl.train.run_folder import read_json, write_json
 
 MODES = ("auto", "vectorized", "sequential")
-_CONV_MODELS = ("seed_cnn", "deep_cnn")
 
 
 def member_name(index: int) -> str:
@@ -45,10 +44,11 @@ def _choose_mode(mode: str, config: ml_collections.ConfigDict, log: Callable[[st
     raise JaxdlError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
   if mode != "auto":
     return mode
-  if jax.default_backend() == "cpu" and config.model.name in _CONV_MODELS:
-    # Measured (scripts/bench_sweep.py): vmapped convolutions become grouped
-    # convolutions, which XLA:CPU runs slower than the members one by one.
-    log("mode auto: sequential (vectorized convolutions are slower than sequential on CPU; "
+  if jax.default_backend() == "cpu":
+    # Measured (scripts/bench_sweep.py, README): on XLA:CPU the vmapped step runs
+    # at 0.3x (CNN: grouped convolutions) to 0.6x (LSTM: batched matmuls) the
+    # examples/s of the members one by one; only its single compile saves time.
+    log("mode auto: sequential (on CPU, vectorized members train slower than one by one; "
         "--mode vectorized forces it)")
     return "sequential"
   return "vectorized"

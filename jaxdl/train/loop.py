@@ -353,6 +353,8 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         # With several members, throughput counts every member's examples.
         "examples_per_s": num_train_examples / train_s if train_s > 0 else None,
         "train_s": train_s,
+        # Seconds of training per epoch (shared by all members of a vectorized group).
+        "train_s_per_epoch": train_s / config.num_epochs,
         "compile_s": compile_s or None,
         "wall_s": time.perf_counter() - t_start,
         "seed": member_config.seed,

@@ -1,0 +1,1 @@
+"""Studies that test the seed document's claims with data (``jaxdl reproduce``)."""
