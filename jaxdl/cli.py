@@ -7,6 +7,7 @@
   jaxdl plot DIR [--out DIR]
   jaxdl cite DIR
   jaxdl reproduce [--quick] --workdir DIR
+  jaxdl explain --workdir RUN [--examples N]
 
 A problem with the user's input prints one line and exits with status 2;
 ``--debug`` shows the traceback instead. SIGTERM or SIGINT stops training after
@@ -141,6 +142,16 @@ def _reproduce(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _explain(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.explain.run import explain
+
+  _no_extra("explain", extra)
+  summary = explain(args.workdir, examples=args.examples, steps=args.steps)
+  print(f"wrote {len(summary['files'])} files to {args.workdir}/explain; largest completeness "
+        f"error of integrated gradients: {summary['max_abs_completeness_error']:.2e}")
+  return 0
+
+
 def _no_extra(command: str, extra: Sequence[str]) -> None:
   if extra:
     raise ConfigError(f"jaxdl {command} does not take {' '.join(extra)}")
@@ -210,6 +221,12 @@ def _parser() -> argparse.ArgumentParser:
   rep.add_argument("--workdir", required=True)
   rep.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores (CI)")
   rep.set_defaults(handler=_reproduce)
+
+  exp = sub.add_parser("explain", help="attributions and LSTM gates for a trained run")
+  exp.add_argument("--workdir", required=True)
+  exp.add_argument("--examples", type=int, default=4, help="examples (per class for images)")
+  exp.add_argument("--steps", type=int, default=64, help="integrated-gradients path points")
+  exp.set_defaults(handler=_explain)
   return parser
 
 

@@ -163,16 +163,23 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
 
 
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+  return out
+
+
 def config_from_dict(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """Rebuilds a locked config from :func:`config_to_dict` output (lists back to tuples)."""
+  """Rebuilds a locked config from :func:`config_to_dict` output (a run's config.json).
 
-  def restore(v):
-    if isinstance(v, dict):
-      return {k: restore(x) for k, x in v.items()}
-    if isinstance(v, list):
-      return tuple(restore(x) for x in v)
-    return v
+  The saved values are laid over today's default config, so a run folder made
+  before a key existed gets that key's default (lists become tuples again).
+  """
+  from jaxdl.configs.default import get_config  # Here: default.py imports nothing of ours.
 
-  config = ml_collections.ConfigDict(restore(dict(values)))
+  config = get_config()
   config.lock()
+  for key, value in _flatten(values).items():
+    set_value(config, key, tuple(value) if isinstance(value, list) else value)
   return config

@@ -42,10 +42,16 @@ class TextClassifier(_Recurrent):
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None, *,
-               train: bool = False, mask: jax.Array | None = None) -> jax.Array:
-    """Maps ``<int32>[batch, time]`` token ids to ``[batch, num_classes]`` logits."""
+               train: bool = False, mask: jax.Array | None = None,
+               embedded: jax.Array | None = None) -> jax.Array:
+    """Maps ``<int32>[batch, time]`` token ids to ``[batch, num_classes]`` logits.
+
+    ``embedded`` (``<float32>[batch, time, embed_dim]``) replaces the embedding
+    lookup, so attributions can be taken with respect to the embeddings.
+    """
     del mask
-    x = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=keras_embedding_init)(inputs)
+    embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=keras_embedding_init)
+    x = embed(inputs) if embedded is None else embedded
     x = self.stack()(x, lengths, train=train)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=glorot_uniform)(x)

@@ -121,8 +121,9 @@ class RunFolder:
     existing = self.file("config.json")
     if existing.exists():
       old, new = _flatten(read_json(existing)), _flatten(config)
+      # A key the old run did not have yet (added to jaxdl since) is not a difference.
       diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-              if old.get(k) != new.get(k)]
+              if k in old and old.get(k) != new.get(k)]
       if diff:
         raise CheckpointError(f"workdir {self.path} holds a run of a different config "
                               f"({'; '.join(diff[:5])}); use a new --workdir, or pass "

@@ -1,0 +1,82 @@
+"""Attributions: completeness, a linear model's saliency, and the files jaxdl explain writes."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import experiment
+from jaxdl import cli
+from jaxdl.explain import integrated_gradients, lstm_gate_trace, saliency
+from jaxdl.models import LSTMCell, SeedCNN
+from jaxdl.train import train_and_evaluate
+
+
+def test_saliency_of_a_linear_model_is_its_weights():
+  w = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+  f = lambda x: jnp.sum(w * x) + 3.0
+  x = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+  np.testing.assert_allclose(saliency(f, x), w, rtol=1e-6)
+  attributions, error = integrated_gradients(f, x, jnp.zeros_like(x), steps=4)
+  np.testing.assert_allclose(attributions, w * x, rtol=1e-5, atol=1e-6)  # Exact for linear f.
+  assert abs(float(error)) < 1e-5
+
+
+def test_integrated_gradients_are_complete_on_a_cnn():
+  model = SeedCNN(num_classes=10)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(1), x[None])
+  f = lambda image: model.apply(variables, image[None])[0, 3]
+  attributions, error = integrated_gradients(f, x, jnp.zeros_like(x), steps=256)
+  gap = float(f(x) - f(jnp.zeros_like(x)))
+  assert attributions.shape == x.shape
+  np.testing.assert_allclose(float(attributions.sum()), gap, rtol=1e-2, atol=1e-4)
+  assert abs(float(error)) <= 1e-2 * abs(gap) + 1e-4
+
+
+def test_gate_trace_reproduces_the_cell():
+  cell = LSTMCell(hidden_size=6)
+  x = jax.random.normal(jax.random.PRNGKey(0), (9, 3))
+  params = cell.init(jax.random.PRNGKey(1), cell.initialize_carry(1), x[:1])["params"]
+  trace = lstm_gate_trace(params, x)
+  carry = cell.initialize_carry(1)
+  for t in range(9):
+    carry, h = cell.apply({"params": params}, carry, x[t:t + 1])
+    np.testing.assert_allclose(trace["hidden"][t], h[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(trace["cell_state"][t], carry[0][0], rtol=1e-5, atol=1e-6)
+  for gate in ("input_gate", "forget_gate", "output_gate"):
+    assert np.all((trace[gate] > 0) & (trace[gate] < 1))
+
+
+@pytest.mark.parametrize("name, overrides, expected", [
+    ("seed_cnn_digits", ("num_epochs=1", "batch_size=128"),
+     {"class_0.png", "class_9.png", "summary.json"}),
+    ("adding_lstm", ("num_epochs=1", "data.num_train=256", "data.num_test=32", "data.seq_len=12",
+                     "model.hidden_sizes=(8,)"), {"steps.png", "lstm_gates.png", "summary.json"}),
+])
+def test_explain_writes_its_files(tmp_path, capsys, name, overrides, expected):
+  train_and_evaluate(experiment(name, *overrides), tmp_path, quiet=True)
+  assert cli.main(["explain", "--workdir", str(tmp_path), "--examples", "2", "--steps", "32"]) == 0
+  files = {p.name for p in (tmp_path / "explain").iterdir()}
+  assert expected <= files
+  summary = json.loads((tmp_path / "explain" / "summary.json").read_text())
+  assert summary["examples"] and summary["max_abs_completeness_error"] is not None
+  for name_ in files - {"summary.json"}:
+    assert (tmp_path / "explain" / name_).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_text_shades_tokens(tmp_path, capsys):
+  folder = tmp_path / "texts"
+  folder.mkdir()
+  (folder / "t.pos").write_text("a good fun film\ngreat acting\nnice one\nlovely\nsuperb cast\n")
+  (folder / "t.neg").write_text("a bad dull film\nawful acting\nboring one\nweak\npoor cast\n")
+  cfg = experiment("seed_lstm_mr", f"data.name=textfile:{folder}", "data.encoding=utf-8",
+                   "num_epochs=1", "data.val_fraction=0.0", "data.test_fraction=0.2",
+                   "model.hidden_sizes=(4,)", "data.max_len=6", "model.embed_dim=8")
+  train_and_evaluate(cfg, tmp_path / "run", quiet=True)
+  assert cli.main(["explain", "--workdir", str(tmp_path / "run"), "--examples", "2"]) == 0
+  page = (tmp_path / "run" / "explain" / "tokens.html").read_text()
+  assert page.count("<span") >= 2 and "predicted:" in page
+  assert (tmp_path / "run" / "explain" / "lstm_gates.png").exists()
