@@ -88,6 +88,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.warmup_epochs = 0.0  # warmup_cosine only.
   c.optim.end_lr_fraction = 0.0  # Cosine schedules end at lr * this.
 
+  # Differentially private training (DP-SGD); see jaxdl/train/privacy.py.
+  c.privacy = ml_collections.ConfigDict()
+  c.privacy.enabled = False
+  c.privacy.clip_norm = 1.0  # C: each example's gradient is clipped to this L2 norm.
+  c.privacy.noise_multiplier = 1.1  # sigma: noise std is sigma * C.
+  # If > 0, the noise multiplier is calibrated to reach this epsilon at the end.
+  c.privacy.target_epsilon = 0.0
+  c.privacy.delta = 0.0  # 0: 1 / (10 * training examples).
+  c.privacy.accountant = "rdp"  # 'rdp' | 'pld' (dp-accounting).
+
   # A NaN or infinite loss or gradient: 'stop' with an error naming the step
   # (keeping the last good checkpoint), or 'skip' the update and go on.
   c.nonfinite = "stop"

@@ -26,6 +26,7 @@ from jaxdl.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
 from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.objectives import OBJECTIVES, means
 from jaxdl.train.objectives import add as add_sums
+from jaxdl.train import privacy
 from jaxdl.train.optim import build_optimizer
 from jaxdl.train.parallel import DataParallel
 from jaxdl.train.progress import Reporter, format_row
@@ -44,6 +45,7 @@ class Experiment:
   tx: optax.GradientTransformation
   initial_state: TrainState
   steps_per_epoch: int
+  privacy: dict | None = None  # DP-SGD settings in use (noise calibrated), or None.
 
   @property
   def total_steps(self) -> int:
@@ -63,7 +65,14 @@ def build_experiment(config: ml_collections.ConfigDict,
   steps_per_epoch = data.num_batches(datasets.spec.num_train, config.batch_size)
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
   state = create_train_state(jax.random.PRNGKey(config.seed), model, tx, datasets.spec)
-  return Experiment(config, datasets, model, tx, state, steps_per_epoch)
+  private = None
+  if config.privacy.enabled:
+    if state.batch_stats:
+      raise ConfigError("DP-SGD needs per-example gradients, which batch norm mixes across the "
+                        "batch; set model.batch_norm=false")
+    private = privacy.resolve(config.privacy, datasets.spec.num_train, config.batch_size,
+                              steps_per_epoch * config.num_epochs)
+  return Experiment(config, datasets, model, tx, state, steps_per_epoch, private)
 
 
 def _check_positive(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
@@ -248,8 +257,9 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
 
   objective = OBJECTIVES[spec.task]
   replicated = parallel.replicated
+  dp = None if lead.privacy is None else {**lead.privacy, "batch_size": config.batch_size}
   train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective,
-                                                       config.nonfinite)), donate_argnums=0,
+                                                       config.nonfinite, dp)), donate_argnums=0,
                        in_shardings=(replicated, parallel.batch_sharding()),
                        out_shardings=(replicated, replicated))
   eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective), in_axes=(0, None)),
@@ -323,6 +333,8 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         row = _epoch_row(epoch + 1, step, train_means, val, examples, epoch_s)
         if epoch_sums[i]["nonfinite_steps"]:
           row["skipped_steps"] = int(epoch_sums[i]["nonfinite_steps"])
+        if lead.privacy:
+          row["epsilon"] = _spent(lead.privacy, step)
         histories[i].append(row)
       save(None)
       for run, history in zip(runs, histories):
@@ -366,10 +378,19 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         "data_notes": list(spec.notes),
         "trained_with": members.size if members.vectorized else 1,
     }
+    if lead.privacy:
+      results.update({f"privacy_{k}": v for k, v in lead.privacy.items()})
+      results["privacy_epsilon"] = _spent(lead.privacy, step)
     results = {k: v for k, v in results.items() if v is not None or k.startswith("test_")}
     run.write("results.json", results)
     all_results.append(results)
   return all_results
+
+
+def _spent(settings: dict, steps: int) -> float:
+  """The ε spent after ``steps`` DP-SGD steps."""
+  return privacy.epsilon(settings["noise_multiplier"], settings["sampling_rate"], steps,
+                         settings["delta"], settings["accountant"])
 
 
 def _check_vocab(run: RunFolder, vocab: tuple[str, ...] | None) -> None:

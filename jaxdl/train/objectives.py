@@ -50,7 +50,7 @@ OBJECTIVES: dict[str, Objective] = {"classification": classification, "regressio
 
 
 # Metrics summed once per step (not per example), averaged over steps.
-PER_STEP = ("grad_norm",)
+PER_STEP = ("grad_norm", "clipped")
 # Bookkeeping that is not a mean: min-reduced step numbers and counts.
 MIN_REDUCED = ("first_nonfinite_loss", "first_nonfinite_grad")
 _NOT_MEANS = ("count", "steps", "nonfinite_steps", *MIN_REDUCED)

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 def format_row(row: Mapping[str, Any]) -> str:
   """One epoch's metrics as a short line."""
   parts = [f"epoch {row['epoch']}"]
-  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "examples_per_s"):
+  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epsilon",
+              "examples_per_s"):
     if key in row and row[key] is not None:
       value = row[key]
       parts.append(f"{key} {value:,.0f}" if key == "examples_per_s" else f"{key} {value:.4f}")

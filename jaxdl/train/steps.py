@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl.train.objectives import Objective, Sums
+from jaxdl.train.privacy import clipped_noisy_gradient, per_example_grads
 from jaxdl.train.state import TrainState
 
 _NOT_MODEL_INPUTS = ("label", "mask")
@@ -31,7 +32,8 @@ NO_STEP = 2**30  # "No non-finite step yet" for the min-reduced first_nonfinite_
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    objective: Objective, nonfinite: str = "stop") -> TrainStep:
+                    objective: Objective, nonfinite: str = "stop",
+                    privacy: Mapping[str, float] | None = None) -> TrainStep:
   """Returns ``train_step(state, batch) -> (state, metric_sums)``.
 
   The loss is the mean over the batch's real examples; the metric sums also
@@ -43,6 +45,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   ``nonfinite_steps``. With ``nonfinite='skip'`` such a step leaves the
   parameters and optimizer state unchanged; with 'stop' the loop stops at its
   next check, before it could checkpoint the damaged state.
+
+  With ``privacy`` (``clip_norm``, ``noise_multiplier``, ``batch_size``), the
+  gradient is DP-SGD's: per-example gradients clipped and summed, Gaussian
+  noise added, divided by the batch size (see privacy.py); ``clipped`` reports
+  the fraction of examples whose gradient was clipped.
   """
   if nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -59,7 +66,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       _, sums = objective(outputs, batch)
       return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
 
-    grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    extra = {}
+    if privacy is None:
+      grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    else:
+      grads, sums, clipped = _private_gradient(state, batch, dropout_key)
+      updates, extra = {}, {"clipped": clipped}
     grad_norm = optax.tree.norm(grads)
     loss_ok, grad_ok = jnp.isfinite(sums["loss"]), jnp.isfinite(grad_norm)
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -73,11 +85,26 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
       sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # A skipped step counts no examples.
     step = state.step.astype(jnp.int32) + 1
-    return new_state, {**sums, "grad_norm": jnp.where(ok, grad_norm, 0.0),
+    return new_state, {**sums, **extra, "grad_norm": jnp.where(ok, grad_norm, 0.0),
                        "steps": ok.astype(jnp.float32),
                        "nonfinite_steps": (~ok).astype(jnp.float32),
                        "first_nonfinite_loss": jnp.where(loss_ok, NO_STEP, step),
                        "first_nonfinite_grad": jnp.where(grad_ok, NO_STEP, step)}
+
+  def _private_gradient(state: TrainState, batch, dropout_key):
+    def loss_of_one(params, example, key):
+      one = {k: v[None] for k, v in example.items()}
+      outputs = model.apply({"params": params}, **model_inputs(one), train=True,
+                            mask=one["mask"], rngs={"dropout": key})
+      _, sums = objective(outputs, one)
+      return sums["loss"], sums
+
+    grads, sums = per_example_grads(loss_of_one, state.params, batch, dropout_key)
+    noise_key = jax.random.fold_in(dropout_key, 2**31 - 1)
+    grads, clipped = clipped_noisy_gradient(grads, batch["mask"], privacy["clip_norm"],
+                                            privacy["noise_multiplier"], privacy["batch_size"],
+                                            noise_key)
+    return grads, jax.tree_util.tree_map(lambda s: s.sum(0), sums), clipped
 
   return train_step
 
