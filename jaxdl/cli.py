@@ -8,6 +8,7 @@
   jaxdl cite DIR
   jaxdl reproduce [--quick] --workdir DIR
   jaxdl explain --workdir RUN [--examples N]
+  jaxdl bench-peak
 
 A problem with the user's input prints one line and exits with status 2;
 ``--debug`` shows the traceback instead. SIGTERM or SIGINT stops training after
@@ -152,6 +153,18 @@ def _explain(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _bench_peak(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl import cost
+
+  _no_extra("bench-peak", extra)
+  measurement = cost.measure_matmul_peak(args.size)
+  path = cost.store_peak(measurement)
+  print(f"{measurement['machine']}: {measurement['flops_per_s'] / 1e9:.1f} GFLOP/s "
+        f"(float32 {args.size}x{args.size} matmul, median of {measurement['repeats']}; "
+        f"{measurement['min'] / 1e9:.1f}-{measurement['max'] / 1e9:.1f}); cached in {path}")
+  return 0
+
+
 def _no_extra(command: str, extra: Sequence[str]) -> None:
   if extra:
     raise ConfigError(f"jaxdl {command} does not take {' '.join(extra)}")
@@ -227,6 +240,10 @@ def _parser() -> argparse.ArgumentParser:
   exp.add_argument("--examples", type=int, default=4, help="examples (per class for images)")
   exp.add_argument("--steps", type=int, default=64, help="integrated-gradients path points")
   exp.set_defaults(handler=_explain)
+
+  peak = sub.add_parser("bench-peak", help="measure and cache this machine's matmul FLOP/s")
+  peak.add_argument("--size", type=int, default=2048)
+  peak.set_defaults(handler=_bench_peak)
   return parser
 
 

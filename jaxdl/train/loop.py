@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxdl import data, models
+from jaxdl import cost, data, models
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.data.arrays import Split
 from jaxdl.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
@@ -378,6 +378,8 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
         "data_notes": list(spec.notes),
         "trained_with": members.size if members.vectorized else 1,
     }
+    # Cost of the compiled program (all members of a vectorized group together).
+    results.update(cost.cost_report(flops, results["examples_per_s"]))
     if lead.privacy:
       results.update({f"privacy_{k}": v for k, v in lead.privacy.items()})
       results["privacy_epsilon"] = _spent(lead.privacy, step)
