@@ -213,3 +213,22 @@ def test_bench_peak_is_cached_and_runs_report_their_fraction(tmp_path, monkeypat
   expected = 3 * results["flops_per_example"] * results["examples_per_s"]
   assert results["achieved_flops_per_s"] == pytest.approx(expected)
   assert results["fraction_of_matmul_peak"] == pytest.approx(expected / peak["flops_per_s"])
+
+
+@pytest.mark.slow
+def test_bfloat16_mixed_precision_keeps_accuracy(tmp_path):
+  from jaxdl.train import evaluate, make_eval_step
+  from jaxdl.train.objectives import classification as objective
+
+  f32 = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=10"), tmp_path / "f32",
+                           quiet=True)
+  exp, state, _ = load_run(tmp_path / "f32")
+  bf16_eval = evaluate(jax.jit(make_eval_step(exp.model, objective, jnp.bfloat16)), state,
+                       exp.datasets.test, 256)
+  assert abs(bf16_eval["accuracy"] - f32["test_accuracy"]) <= 0.005  # Within 0.5 points.
+  bf16 = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=10", "dtype=bfloat16"),
+                            tmp_path / "bf16", quiet=True)
+  _, bf16_state, _ = load_run(tmp_path / "bf16")
+  assert jax.tree_util.tree_leaves(bf16_state.params)[0].dtype == jnp.float32  # Master copy.
+  # Two trainings drift apart from the first step; bf16 must still learn as well.
+  assert bf16["test_accuracy"] >= f32["test_accuracy"] - 0.02, (bf16, f32)

@@ -88,6 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.warmup_epochs = 0.0  # warmup_cosine only.
   c.optim.end_lr_fraction = 0.0  # Cosine schedules end at lr * this.
 
+  # Compute dtype: 'float32', or 'bfloat16' for mixed precision (float32
+  # parameters, optimizer state and losses; bf16 forward and backward passes).
+  c.dtype = "float32"
+
   # Differentially private training (DP-SGD); see jaxdl/train/privacy.py.
   c.privacy = ml_collections.ConfigDict()
   c.privacy.enabled = False

@@ -35,6 +35,10 @@ from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.steps import NONFINITE_POLICIES, EvalStep, make_eval_step, make_train_step
 
 
+# config.dtype -> the dtype the steps compute in (None: as stored, float32).
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """Everything built from a config before training starts."""
@@ -57,6 +61,8 @@ def build_experiment(config: ml_collections.ConfigDict,
   """Data (unless given), model, optimizer and initial state for ``config``."""
   _check_positive(config, ("batch_size", "eval_batch_size", "num_epochs",
                            "checkpoint_every_steps"))
+  if config.dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {config.dtype!r}")
   if config.nonfinite not in NONFINITE_POLICIES:
     raise ConfigError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got "
                       f"{config.nonfinite!r}")
@@ -258,11 +264,14 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   objective = OBJECTIVES[spec.task]
   replicated = parallel.replicated
   dp = None if lead.privacy is None else {**lead.privacy, "batch_size": config.batch_size}
+  dtype = COMPUTE_DTYPES[config.dtype]
   train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective,
-                                                       config.nonfinite, dp)), donate_argnums=0,
+                                                       config.nonfinite, dp, dtype)),
+                       donate_argnums=0,
                        in_shardings=(replicated, parallel.batch_sharding()),
                        out_shardings=(replicated, replicated))
-  eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective), in_axes=(0, None)),
+  eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective, dtype),
+                                        in_axes=(0, None)),
                       in_shardings=(replicated, parallel.batch_sharding(stacked=False)),
                       out_shardings=replicated)
   step = start_step = resume_step or 0

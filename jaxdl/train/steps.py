@@ -22,9 +22,17 @@ TrainStep = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, Su
 EvalStep = Callable[[TrainState, Mapping[str, jax.Array]], Sums]
 
 
-def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """The batch entries that the model takes as keyword arguments."""
-  return {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
+def model_inputs(batch: Mapping[str, jax.Array], dtype=None) -> dict[str, jax.Array]:
+  """The batch entries that the model takes as keyword arguments (floats cast to ``dtype``)."""
+  return {k: cast(v, dtype) for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
+
+
+def cast(tree, dtype):
+  """Floating-point leaves of ``tree`` as ``dtype`` (None: unchanged); integers stay."""
+  if dtype is None:
+    return tree
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -33,7 +41,8 @@ NO_STEP = 2**30  # "No non-finite step yet" for the min-reduced first_nonfinite_
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     objective: Objective, nonfinite: str = "stop",
-                    privacy: Mapping[str, float] | None = None) -> TrainStep:
+                    privacy: Mapping[str, float] | None = None,
+                    compute_dtype=None) -> TrainStep:
   """Returns ``train_step(state, batch) -> (state, metric_sums)``.
 
   The loss is the mean over the batch's real examples; the metric sums also
@@ -50,6 +59,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   gradient is DP-SGD's: per-example gradients clipped and summed, Gaussian
   noise added, divided by the batch size (see privacy.py); ``clipped`` reports
   the fraction of examples whose gradient was clipped.
+
+  With ``compute_dtype`` (e.g. bfloat16: mixed precision), the forward and
+  backward passes run on copies of the parameters and inputs cast to it; the
+  parameters, their gradients, the optimizer state and batch-norm statistics
+  stay float32, and losses are computed in float32. bfloat16 has float32's
+  exponent range, so no loss scaling is needed.
   """
   if nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -59,10 +74,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     mutable = ["batch_stats"] if state.batch_stats else False
 
     def loss_fn(params):
-      variables = state.replace(params=params).variables()
-      outputs = model.apply(variables, **model_inputs(batch), train=True, mask=batch["mask"],
-                            rngs={"dropout": dropout_key}, mutable=mutable)
+      variables = state.replace(params=cast(params, compute_dtype)).variables()
+      outputs = model.apply(variables, **model_inputs(batch, compute_dtype), train=True,
+                            mask=batch["mask"], rngs={"dropout": dropout_key}, mutable=mutable)
       outputs, updates = outputs if mutable else (outputs, {})
+      if updates:  # Running statistics stay in their own (float32) dtype.
+        updates = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), updates,
+                                         {"batch_stats": state.batch_stats})
       _, sums = objective(outputs, batch)
       return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
 
@@ -94,8 +112,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   def _private_gradient(state: TrainState, batch, dropout_key):
     def loss_of_one(params, example, key):
       one = {k: v[None] for k, v in example.items()}
-      outputs = model.apply({"params": params}, **model_inputs(one), train=True,
-                            mask=one["mask"], rngs={"dropout": key})
+      outputs = model.apply({"params": cast(params, compute_dtype)},
+                            **model_inputs(one, compute_dtype), train=True, mask=one["mask"],
+                            rngs={"dropout": key})
       _, sums = objective(outputs, one)
       return sums["loss"], sums
 
@@ -109,11 +128,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(model: nn.Module, objective: Objective) -> EvalStep:
+def make_eval_step(model: nn.Module, objective: Objective, compute_dtype=None) -> EvalStep:
   """Returns ``eval_step(state, batch) -> metric_sums`` (running averages for batch norm)."""
 
   def eval_step(state: TrainState, batch: Mapping[str, jax.Array]) -> Sums:
-    outputs = model.apply(state.variables(), **model_inputs(batch), train=False,
+    variables = state.replace(params=cast(state.params, compute_dtype)).variables()
+    outputs = model.apply(variables, **model_inputs(batch, compute_dtype), train=False,
                           mask=batch["mask"])
     _, sums = objective(outputs, batch)
     return sums
