@@ -20,7 +20,8 @@ def test_document_has_every_study_and_its_provenance(quick):
   _, text = quick
   for heading in ("# The seed's claims, tested with data", "## Study 1: CNN depth",
                   "## Study 2: vanishing gradients", "### The gradient at each time step",
-                  "### Exploding gradients", "## Study 3: language"):
+                  "### Exploding gradients", "## Study 3: language",
+                  "## Study 4: the price of privacy"):
     assert heading in text, heading
   assert re.search(r"at commit `[0-9a-f]{7,}|at commit `unknown", text)
   assert re.search(r"in \d+\.\d minutes", text)
@@ -31,7 +32,7 @@ def test_document_has_every_study_and_its_provenance(quick):
 def test_figures_are_real_pngs(quick):
   folder, text = quick
   figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
-  assert len(figures) == 5
+  assert len(figures) == 6
   for name in figures:
     data = (folder / name).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

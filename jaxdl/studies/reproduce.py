@@ -7,6 +7,8 @@ its numbers show the machinery works, not what the claims look like at scale.
 """
 
 import datetime
+import json
+import math
 import os
 import pathlib
 import platform
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 import jax
 
 from jaxdl import __version__
-from jaxdl.studies import depth, language, memory
+from jaxdl.studies import depth, language, memory, privacy_study
 from jaxdl.studies.common import shared_data_dir
 
 FULL = dict(
@@ -28,6 +30,8 @@ FULL = dict(
                               gradient_length=100),
     language=language.LanguageScale(seeds=3, variants=tuple(language.VARIANTS), mr_epochs=3,
                                     mr_max_len=60, digits_epochs=15),
+    privacy=privacy_study.PrivacyScale(seeds=3, epsilons=(1.0, 3.0, 8.0, math.inf),
+                                       epochs={"digits": 15, "mnist": 5}),
 )
 QUICK = dict(
     depth=depth.DepthScale(seeds=2, blocks_per_stage=(1, 2), epochs={"digits": 2}),
@@ -35,6 +39,7 @@ QUICK = dict(
                               gradient_length=20),
     language=language.LanguageScale(seeds=2, variants=("LSTM (seed)", "RNN"), mr_epochs=1,
                                     mr_max_len=30, digits_epochs=2),
+    privacy=privacy_study.PrivacyScale(seeds=2, epsilons=(3.0, math.inf), epochs={"digits": 1}),
 )
 
 
@@ -59,8 +64,12 @@ def reproduce(workdir: str | pathlib.Path, quick: bool = False,
   data_dir = shared_data_dir()
   sections = [depth.run(workdir, scales["depth"], data_dir, quick, log),
               memory.run(workdir, scales["memory"], log),
-              language.run(workdir, scales["language"], data_dir, log)]
+              language.run(workdir, scales["language"], data_dir, log),
+              privacy_study.run(workdir, scales["privacy"], data_dir, quick, log)]
   minutes = (time.perf_counter() - start) / 60
+  # Sweeps resume, so a rerun may train only what is new: also give all runs' own time.
+  run_minutes = sum(json.loads(p.read_text()).get("wall_s", 0.0)
+                    for p in workdir.glob("*/m*/results.json")) / 60
   device = jax.devices()[0]
   header = [
       "# The seed's claims, tested with data", "",
@@ -69,7 +78,8 @@ def reproduce(workdir: str | pathlib.Path, quick: bool = False,
       f"JAX {jax.__version__}, on {' '.join(filter(None, [platform.machine(), platform.processor()]))}"
       f" with {os.cpu_count()} CPU cores ({device.device_kind}, {jax.device_count()} device(s), "
       f"backend {jax.default_backend()}) "
-      f"in {minutes:.1f} minutes, {datetime.date.today().isoformat()}. Every number below comes "
+      f"in {minutes:.1f} minutes ({run_minutes:.1f} minutes of training and evaluation over all "
+      f"runs in the folder), {datetime.date.today().isoformat()}. Every number below comes "
       "from the runs in this folder (each a run folder with config, metrics, results and "
       "provenance); every verdict is computed from those numbers.", "",
       "Data offline: scikit-learn's digits (1,797 8x8 images, resized to 28x28 for the CNNs), "
