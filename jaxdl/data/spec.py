@@ -1,6 +1,10 @@
 """Facts found in the data that the model and the loop need."""
 
 import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # arrays.py imports nothing from here; the names are for annotations only.
+  from jaxdl.data.arrays import Split
 
 
 @dataclasses.dataclass(frozen=True)
