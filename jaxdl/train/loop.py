@@ -294,7 +294,8 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
                                            "epoch_sums": member_sums[i]})
 
   quiet = quiet or not runs[0].writer  # One process reports.
-  with Reporter(lead.total_steps, start_step, quiet) as reporter, _StopSignals() as stop:
+  with Reporter(lead.total_steps, start_step, quiet,
+                config.batch_size * members.size) as reporter, _StopSignals() as stop:
     if start_step:
       reporter.log(f"resuming {', '.join(str(r.path) for r in runs)} from step {start_step}")
     for epoch in range(start_step // lead.steps_per_epoch, config.num_epochs):

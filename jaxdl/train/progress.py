@@ -29,8 +29,11 @@ class Reporter:
     quiet: plain lines instead of a live bar (for logs and CI).
   """
 
-  def __init__(self, total_steps: int, start_step: int, quiet: bool):
+  def __init__(self, total_steps: int, start_step: int, quiet: bool,
+               examples_per_step: int = 0):
     self.quiet = quiet
+    self._examples_per_step = examples_per_step
+    self._rate_mark = (time.monotonic(), start_step)
     self.console = Console(file=sys.stderr if quiet else sys.stdout, highlight=False)
     self._bar = None
     if not quiet:
@@ -58,8 +61,15 @@ class Reporter:
       return
     fields = {}
     if live is not None:
-      self._last_refresh = time.monotonic()
-      fields["live"] = "  ".join(f"{k} {v:,.4g}" for k, v in live.items())
+      now = time.monotonic()
+      self._last_refresh = now
+      text = "  ".join(f"{k} {v:,.4g}" for k, v in live.items())
+      then, then_step = self._rate_mark
+      if self._examples_per_step and step > then_step and now > then:
+        rate = (step - then_step) * self._examples_per_step / (now - then)
+        text += f"  {rate:,.0f} ex/s"
+      self._rate_mark = (now, step)
+      fields["live"] = text
     self._bar.update(self._task, completed=step, **fields)
 
   def log(self, message: str) -> None:
