@@ -70,7 +70,10 @@ def store_peak(measurement: dict) -> pathlib.Path:
 
 def peak_memory_bytes() -> int | None:
   """Peak device memory in use, where the backend reports it (GPU, TPU; not CPU)."""
-  stats = jax.devices()[0].memory_stats() or {}
+  try:
+    stats = jax.local_devices()[0].memory_stats() or {}
+  except jax.errors.JaxRuntimeError:  # Backends that keep no statistics.
+    return None
   return stats.get("peak_bytes_in_use")
 
 

@@ -105,6 +105,11 @@ def get_config() -> ml_collections.ConfigDict:
   # A NaN or infinite loss or gradient: 'stop' with an error naming the step
   # (keeping the last good checkpoint), or 'skip' the update and go on.
   c.nonfinite = "stop"
+  # Devices: the batch is split over the 'data' axis of the mesh; with
+  # model_axis = k > 1, parameters are also split over k devices (see parallel.py).
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.model_axis = 1
+
   c.checkpoint_every_steps = 500  # Plus one at the end of every epoch.
   c.checkpoints_to_keep = 2
   return c

@@ -256,10 +256,12 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   histories: list[list[dict[str, Any]]] = [p["history"] for p in progress]
   for run, history in zip(runs, histories):
     run.write_metrics(history)  # The checkpoint's history is the truth on resume.
-  parallel = DataParallel.over_all_devices(stacked=vectorized)
+  parallel = DataParallel.over_all_devices(stacked=vectorized,
+                                           model_axis=config.parallel.model_axis)
   parallel.check_batch_size(config.batch_size)
   eval_batch_size = parallel.eval_batch_size(config.eval_batch_size)
-  state = parallel.replicate(members.combine(states))
+  state = parallel.place_state(members.combine(states))
+  state_sharding = parallel.state_shardings(state)
 
   objective = OBJECTIVES[spec.task]
   replicated = parallel.replicated
@@ -268,11 +270,11 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective,
                                                        config.nonfinite, dp, dtype)),
                        donate_argnums=0,
-                       in_shardings=(replicated, parallel.batch_sharding()),
-                       out_shardings=(replicated, replicated))
+                       in_shardings=(state_sharding, parallel.batch_sharding()),
+                       out_shardings=(state_sharding, replicated))
   eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective, dtype),
                                         in_axes=(0, None)),
-                      in_shardings=(replicated, parallel.batch_sharding(stacked=False)),
+                      in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
                       out_shardings=replicated)
   step = start_step = resume_step or 0
   train_s = float(progress[0]["train_s"])

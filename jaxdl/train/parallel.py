@@ -1,11 +1,15 @@
 """Data parallelism with ``jax.sharding``: one mesh over every device of every host.
 
-The global batch (``config.batch_size``) is split along its batch axis over
-the mesh's ``data`` axis; the train state is replicated. The train step is the
+The mesh has axes ``data`` and ``model``. The global batch
+(``config.batch_size``) is split along its batch axis over ``data``; the train
+state is replicated, or, with ``config.parallel.model_axis`` = k > 1, each
+parameter (and its optimizer state) is split over the k devices of the
+``model`` axis along its last dimension where that divides by k (FSDP-style
+sharding of large layers; small ones stay replicated). The train step is the
 same jitted function on one device or many: only its shardings change, and
-XLA inserts the gradient all-reduce. With several processes
-(``jax.distributed``), every process builds the same global batch from the
-seed on its host and places on its own devices only the part they hold.
+XLA inserts the collectives. With several processes (``jax.distributed``),
+every process builds the same global batch from the seed on its host and
+places on its own devices only the part they hold.
 """
 
 import dataclasses
@@ -24,7 +28,7 @@ class DataParallel:
   """Shardings for data-parallel training over all devices.
 
   Attributes:
-    mesh: a 1-D mesh with axis 'data' over ``jax.devices()``.
+    mesh: a 2-D mesh, axes ('data', 'model'), over ``jax.devices()``.
     stacked: the batch has a leading members axis (vectorized sweeps), so the
       examples axis to split is axis 1.
   """
@@ -33,12 +37,36 @@ class DataParallel:
   stacked: bool = False
 
   @classmethod
-  def over_all_devices(cls, stacked: bool = False) -> "DataParallel":
-    return cls(Mesh(np.array(jax.devices()), ("data",)), stacked)
+  def over_all_devices(cls, stacked: bool = False, model_axis: int = 1) -> "DataParallel":
+    devices = jax.devices()
+    if model_axis < 1 or len(devices) % model_axis:
+      raise ConfigError(f"parallel.model_axis={model_axis} must divide the {len(devices)} "
+                        "devices")
+    grid = np.array(devices).reshape(len(devices) // model_axis, model_axis)
+    return cls(Mesh(grid, ("data", "model")), stacked)
 
   @property
   def num_devices(self) -> int:
-    return self.mesh.size
+    return self.mesh.shape["data"]
+
+  @property
+  def model_axis(self) -> int:
+    return self.mesh.shape["model"]
+
+  def leaf_sharding(self, shape: tuple[int, ...]) -> NamedSharding:
+    """A parameter's sharding: its last axis over 'model' if that divides, else replicated."""
+    k = self.model_axis
+    if k > 1 and shape and shape[-1] % k == 0 and shape[-1] >= k:
+      return NamedSharding(self.mesh, P(*([None] * (len(shape) - 1)), "model"))
+    return self.replicated
+
+  def state_shardings(self, state: Any) -> Any:
+    """The sharding of every leaf of a (possibly stacked) train state."""
+    return jax.tree_util.tree_map(lambda x: self.leaf_sharding(np.shape(x)), state)
+
+  def place_state(self, state: Any) -> Any:
+    shardings = self.state_shardings(state)
+    return jax.tree_util.tree_map(self._place, state, shardings)
 
   @property
   def replicated(self) -> NamedSharding:
@@ -51,7 +79,8 @@ class DataParallel:
   def check_batch_size(self, batch_size: int, key: str = "batch_size") -> None:
     if batch_size % self.num_devices:
       raise ConfigError(f"{key}={batch_size} (the global batch) is not divisible by the "
-                        f"{self.num_devices} devices; use a multiple of {self.num_devices}")
+                        f"{self.num_devices} devices of the data axis; use a multiple of "
+                        f"{self.num_devices}")
 
   def eval_batch_size(self, batch_size: int) -> int:
     """The eval batch rounded up to a multiple of the devices (results do not change)."""
@@ -62,9 +91,6 @@ class DataParallel:
         not value.is_fully_addressable else value
     # Each process supplies, from its full host copy, only its own devices' part.
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
-
-  def replicate(self, tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: self._place(x, self.replicated), tree)
 
   def shard(self, batch: dict[str, np.ndarray], stacked: bool | None = None) -> dict[str, jax.Array]:
     sharding = self.batch_sharding(stacked)
