@@ -226,3 +226,22 @@ def test_sweep_axes_from_the_experiment_file(tmp_path, capsys):
                    "--mode", "sequential"]) == 0
   assert json.loads((tmp_path / "s" / "sweep.json").read_text())["axes"] == [
       {"key": "seed", "values": [0, 1]}]
+
+
+def test_a_sweep_from_before_a_new_config_key_still_resumes(tmp_path):
+  base = experiment("seed_cnn_digits", *TINY)
+  axes = [axes_lib.parse_axis("seed=0:1")]
+  run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
+  # Make the saved files look as if written before 'dtype' existed.
+  for path in (tmp_path / "sweep.json", tmp_path / "m000" / "config.json"):
+    saved = json.loads(path.read_text())
+    (saved["base_config"] if "base_config" in saved else saved).pop("dtype")
+    path.write_text(json.dumps(saved))
+  trained = []
+  original = run_lib.train_together
+  run_lib.train_together = lambda *a, **k: trained.append(a) or original(*a, **k)
+  try:
+    members = run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
+  finally:
+    run_lib.train_together = original
+  assert not trained and members[0]["status"] == "done"

@@ -25,7 +25,7 @@ from jaxdl.errors import CheckpointError, JaxdlError
 from jaxdl.sweep.axes import Axis, expand
 from jaxdl.sweep.groups import group_members, splitting_axes
 from jaxdl.train.loop import train_together
-from jaxdl.train.run_folder import read_json, write_json
+from jaxdl.train.run_folder import config_differences, read_json, write_json
 
 MODES = ("auto", "vectorized", "sequential")
 
@@ -36,7 +36,8 @@ def member_name(index: int) -> str:
 
 def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
   results, saved = folder / "results.json", folder / "config.json"
-  return results.exists() and saved.exists() and read_json(saved) == config_to_dict(config)
+  return (results.exists() and saved.exists()
+          and not config_differences(read_json(saved), config_to_dict(config)))
 
 
 def _choose_mode(mode: str, config: ml_collections.ConfigDict, log: Callable[[str], None]) -> str:
@@ -99,7 +100,7 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
   if sweep_file.exists():
     old = read_json(sweep_file)
     if [m["overrides"] for m in old["members"]] != json.loads(json.dumps(overrides)) or \
-        old["base_config"] != record["base_config"]:
+        config_differences(old["base_config"], record["base_config"]):
       raise CheckpointError(f"{folder} holds a different sweep; use a new --workdir, or "
                             "--overwrite to delete it")
   folder.mkdir(parents=True, exist_ok=True)

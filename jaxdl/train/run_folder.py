@@ -95,6 +95,17 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """``key: old -> new`` for each key that differs between two saved configs.
+
+  A key the old config did not have yet (added to jaxdl since) is not a
+  difference: old runs stay resumable after an upgrade.
+  """
+  old, new = _flatten(old), _flatten(new)
+  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+          if k in old and old.get(k) != new.get(k)]
+
+
 class RunFolder:
   """Reads and writes the files of one run folder.
 
@@ -120,10 +131,7 @@ class RunFolder:
       self.path.mkdir(parents=True, exist_ok=True)
     existing = self.file("config.json")
     if existing.exists():
-      old, new = _flatten(read_json(existing)), _flatten(config)
-      # A key the old run did not have yet (added to jaxdl since) is not a difference.
-      diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-              if k in old and old.get(k) != new.get(k)]
+      diff = config_differences(read_json(existing), config)
       if diff:
         raise CheckpointError(f"workdir {self.path} holds a run of a different config "
                               f"({'; '.join(diff[:5])}); use a new --workdir, or pass "
