@@ -74,7 +74,7 @@ def run(workdir: pathlib.Path, scale: DepthScale, data_dir: pathlib.Path | None,
     ax.set_title(name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    lines += [_verdict(name, depth[1:], acc[1:], std[1:], flops[1:], acc[0]), ""]
+    lines += [_verdict(name, depth[1:], acc[1:], std[1:], flops[1:], acc[0], std[0]), ""]
   figure = save_figure(fig, workdir / "depth_accuracy_vs_flops.png")
   lines += [f"![accuracy vs FLOPs]({figure})", ""]
   return "\n".join(lines)
@@ -85,7 +85,7 @@ def _data_note(row: dict) -> list[str]:
   return [f"Data: {'; '.join(notes)}.", ""] if notes else []
 
 
-def _verdict(name: str, depth, acc, std, flops, seed_acc: float) -> str:
+def _verdict(name: str, depth, acc, std, flops, seed_acc: float, seed_std: float) -> str:
   """The claim's two halves, decided by the numbers."""
   rho = stats.spearmanr(depth, acc).statistic if len(depth) > 2 else np.sign(acc[-1] - acc[0])
   best = int(np.argmax(acc))
@@ -106,5 +106,10 @@ def _verdict(name: str, depth, acc, std, flops, seed_acc: float) -> str:
   cost = ("compute rises with every step in depth "
           f"({flops[0] / 1e6:.1f} → {flops[-1] / 1e6:.1f} MFLOP per example)" if cost_rises
           else "compute does not rise monotonically with depth")
-  return (f"**Verdict on {name}:** {accuracy}; {cost}. The seed's 3-layer SeedCNN reaches "
-          f"{seed_acc:.4f}.")
+  plateau = (f" Accuracy peaks at {depth[best]} layers ({acc[best]:.4f}); deeper adds cost "
+             "without accuracy." if best < len(depth) - 1 else "")
+  margin = acc[-1] - seed_acc
+  versus = ("beyond" if abs(margin) > std[-1] + seed_std else "within")
+  return (f"**Verdict on {name}:** {accuracy}; {cost}.{plateau} Against the seed's own 3-layer "
+          f"SeedCNN ({seed_acc:.4f}), the deepest DeepCNN is {abs(margin) * 100:.2f} points "
+          f"{'above' if margin > 0 else 'below'} it, {versus} the seed-to-seed spread.")
