@@ -70,6 +70,8 @@ def reproduce(workdir: str | pathlib.Path, quick: bool = False,
   # Sweeps resume, so a rerun may train only what is new: also give all runs' own time.
   run_minutes = sum(json.loads(p.read_text()).get("wall_s", 0.0)
                     for p in workdir.glob("*/m*/results.json")) / 60
+  trained_at = sorted({(json.loads(p.read_text()).get("git_commit") or "unknown")[:7]
+                       for p in workdir.glob("*/m*/provenance.json")})
   device = jax.devices()[0]
   header = [
       "# The seed's claims, tested with data", "",
@@ -79,7 +81,8 @@ def reproduce(workdir: str | pathlib.Path, quick: bool = False,
       f" with {os.cpu_count()} CPU cores ({device.device_kind}, {jax.device_count()} device(s), "
       f"backend {jax.default_backend()}) "
       f"in {minutes:.1f} minutes ({run_minutes:.1f} minutes of training and evaluation over all "
-      f"runs in the folder), {datetime.date.today().isoformat()}. Every number below comes "
+      f"runs in the folder, trained at commit(s) {', '.join(trained_at) or 'unknown'}), "
+      f"{datetime.date.today().isoformat()}. Every number below comes "
       "from the runs in this folder (each a run folder with config, metrics, results and "
       "provenance); every verdict is computed from those numbers.", "",
       "Data offline: scikit-learn's digits (1,797 8x8 images, resized to 28x28 for the CNNs), "
