@@ -232,3 +232,11 @@ def test_bfloat16_mixed_precision_keeps_accuracy(tmp_path):
   assert jax.tree_util.tree_leaves(bf16_state.params)[0].dtype == jnp.float32  # Master copy.
   # Two trainings drift apart from the first step; bf16 must still learn as well.
   assert bf16["test_accuracy"] >= f32["test_accuracy"] - 0.02, (bf16, f32)
+
+
+def test_provenance_names_the_commit_of_the_code_imported(monkeypatch):
+  from jaxdl.train import run_folder
+
+  imported = run_folder._COMMIT
+  monkeypatch.setattr(run_folder, "_git", lambda *args: "f" * 40)  # A commit made since.
+  assert run_folder.provenance(["jaxdl"])["git_commit"] == imported

@@ -61,15 +61,20 @@ def _git(*args: str) -> str | None:
   return out.stdout.strip()
 
 
+# The code that runs is the code imported at start: read its commit once, now, so a
+# long process (a sweep, a reproduction) never records a commit made while it ran.
+_COMMIT = _git("rev-parse", "HEAD")
+_DIRTY = bool(_git("status", "--porcelain", "--untracked-files=no")) if _COMMIT else None
+
+
 def provenance(command: Sequence[str]) -> dict[str, Any]:
-  """What produced a run: versions, code, hardware, command line."""
+  """What produced a run: versions, code (as imported by this process), hardware, command."""
   devices = jax.devices()
-  commit = _git("rev-parse", "HEAD")
   return {
       "versions": {p: _version(p) for p in _PACKAGES},
       "python": sys.version.split()[0],
-      "git_commit": commit,
-      "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+      "git_commit": _COMMIT,
+      "git_dirty": _DIRTY,
       "platform": platform.platform(),
       "machine": platform.machine(),
       "processor": platform.processor(),
