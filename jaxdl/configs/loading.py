@@ -163,10 +163,11 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: dotted keys, as overrides name them."""
   out = {}
   for k, v in d.items():
-    out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+    out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
   return out
 
 
@@ -180,6 +181,6 @@ def config_from_dict(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
 
   config = get_config()
   config.lock()
-  for key, value in _flatten(values).items():
+  for key, value in flatten(values).items():
     set_value(config, key, tuple(value) if isinstance(value, list) else value)
   return config

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import ml_collections
 
-from jaxdl.configs.loading import config_to_dict
+from jaxdl.configs.loading import config_to_dict, flatten
 
 # Keys whose values live in the train state: free to differ within a group.
 VALUE_KEYS = ("seed", "optim.learning_rate", "optim.momentum", "optim.weight_decay",
@@ -23,16 +23,9 @@ VALUE_KEYS = ("seed", "optim.learning_rate", "optim.momentum", "optim.weight_dec
 _SWITCHES = ("optim.weight_decay", "optim.grad_clip_norm")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-  return out
-
-
 def structure_key(config: ml_collections.ConfigDict) -> str:
   """Equal for two configs exactly when they can share one compiled step."""
-  flat = _flat(config_to_dict(config))
+  flat = flatten(config_to_dict(config))
   for key in VALUE_KEYS:
     value = flat.pop(key)
     if key in _SWITCHES and not (key == "optim.weight_decay" and flat["optim.name"] == "adamw"):
@@ -53,7 +46,7 @@ def splitting_axes(axis_keys: Sequence[str], configs: Sequence[ml_collections.Co
   """The swept keys whose values differ between groups (what forced the split)."""
   if len(groups) < 2:
     return []
-  firsts = [_flat(config_to_dict(configs[g[0]])) for g in groups]
+  firsts = [flatten(config_to_dict(configs[g[0]])) for g in groups]
   shape = lambda k, f: f[k] > 0 if k in _SWITCHES else f[k]
   return [k for k in axis_keys
           if (k not in VALUE_KEYS or k in _SWITCHES)

@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 
+from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
 
 _PACKAGES = ("jaxdl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
@@ -90,23 +91,13 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
   }
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
   """``key: old -> new`` for each key that differs between two saved configs.
 
   A key the old config did not have yet (added to jaxdl since) is not a
   difference: old runs stay resumable after an upgrade.
   """
-  old, new = _flatten(old), _flatten(new)
+  old, new = flatten(old), flatten(new)
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
           if k in old and old.get(k) != new.get(k)]
 
