@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.layers import glorot_uniform
+from jaxdl.models.lstm_scan import lstm_scan
 
 Carry = Any
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -222,6 +223,9 @@ class RecurrentLayer(nn.Module):
       with the inputs).
     unroll: time steps per scan iteration (a speed knob; the math is the same).
     activation, forget_bias: passed to the cell.
+    fused_lstm: run an LSTM through ``lstm_scan`` (a hand-written backward pass,
+      same math, faster) unless ``hidden_offsets`` are given; False uses JAX's
+      autodiff of the scan (kept as the reference the tests compare with).
   """
 
   cell: str
@@ -231,6 +235,7 @@ class RecurrentLayer(nn.Module):
   unroll: int = 1
   activation: str = "tanh"
   forget_bias: float = 1.0
+  fused_lstm: bool = True
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
@@ -250,11 +255,19 @@ class RecurrentLayer(nn.Module):
     cell = make_cell(self.cell, self.hidden_size, activation=self.activation,
                      forget_bias=self.forget_bias, name="cell")
     x = reverse_padded(inputs, lengths) if self.reverse else inputs
-    projected = cell.project(x)  # All time steps in one matmul.
-    step = cell.step_fn()
-    params = cell.recurrent_params()
     valid = (jnp.ones((batch, time), bool) if lengths is None
              else jnp.arange(time)[None, :] < lengths[:, None])
+    params = cell.recurrent_params()
+    time_major = lambda a: jnp.swapaxes(a, 0, 1)
+    if self.cell == "lstm" and self.fused_lstm and hidden_offsets is None:
+      # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
+      # transposed (nor their gradient), only the narrower inputs and outputs.
+      projected = cell.project(time_major(x))
+      c0, h0 = cell.initialize_carry(batch, projected.dtype)
+      c_last, h_last, outputs = lstm_scan(params["kernel"], projected, time_major(valid), c0, h0)
+      return self._finish((c_last, h_last), time_major(outputs), lengths)
+    projected = cell.project(x)  # All time steps in one matmul.
+    step = cell.step_fn()
     offsets = (jnp.zeros((batch, time, self.hidden_size), projected.dtype)
                if hidden_offsets is None else hidden_offsets)
     if self.reverse and hidden_offsets is not None:
@@ -269,13 +282,15 @@ class RecurrentLayer(nn.Module):
       carry = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_carry, carry)
       return carry, jnp.where(ok, h, 0.0)
 
-    time_major = lambda a: jnp.swapaxes(a, 0, 1)
     carry, outputs = jax.lax.scan(
         body, cell.initialize_carry(batch, projected.dtype),
         (time_major(projected), time_major(valid), time_major(offsets)), unroll=self.unroll)
+    return self._finish(carry, time_major(outputs), lengths)
+
+  def _finish(self, carry: Carry, outputs: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    """The layer's result from the final carry and the batch-major outputs."""
     if not self.return_sequences:
       return _last_hidden(carry)
-    outputs = time_major(outputs)
     return reverse_padded(outputs, lengths) if self.reverse else outputs
 
 
@@ -303,7 +318,7 @@ class StackFields(nn.Module):
     hidden_sizes: one H per layer (the seed's model: (64, 64)).
     bidirectional: wrap each layer in Bidirectional.
     dropout_rate: dropout between layers (and, in the models, before the head).
-    unroll, activation, forget_bias: passed to every layer.
+    unroll, activation, forget_bias, fused_lstm: passed to every layer.
   """
 
   cell: str = "lstm"
@@ -313,10 +328,12 @@ class StackFields(nn.Module):
   unroll: int = 1
   activation: str = "tanh"
   forget_bias: float = 1.0
+  fused_lstm: bool = True
 
   def stack_fields(self) -> dict[str, Any]:
     return {f: getattr(self, f) for f in ("cell", "hidden_sizes", "bidirectional",
-                                          "dropout_rate", "unroll", "activation", "forget_bias")}
+                                          "dropout_rate", "unroll", "activation", "forget_bias",
+                                          "fused_lstm")}
 
 
 class RecurrentStack(StackFields):
@@ -342,7 +359,8 @@ class RecurrentStack(StackFields):
       sequences = self.return_sequences or i < len(self.hidden_sizes) - 1
       layer = lambda reverse, name: RecurrentLayer(
           self.cell, size, return_sequences=sequences, reverse=reverse, unroll=self.unroll,
-          activation=self.activation, forget_bias=self.forget_bias, name=name)
+          activation=self.activation, forget_bias=self.forget_bias,
+          fused_lstm=self.fused_lstm, name=name)
       if self.bidirectional:
         x = Bidirectional(layer(False, f"forward_{i}"), layer(True, f"backward_{i}"))(x, lengths)
       else:

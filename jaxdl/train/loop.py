@@ -131,7 +131,7 @@ def _check_finite(host_sums: list[dict[str, float]], names: Sequence[str],
                            "nonfinite=skip to skip such steps")
 
 
-class _Members:
+class Members:
   """Runs trained together: one state pytree, stacked on a leading axis when vectorized.
 
   A lone run is a group of one that is not vectorized, so there is one loop.
@@ -164,7 +164,7 @@ class _Members:
     return [means({k: float(v) for k, v in member.items()}) for member in self.split(host)]
 
 
-def _evaluate_members(members: _Members, eval_step: EvalStep, state: TrainState, split: Split,
+def _evaluate_members(members: Members, eval_step: EvalStep, state: TrainState, split: Split,
                       batch_size: int, parallel: DataParallel | None = None
                       ) -> list[dict[str, float]]:
   if len(split) == 0:
@@ -179,7 +179,7 @@ def _evaluate_members(members: _Members, eval_step: EvalStep, state: TrainState,
 def evaluate(eval_step: EvalStep, state: TrainState, split: Split,
              batch_size: int) -> dict[str, float]:
   """Mean metrics over every example of ``split`` (each counted once)."""
-  return _evaluate_members(_Members(1, False), eval_step, state, split, batch_size)[0]
+  return _evaluate_members(Members(1, False), eval_step, state, split, batch_size)[0]
 
 
 def _epoch_row(epoch: int, step: int, train: dict, val: dict, examples: int,
@@ -230,7 +230,7 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
     Each member's results (also written to its ``results.json``).
   """
   t_start = time.perf_counter()
-  members = _Members(len(configs), vectorized)
+  members = Members(len(configs), vectorized)
   runs = []
   for config, workdir in zip(configs, workdirs):
     if overwrite and pathlib.Path(workdir).exists():
@@ -263,19 +263,7 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
   state = parallel.place_state(members.combine(states))
   state_sharding = parallel.state_shardings(state)
 
-  objective = OBJECTIVES[spec.task]
-  replicated = parallel.replicated
-  dp = None if lead.privacy is None else {**lead.privacy, "batch_size": config.batch_size}
-  dtype = COMPUTE_DTYPES[config.dtype]
-  train_step = jax.jit(members.transform(make_train_step(lead.model, lead.tx, objective,
-                                                       config.nonfinite, dp, dtype)),
-                       donate_argnums=0,
-                       in_shardings=(state_sharding, parallel.batch_sharding()),
-                       out_shardings=(state_sharding, replicated))
-  eval_step = jax.jit(members.transform(make_eval_step(lead.model, objective, dtype),
-                                        in_axes=(0, None)),
-                      in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
-                      out_shardings=replicated)
+  train_step, eval_step = jit_steps(lead, members, parallel, state_sharding)
   step = start_step = resume_step or 0
   train_s = float(progress[0]["train_s"])
   compile_s = 0.0
@@ -399,6 +387,36 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
     run.write("results.json", results)
     all_results.append(results)
   return all_results
+
+
+def jit_steps(exp: Experiment, members: Members, parallel: DataParallel,
+              state_sharding: Any) -> tuple[Any, Any]:
+  """The jitted train and eval steps that ``jaxdl train`` runs, for ``exp``'s model.
+
+  Args:
+    exp: the (lead) experiment: model, optimizer, objective, dtype and privacy.
+    members: how many runs the steps train at once (vmapped when vectorized).
+    parallel: the device mesh; batches are sharded over its data axis.
+    state_sharding: the (stacked) state's shardings, from ``parallel.state_shardings``.
+
+  Returns:
+    ``(train_step, eval_step)``: ``train_step(state, batch) -> (state, metric sums)``
+    donates its state; ``eval_step(state, batch) -> metric sums``.
+  """
+  config = exp.config
+  objective = OBJECTIVES[exp.datasets.spec.task]
+  dp = None if exp.privacy is None else {**exp.privacy, "batch_size": config.batch_size}
+  dtype = COMPUTE_DTYPES[config.dtype]
+  train_step = jax.jit(members.transform(make_train_step(exp.model, exp.tx, objective,
+                                                       config.nonfinite, dp, dtype)),
+                       donate_argnums=0,
+                       in_shardings=(state_sharding, parallel.batch_sharding()),
+                       out_shardings=(state_sharding, parallel.replicated))
+  eval_step = jax.jit(members.transform(make_eval_step(exp.model, objective, dtype),
+                                        in_axes=(0, None)),
+                      in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
+                      out_shardings=parallel.replicated)
+  return train_step, eval_step
 
 
 def _spent(settings: dict, steps: int) -> float:

@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 
+from jaxdl import host
 from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
 
@@ -86,6 +87,7 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
       "device_kind": devices[0].device_kind,
       "process_count": jax.process_count(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "host_allocator": host.allocator_state(),
       "command": list(command),
       "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }

@@ -1,0 +1,107 @@
+"""The LSTM recurrence over a whole sequence, with a hand-written backward pass.
+
+Same math as ``LSTMCell`` stepped by ``lax.scan`` (the seed's equations, gates
+i, f, c~, o), differentiated by hand rather than by JAX. Why: on XLA:CPU the
+recurrence is bound by the cost of each loop iteration, and the autodiff'd
+backward pass of a scan (1) accumulates the recurrent kernel's gradient with a
+small matmul in every step, (2) saves ten residual stacks per step and (3)
+fuses the gates' elementwise work with four slices of one buffer, which
+XLA:CPU compiles to slow code inside loops. Here the forward pass keeps the
+four gates as separate arrays and saves six stacks; the backward pass does one
+matmul per step, emits the pre-activation gradients, and the kernel's gradient
+is one large matmul after the loop. Measured on 2 CPU cores, the seed LSTM's
+training step runs about 2.5x faster (scripts/benchmark.py); tests check it
+against the autodiff'd scan.
+
+Shapes are time-major: T steps, B sequences, H units, gates stacked as
+``[..., 4H]`` in the order i, f, c~, o (Keras's, and ``LSTMCell``'s).
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def _split_gates(x: jax.Array) -> tuple[jax.Array, ...]:
+  h = x.shape[-1] // 4
+  return tuple(x[..., k * h:(k + 1) * h] for k in range(4))
+
+
+def _shift_in(first: jax.Array, stack: jax.Array) -> jax.Array:
+  """``[first, stack[0], ..., stack[T-2]]``: each step's incoming state."""
+  return jnp.concatenate([first[None], stack[:-1]], axis=0)
+
+
+def _forward(kernel, projected, valid, c0, h0):
+  w_i, w_f, w_g, w_o = _split_gates(kernel)
+  x_i, x_f, x_g, x_o = _split_gates(projected)
+
+  def step(carry, xs):
+    c, h = carry
+    xi, xf, xg, xo, ok = xs
+    i = jax.nn.sigmoid(xi + h @ w_i)
+    f = jax.nn.sigmoid(xf + h @ w_f)
+    g = jnp.tanh(xg + h @ w_g)
+    o = jax.nn.sigmoid(xo + h @ w_o)
+    c_new = f * c + i * g
+    h_new = o * jnp.tanh(c_new)
+    ok = ok[:, None]
+    c_new, h_new = jnp.where(ok, c_new, c), jnp.where(ok, h_new, h)
+    return (c_new, h_new), (c_new, h_new, i, f, g, o)
+
+  (c_last, h_last), stacks = jax.lax.scan(step, (c0, h0), (x_i, x_f, x_g, x_o, valid))
+  c_all, h_all = stacks[:2]
+  outputs = jnp.where(valid[..., None], h_all, 0.0).astype(h_all.dtype)
+  return (c_last, h_last, outputs), stacks
+
+
+@jax.custom_vjp
+def lstm_scan(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
+              h0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Runs the LSTM over time.
+
+  Args:
+    kernel: the recurrent kernel ``[H, 4H]``.
+    projected: each step's input part of the gates, ``x_t W_x + b``: ``[T, B, 4H]``.
+    valid: ``<bool>[T, B]``; where False the state is held and the output is zero.
+    c0, h0: the initial cell and hidden states ``[B, H]``.
+
+  Returns:
+    ``(c_last, h_last, outputs)``: the final states ``[B, H]`` and ``[T, B, H]`` outputs.
+  """
+  return _forward(kernel, projected, valid, c0, h0)[0]
+
+
+def _lstm_scan_fwd(kernel, projected, valid, c0, h0):
+  out, (c_all, h_all, i, f, g, o) = _forward(kernel, projected, valid, c0, h0)
+  return out, (kernel, valid, c0, h0, c_all, h_all, i, f, g, o)
+
+
+def _lstm_scan_bwd(residuals, cotangents):
+  kernel, valid, c0, h0, c_all, h_all, i, f, g, o = residuals
+  dc_last, dh_last, d_outputs = cotangents
+  c_prev = _shift_in(c0, c_all)
+  kernel_t = kernel.T  # [4H, H], laid out once outside the loop.
+
+  def step(carry, xs):
+    dc_next, dh_next = carry
+    d_out, c_in, c_new, i, f, g, o, ok = xs
+    ok = ok[:, None]
+    dh = jnp.where(ok, d_out + dh_next, 0.0)
+    tanh_c = jnp.tanh(c_new)
+    dc = jnp.where(ok, dc_next, 0.0) + dh * o * (1.0 - tanh_c * tanh_c)
+    dz = jnp.concatenate([dc * g * i * (1.0 - i),  # d(pre-activation) of each gate
+                          dc * c_in * f * (1.0 - f),
+                          dc * i * (1.0 - g * g),
+                          dh * tanh_c * o * (1.0 - o)], axis=-1)
+    dh_in = dz @ kernel_t + jnp.where(ok, 0.0, dh_next)
+    dc_in = jnp.where(ok, dc * f, dc_next)
+    return (dc_in, dh_in), dz
+
+  (dc0, dh0), d_projected = jax.lax.scan(
+      step, (dc_last, dh_last), (d_outputs, c_prev, c_all, i, f, g, o, valid), reverse=True)
+  h_prev = _shift_in(h0, h_all)
+  d_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_projected).astype(kernel.dtype)
+  return d_kernel, d_projected, None, dc0, dh0
+
+
+lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)

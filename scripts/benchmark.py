@@ -1,0 +1,318 @@
+"""jaxdl against Keras and PyTorch on the seed's two models, measured side by side.
+
+Workloads (scripts/benchmark_impls/workloads.py): the seed's CNN (28x28x1, 10
+classes) and the seed's LSTM text classifier (vocab 10,000, length 100, LSTM 64
+with sequences -> LSTM 64 -> Dense 10), batch 128, float32, Adam 1e-3, random
+data; and the seed LSTM as a vectorized sweep of 8 members (jaxdl only).
+
+Implementations: ``jaxdl`` (the step ``jaxdl train`` runs, built from the
+experiments through jaxdl's API), ``keras-fit`` (the seed's own code: compile +
+model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
+``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
+is skipped with a message.
+
+Method: every implementation runs in its own worker process, pinned to the same
+``--threads`` cores with its framework's intra-op threads set to that number.
+Workers start and warm up (compile, trace) one at a time; warm-up is reported
+as ``compile_s`` and excluded. Each window then times a number of steps
+calibrated to ``--window-s`` seconds, and the windows are interleaved (A B C,
+B C A, ...) so a noisy machine hits every implementation alike. Throughput is
+the median examples/s over ``--windows`` windows, with min and max. FLOPs per
+training example (3x the forward pass's, from XLA's cost analysis) and the
+float32 matmul peak are measured in the same run.
+
+  python scripts/benchmark.py [--quick] [--out results.jsonl] [--markdown table.md]
+"""
+
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchmark_impls.workloads import WORKLOADS  # noqa: E402
+
+IMPLS = ("jaxdl", "keras-fit", "keras-tfstep", "torch-eager", "torch-compile")
+# What each implementation needs installed (pip install -e '.[bench]').
+REQUIRES = {"jaxdl": ("jax",), "keras-fit": ("tensorflow", "keras"),
+            "keras-tfstep": ("tensorflow", "keras"), "torch-eager": ("torch",),
+            "torch-compile": ("torch",)}
+# Workloads an implementation runs; the vectorized sweep is jaxdl's alone.
+SWEEP_IMPLS = ("jaxdl",)
+# Workloads measured in one interleaved group (the sweep is compared with one member).
+GROUPS = (("cnn",), ("lstm", "lstm-sweep8"))
+PROTOCOL = "@@bench "  # Prefix of the worker's protocol lines (frameworks print too).
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _limit_threads(threads: int) -> None:
+  """Pins this process to ``threads`` cores and sets every framework's thread count to it.
+
+  Runs before any framework is imported: XLA and PyTorch size their pools from
+  the cores this process may use, TensorFlow from its environment.
+  """
+  cores = sorted(os.sched_getaffinity(0))[:threads]
+  os.sched_setaffinity(0, cores)
+  for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+              "TF_NUM_INTRAOP_THREADS"):
+    os.environ[var] = str(threads)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # On a GPU, JAX would otherwise take 75% of its memory per process; workers share the card.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def _build(impl: str, workload_name: str, threads: int):
+  workload = WORKLOADS[workload_name]
+  if impl == "jaxdl":
+    from benchmark_impls import jaxdl_impl
+    return jaxdl_impl.build(workload)
+  if impl.startswith("keras"):
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    from benchmark_impls import keras_impl
+    return keras_impl.build(workload, fit=impl == "keras-fit")
+  import torch
+  torch.set_num_threads(threads)
+  from benchmark_impls import torch_impl
+  return torch_impl.build(workload, compiled=impl == "torch-compile")
+
+
+def _say(**message) -> None:
+  sys.stdout.write(PROTOCOL + json.dumps(message) + "\n")
+  sys.stdout.flush()
+
+
+def worker(impl: str, workload_name: str, threads: int) -> None:
+  """Builds one runner, warms it up, then runs the parent's commands from stdin."""
+  _limit_threads(threads)
+  if impl == "peak":
+    from benchmark_impls import jaxdl_impl
+    _say(event="peak", **jaxdl_impl.matmul_peak())
+    return
+  start = time.perf_counter()
+  runner = _build(impl, workload_name, threads)
+  setup_s = time.perf_counter() - start
+  start = time.perf_counter()
+  runner.warm_up()
+  _say(event="ready", setup_s=setup_s, compile_s=time.perf_counter() - start,
+       examples_per_step=runner.examples_per_step, info=runner.info,
+       cores=sorted(os.sched_getaffinity(0)))
+  for line in sys.stdin:
+    command, _, arg = line.strip().partition(" ")
+    if command == "quit":
+      return
+    steps = int(arg)
+    if command == "prepare":
+      runner.prepare(steps)
+      _say(event="prepared")
+    elif command == "run":
+      start = time.perf_counter()
+      runner.run(steps)
+      _say(event="ran", seconds=time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- parent side
+
+
+class Worker:
+  """A worker process and its line protocol."""
+
+  def __init__(self, impl: str, workload: str, threads: int, timeout_s: float):
+    self.impl, self.workload, self.timeout_s = impl, workload, timeout_s
+    self.proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker", impl, workload, "--threads", str(threads)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+  def read(self) -> dict:
+    for line in self.proc.stdout:
+      if line.startswith(PROTOCOL):
+        return json.loads(line[len(PROTOCOL):])
+    raise RuntimeError(f"{self.impl} on {self.workload}: the worker exited with status "
+                       f"{self.proc.wait()} (its output is above)")
+
+  def ask(self, command: str) -> dict:
+    self.proc.stdin.write(command + "\n")
+    self.proc.stdin.flush()
+    return self.read()
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      try:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=30)
+      except (BrokenPipeError, subprocess.TimeoutExpired):
+        self.proc.kill()
+
+
+def available(impl: str) -> bool:
+  missing = [m for m in REQUIRES[impl] if importlib.util.find_spec(m) is None]
+  if missing:
+    print(f"skipping {impl}: {', '.join(missing)} not installed (pip install -e '.[bench]')",
+          file=sys.stderr)
+  return not missing
+
+
+def measure_peak(threads: int) -> dict:
+  worker_ = Worker("peak", "cnn", threads, 120)
+  try:
+    return worker_.read()
+  finally:
+    worker_.proc.wait()
+
+
+def measure_group(pairs: list[tuple[str, str]], args) -> list[dict]:
+  """Warms up each (impl, workload) alone, then times interleaved windows of all."""
+  workers, ready = [], []
+  try:
+    for impl, workload in pairs:
+      print(f"warming up {impl} on {workload} ...", file=sys.stderr, flush=True)
+      w = Worker(impl, workload, args.threads, 600)
+      workers.append(w)
+      ready.append(w.read())
+    steps = []
+    for w in workers:  # Calibrate each window to about --window-s seconds.
+      w.ask("prepare 2")
+      probe = w.ask("run 2")["seconds"] / 2
+      steps.append(max(1, math.ceil(args.window_s / max(probe, 1e-6))))
+    for w, k in zip(workers, steps):
+      w.ask(f"prepare {k}")
+    rates = [[] for _ in workers]
+    for window in range(args.windows):
+      print(f"window {window + 1}/{args.windows}", file=sys.stderr, flush=True)
+      order = list(range(len(workers)))
+      order = order[window % len(order):] + order[:window % len(order)]
+      for i in order:
+        seconds = workers[i].ask(f"run {steps[i]}")["seconds"]
+        rates[i].append(steps[i] * ready[i]["examples_per_step"] / seconds)
+  finally:
+    for w in workers:
+      w.close()
+  return [{"impl": w.impl, "workload": w.workload,
+           "examples_per_s": statistics.median(r), "min": min(r), "max": max(r),
+           "windows": r, "steps_per_window": k, "compile_s": rd["compile_s"],
+           "setup_s": rd["setup_s"], "examples_per_step": rd["examples_per_step"],
+           "cores": rd["cores"], "info": rd["info"]}
+          for w, r, k, rd in zip(workers, rates, steps, ready)]
+
+
+def machine() -> dict:
+  cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+              if line.startswith("model name")), platform.processor())
+  return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+          "python": platform.python_version(),
+          "date": datetime.date.today().isoformat()}
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+  """The throughput table, jaxdl's ratio to each peer, and the sweep's ratio to one member."""
+  by = {(r["impl"], r["workload"]): r for r in results}
+  workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in results)]
+  impls = [i for i in IMPLS if any(r["impl"] == i for r in results)]
+  peak = meta["peak"]["flops_per_s"]
+  lines = [f"Machine: {meta['machine']['cpu']}, {meta['threads']} threads of "
+           f"{meta['machine']['cores']} cores, {meta['machine']['date']}; JAX device: "
+           f"{meta['peak']['machine']}; float32 matmul peak "
+           f"{peak / 1e9:,.0f} GFLOP/s. Median examples/s over {meta['windows']} interleaved "
+           f"windows of ~{meta['window_s']:g} s (min-max); compile/warm-up excluded, in s.",
+           "",
+           "| implementation | " + " | ".join(workloads) + " | compile s |",
+           "|---|" + "---|" * len(workloads) + "---|"]
+  for impl in impls:
+    cells, compiles = [], []
+    for w in workloads:
+      r = by.get((impl, w))
+      cells.append("" if r is None else
+                   f"{r['examples_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f})")
+      if r is not None:
+        compiles.append(f"{r['compile_s']:.1f}")
+    lines.append(f"| {impl} | " + " | ".join(cells) + f" | {' / '.join(compiles)} |")
+  fractions = []
+  for w in workloads:
+    r = by.get(("jaxdl", w))
+    flops = r and r["info"].get("flops_per_example")
+    fractions.append(f"{r['examples_per_s'] * flops / peak:.0%} of peak "
+                     f"({flops / 1e6:.1f} MFLOP/example)" if flops else "")
+  lines.append("| jaxdl, fraction of matmul peak | " + " | ".join(fractions) + " | |")
+  lines += ["", "| jaxdl / peer (median ratio) | " + " | ".join(workloads) + " |",
+            "|---|" + "---|" * len(workloads)]
+  for impl in impls:
+    if impl == "jaxdl":
+      continue
+    cells = []
+    for w in workloads:
+      ours, theirs = by.get(("jaxdl", w)), by.get((impl, w))
+      cells.append(f"{ours['examples_per_s'] / theirs['examples_per_s']:.2f}x"
+                   if ours and theirs else "")
+    lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+  sweep, one = by.get(("jaxdl", "lstm-sweep8")), by.get(("jaxdl", "lstm"))
+  if sweep and one:
+    lines += ["", f"Vectorized sweep of 8 seed LSTMs: {sweep['examples_per_s']:,.0f} examples/s "
+              f"(all members) vs {one['examples_per_s']:,.0f} for one member alone: "
+              f"{sweep['examples_per_s'] / one['examples_per_s']:.2f}x."]
+  return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="5 windows of 0.5 s (about a minute with warm-ups)")
+  parser.add_argument("--windows", type=int, default=7)
+  parser.add_argument("--window-s", type=float, default=2.0)
+  parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+  parser.add_argument("--impls", default=",".join(IMPLS))
+  parser.add_argument("--workloads", default=",".join(WORKLOADS))
+  parser.add_argument("--out", help="JSON lines: one per implementation and workload")
+  parser.add_argument("--markdown", help="also write the Markdown table here")
+  parser.add_argument("--worker", nargs=2, metavar=("IMPL", "WORKLOAD"), help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    worker(*args.worker, args.threads)
+    return
+  if args.quick:
+    args.windows, args.window_s = 5, 0.5
+  impls = [i for i in args.impls.split(",") if i]
+  workloads = [w for w in args.workloads.split(",") if w]
+  unknown = sorted(set(impls) - set(IMPLS)) + sorted(set(workloads) - set(WORKLOADS))
+  if unknown:
+    parser.error(f"unknown {unknown}; implementations: {IMPLS}, workloads: {tuple(WORKLOADS)}")
+  impls = [i for i in impls if available(i)]
+  meta = {"machine": machine(), "threads": args.threads, "windows": args.windows,
+          "window_s": args.window_s, "peak": measure_peak(args.threads)}
+  results = []
+  for group in GROUPS:
+    pairs = [(i, w) for w in group if w in workloads for i in impls
+             if WORKLOADS[w].members == 1 or i in SWEEP_IMPLS]
+    if pairs:
+      results += measure_group(pairs, args)
+  table = markdown(results, meta)
+  print(table)
+  if args.markdown:
+    pathlib.Path(args.markdown).write_text(table)
+  if args.out:
+    with open(args.out, "w") as f:
+      for r in results:
+        flops = r["info"].get("flops_per_example") or next(
+            (q["info"].get("flops_per_example") for q in results
+             if q["impl"] == "jaxdl" and q["workload"] == r["workload"]), None)
+        r = {**r, "flops_per_example": flops, "threads": args.threads,
+             "fraction_of_peak": (r["examples_per_s"] * flops / meta["peak"]["flops_per_s"]
+                                  if flops else None),
+             "matmul_peak_flops_per_s": meta["peak"]["flops_per_s"], "machine": meta["machine"]}
+        f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,1 @@
+"""One module per framework for scripts/benchmark.py; each builds a Runner for a workload."""

@@ -1,0 +1,93 @@
+"""jaxdl: the training step ``jaxdl train`` runs, built through jaxdl's API from the experiments."""
+
+import pathlib
+
+import jaxdl  # noqa: F401 -- first, so its host settings (jaxdl/host.py) precede JAX's start.
+import jax
+import numpy as np
+
+from benchmark_impls import workloads
+from benchmark_impls.workloads import BATCH, LEARNING_RATE, POOL_BATCHES, Workload, random_data
+from jaxdl import cost, data, models
+from jaxdl.configs import load_config
+from jaxdl.data import DataSpec, Datasets, Split
+from jaxdl.host import allocator_state
+from jaxdl.train.loop import Members, build_experiment, jit_steps
+from jaxdl.train.objectives import add as add_sums
+from jaxdl.train.parallel import DataParallel
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
+# The seed's models as jaxdl's experiments define them; data is replaced by random arrays.
+EXPERIMENT_FILES = {"cnn": "seed_cnn_mnist.py", "lstm": "seed_lstm_mr.py"}
+
+
+def _datasets(workload: Workload) -> Datasets:
+  num = BATCH * POOL_BATCHES
+  x, y = random_data(workload, num)
+  if workload.model == "cnn":
+    spec = DataSpec("random", "classification", workload.image_shape, "float32",
+                    workload.num_classes, num, 0, 0)
+    extra = {}
+  else:
+    spec = DataSpec("random", "classification", (workload.seq_len,), "int32",
+                    workload.num_classes, num, 0, 0, vocab_size=workload.vocab_size)
+    extra = {"lengths": np.full(num, workload.seq_len, np.int32)}  # Padding is masked.
+  train = Split(x, y, extra)
+  empty = train.take(np.arange(0))
+  return Datasets(train, empty, empty, spec)
+
+
+def _config(workload: Workload, seed: int):
+  config = load_config(str(EXPERIMENTS / EXPERIMENT_FILES[workload.model]))
+  config.unlock()
+  config.seed = seed
+  config.batch_size = BATCH
+  config.num_epochs = 1
+  config.optim.name = "adam"
+  config.optim.learning_rate = LEARNING_RATE
+  config.optim.schedule = "constant"
+  config.data.augment_shift = 0
+  config.dtype = "float32"
+  return config
+
+
+class Runner(workloads.Runner):
+  def __init__(self, workload: Workload):
+    datasets = _datasets(workload)
+    configs = [_config(workload, seed) for seed in range(workload.members)]
+    exps = [build_experiment(c, datasets) for c in configs]
+    vectorized = workload.members > 1
+    self.members = Members(workload.members, vectorized)
+    self.parallel = DataParallel.over_all_devices(stacked=vectorized)
+    self.state = self.parallel.place_state(self.members.combine([e.initial_state for e in exps]))
+    self.train_step, _ = jit_steps(exps[0], self.members, self.parallel,
+                                   self.parallel.state_shardings(self.state))
+    member_batches = [list(data.train_batches(datasets.train, BATCH, c.seed, 0)) for c in configs]
+    self.batches = [self.members.combine(b) for b in zip(*member_batches)]
+    self.examples_per_step = BATCH * workload.members
+    self.sums = None
+    self._add = jax.jit(add_sums)
+    flops = models.flops_per_example(exps[0].model, exps[0].initial_state.variables(),
+                                     datasets.spec.input_shape, datasets.spec.input_dtype)
+    self.info = {"flops_per_example": cost.TRAINING_FLOPS_PER_FORWARD * flops,
+                 "devices": [str(d) for d in jax.devices()],
+                 "host_allocator": allocator_state()}
+    self.step = 0
+
+  def run(self, steps: int) -> None:
+    # What the training loop does per step: shard the host batch, step, add the metric sums.
+    for _ in range(steps):
+      batch = self.parallel.shard(self.batches[self.step % len(self.batches)])
+      self.state, step_sums = self.train_step(self.state, batch)
+      self.sums = step_sums if self.sums is None else self._add(self.sums, step_sums)
+      self.step += 1
+    jax.block_until_ready((self.state, self.sums))
+
+
+def build(workload: Workload) -> Runner:
+  return Runner(workload)
+
+
+def matmul_peak() -> dict:
+  """The float32 matmul peak, measured as ``jaxdl bench-peak`` measures it."""
+  return cost.measure_matmul_peak()
