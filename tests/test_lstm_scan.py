@@ -99,3 +99,15 @@ def test_seed_text_model_gradient_equals_the_autodiff_reference():
   fused, reference = grads(model), grads(model.clone(fused_lstm=False))
   for got, want in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(reference)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_flops_count_every_step_of_the_fused_recurrence():
+  """XLA counts a loop body once; the count must still cover all T steps."""
+  from jaxdl.models import flops_per_example
+  model = TextClassifier(cell="lstm", hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
+                         num_classes=10)
+  tokens = jnp.zeros((1, 20), jnp.int32)
+  variables = model.init(jax.random.PRNGKey(0), tokens)
+  matmuls = 20 * 2 * (8 * 64 + 16 * 64 + 16 * 64 + 16 * 64) + 2 * 16 * 10
+  flops = flops_per_example(model, variables, (20,), "int32")
+  assert matmuls <= flops <= 1.5 * matmuls

@@ -25,6 +25,8 @@ def flops_per_example(model: nn.Module, variables: Any, input_shape: tuple[int, 
   x = jnp.zeros((1, *input_shape), input_dtype)
   if hasattr(model, "unroll") and len(input_shape) >= 1:
     model = model.clone(unroll=int(input_shape[0]))
+  if getattr(model, "fused_lstm", False):  # Same math; its scan is the one that unrolls.
+    model = model.clone(fused_lstm=False)
   analysis = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).cost_analysis()
   if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per device program.
     analysis = analysis[0] if analysis else {}

@@ -1,5 +1,6 @@
 """jaxdl: the training step ``jaxdl train`` runs, built through jaxdl's API from the experiments."""
 
+import math
 import pathlib
 
 import jaxdl  # noqa: F401 -- first, so its host settings (jaxdl/host.py) precede JAX's start.
@@ -69,7 +70,9 @@ class Runner(workloads.Runner):
     self._add = jax.jit(add_sums)
     flops = models.flops_per_example(exps[0].model, exps[0].initial_state.variables(),
                                      datasets.spec.input_shape, datasets.spec.input_dtype)
-    self.info = {"flops_per_example": cost.TRAINING_FLOPS_PER_FORWARD * flops,
+    # NaN where the backend's cost analysis gives no FLOPs (GPU, from the unoptimized HLO).
+    self.info = {"flops_per_example": (cost.TRAINING_FLOPS_PER_FORWARD * flops
+                                       if math.isfinite(flops) else None),
                  "devices": [str(d) for d in jax.devices()],
                  "host_allocator": allocator_state()}
     self.step = 0
