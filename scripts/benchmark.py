@@ -129,8 +129,8 @@ def worker(impl: str, workload_name: str, threads: int) -> None:
 class Worker:
   """A worker process and its line protocol."""
 
-  def __init__(self, impl: str, workload: str, threads: int, timeout_s: float):
-    self.impl, self.workload, self.timeout_s = impl, workload, timeout_s
+  def __init__(self, impl: str, workload: str, threads: int):
+    self.impl, self.workload = impl, workload
     self.proc = subprocess.Popen(
         [sys.executable, __file__, "--worker", impl, workload, "--threads", str(threads)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -166,7 +166,7 @@ def available(impl: str) -> bool:
 
 
 def measure_peak(threads: int) -> dict:
-  worker_ = Worker("peak", "cnn", threads, 120)
+  worker_ = Worker("peak", "cnn", threads)
   try:
     return worker_.read()
   finally:
@@ -179,7 +179,7 @@ def measure_group(pairs: list[tuple[str, str]], args) -> list[dict]:
   try:
     for impl, workload in pairs:
       print(f"warming up {impl} on {workload} ...", file=sys.stderr, flush=True)
-      w = Worker(impl, workload, args.threads, 600)
+      w = Worker(impl, workload, args.threads)
       workers.append(w)
       ready.append(w.read())
     steps = []
