@@ -111,3 +111,19 @@ def test_flops_count_every_step_of_the_fused_recurrence():
   matmuls = 20 * 2 * (8 * 64 + 16 * 64 + 16 * 64 + 16 * 64) + 2 * 16 * 10
   flops = flops_per_example(model, variables, (20,), "int32")
   assert matmuls <= flops <= 1.5 * matmuls
+
+
+@pytest.mark.parametrize("rows", [8, 4096 * 2])  # One matmul, and the chunked sum.
+def test_projection_gradients_equal_lax_dot_general(rows):
+  from jaxdl.models.matmul import dense_dot_general
+  x = jax.random.normal(jax.random.PRNGKey(0), (rows // 8, 8, 16))
+  w = jax.random.normal(jax.random.PRNGKey(1), (16, 12))
+  dims = (((2,), (0,)), ((), ()))
+  weights = jax.random.normal(jax.random.PRNGKey(2), (rows // 8, 8, 12))
+  loss = lambda dot: lambda x, w: jnp.sum(dot(x, w, dims) * weights)
+  ours = jax.jit(jax.grad(loss(dense_dot_general), argnums=(0, 1)))(x, w)
+  theirs = jax.grad(loss(jax.lax.dot_general), argnums=(0, 1))(x, w)
+  np.testing.assert_allclose(dense_dot_general(x, w, dims), jax.lax.dot_general(x, w, dims),
+                             rtol=1e-6)
+  for got, want in zip(ours, theirs):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

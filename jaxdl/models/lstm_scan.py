@@ -20,6 +20,8 @@ Shapes are time-major: T steps, B sequences, H units, gates stacked as
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.matmul import weight_gradient
+
 
 def _split_gates(x: jax.Array) -> tuple[jax.Array, ...]:
   h = x.shape[-1] // 4
@@ -100,7 +102,7 @@ def _lstm_scan_bwd(residuals, cotangents):
   (dc0, dh0), d_projected = jax.lax.scan(
       step, (dc_last, dh_last), (d_outputs, c_prev, c_all, i, f, g, o, valid), reverse=True)
   h_prev = _shift_in(h0, h_all)
-  d_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_projected).astype(kernel.dtype)
+  d_kernel = weight_gradient(h_prev, d_projected).astype(kernel.dtype)
   return d_kernel, d_projected, None, dc0, dh0
 
 

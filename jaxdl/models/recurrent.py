@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.layers import glorot_uniform
 from jaxdl.models.lstm_scan import lstm_scan
+from jaxdl.models.matmul import dense_dot_general
 
 Carry = Any
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -115,7 +116,9 @@ class LSTMCell(FusedCell):
       del key
       return jnp.zeros(shape, dtype).at[h:2 * h].set(self.forget_bias)
 
-    self.input_projection = nn.Dense(4 * h, kernel_init=glorot_uniform, bias_init=bias_init)
+    # dense_dot_general: the kernel's gradient, a contraction over batch x time, in chunks.
+    self.input_projection = nn.Dense(4 * h, kernel_init=glorot_uniform, bias_init=bias_init,
+                                     dot_general=dense_dot_general)
     self.recurrent_kernel = self._recurrent_kernel()
 
   def step_fn(self) -> Callable:
