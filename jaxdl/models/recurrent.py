@@ -229,6 +229,7 @@ class RecurrentLayer(nn.Module):
     fused_lstm: run an LSTM through ``lstm_scan`` (a hand-written backward pass,
       same math, faster) unless ``hidden_offsets`` are given; False uses JAX's
       autodiff of the scan (kept as the reference the tests compare with).
+      ``unroll`` applies to the autodiff path only (on XLA:CPU it measured slower).
   """
 
   cell: str
