@@ -16,6 +16,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxdl import host
+
 TRAINING_FLOPS_PER_FORWARD = 3.0
 
 
@@ -25,8 +27,15 @@ def cache_path() -> pathlib.Path:
 
 
 def machine_key() -> str:
+  """What a cached peak is valid for: backend, device, cores, and the host allocator.
+
+  The allocator is part of it because on the CPU it changes the measured peak
+  (188 vs 405-456 GFLOP/s on 2 cores, see host.py): a peak cached under one
+  setting is not reused under the other.
+  """
   device = jax.devices()[0]
-  return f"{jax.default_backend()}|{device.device_kind}|{os.cpu_count()} cores"
+  allocator = "tuned-malloc" if host.allocator_state()["applied"] else "default-malloc"
+  return f"{jax.default_backend()}|{device.device_kind}|{os.cpu_count()} cores|{allocator}"
 
 
 def measure_matmul_peak(size: int = 2048, repeats: int = 10) -> dict:

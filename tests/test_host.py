@@ -35,3 +35,9 @@ def test_the_settings_can_be_turned_off():
 def test_provenance_records_the_allocator_settings():
   from jaxdl.train.run_folder import provenance
   assert provenance(["jaxdl", "train"])["host_allocator"] == host.allocator_state()
+
+
+def test_a_cached_peak_names_the_allocator_it_was_measured_under():
+  from jaxdl import cost
+  expected = "tuned-malloc" if host.allocator_state()["applied"] else "default-malloc"
+  assert cost.machine_key().endswith("|" + expected)
