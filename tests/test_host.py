@@ -1,6 +1,7 @@
 """The host allocator settings applied when jaxdl is imported (jaxdl/host.py)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,6 @@ STATE = "import jaxdl, json; from jaxdl.host import allocator_state; print(json.
 
 
 def _state_in_fresh_process(env_extra: dict) -> dict:
-  import os
   env = {**os.environ, **env_extra}
   out = subprocess.run([sys.executable, "-c", STATE], env=env, capture_output=True, text=True,
                        check=True)

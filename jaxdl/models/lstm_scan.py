@@ -23,19 +23,14 @@ import jax.numpy as jnp
 from jaxdl.models.matmul import weight_gradient
 
 
-def _split_gates(x: jax.Array) -> tuple[jax.Array, ...]:
-  h = x.shape[-1] // 4
-  return tuple(x[..., k * h:(k + 1) * h] for k in range(4))
-
-
 def _shift_in(first: jax.Array, stack: jax.Array) -> jax.Array:
   """``[first, stack[0], ..., stack[T-2]]``: each step's incoming state."""
   return jnp.concatenate([first[None], stack[:-1]], axis=0)
 
 
 def _forward(kernel, projected, valid, c0, h0):
-  w_i, w_f, w_g, w_o = _split_gates(kernel)
-  x_i, x_f, x_g, x_o = _split_gates(projected)
+  w_i, w_f, w_g, w_o = jnp.split(kernel, 4, axis=-1)
+  x_i, x_f, x_g, x_o = jnp.split(projected, 4, axis=-1)
 
   def step(carry, xs):
     c, h = carry
