@@ -64,20 +64,10 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.train import evaluate, load_run, make_eval_step
-  from jaxdl.train.objectives import OBJECTIVES
-  from jaxdl.train.run_folder import write_json
+  from jaxdl.train.loop import evaluate_run
 
   _no_extra("eval", extra)
-  import jax
-
-  exp, state, run = load_run(args.workdir)
-  eval_step = jax.jit(make_eval_step(exp.model, OBJECTIVES[exp.datasets.spec.task]))
-  results = {"step": int(state.step)}
-  for name, split in (("val", exp.datasets.val), ("test", exp.datasets.test)):
-    for key, value in evaluate(eval_step, state, split, exp.config.eval_batch_size).items():
-      results[f"{name}_{key}"] = value
-  write_json(run.file("eval.json"), results)
+  results = evaluate_run(args.workdir, args.checkpoint)
   _print_results(results, args.workdir)
   return 0
 
@@ -194,8 +184,10 @@ def _parser() -> argparse.ArgumentParser:
   train.add_argument("--process-id", type=int)
   train.set_defaults(handler=_train)
 
-  evaluate = sub.add_parser("eval", help="re-evaluate a run's last checkpoint on val and test")
+  evaluate = sub.add_parser("eval", help="re-evaluate a run's checkpoint on val and test")
   evaluate.add_argument("--workdir", required=True)
+  evaluate.add_argument("--checkpoint", default="selected", choices=("selected", "last"),
+                        help="the checkpoint selected on validation (default) or the last one")
   evaluate.set_defaults(handler=_eval)
 
   sweep = sub.add_parser("sweep", help="train a grid or random sweep of a config")
@@ -260,6 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   except Preempted as e:
     print(f"jaxdl: {e}", file=sys.stderr)
     return EXIT_PREEMPTED
+  except OSError as e:  # The disk or the file system, not jaxdl: name the file and the reason.
+    if args.debug:
+      raise
+    where = f" ({e.filename})" if e.filename else ""
+    print(f"jaxdl: error: {e.strerror or e}{where}; free space or fix the folder's permissions, "
+          "then rerun the same command (runs resume from their last checkpoint)", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from jaxdl.configs import apply_overrides, load_config  # noqa: E402
-from jaxdl.train.loop import train_together  # noqa: E402
+from jaxdl.train.loop import train_group  # noqa: E402
 
 WORKLOADS = {
     "cnn-digits": ("seed_cnn_digits.py", ["num_epochs=2", "data.augment_shift=0"]),
@@ -38,10 +38,10 @@ def _measure(configs, vectorized: bool) -> dict[str, float]:
     folders = [pathlib.Path(tmp) / f"m{i}" for i in range(len(configs))]
     t0 = time.perf_counter()
     if vectorized:
-      results = train_together(configs, folders, vectorized=True, quiet=True)
+      results = train_group(configs, folders, vectorized=True, quiet=True)
       train_s, compile_s = results[0]["train_s"], results[0]["compile_s"]
     else:
-      results = [train_together([c], [f], vectorized=False, quiet=True)[0]
+      results = [train_group([c], [f], vectorized=False, quiet=True)[0]
                  for c, f in zip(configs, folders)]
       train_s = sum(r["train_s"] for r in results)
       compile_s = sum(r["compile_s"] for r in results)

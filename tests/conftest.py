@@ -1,5 +1,6 @@
 """Shared test setup: strict JAX numerics, paths to the shared real data, small configs."""
 
+import json
 import pathlib
 
 import jax
@@ -21,6 +22,16 @@ def shared_data(name: str) -> pathlib.Path:
   if not path.is_dir():
     pytest.skip(f"{path} is not present")
   return path
+
+
+def comparable_files(workdir: pathlib.Path) -> tuple[list[dict], dict]:
+  """A run's metrics.jsonl rows and results.json without their wall-clock fields."""
+  from jaxdl.train.results import WALL_CLOCK
+
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  rows = [{k: v for k, v in r.items() if k not in ("wall_s", "examples_per_s")} for r in rows]
+  results = json.loads((workdir / "results.json").read_text())
+  return rows, {k: v for k, v in results.items() if k not in WALL_CLOCK}
 
 
 def experiment(name: str, *overrides: str):

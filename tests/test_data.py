@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from conftest import experiment, shared_data
 from jaxdl import data
 from jaxdl.data import idx
-from jaxdl.data.arrays import Split, check_images, check_labels
+from jaxdl.data.arrays import Split, check_images, check_labels, hold_out_test
 from jaxdl.errors import DataError
 
 
@@ -155,3 +155,34 @@ def test_shift_augmentation_moves_images_and_is_reproducible():
   # Each image is a translate of its original: its pixels are a subset of the original's.
   for a, b in zip(plain["inputs"], shifted["inputs"]):
     assert set(np.round(b[b > 0], 6)) <= set(np.round(a.ravel(), 6))
+
+
+def test_cross_validation_folds_partition_the_data_by_class():
+  labels = np.repeat(np.arange(3), [30, 50, 20])
+  cfg = experiment("seed_cnn_digits", "data.folds=5").data
+  held = []
+  for fold in range(5):
+    cfg.fold = fold
+    keep, test, note = hold_out_test(labels, cfg, "x")
+    assert len(np.intersect1d(keep, test)) == 0 and len(keep) + len(test) == 100
+    assert np.bincount(labels[test]).tolist() == [6, 10, 4]  # Each class's share.
+    assert f"fold {fold} of 5" in note
+    held.append(test)
+  assert sorted(np.concatenate(held).tolist()) == list(range(100))  # Every example tested once.
+  cfg.split_seed = 1
+  assert not np.array_equal(hold_out_test(labels, cfg, "x")[1], held[-1])
+
+
+def test_a_fold_of_the_digits_is_its_test_set():
+  datasets = data.build(experiment("seed_cnn_digits", "data.folds=10", "data.fold=3").data)
+  assert datasets.spec.num_test in (179, 180, 181)
+  assert any("fold 3 of 10" in note for note in datasets.spec.notes)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("data.name=adding", "data.folds=5"), "has its own test split"),
+    (("data.folds=200",), "needs at least 200 examples of every class"),
+])
+def test_bad_folds_are_clear_errors(overrides, message):
+  with pytest.raises(DataError, match=message):
+    data.build(experiment("seed_cnn_digits", *overrides).data)

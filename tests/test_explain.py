@@ -74,7 +74,8 @@ def test_explain_text_shades_tokens(tmp_path, capsys):
   (folder / "t.neg").write_text("a bad dull film\nawful acting\nboring one\nweak\npoor cast\n")
   cfg = experiment("seed_lstm_mr", f"data.name=textfile:{folder}", "data.encoding=utf-8",
                    "num_epochs=1", "data.val_fraction=0.0", "data.test_fraction=0.2",
-                   "model.hidden_sizes=(4,)", "data.max_len=6", "model.embed_dim=8")
+                   "model.hidden_sizes=(4,)", "data.max_len=6", "model.embed_dim=8",
+                   "batch_size=4")
   train_and_evaluate(cfg, tmp_path / "run", quiet=True)
   assert cli.main(["explain", "--workdir", str(tmp_path / "run"), "--examples", "2"]) == 0
   page = (tmp_path / "run" / "explain" / "tokens.html").read_text()

@@ -1,11 +1,13 @@
-"""DP-SGD: per-example gradients, clipping and noise, equivalence to SGD, and the accountant."""
+"""DP-SGD: per-example gradients, clipping and noise, Poisson sampling, and the accountant."""
 
+import json
 import math
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import optimize, stats
 
@@ -51,7 +53,7 @@ def test_zero_noise_and_no_clipping_is_plain_training(setup):
   model, tx, state, batch = setup
   plain = jax.jit(make_train_step(model, tx, classification))
   private = jax.jit(make_train_step(model, tx, classification, privacy={
-      "clip_norm": 1e9, "noise_multiplier": 0.0, "batch_size": 16}))
+      "clip_norm": 1e9, "noise_multiplier": 0.0, "expected_batch": 16, "chunk": 4}))
   a, b = state, state
   for _ in range(3):
     a, _ = plain(a, batch)
@@ -102,3 +104,124 @@ def test_dp_run_reports_epsilon_and_refuses_batch_norm(tmp_path):
   with pytest.raises(ConfigError, match="batch norm"):
     train_and_evaluate(experiment("dp_cnn_digits", "model.name=deep_cnn", "model.widths=(8,)"),
                        tmp_path / "bn", quiet=True)
+
+
+def _subsampled_gaussian_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:
+  """An independent RDP bound of the Poisson-subsampled Gaussian mechanism.
+
+  Mironov, Talwar and Zhang 2019 (Section 3.3): at integer orders alpha,
+  A = sum_k C(alpha, k) (1 - q)^(alpha - k) q^k exp((k^2 - k) / (2 sigma^2)) and
+  RDP(alpha) = log(A) / (alpha - 1); T steps compose to T * RDP(alpha); converted
+  to (epsilon, delta) as in Balle et al. 2020 (Theorem 21).
+  """
+  best = math.inf
+  for alpha in range(2, 257):
+    k = np.arange(alpha + 1)
+    log_terms = (np.array([math.lgamma(alpha + 1) - math.lgamma(i + 1) - math.lgamma(alpha - i + 1)
+                           for i in k])
+                 + (alpha - k) * math.log1p(-q) + k * math.log(q) + (k * k - k) / (2 * sigma**2))
+    rdp = steps * float(np.logaddexp.reduce(log_terms)) / (alpha - 1)
+    eps = rdp + math.log1p(-1 / alpha) - (math.log(delta) + math.log(alpha)) / (alpha - 1)
+    best = min(best, eps)
+  return best
+
+
+@pytest.mark.parametrize("sigma, q, steps", [(1.1, 64 / 1294, 315), (0.8, 0.01, 1000),
+                                             (2.0, 0.2, 50)])
+def test_accountant_at_q_below_one_matches_an_independent_rdp_bound(sigma, q, steps):
+  independent = _subsampled_gaussian_epsilon(sigma, q, steps, 1e-5)
+  rdp = privacy.epsilon(sigma, q, steps, 1e-5, "rdp")
+  # The accountant also searches fractional orders, so it can only be a little tighter.
+  assert independent * 0.97 <= rdp <= independent * (1 + 1e-9)
+  assert privacy.epsilon(sigma, q, steps, 1e-5, "pld") <= rdp * 1.001  # PLD is tighter still.
+
+
+def test_poisson_batches_include_each_example_with_probability_q():
+  n, q, steps = 200, 0.1, 2000
+  split = data.Split(np.arange(n, dtype=np.float32)[:, None], np.zeros(n, np.int32))
+  sampler = data.PoissonBatches(split, q, 60, seed=3, epoch=0, steps=steps)
+  counts, sizes = np.zeros(n), []
+  for batch in sampler:
+    real = batch["inputs"][batch["mask"] == 1, 0].astype(int)
+    assert np.all(batch["mask"][:len(real)] == 1)  # Drawn examples first, padding after.
+    counts[real] += 1
+    sizes.append(len(real))
+  assert sampler.truncated == 0
+  expected, sd = steps * q, math.sqrt(steps * q * (1 - q))
+  assert np.all(np.abs(counts - expected) < 6 * sd)
+  assert abs(counts.mean() - expected) < 6 * sd / math.sqrt(n)
+  # Batch sizes are Binomial(n, q): mean nq, variance nq(1 - q) (not a fixed size).
+  assert np.mean(sizes) == pytest.approx(n * q, rel=0.02)
+  assert np.var(sizes) == pytest.approx(n * q * (1 - q), rel=0.1)
+
+
+def test_poisson_batches_replay_from_any_step_and_differ_between_epochs():
+  split = data.Split(np.arange(50, dtype=np.float32)[:, None], np.zeros(50, np.int32))
+  whole = list(data.PoissonBatches(split, 0.2, 30, seed=0, epoch=1, steps=6))
+  tail = list(data.PoissonBatches(split, 0.2, 30, seed=0, epoch=1, steps=6, start=4))
+  for a, b in zip(whole[4:], tail):
+    chex.assert_trees_all_equal(a, b)
+  other = list(data.PoissonBatches(split, 0.2, 30, seed=0, epoch=2, steps=6))
+  assert any(not np.array_equal(a["mask"], b["mask"]) for a, b in zip(whole, other))
+
+
+def test_an_overflowing_draw_is_truncated_and_counted():
+  split = data.Split(np.arange(100, dtype=np.float32)[:, None], np.zeros(100, np.int32))
+  sampler = data.PoissonBatches(split, 0.5, 10, seed=0, epoch=0, steps=3)
+  batches = list(sampler)
+  assert sampler.truncated == 3
+  for batch in batches:
+    assert batch["mask"].sum() == 10 and batch["truncated"].sum() == 1.0
+
+
+def _binomial_tail(n: int, q: float, bound: int) -> float:
+  """P(Binomial(n, q) > bound), summed in log space (independent of scipy)."""
+  k = np.arange(bound + 1, n + 1)
+  logs = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+  logs += k * math.log(q) + (n - k) * math.log1p(-q)
+  return float(np.exp(np.logaddexp.reduce(logs))) if len(k) else 0.0
+
+
+def test_the_padded_batch_is_the_smallest_that_overflows_rarely_enough():
+  n, q, steps = 1294, 64 / 1294, 315
+  bound = privacy.padded_batch_size(n, q, steps)
+  assert steps * _binomial_tail(n + 1, q, bound) <= privacy.OVERFLOW
+  assert steps * _binomial_tail(n + 1, q, bound - 1) > privacy.OVERFLOW
+  assert privacy.padded_batch_size(n, q, steps, multiple=16) % 16 == 0
+
+
+def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup):
+  model, tx, state, batch = setup
+  real = 6  # A Poisson draw of 6 examples, padded to 16.
+  padded = {k: v.copy() for k, v in batch.items()}
+  padded["mask"] = (np.arange(16) < real).astype(np.float32)
+  settings = {"clip_norm": 0.5, "noise_multiplier": 0.0, "expected_batch": 8}
+  sgd = optax.sgd(1.0)
+  chunked = jax.jit(make_train_step(model, sgd, classification, privacy={**settings, "chunk": 4}))
+  whole = jax.jit(make_train_step(model, sgd, classification, privacy={**settings, "chunk": 16}))
+  a, sums = chunked(state.replace(opt_state=sgd.init(state.params)), padded)
+  b, _ = whole(state.replace(opt_state=sgd.init(state.params)), padded)
+  chex.assert_trees_all_close(a.params, b.params, rtol=1e-5, atol=1e-7)
+
+  def loss_of(params, i):
+    one = {k: v[i:i + 1] for k, v in batch.items()}
+    return classification(model.apply({"params": params}, **model_inputs(one)), one)[1]["loss"]
+
+  clipped = []
+  for i in range(real):
+    g = jax.grad(loss_of)(state.params, i)
+    norm = float(optax.tree.norm(g))
+    clipped.append(jax.tree_util.tree_map(lambda x, n=norm: x * min(1.0, 0.5 / n), g))
+  expected = jax.tree_util.tree_map(lambda p, *gs: p - sum(gs) / 8, state.params, *clipped)
+  chex.assert_trees_all_close(a.params, expected, rtol=1e-4, atol=1e-6)
+  assert float(sums["count"]) == real
+
+
+def test_a_dp_run_samples_as_its_accountant_assumes(tmp_path):
+  results = train_and_evaluate(experiment("dp_cnn_digits", "num_epochs=1"), tmp_path, quiet=True)
+  assert results["privacy_sampling"] == "poisson" and results["privacy_accountant"] == "rdp"
+  assert results["privacy_sampling_rate"] == pytest.approx(64 / results["num_train"])
+  assert results["privacy_padded_batch"] > 64 and results["privacy_padded_batch"] % 16 == 0
+  assert 0 < results["privacy_truncation_delta"] < 1e-9
+  row = json.loads((tmp_path / "metrics.jsonl").read_text())
+  assert "truncated_steps" not in row and row["epsilon"] == results["privacy_epsilon"]

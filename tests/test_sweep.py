@@ -16,7 +16,7 @@ from jaxdl.sweep.groups import group_members
 from jaxdl.sweep.report import Summary, report
 from jaxdl.sweep.run import run_sweep
 from jaxdl.train import load_run
-from jaxdl.train.loop import train_together
+from jaxdl.train.loop import train_group
 
 TINY = ("num_epochs=1", "batch_size=256", "data.augment_shift=0")
 
@@ -61,10 +61,10 @@ def test_random_axes_need_samples():
 
 def _together_and_alone(configs, tmp_path):
   assert len(group_members(configs)) == 1
-  together = train_together(configs, [tmp_path / f"v{i}" for i in range(len(configs))],
+  together = train_group(configs, [tmp_path / f"v{i}" for i in range(len(configs))],
                             vectorized=True, quiet=True)
   for i, config in enumerate(configs):
-    alone = train_together([config], [tmp_path / f"l{i}"], vectorized=False, quiet=True)[0]
+    alone = train_group([config], [tmp_path / f"l{i}"], vectorized=False, quiet=True)[0]
     _, state_v, _ = load_run(tmp_path / f"v{i}")
     _, state_l, _ = load_run(tmp_path / f"l{i}")
     yield together[i], alone, state_v, state_l
@@ -118,7 +118,7 @@ class _Stop(Exception):
 def test_a_half_finished_sequential_sweep_resumes(tmp_path, monkeypatch):
   base = experiment("seed_cnn_digits", *TINY)
   axes = [axes_lib.parse_axis("seed=0:3")]
-  real = run_lib.train_together
+  real = run_lib.train_group
   calls = []
 
   def stop_at_second(configs, workdirs, **kwargs):
@@ -127,12 +127,12 @@ def test_a_half_finished_sequential_sweep_resumes(tmp_path, monkeypatch):
       raise _Stop
     return real(configs, workdirs, **kwargs)
 
-  monkeypatch.setattr(run_lib, "train_together", stop_at_second)
+  monkeypatch.setattr(run_lib, "train_group", stop_at_second)
   with pytest.raises(_Stop):
     run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
   first_results = (tmp_path / "m000" / "results.json").read_text()
   calls.clear()
-  monkeypatch.setattr(run_lib, "train_together", lambda *a, **k: (calls.append(a[1][0].name),
+  monkeypatch.setattr(run_lib, "train_group", lambda *a, **k: (calls.append(a[1][0].name),
                                                                   real(*a, **k))[1])
   members = run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
   assert calls == ["m001", "m002"]  # m000 was finished and is skipped.
@@ -238,10 +238,74 @@ def test_a_sweep_from_before_a_new_config_key_still_resumes(tmp_path):
     (saved["base_config"] if "base_config" in saved else saved).pop("dtype")
     path.write_text(json.dumps(saved))
   trained = []
-  original = run_lib.train_together
-  run_lib.train_together = lambda *a, **k: trained.append(a) or original(*a, **k)
+  original = run_lib.train_group
+  run_lib.train_group = lambda *a, **k: trained.append(a) or original(*a, **k)
   try:
     members = run_sweep(base, axes, tmp_path, mode="sequential", quiet=True, log=lambda m: None)
   finally:
-    run_lib.train_together = original
+    run_lib.train_group = original
   assert not trained and members[0]["status"] == "done"
+
+
+def _fake_sweep(folder, members, axes):
+  """A sweep folder written by hand: members are (overrides, status, results or error)."""
+  folder.mkdir()
+  record = {"axes": [{"key": k, "values": []} for k in axes], "members": []}
+  for i, (overrides, status, payload) in enumerate(members):
+    name = f"m{i:03d}"
+    entry = {"name": name, "overrides": overrides, "status": status, "group": 0}
+    if status == "done":
+      (folder / name).mkdir()
+      (folder / name / "results.json").write_text(json.dumps(
+          {"selection_metric": "val_accuracy", **payload}))
+    else:
+      entry["error"] = payload
+    record["members"].append(entry)
+  (folder / "sweep.json").write_text(json.dumps(record))
+  return folder
+
+
+def _ok(val, test):
+  return {"val_accuracy": val, "test_accuracy": test, "test_loss": 1.0 - test}
+
+
+def test_report_ranks_by_validation_and_counts_failures(tmp_path):
+  folder = _fake_sweep(tmp_path / "s", [
+      ({"model.cell": "lstm", "seed": 0}, "done", _ok(0.90, 0.80)),
+      ({"model.cell": "lstm", "seed": 1}, "done", _ok(0.92, 0.82)),
+      ({"model.cell": "gru", "seed": 0}, "done", _ok(0.80, 0.90)),
+      ({"model.cell": "gru", "seed": 1}, "failed", "m003: non-finite loss at step 40; ..."),
+      ({"model.cell": "rnn", "seed": 0}, "done", _ok(0.70, 0.70)),
+  ], ["model.cell", "seed"])
+  lines = list(csv.DictReader(report(folder, fmt="csv").splitlines()))
+  assert [line["model.cell"] for line in lines] == ["lstm", "gru", "rnn"]
+  assert [line["best"] for line in lines] == ["1", "0", "0"]  # Not gru, the best on test.
+  assert [line["n_failed"] for line in lines] == ["0", "1", "0"]
+  assert list(lines[0])[3] == "val_accuracy_mean"  # The selection metric leads.
+  markdown = report(folder)
+  assert "| lstm | 2 | 0 | **0.9100 ± 0.0141**" in markdown
+  assert "| gru | 1 | 1 | 0.8000 | 0.9000 |" in markdown  # n = 1: no ± and no CI.
+  assert "m003: non-finite loss at step 40" in markdown and "1 member(s) failed" in markdown
+  assert "ranked by val_accuracy (validation" in markdown
+
+
+def test_report_intervals_stay_in_the_metrics_range_and_reach_latex(tmp_path):
+  folder = _fake_sweep(tmp_path / "s", [({"seed": s}, "done", _ok(v, v))
+                                        for s, v in enumerate((1.0, 1.0, 0.55))], ["seed"])
+  lines = list(csv.DictReader(report(folder, fmt="csv").splitlines()))
+  assert float(lines[0]["test_accuracy_ci95_high"]) == 1.0  # t gives 1.48; clipped.
+  assert float(lines[0]["test_accuracy_ci95_low"]) == pytest.approx(
+      0.85 - 4.302653 * np.std([1.0, 1.0, 0.55], ddof=1) / np.sqrt(3), rel=1e-6)
+  latex = report(folder, fmt="latex")
+  assert r"95\% CI" in latex and "1.0000]$" in latex
+
+
+def test_report_averages_over_cross_validation_folds(tmp_path):
+  folder = _fake_sweep(tmp_path / "s", [({"data.fold": f, "optim.learning_rate": lr}, "done",
+                                         _ok(0.7 + f / 100, 0.7 + f / 100))
+                                        for lr in (1e-3, 1e-2) for f in range(3)],
+                       ["optim.learning_rate", "data.fold"])
+  lines = list(csv.DictReader(report(folder, fmt="csv").splitlines()))
+  assert [(line["optim.learning_rate"], line["n"]) for line in lines] == [("0.001", "3"),
+                                                                          ("0.01", "3")]
+  assert float(lines[0]["test_accuracy_mean"]) == pytest.approx(0.71)

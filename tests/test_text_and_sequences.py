@@ -62,7 +62,7 @@ def test_tsv_layout_with_string_labels(tmp_path):
 @pytest.mark.parametrize("files, message", [
     ({"train.tsv": "label\ttext\n", "test.tsv": "label\ttext\na\tb\n"}, "train"),
     ({"a.train": "", "a.test": "1 x\n"}, "is empty"),
-    ({"train.tsv": "label\ttext\npos\tgood\n", "test.tsv": "label\ttext\nneutral\tmeh\n"},
+    ({"train.tsv": "label\ttext\npos\tgood\nneg\tbad\n", "test.tsv": "label\ttext\nneutral\tmeh\n"},
      r"test.tsv:2: label 'neutral' in the test split never occurs in the training split"),
     ({"train.tsv": "y\tsentence\n1\tgood\n", "test.tsv": "y\tsentence\n1\tok\n"},
      "no column 'text'; its header has y, sentence"),

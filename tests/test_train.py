@@ -187,7 +187,7 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
   for f in (latest / "state").rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  with pytest.raises(CheckpointError, match="cannot be restored"):
+  with pytest.raises(CheckpointError, match=f"checkpoint {latest} is corrupt: state/"):
     load_run(tmp_path)
 
 
@@ -240,3 +240,15 @@ def test_provenance_names_the_commit_of_the_code_imported(monkeypatch):
   imported = run_folder._COMMIT
   monkeypatch.setattr(run_folder, "_git", lambda *args: "f" * 40)  # A commit made since.
   assert run_folder.provenance(["jaxdl"])["git_commit"] == imported
+
+
+def test_a_batch_larger_than_the_split_is_one_batch_of_the_split(tmp_path):
+  # 1,295 training examples: a batch of 100,000 pads them to 1,295, not to 100,000.
+  huge = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=2", "batch_size=100000",
+                                       "eval_batch_size=100000"), tmp_path / "huge", quiet=True)
+  exact = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=2", "batch_size=1295",
+                                        "eval_batch_size=359"),
+                             tmp_path / "exact", quiet=True)
+  assert huge["steps"] == exact["steps"] == 2
+  for key in ("test_loss", "test_accuracy", "train_loss", "val_loss"):
+    assert huge[key] == exact[key], key

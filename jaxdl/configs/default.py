@@ -56,6 +56,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.num_test = 1_000
   c.data.num_symbols = 8
   c.data.permute = False
+  # k-fold cross-validation (the published protocol of MR, SUBJ, ...): with
+  # folds = k > 1, the test set is fold data.fold (0..k-1) of a stratified
+  # k-fold partition drawn with split_seed, replacing test_fraction. Sweep
+  # data.fold=0:k to run every fold; `jaxdl report` averages over folds.
+  c.data.folds = 0
+  c.data.fold = 0
 
   c.model = ml_collections.ConfigDict()
   # 'seed_cnn' | 'deep_cnn' (images), 'text_rnn' (token ids), 'seq_rnn' (float sequences).
@@ -109,6 +115,17 @@ def get_config() -> ml_collections.ConfigDict:
   # model_axis = k > 1, parameters are also split over k devices (see parallel.py).
   c.parallel = ml_collections.ConfigDict()
   c.parallel.model_axis = 1
+
+  # Model selection: which epoch's checkpoint is the run's result. Test data is
+  # evaluated once, on that checkpoint (and on the last epoch's, for comparison).
+  c.select = ml_collections.ConfigDict()
+  # 'auto' (val_accuracy for classification, val_loss for regression), any
+  # validation metric of metrics.jsonl ('val_loss', ...), or 'last' (the last epoch).
+  c.select.metric = "auto"
+  c.select.mode = "auto"  # 'max' | 'min' | 'auto' (max for accuracies, min otherwise).
+  # Early stopping: stop after this many epochs without a better validation
+  # metric (0: train every epoch).
+  c.select.patience = 0
 
   c.checkpoint_every_steps = 500  # Plus one at the end of every epoch.
   c.checkpoints_to_keep = 2

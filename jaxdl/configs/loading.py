@@ -10,6 +10,7 @@ import ast
 import contextlib
 import difflib
 import importlib.util
+import inspect
 import json
 import pathlib
 import sys
@@ -29,6 +30,9 @@ def _load_module(path_str: str):
   if not path.is_file():
     raise ConfigError(f"config file {path_str!r} does not exist; pass a file such as "
                       "experiments/seed_cnn_digits.py")
+  if path.suffix != ".py":
+    raise ConfigError(f"config file {path_str!r} is not a Python file; an experiment is a .py "
+                      "file defining get_config(), such as experiments/seed_cnn_digits.py")
   module_spec = importlib.util.spec_from_file_location(f"jaxdl_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   # Like a script, an experiment may import its siblings (shared bases).
@@ -50,10 +54,20 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   if not callable(get_config):
     raise ConfigError(f"config file {path_str} does not define get_config(); add "
                       "`def get_config(): return ml_collections.ConfigDict(...)`")
-  config = get_config(arg) if arg else get_config()
+  try:
+    config = get_config(arg) if arg else get_config()
+  except Exception as e:  # The user's code: one line naming the variant and what it said.
+    variant = f"get_config({arg!r})" if arg else "get_config()"
+    if arg and isinstance(e, TypeError) and not _takes_an_argument(get_config):
+      raise ConfigError(f"config file {path_str} has no variants (its get_config() takes no "
+                        f"argument), but ':{arg}' was given; drop it") from e
+    raise ConfigError(f"config file {path_str}: {variant} failed: {type(e).__name__}: {e}") from e
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"get_config() in {path_str} returned {type(config).__name__}, "
                       "not an ml_collections.ConfigDict")
+  from jaxdl.configs.checks import check_keys_and_types  # checks.py imports this module.
+
+  check_keys_and_types(config, f"config file {path_str}")
   config.lock()
   return config
 
@@ -66,6 +80,13 @@ def load_sweep(spec: str) -> dict[str, Any]:
   if not isinstance(axes, Mapping):
     raise ConfigError(f"sweep() in {spec} must return a dict of axes, got {type(axes).__name__}")
   return dict(axes)
+
+
+def _takes_an_argument(fn) -> bool:
+  try:
+    return bool(inspect.signature(fn).parameters)
+  except (TypeError, ValueError):
+    return True
 
 
 def _valid_keys(node: ml_collections.ConfigDict) -> list[str]:
@@ -106,10 +127,19 @@ def _parse_value(key: str, text: str, default: Any) -> Any:
     return text
 
 
+def suggest(name: str, valid: Iterable[str]) -> list[str]:
+  """The valid key ``name`` most likely meant: a close spelling, or its initials (lr)."""
+  valid = list(valid)
+  close = difflib.get_close_matches(name, valid, n=1)
+  if close:
+    return close
+  return [v for v in valid if "_" in v and "".join(w[0] for w in v.split("_")) == name][:1]
+
+
 def _unknown_key(key: str, name: str, walked: list[str], node: Any) -> ConfigError:
   where = ".".join(walked) or "the top level"
   valid = _valid_keys(node) if isinstance(node, ml_collections.ConfigDict) else []
-  close = difflib.get_close_matches(name, valid, n=1)
+  close = suggest(name, valid)
   hint = f" (did you mean {'.'.join(walked + close)!r}?)" if close else ""
   return ConfigError(f"unknown config key {key!r}{hint}; valid keys at {where}: {', '.join(valid)}")
 

@@ -3,7 +3,8 @@
 import ml_collections
 
 from jaxdl.data import tfds_source
-from jaxdl.data.arrays import Batch, Split, eval_batches, num_batches, train_batches
+from jaxdl.data.arrays import (Batch, PoissonBatches, Split, eval_batches, num_batches,
+                               train_batches)
 from jaxdl.data.images import build_image_data
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.data.synthetic import build_synthetic_data
@@ -26,5 +27,5 @@ def build(data_config: ml_collections.ConfigDict) -> Datasets:
   return build_image_data(data_config)
 
 
-__all__ = ["Batch", "DataSpec", "Datasets", "SYNTHETIC", "Split", "build", "eval_batches",
+__all__ = ["Batch", "DataSpec", "Datasets", "PoissonBatches", "SYNTHETIC", "Split", "build", "eval_batches",
            "num_batches", "train_batches"]

@@ -95,6 +95,56 @@ def split_indices(n: int, fraction: float, seed: int, labels: np.ndarray | None 
   return kept, held_out
 
 
+def hold_out_test(labels: np.ndarray, cfg, where: str) -> tuple[np.ndarray, np.ndarray, str]:
+  """Draws the test set of a source that has none: a fraction, or one fold of k.
+
+  Args:
+    labels: ``[n]`` class ids (the draw is stratified by class).
+    cfg: ``config.data`` (``test_fraction``, or ``folds`` and ``fold``; ``split_seed``).
+    where: the data's name, for errors.
+
+  Returns:
+    ``(kept, held_out, note)``: indices of the remaining and the test examples,
+    and a sentence for the run's data notes.
+  """
+  if not cfg.folds:
+    keep, held = split_indices(len(labels), cfg.test_fraction, [cfg.split_seed, 0], labels,
+                               "test")
+    return keep, held, (f"test set: {len(held)} examples ({cfg.test_fraction:.0%}) held out of "
+                        f"the training data, stratified by class, with data.split_seed="
+                        f"{cfg.split_seed}")
+  from sklearn.model_selection import StratifiedKFold
+
+  smallest = int(np.min(np.unique(labels, return_counts=True)[1]))
+  if smallest < cfg.folds:
+    raise DataError(f"{where}: data.folds={cfg.folds} needs at least {cfg.folds} examples of "
+                    f"every class, but one class has {smallest}; use fewer folds")
+  folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.split_seed)
+  keep, held = list(folds.split(np.zeros(len(labels)), labels))[cfg.fold]
+  return np.sort(keep), np.sort(held), (
+      f"test set: fold {cfg.fold} of {cfg.folds} stratified folds ({len(held)} examples), drawn "
+      f"with data.split_seed={cfg.split_seed}; sweep data.fold=0:{cfg.folds} for the whole "
+      "cross-validation")
+
+
+def refuse_folds(cfg, where: str) -> None:
+  """Cross-validation draws test folds from the data, so a source's own test split conflicts."""
+  if cfg.folds:
+    raise DataError(f"{where} has its own test split, but data.folds={cfg.folds} asks for "
+                    "cross-validation folds; set data.folds=0, or leave out the test split "
+                    "(TFDS: data.test_split='') so the folds are drawn from the training data")
+
+
+def check_split_sizes(where: str, train: int, test: int) -> None:
+  """Refuses an empty training or test split, naming the setting to change."""
+  if train == 0:
+    raise DataError(f"{where}: the training split is empty (test {test}); lower "
+                    "data.val_fraction / data.test_fraction or use more data")
+  if test == 0:
+    raise DataError(f"{where}: the test split is empty (train {train}); raise "
+                    "data.test_fraction (or add a test split to the data)")
+
+
 def _pad_batch(arrays: dict[str, np.ndarray], index: np.ndarray, batch_size: int) -> Batch:
   real = len(index)
   padded = np.concatenate([index, np.zeros(batch_size - real, index.dtype)])
@@ -141,9 +191,67 @@ def train_batches(split: Split, batch_size: int, seed: int, epoch: int, start: i
   arrays = split.arrays()
   for b in range(start, num_batches(len(split), batch_size)):
     batch = _pad_batch(arrays, order[b * batch_size:(b + 1) * batch_size], batch_size)
-    if shift:
-      batch["inputs"] = shift_images(batch["inputs"], shift, np.random.default_rng([seed, epoch, b]))
-    yield batch
+    yield _augment(batch, shift, seed, epoch, b)
+
+
+def _augment(batch: Batch, shift: int, seed: int, epoch: int, b: int) -> Batch:
+  if shift:
+    batch["inputs"] = shift_images(batch["inputs"], shift, np.random.default_rng([seed, epoch, b]))
+  return batch
+
+
+# Seeds the Poisson draws apart from the shuffles and shifts of the same (seed, epoch, step).
+_POISSON_STREAM = 0x9015
+
+
+class PoissonBatches:
+  """The batches of one epoch of Poisson sampling, as DP-SGD's accounting assumes.
+
+  Each step includes every training example independently with probability
+  ``rate`` (Abadi et al. 2016; Chua et al. 2024 show that shuffled fixed-size
+  batches do not get the privacy amplification that the accountant credits).
+  The chosen examples come first in a batch padded to ``padded_size`` and
+  masked, so every step has one shape (one compile). If more than
+  ``padded_size`` examples are drawn (the bound makes this about as likely as
+  ``privacy.resolve`` says), a random ``padded_size`` of them are kept; such a
+  batch says so in its ``truncated`` entry (1.0 in its first element), which
+  the train step counts as ``truncated_steps``.
+
+  Args:
+    split: the training split.
+    rate: q, the inclusion probability (batch_size / N).
+    padded_size: the padded batch length.
+    seed, epoch: the draws depend only on (seed, epoch, step), so resuming
+      mid-epoch replays them.
+    steps: steps in the epoch.
+    start: the first step to yield (resuming).
+    shift: image augmentation, as in :func:`train_batches`.
+  """
+
+  def __init__(self, split: Split, rate: float, padded_size: int, seed: int, epoch: int,
+               steps: int, start: int = 0, shift: int = 0):
+    self.split, self.rate, self.padded_size = split, rate, padded_size
+    self.seed, self.epoch, self.steps, self.start, self.shift = seed, epoch, steps, start, shift
+    self.truncated = 0
+
+  def indices(self, step: int) -> np.ndarray:
+    """The examples drawn at ``step`` (sorted; at most ``padded_size``)."""
+    rng = np.random.default_rng([self.seed, self.epoch, step, _POISSON_STREAM])
+    chosen = np.flatnonzero(rng.random(len(self.split)) < self.rate)
+    if len(chosen) > self.padded_size:
+      self.truncated += 1
+      chosen = np.sort(rng.choice(chosen, self.padded_size, replace=False))
+    return chosen
+
+  def __iter__(self) -> Iterator[Batch]:
+    arrays = self.split.arrays()
+    for step in range(self.start, self.steps):
+      before = self.truncated
+      batch = _pad_batch(arrays, self.indices(step), self.padded_size)
+      # Per example, so it shards like the rest of the batch; the step sums it.
+      batch["truncated"] = np.zeros(self.padded_size, np.float32)
+      batch["truncated"][0] = float(self.truncated > before)
+      yield _augment(batch, self.shift, self.seed, self.epoch, step)
 
 
 def eval_batches(split: Split, batch_size: int) -> Iterator[Batch]:

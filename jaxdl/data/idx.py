@@ -8,6 +8,7 @@ pairs, ``train`` and ``t10k`` (test) being the usual prefixes.
 """
 
 import gzip
+import zlib
 import pathlib
 import re
 
@@ -26,7 +27,7 @@ def read_idx(path: str | pathlib.Path) -> np.ndarray:
   path = pathlib.Path(path)
   try:
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-  except (OSError, EOFError, gzip.BadGzipFile) as e:
+  except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
     raise DataError(f"{path}: cannot read ({e}); the file is missing or corrupt, "
                     "download it again") from e
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
@@ -68,6 +69,9 @@ def load_idx_folder(folder: str | pathlib.Path) -> tuple[dict[str, tuple[np.ndar
                    f"{'images' if 'labels' in pair else 'labels'} file, so it is not used")
       continue
     images, labels = read_idx(pair["images"]), read_idx(pair["labels"])
+    if len(images) == 0:
+      raise DataError(f"{pair['images']} holds 0 images (its header says so); the file is "
+                      "truncated or not a dataset: download it again")
     if len(images) != len(labels):
       raise DataError(f"{pair['images']} holds {len(images)} images but {pair['labels']} "
                       f"holds {len(labels)} labels; the pair must match")

@@ -13,7 +13,8 @@ import ml_collections
 import numpy as np
 
 from jaxdl.data import idx, tfds_source
-from jaxdl.data.arrays import Split, check_images, check_labels, split_indices
+from jaxdl.data.arrays import (Split, check_images, check_labels, check_split_sizes, hold_out_test,
+                               refuse_folds, split_indices)
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
 
@@ -89,24 +90,25 @@ def build_image_data(cfg: ml_collections.ConfigDict) -> Datasets:
   num_classes = cfg.num_classes or raw.num_classes or int(np.max(train_labels)) + 1
   train_labels = check_labels(train_labels, num_classes, f"{cfg.name} train labels")
   train_images = check_images(train_images, f"{cfg.name} train images")
+  present = np.unique(train_labels)
+  if len(present) < 2:
+    raise DataError(f"{cfg.name}: the training labels hold one class only ({int(present[0])}); "
+                    "a classifier needs examples of at least two classes")
   if "test" in raw.splits:
+    refuse_folds(cfg, cfg.name)
     test_images = check_images(raw.splits["test"][0], f"{cfg.name} test images")
     test_labels = check_labels(raw.splits["test"][1], num_classes, f"{cfg.name} test labels")
     if test_images.shape[1:] != train_images.shape[1:]:
       raise DataError(f"{cfg.name}: test images are {test_images.shape[1:]} but train images "
                       f"are {train_images.shape[1:]}")
   else:
-    keep, held = split_indices(len(train_labels), cfg.test_fraction, [cfg.split_seed, 0],
-                               train_labels, "test")
+    keep, held, note = hold_out_test(train_labels, cfg, cfg.name)
     test_images, test_labels = train_images[held], train_labels[held]
     train_images, train_labels = train_images[keep], train_labels[keep]
-    notes.append(f"test set: {len(held)} examples ({cfg.test_fraction:.0%}) held out of the "
-                 f"training data, stratified by class, with data.split_seed={cfg.split_seed}")
+    notes.append(note)
   keep, held = split_indices(len(train_labels), cfg.val_fraction, [cfg.split_seed, 1],
                              train_labels, "validation")
-  if len(keep) == 0 or len(test_labels) == 0:
-    raise DataError(f"{cfg.name}: a split is empty (train {len(keep)}, test {len(test_labels)}); "
-                    "lower data.val_fraction / data.test_fraction or use more data")
+  check_split_sizes(cfg.name, len(keep), len(test_labels))
 
   def prepare(images):
     return _resize(images.astype(np.float32) / raw.max_value, cfg.image_size)

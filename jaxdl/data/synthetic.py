@@ -18,7 +18,7 @@ All are generated deterministically from ``data.split_seed``, for any length T:
 import ml_collections
 import numpy as np
 
-from jaxdl.data.arrays import Split, split_indices
+from jaxdl.data.arrays import Split, check_split_sizes, hold_out_test, refuse_folds, split_indices
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
 
@@ -71,12 +71,12 @@ def build_synthetic_data(cfg: ml_collections.ConfigDict) -> Datasets:
   n_train, n_test = cfg.num_train, cfg.num_test
   if cfg.name == "seq_digits":
     x, y, notes = _seq_digits(cfg)
-    keep, held = split_indices(len(y), cfg.test_fraction, [cfg.split_seed, 0], y, "test")
+    keep, held, note = hold_out_test(y, cfg, cfg.name)
     train_all, test = Split(x[keep], y[keep]), Split(x[held], y[held])
     task, num_classes = "classification", 10
-    notes.append(f"test set: {len(held)} examples ({cfg.test_fraction:.0%}), stratified, "
-                 f"data.split_seed={cfg.split_seed}")
+    notes.append(note)
   else:
+    refuse_folds(cfg, f"{cfg.name} (generated with its own test sequences)")
     if n_train < 2 or n_test < 1:
       raise DataError(f"{cfg.name}: data.num_train ({n_train}) and data.num_test ({n_test}) "
                       "must be positive")
@@ -97,6 +97,7 @@ def build_synthetic_data(cfg: ml_collections.ConfigDict) -> Datasets:
                  f"data.split_seed={cfg.split_seed}")
   keep, held = split_indices(len(train_all), cfg.val_fraction, [cfg.split_seed, 1],
                              train_all.label if task == "classification" else None, "validation")
+  check_split_sizes(cfg.name, len(keep), len(test))
   spec = DataSpec(name=cfg.name, task=task, input_shape=tuple(x.shape[1:]), input_dtype="float32",
                   num_classes=num_classes, num_train=len(keep), num_val=len(held),
                   num_test=len(test), notes=tuple(notes))

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl.data import tfds_source
-from jaxdl.data.arrays import Split, split_indices
+from jaxdl.data.arrays import Split, check_split_sizes, hold_out_test, refuse_folds, split_indices
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
 
@@ -124,7 +124,11 @@ def _read_table(path: pathlib.Path, cfg: ml_collections.ConfigDict, into: _Examp
       raise DataError(f"{path}: no column {key!r}; its header has {', '.join(columns)} "
                       "(set data.text_key / data.label_key)")
   for number, row in enumerate(reader, start=2):
-    into.add(row[cfg.text_key] or "", (row[cfg.label_key] or "").strip(), f"{path}:{number}")
+    label = (row[cfg.label_key] or "").strip()
+    if not label:
+      raise DataError(f"{path}:{number}: the {cfg.label_key!r} column is empty or missing; every "
+                      "row needs a label (fix the row, or delete it)")
+    into.add(row[cfg.text_key] or "", label, f"{path}:{number}")
 
 
 def _read_folder(folder: pathlib.Path, cfg: ml_collections.ConfigDict) -> tuple[dict, str]:
@@ -209,16 +213,19 @@ def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
   if not train.texts:
     raise DataError(f"{cfg.name}: the training split is empty")
   classes = _class_names(train.labels)
+  if len(classes) < 2:
+    raise DataError(f"{cfg.name}: the training data has one class only ({classes[0]!r}, e.g. "
+                    f"{train.origins[0]}); a classifier needs examples of at least two classes")
   if kind != "textfile" and declared_classes:
     classes = tuple(str(i) for i in range(declared_classes))
   train_ids = _label_ids(train, classes, "train")
   test = splits.get("test")
   if test is None:
-    keep, held = split_indices(len(train.texts), cfg.test_fraction, [cfg.split_seed, 0],
-                               train_ids, "test")
+    keep, held, note = hold_out_test(train_ids, cfg, cfg.name)
     test, train, train_ids = _take(train, held), _take(train, keep), train_ids[keep]
-    notes.append(f"test set: {len(held)} examples ({cfg.test_fraction:.0%}) held out of the "
-                 f"training data, stratified by class, with data.split_seed={cfg.split_seed}")
+    notes.append(note)
+  else:
+    refuse_folds(cfg, cfg.name)
   val = splits.get("val")
   if val is None:
     keep, held = split_indices(len(train.texts), cfg.val_fraction, [cfg.split_seed, 1],
@@ -229,8 +236,7 @@ def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
                    f"the training data, stratified, with data.split_seed={cfg.split_seed}")
   else:
     notes.append("validation set: the source's own dev split")
-  if not test.texts:
-    raise DataError(f"{cfg.name}: the test split is empty; lower data.val_fraction or add data")
+  check_split_sizes(cfg.name, len(train.texts), len(test.texts))
   vocab = build_vocab(train.texts, cfg.vocab_size)
   notes.append(f"vocabulary: {len(vocab)} entries (PAD=0, OOV=1, then the most frequent "
                f"training words), texts truncated/padded to {cfg.max_len} tokens")

@@ -176,6 +176,10 @@ def _gate_figure(exp, state, out: pathlib.Path, n: int) -> bool:
 
 def explain(workdir: str | pathlib.Path, examples: int = 4, steps: int = 64) -> dict[str, Any]:
   """Explains the run in ``workdir``; returns (and writes) the summary."""
+  if examples < 1:
+    raise JaxdlError(f"--examples must be at least 1, got {examples}")
+  if steps < 1:
+    raise JaxdlError(f"--steps (integrated-gradient path points) must be at least 1, got {steps}")
   workdir = pathlib.Path(workdir)
   exp, state, _ = load_run(workdir)
   out = workdir / "explain"

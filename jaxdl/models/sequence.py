@@ -79,5 +79,6 @@ class SequenceModel(_Recurrent):
     """
     del mask
     x = self.stack()(inputs, lengths, train=train, hidden_offsets=hidden_offsets)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_outputs, kernel_init=glorot_uniform)(x)
     return x[:, 0] if self.num_outputs == 1 else x

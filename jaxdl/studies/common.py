@@ -1,5 +1,6 @@
 """What the studies share: where the offline data is, sweeps over seeds, figures."""
 
+import dataclasses
 import os
 import pathlib
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import ml_collections  # noqa: E402
 from jaxdl.configs import apply_overrides  # noqa: E402
 from jaxdl.configs.default import get_config  # noqa: E402
 from jaxdl.sweep.axes import parse_axis  # noqa: E402
-from jaxdl.sweep.report import load_rows  # noqa: E402
+from jaxdl.sweep.report import Failure, Group, load_rows, render, summarize  # noqa: E402
 from jaxdl.sweep.run import run_sweep  # noqa: E402
 
 
@@ -36,12 +37,33 @@ def config(**overrides: Any) -> ml_collections.ConfigDict:
   return apply_overrides(base, {k.replace("__", "."): v for k, v in overrides.items()})
 
 
+@dataclasses.dataclass
+class StudyRows:
+  """A study's finished runs and failed members, labelled for its tables."""
+
+  rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  failures: list[Failure] = dataclasses.field(default_factory=list)
+
+  def add(self, found: "StudyRows", **labels: Any) -> "StudyRows":
+    """Adds ``found``'s rows and failures with ``labels`` (the table's columns) set."""
+    self.rows += [{**r, **labels} for r in found.rows]
+    self.failures += [dataclasses.replace(f, values={**f.values, **labels})
+                      for f in found.failures]
+    return self
+
+  def table(self, group_by: Sequence[str], metrics: Sequence[str]) -> tuple[list[Group], str]:
+    """The groups, and their Markdown table (ranked by ``metrics[0]``, failures counted)."""
+    groups = summarize(self.rows, group_by, metrics, self.failures)
+    return groups, render(groups, group_by, metrics, failures=self.failures)
+
+
 def seeds_sweep(base: ml_collections.ConfigDict, folder: pathlib.Path, seeds: int,
-                extra_axes: Sequence[str] = (), log=print) -> list[dict[str, Any]]:
-  """Runs ``base`` over ``seeds`` seeds (and ``extra_axes``) and returns the finished rows."""
+                extra_axes: Sequence[str] = (), log=print) -> StudyRows:
+  """Runs ``base`` over ``seeds`` seeds (and ``extra_axes``): its finished rows and failures."""
   axes = [parse_axis(a) for a in extra_axes] + [parse_axis(f"seed=0:{seeds}")]
   run_sweep(base, axes, folder, quiet=True, log=log)
-  return load_rows(folder)[0]
+  rows, _, failures = load_rows(folder)
+  return StudyRows(rows, failures)
 
 
 def save_figure(fig, path: pathlib.Path) -> str:

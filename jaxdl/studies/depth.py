@@ -7,10 +7,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from jaxdl.studies.common import config, save_figure, seeds_sweep
-from jaxdl.sweep.report import render, summarize
+from jaxdl.studies.common import StudyRows, config, save_figure, seeds_sweep
 
-METRICS = ["test_accuracy", "num_params", "flops_per_example", "train_s_per_epoch"]
+# Ranked by validation accuracy; the test accuracy is the selected checkpoints'.
+METRICS = ["val_accuracy", "test_accuracy", "num_params", "flops_per_example",
+           "train_s_per_epoch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,22 +46,18 @@ def run(workdir: pathlib.Path, scale: DepthScale, data_dir: pathlib.Path | None,
   for ax, (name, data) in zip(axes_[0], datasets.items()):
     common = dict(data, num_epochs=scale.epochs[name], data__augment_shift=2,
                   optim__schedule="cosine")
-    seed_rows = seeds_sweep(config(**common), workdir / f"depth_{name}_seed_cnn", scale.seeds,
-                            log=log)
-    deep = config(**common, model__name="deep_cnn", model__widths=(16, 32),
-                  model__batch_norm=True, model__residual=True)
-    blocks = ",".join(str(b) for b in scale.blocks_per_stage)
-    deep_rows = seeds_sweep(deep, workdir / f"depth_{name}_deep_cnn", scale.seeds,
-                            [f"model.blocks_per_stage={blocks}"], log=log)
-    for row in seed_rows:
-      row["model"], row["conv_layers"] = "SeedCNN", 3
-    for row in deep_rows:
-      row["model"], row["conv_layers"] = "DeepCNN", 2 * row["model.blocks_per_stage"]
-    groups = summarize(seed_rows + deep_rows, ["model", "conv_layers"], METRICS)
-    lines += [f"### {name}", "", *_data_note(seed_rows[0]),
-              render(groups, ["model", "conv_layers"], METRICS), ""]
+    results = StudyRows().add(seeds_sweep(config(**common), workdir / f"depth_{name}_seed_cnn",
+                                          scale.seeds, log=log), model="SeedCNN", conv_layers=3)
+    for blocks in scale.blocks_per_stage:
+      results.add(seeds_sweep(config(**common, model__name="deep_cnn", model__widths=(16, 32),
+                                     model__batch_norm=True, model__residual=True,
+                                     model__blocks_per_stage=blocks),
+                              workdir / f"depth_{name}_deep_cnn_{blocks}", scale.seeds, log=log),
+                  model="DeepCNN", conv_layers=2 * blocks)
+    groups, table = results.table(["model", "conv_layers"], METRICS)
+    lines += [f"### {name}", "", *_data_note(results.rows[0], data_dir), table, ""]
     acc = np.array([g.metrics["test_accuracy"].mean for g in groups])
-    std = np.array([g.metrics["test_accuracy"].std for g in groups])
+    std = np.array([g.metrics["test_accuracy"].error_bar for g in groups])
     flops = np.array([g.metrics["flops_per_example"].mean for g in groups])
     depth = np.array([g.values["conv_layers"] for g in groups])
     ax.errorbar(flops[1:], acc[1:], yerr=std[1:], marker="o", capsize=3, label="DeepCNN")
@@ -74,21 +71,26 @@ def run(workdir: pathlib.Path, scale: DepthScale, data_dir: pathlib.Path | None,
     ax.set_title(name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    lines += [_verdict(name, depth[1:], acc[1:], std[1:], flops[1:], acc[0], std[0]), ""]
+    val = np.array([g.metrics["val_accuracy"].mean for g in groups])
+    lines += [_verdict(name, depth[1:], acc[1:], std[1:], flops[1:], acc[0], std[0], val[1:]),
+              ""]
   figure = save_figure(fig, workdir / "depth_accuracy_vs_flops.png")
   lines += [f"![accuracy vs FLOPs]({figure})", ""]
   return "\n".join(lines)
 
 
-def _data_note(row: dict) -> list[str]:
-  notes = row.get("data_notes") or []
-  return [f"Data: {'; '.join(notes)}.", ""] if notes else []
+def _data_note(row: dict, data_dir: pathlib.Path | None) -> list[str]:
+  """The runs' data notes, with this machine's data folder written as ../shared/data."""
+  notes = "; ".join(row.get("data_notes") or [])
+  if data_dir:
+    notes = notes.replace(str(data_dir), "../shared/data")
+  return [f"Data: {notes}.", ""] if notes else []
 
 
-def _verdict(name: str, depth, acc, std, flops, seed_acc: float, seed_std: float) -> str:
-  """The claim's two halves, decided by the numbers."""
+def _verdict(name: str, depth, acc, std, flops, seed_acc: float, seed_std: float, val) -> str:
+  """The claim's two halves, decided by the numbers (the best depth chosen on validation)."""
   rho = stats.spearmanr(depth, acc).statistic if len(depth) > 2 else np.sign(acc[-1] - acc[0])
-  best = int(np.argmax(acc))
+  best = int(np.argmax(val))
   cost_rises = bool(np.all(np.diff(flops) > 0))
   gain = acc[-1] - acc[0]
   separated = abs(gain) > (std[-1] + std[0])
@@ -106,8 +108,8 @@ def _verdict(name: str, depth, acc, std, flops, seed_acc: float, seed_std: float
   cost = ("compute rises with every step in depth "
           f"({flops[0] / 1e6:.1f} → {flops[-1] / 1e6:.1f} MFLOP per example)" if cost_rises
           else "compute does not rise monotonically with depth")
-  plateau = (f" Accuracy peaks at {depth[best]} layers ({acc[best]:.4f}); deeper adds cost "
-             "without accuracy." if best < len(depth) - 1 else "")
+  plateau = (f" Validation accuracy peaks at {depth[best]} layers (test {acc[best]:.4f}); deeper "
+             "adds cost without accuracy." if best < len(depth) - 1 else "")
   margin = acc[-1] - seed_acc
   versus = ("beyond" if abs(margin) > std[-1] + seed_std else "within")
   return (f"**Verdict on {name}:** {accuracy}; {cost}.{plateau} Against the seed's own 3-layer "

@@ -32,7 +32,7 @@ def hidden_state_gradient_norms(model: SequenceModel, params, inputs: np.ndarray
   """
   batch, time = inputs.shape[:2]
   hidden = model.hidden_sizes[0]
-  objective = OBJECTIVES[task]
+  objective = OBJECTIVES[task].fn
   data = {"label": jnp.asarray(targets), "mask": jnp.ones((batch,), jnp.float32)}
 
   def loss(offsets):

@@ -5,8 +5,7 @@ import pathlib
 
 import matplotlib.pyplot as plt
 
-from jaxdl.studies.common import config, save_figure, seeds_sweep
-from jaxdl.sweep.report import render, summarize
+from jaxdl.studies.common import StudyRows, config, save_figure, seeds_sweep
 
 KIM_2014_CNN_RAND_MR = 0.761  # Kim 2014, Table 2: CNN-rand on MR (10-fold CV).
 VARIANTS = {"LSTM (seed)": dict(model__cell="lstm"), "RNN": dict(model__cell="rnn"),
@@ -44,17 +43,16 @@ def run(workdir: pathlib.Path, scale: LanguageScale, data_dir: pathlib.Path | No
                       optim__schedule="cosine", optim__grad_clip_norm=1.0), None))
   fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
   for ax, (title, key, base, anchor) in zip(axes[0], panels):
-    rows = []
+    results = StudyRows()
     for variant in scale.variants:
-      found = seeds_sweep(config(**base, **VARIANTS[variant]),
-                          workdir / f"language_{key}_{variant.split()[0].lower()}", scale.seeds,
-                          log=log)
-      rows += [{**r, "model": variant} for r in found]
-    groups = summarize(rows, ["model"], ["test_accuracy"])
-    lines += [f"### {title}", "", render(groups, ["model"], ["test_accuracy"]), ""]
+      results.add(seeds_sweep(config(**base, **VARIANTS[variant]),
+                              workdir / f"language_{key}_{variant.split()[0].lower()}",
+                              scale.seeds, log=log), model=variant)
+    groups, table = results.table(["model"], ["val_accuracy", "test_accuracy"])
+    lines += [f"### {title}", "", table, ""]
     names = [g.values["model"] for g in groups]
     means = [g.metrics["test_accuracy"].mean for g in groups]
-    stds = [g.metrics["test_accuracy"].std for g in groups]
+    stds = [g.metrics["test_accuracy"].error_bar for g in groups]
     ax.bar(names, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])
     if anchor:
       ax.axhline(anchor, color="gray", ls="--", label=f"Kim 2014 CNN-rand: {anchor:.3f}")

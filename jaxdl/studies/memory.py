@@ -10,9 +10,8 @@ import numpy as np
 from jaxdl import data as data_lib
 from jaxdl import models
 from jaxdl.data.synthetic import ADDING_BASELINE_MSE
-from jaxdl.studies.common import config, save_figure, seeds_sweep
+from jaxdl.studies.common import StudyRows, config, save_figure, seeds_sweep
 from jaxdl.studies.gradients import hidden_state_gradient_norms
-from jaxdl.sweep.report import render, summarize
 from jaxdl.train import load_run
 
 SOLVED_MSE = 0.05  # Under 30% of the baseline's 0.167: the two marked values were found.
@@ -45,19 +44,18 @@ def run(workdir: pathlib.Path, scale: MemoryScale, log=print) -> str:
            f"{scale.num_train} training sequences, {scale.epochs} epochs, {scale.seeds} seeds. "
            f"Predicting 1 always gives MSE {ADDING_BASELINE_MSE:.3f}; below {SOLVED_MSE} counts "
            "as solved.", ""]
-  rows = []
+  results = StudyRows()
   for cell in CELLS:
     for length in scale.lengths:
-      found = seeds_sweep(_adding(cell, length, scale), workdir / f"adding_{cell}_T{length}",
-                          scale.seeds, log=log)
-      rows += [{**r, "cell": cell, "T": length} for r in found]
-  groups = summarize(rows, ["cell", "T"], ["test_mse"])
-  lines += [render(groups, ["cell", "T"], ["test_mse"]), ""]
+      results.add(seeds_sweep(_adding(cell, length, scale), workdir / f"adding_{cell}_T{length}",
+                              scale.seeds, log=log), cell=cell, T=length)
+  groups, table = results.table(["cell", "T"], ["val_mse", "test_mse"])
+  lines += [table, ""]
   mse = {(g.values["cell"], g.values["T"]): g.metrics["test_mse"] for g in groups}
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   for i, cell in enumerate(CELLS):
     ax.errorbar(scale.lengths, [mse[cell, t].mean for t in scale.lengths],
-                yerr=[mse[cell, t].std for t in scale.lengths], marker="o", capsize=3,
+                yerr=[mse[cell, t].error_bar for t in scale.lengths], marker="o", capsize=3,
                 label=cell.upper(), color=f"C{i}")
   ax.axhline(ADDING_BASELINE_MSE, color="gray", ls="--", label="baseline (always 1)")
   ax.set_yscale("log")
@@ -143,14 +141,14 @@ def _gradient_reading(ratios: dict, length: int) -> str:
 
 def _exploding_section(workdir: pathlib.Path, scale: MemoryScale, log) -> list[str]:
   length = scale.lengths[min(1, len(scale.lengths) - 1)]
-  rows = []
+  results = StudyRows()
   for clip in (0.0, 1.0):
     base = _adding("rnn", length, scale, optim__grad_clip_norm=clip, optim__learning_rate=3e-2,
                    model__activation="relu", nonfinite="skip")
     folder = workdir / f"exploding_rnn_clip{clip:g}"
-    rows += [{**r, "clipping": "on (1.0)" if clip else "off"}
-             for r in seeds_sweep(base, folder, scale.seeds, log=log)]
-  groups = summarize(rows, ["clipping"], ["test_mse"])
+    results.add(seeds_sweep(base, folder, scale.seeds, log=log),
+                clipping="on (1.0)" if clip else "off")
+  groups, table = results.table(["clipping"], ["val_mse", "test_mse"])
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   for i, g in enumerate(groups):
     curves = []
@@ -171,5 +169,5 @@ def _exploding_section(workdir: pathlib.Path, scale: MemoryScale, log) -> list[s
   return ["### Exploding gradients", "",
           f"A ReLU RNN (more prone to explode than tanh) on the adding problem at T = {length}, "
           "Adam 3e-2, with and without global-norm clipping at 1.0; non-finite steps are skipped "
-          "and counted.", "", render(groups, ["clipping"], ["test_mse"]), "",
+          "and counted.", "", table, "",
           f"![exploding gradients]({figure})", ""]

@@ -6,8 +6,7 @@ import pathlib
 
 import matplotlib.pyplot as plt
 
-from jaxdl.studies.common import config, save_figure, seeds_sweep
-from jaxdl.sweep.report import render, summarize
+from jaxdl.studies.common import StudyRows, config, save_figure, seeds_sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,8 +22,8 @@ def run(workdir: pathlib.Path, scale: PrivacyScale, data_dir: pathlib.Path | Non
            "The seed names data privacy as a challenge. The seed CNN trained with DP-SGD (Abadi "
            "et al. 2016): per-example gradients clipped to norm 1, Gaussian noise calibrated so "
            f"that training ends at ε in {{{', '.join(_eps(e) for e in scale.epsilons)}}} with "
-           "δ = 1/(10 N) (RDP accountant of dp-accounting; shuffled fixed-size batches accounted "
-           "as Poisson sampling), plain SGD at 0.1 (with momentum 0.9 the ε = 1 runs diverged), "
+           "δ = 1/(10 N) (RDP accountant of dp-accounting, for the Poisson sampling the runs use: "
+           "each step includes each example with probability 64 / N), plain SGD at 0.1 (with momentum 0.9 the ε = 1 runs diverged), "
            "batch 64, no augmentation; "
            f"ε = ∞ is the same recipe without privacy. {scale.seeds} seeds each.", ""]
   sets = {"digits": dict(data__name="digits", data__image_size=28)}
@@ -33,7 +32,7 @@ def run(workdir: pathlib.Path, scale: PrivacyScale, data_dir: pathlib.Path | Non
     sets["mnist"] = dict(data__name=f"idx:{mnist}")
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   for i, (name, data) in enumerate(sets.items()):
-    rows = []
+    results = StudyRows()
     for eps in scale.epsilons:
       settings = dict(data, num_epochs=scale.epochs[name], batch_size=64, optim__name="sgd",
                       optim__learning_rate=0.1, optim__momentum=0.0, optim__schedule="constant",
@@ -41,25 +40,24 @@ def run(workdir: pathlib.Path, scale: PrivacyScale, data_dir: pathlib.Path | Non
       if math.isfinite(eps):
         settings.update(privacy__enabled=True, privacy__clip_norm=1.0,
                         privacy__target_epsilon=float(eps))
-      found = seeds_sweep(config(**settings), workdir / f"privacy_{name}_eps{_eps(eps)}",
-                          scale.seeds, log=log)
-      rows += [{**r, "epsilon": _eps(eps)} for r in found]
-    groups = summarize(rows, ["epsilon"], ["test_accuracy"])
-    lines += [f"### {name}", "", render(groups, ["epsilon"], ["test_accuracy"]), ""]
+      results.add(seeds_sweep(config(**settings), workdir / f"privacy_{name}_eps{_eps(eps)}",
+                              scale.seeds, log=log), epsilon=_eps(eps))
+    groups, table = results.table(["epsilon"], ["val_accuracy", "test_accuracy"])
+    lines += [f"### {name}", "", table, ""]
     finite = [g for g in groups if g.values["epsilon"] != "∞"]
     xs = [float(g.values["epsilon"]) for g in finite]
     ax.errorbar(xs, [g.metrics["test_accuracy"].mean for g in finite],
-                yerr=[g.metrics["test_accuracy"].std for g in finite], marker="o", capsize=3,
+                yerr=[g.metrics["test_accuracy"].error_bar for g in finite], marker="o", capsize=3,
                 color=f"C{i}", label=f"{name}, DP-SGD")
     public = next(g for g in groups if g.values["epsilon"] == "∞").metrics["test_accuracy"]
     ax.axhline(public.mean, color=f"C{i}", ls="--", label=f"{name}, no privacy (ε = ∞)")
-    best = max(finite, key=lambda g: g.metrics["test_accuracy"].mean)
+    best = max(finite, key=lambda g: g.metrics["val_accuracy"].mean)  # Chosen on validation.
     lines += [f"**On {name}:** without privacy {public.mean:.4f}; the most private setting "
               f"(ε = {finite[0].values['epsilon']}) reaches "
               f"{finite[0].metrics['test_accuracy'].mean:.4f} and the least private (ε = "
               f"{finite[-1].values['epsilon']}) {finite[-1].metrics['test_accuracy'].mean:.4f}; "
               f"privacy costs {100 * (public.mean - best.metrics['test_accuracy'].mean):.1f} "
-              "points at best here.", ""]
+              "points at the ε that validation accuracy favours.", ""]
   ax.set_xscale("log")
   ax.set_xlabel("privacy budget ε at δ = 1/(10 N) (log scale; smaller is more private)")
   ax.set_ylabel("test accuracy (mean ± std over seeds)")

@@ -118,6 +118,8 @@ def axis_from_spec(key: str, spec: Any) -> Axis:
   span = _RANGE.match(spec)
   if span:
     start, stop, step = int(span.group(1)), int(span.group(2)), int(span.group(3) or 1)
+    if step < 1:
+      raise ConfigError(f"sweep axis {key}={spec}: the step must be at least 1 (start:stop:step)")
     values = tuple(range(start, stop, step))
     if not values:
       raise ConfigError(f"sweep axis {key}={spec} is an empty range")

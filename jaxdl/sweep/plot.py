@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxdl.errors import JaxdlError  # noqa: E402
-from jaxdl.sweep.report import default_metrics, load_rows, summarize  # noqa: E402
+from jaxdl.sweep.report import REPETITION_AXES, default_metrics, load_rows, summarize  # noqa: E402
 
 
 def _history(run: pathlib.Path) -> list[dict]:
@@ -79,7 +79,7 @@ def response(rows: list[dict], axis: str, metric: str, others: Sequence[str],
     groups.sort(key=lambda g: g.values[axis])
     x = np.array([g.values[axis] for g in groups], float)
     mean = np.array([g.metrics[metric].mean for g in groups])
-    std = np.array([g.metrics[metric].std for g in groups])
+    std = np.array([g.metrics[metric].error_bar for g in groups])
     ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=f"C{i % 10}",
                 label=None if line is None else _label(line.values))
   values = np.unique(np.array([r[axis] for r in rows], float))
@@ -103,12 +103,12 @@ def plot(folder: str | pathlib.Path, out_dir: str | pathlib.Path | None = None,
          metric: str | None = None) -> list[pathlib.Path]:
   """Writes the figures of a sweep or run folder; returns their paths."""
   folder = pathlib.Path(folder)
-  rows, axis_keys = load_rows(folder)
+  rows, axis_keys, _ = load_rows(folder)
   if not rows:
     raise JaxdlError(f"{folder}: no finished runs to plot")
   out_dir = pathlib.Path(out_dir) if out_dir else folder / "plots"
   out_dir.mkdir(parents=True, exist_ok=True)
-  by = [k for k in axis_keys if k != "seed"]
+  by = [k for k in axis_keys if k not in REPETITION_AXES]
   base = folder if axis_keys else folder.parent
   runs = {_label(g.values): [base / m for m in g.members] for g in summarize(rows, by, [])}
   written = [learning_curves(folder, runs, out_dir / "learning_curves.png")]

@@ -7,10 +7,12 @@ swept values and its results.json numbers). Rerunning the same sweep skips
 finished members and resumes interrupted ones from their checkpoints.
 """
 
+import contextlib
 import csv
 import datetime
 import json
 import pathlib
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -19,15 +21,19 @@ from typing import Any
 import jax
 import ml_collections
 
+from jaxdl import data
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError
 from jaxdl.sweep.axes import Axis, expand
 from jaxdl.sweep.groups import group_members, splitting_axes
-from jaxdl.train.loop import train_together
-from jaxdl.train.run_folder import config_differences, read_json, write_json
+from jaxdl.train.experiment import build_experiment
+from jaxdl.train.folder_lock import LOCK_FILE, RunLocked
+from jaxdl.train.loop import train_group
+from jaxdl.train.run_folder import RunFolder, config_differences, read_json, write_json
 
 MODES = ("auto", "vectorized", "sequential")
+_MEMBER = re.compile(r"m\d{3,}")
 
 
 def member_name(index: int) -> str:
@@ -75,6 +81,45 @@ def _write_results_csv(folder: pathlib.Path, members: Sequence[dict[str, Any]],
   tmp.replace(folder / "results.csv")
 
 
+def _check_sweep_folder(folder: pathlib.Path) -> None:
+  """Refuses a workdir that is a file, or a folder of something other than a jaxdl sweep."""
+  if folder.exists() and not folder.is_dir():
+    raise CheckpointError(f"--workdir {folder} is a file, not a folder; pass a folder for the "
+                          "sweep")
+  if not folder.is_dir() or (folder / "sweep.json").exists():
+    return
+  held = sorted(p.name for p in folder.iterdir())
+  if held:
+    raise CheckpointError(f"--workdir {folder} is not a jaxdl sweep folder (it has no sweep.json "
+                          f"and holds {', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); "
+                          "jaxdl writes and deletes only its own folders: pass a new or empty "
+                          "--workdir")
+
+
+def _clear_sweep(folder: pathlib.Path) -> None:
+  """Deletes what jaxdl wrote in a sweep folder (its members' run files included), nothing else."""
+  for member in sorted(folder.iterdir()):
+    if _MEMBER.fullmatch(member.name) and member.is_dir():
+      run = RunFolder(member)
+      with run.lock():  # Never under a process that is training this member.
+        run.clear()
+      with contextlib.suppress(OSError):  # Kept where the user put files of their own there.
+        (member / LOCK_FILE).unlink()
+        member.rmdir()
+  for name in ("sweep.json", "results.csv"):
+    (folder / name).unlink(missing_ok=True)
+  if (folder / "plots").is_dir():
+    shutil.rmtree(folder / "plots")
+
+
+def _datasets_for(config: ml_collections.ConfigDict, cache: dict) -> Any:
+  """The data of ``config``, built once per distinct data config of the sweep."""
+  key = json.dumps(config_to_dict(config.data), sort_keys=True)
+  if key not in cache:
+    cache[key] = data.build(config.data)
+  return cache[key]
+
+
 def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
               *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
               overwrite: bool = False, command: Sequence[str] = (),
@@ -85,11 +130,14 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     The members as written to sweep.json (name, overrides, group, status).
   """
   folder = pathlib.Path(workdir)
-  if overwrite and folder.exists():
-    shutil.rmtree(folder)
+  _check_sweep_folder(folder)
   overrides = expand(axes, samples, sweep_seed)
   configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here, before any work.
   groups = group_members(configs)
+  # Every group's data and model are built before anything on disk changes.
+  cache: dict = {}
+  for g in groups:
+    build_experiment(configs[g[0]], _datasets_for(configs[g[0]], cache))
   group_of = {i: g for g, members in enumerate(groups) for i in members}
   members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
              for i, o in enumerate(overrides)]
@@ -97,14 +145,16 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
             "axes": [a.describe() for a in axes], "samples": samples, "sweep_seed": sweep_seed,
             "mode": mode, "members": members}
   sweep_file = folder / "sweep.json"
-  if sweep_file.exists():
+  if sweep_file.exists() and not overwrite:
     old = read_json(sweep_file)
     if [m["overrides"] for m in old["members"]] != json.loads(json.dumps(overrides)) or \
         config_differences(old["base_config"], record["base_config"]):
       raise CheckpointError(f"{folder} holds a different sweep; use a new --workdir, or "
                             "--overwrite to delete it")
-  folder.mkdir(parents=True, exist_ok=True)
   chosen = _choose_mode(mode, base, log)
+  if overwrite and folder.is_dir():
+    _clear_sweep(folder)
+  folder.mkdir(parents=True, exist_ok=True)
   record["mode_used"] = chosen
   split = splitting_axes([a.key for a in axes], configs, groups)
   if chosen == "vectorized" and len(groups) > 1:
@@ -133,8 +183,11 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     log(f"training {', '.join(members[i]['name'] for i in todo)}"
         + (" together (vectorized)" if len(todo) > 1 else ""))
     try:
-      train_together([configs[i] for i in todo], [folder / members[i]["name"] for i in todo],
-                     vectorized=len(todo) > 1, quiet=quiet, command=command)
+      train_group([configs[i] for i in todo], [folder / members[i]["name"] for i in todo],
+                  vectorized=len(todo) > 1, quiet=quiet, command=command,
+                  datasets=_datasets_for(configs[todo[0]], cache), log=log)
+    except RunLocked:
+      raise  # Another process trains this member: not a failure of the member.
     except JaxdlError as e:
       for i in todo:
         members[i]["status"] = "failed"

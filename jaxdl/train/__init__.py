@@ -1,10 +1,12 @@
 """Training: optimizer, state, steps, checkpoints, the loop and its run folder."""
 
-from jaxdl.train.loop import Experiment, build_experiment, evaluate, load_run, train_and_evaluate
+from jaxdl.train.evaluation import evaluate
+from jaxdl.train.experiment import Experiment, build_experiment
+from jaxdl.train.loop import load_run, train_and_evaluate, train_group
 from jaxdl.train.optim import build_optimizer
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.steps import make_eval_step, make_train_step
 
 __all__ = ["Experiment", "TrainState", "build_experiment", "build_optimizer",
            "create_train_state", "evaluate", "load_run", "make_eval_step", "make_train_step",
-           "train_and_evaluate"]
+           "train_and_evaluate", "train_group"]

@@ -1,93 +1,50 @@
-"""``train_and_evaluate``: the training loop, its checkpoints and its run folder.
+"""``train_and_evaluate``: train a run (or a vectorized group of runs), select, and test.
 
 The loop is host-side glue around two jitted pure functions (train and eval
-steps). Nothing here names a device: the same code runs on CPU, GPU and TPU.
+steps); nothing here names a device, so the same code runs on CPU, GPU and
+TPU. A lone run is a group of one, so there is one loop:
+
+  build and check everything   (experiment.py: nothing on disk changes if it fails)
+  lock and claim the run folder (run_folder.py, folder_lock.py)
+  resume from the checkpoints   (the checkpoint's history is the truth)
+  per epoch: train, validate, record the row, checkpoint, maybe stop early
+  test the selected checkpoint and the last one; write results.json
 """
 
+import contextlib
 import dataclasses
 import pathlib
-import shutil
 import signal
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from jaxdl import cost, data, models
+from jaxdl import data, models
 from jaxdl.configs.loading import config_from_dict, config_to_dict
-from jaxdl.data.arrays import Split
-from jaxdl.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
-from jaxdl.train.checkpoint import Checkpointer
-from jaxdl.train.objectives import OBJECTIVES, means
-from jaxdl.train.objectives import add as add_sums
-from jaxdl.train import privacy
-from jaxdl.train.optim import build_optimizer
+from jaxdl.errors import CheckpointError, JaxdlError, Preempted
+from jaxdl.train.checkpoint import Checkpointer, CorruptCheckpoint
+from jaxdl.train.evaluation import check_finite, epoch_row, evaluate, evaluate_group
+from jaxdl.train.experiment import Experiment, batch_length, build_experiment
+from jaxdl.train.group import MemberGroup
+from jaxdl.train.metric_sums import means, merge
 from jaxdl.train.parallel import DataParallel
 from jaxdl.train.progress import Reporter, format_row
+from jaxdl.train.results import epsilon_spent, run_results
 from jaxdl.train.run_folder import RunFolder, read_json
-from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.steps import NONFINITE_POLICIES, EvalStep, make_eval_step, make_train_step
+from jaxdl.train.state import TrainState
+from jaxdl.train.steps import make_eval_step, make_train_step
+
+_merge = jax.jit(merge)
 
 
-# config.dtype -> the dtype the steps compute in (None: as stored, float32).
-COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-  """Everything built from a config before training starts."""
-
-  config: ml_collections.ConfigDict
-  datasets: data.Datasets
-  model: Any
-  tx: optax.GradientTransformation
-  initial_state: TrainState
-  steps_per_epoch: int
-  privacy: dict | None = None  # DP-SGD settings in use (noise calibrated), or None.
-
-  @property
-  def total_steps(self) -> int:
-    return self.steps_per_epoch * self.config.num_epochs
-
-
-def build_experiment(config: ml_collections.ConfigDict,
-                     datasets: data.Datasets | None = None) -> Experiment:
-  """Data (unless given), model, optimizer and initial state for ``config``."""
-  _check_positive(config, ("batch_size", "eval_batch_size", "num_epochs",
-                           "checkpoint_every_steps"))
-  if config.dtype not in COMPUTE_DTYPES:
-    raise ConfigError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {config.dtype!r}")
-  if config.nonfinite not in NONFINITE_POLICIES:
-    raise ConfigError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got "
-                      f"{config.nonfinite!r}")
-  datasets = datasets or data.build(config.data)
-  model = models.build(config.model, datasets.spec)
-  steps_per_epoch = data.num_batches(datasets.spec.num_train, config.batch_size)
-  tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
-  state = create_train_state(jax.random.PRNGKey(config.seed), model, tx, datasets.spec)
-  private = None
-  if config.privacy.enabled:
-    if state.batch_stats:
-      raise ConfigError("DP-SGD needs per-example gradients, which batch norm mixes across the "
-                        "batch; set model.batch_norm=false")
-    private = privacy.resolve(config.privacy, datasets.spec.num_train, config.batch_size,
-                              steps_per_epoch * config.num_epochs)
-  return Experiment(config, datasets, model, tx, state, steps_per_epoch, private)
-
-
-def _check_positive(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
-  for key in keys:
-    if config[key] < 1:
-      raise ConfigError(f"{key} must be at least 1, got {config[key]}")
-
-
-_add = jax.jit(add_sums)
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr)
 
 
 class _StopSignals:
@@ -116,104 +73,333 @@ class _StopSignals:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
-
-def _check_finite(host_sums: list[dict[str, float]], names: Sequence[str],
-                  last_good: int | None) -> None:
-  """Raises NonFiniteError if any member met a non-finite loss or gradient."""
-  for name, sums in zip(names, host_sums):
-    if sums.get("nonfinite_steps", 0.0) > 0:
-      loss_step, grad_step = int(sums["first_nonfinite_loss"]), int(sums["first_nonfinite_grad"])
-      what, step = ("loss", loss_step) if loss_step <= grad_step else ("gradient", grad_step)
-      kept = (f"the last good checkpoint (step {last_good}) is kept" if last_good
-              else "no checkpoint had been written yet")
-      raise NonFiniteError(f"{name}: non-finite {what} at step {step}; {kept}. Lower "
-                           "optim.learning_rate, set optim.grad_clip_norm, or set "
-                           "nonfinite=skip to skip such steps")
+  def preempted(self, step: int) -> Preempted:
+    return Preempted(f"stopped by {signal.Signals(self.received).name} at step {step}; a "
+                     "checkpoint was written: rerun the same command to resume")
 
 
-class Members:
-  """Runs trained together: one state pytree, stacked on a leading axis when vectorized.
+@dataclasses.dataclass
+class Progress:
+  """Where a group's training stands; a checkpoint holds all of it.
 
-  A lone run is a group of one that is not vectorized, so there is one loop.
+  Attributes:
+    state: the (stacked) train state, on the devices.
+    step: optimizer steps the group has taken.
+    histories: each member's metrics.jsonl rows.
+    partial_sums: each member's metric sums of the unfinished epoch (None at an
+      epoch boundary).
+    train_s: seconds spent in training steps, over every session.
+    compile_s: seconds of the first step (compile included).
+    saved_step: the step of the last checkpoint written (None: none yet).
   """
 
-  def __init__(self, size: int, vectorized: bool):
-    if size > 1 and not vectorized:
-      raise ValueError("several members are trained together only when vectorized")
-    self.size, self.vectorized = size, vectorized
+  state: Any
+  step: int
+  histories: list[list[dict[str, Any]]]
+  partial_sums: list[dict[str, float]] | None = None
+  train_s: float = 0.0
+  compile_s: float | None = None
+  saved_step: int | None = None
 
-  def combine(self, trees: Sequence[Any]) -> Any:
-    """One tree from one per member (stacked on axis 0 when vectorized)."""
-    if not self.vectorized:
-      return trees[0]
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs) if isinstance(xs[0], np.ndarray)
-                                  else jnp.stack(xs), *trees)
-
-  def split(self, tree: Any) -> list[Any]:
-    """One tree per member."""
-    if not self.vectorized:
-      return [tree]
-    return [jax.tree_util.tree_map(lambda x, i=i: x[i], tree) for i in range(self.size)]
-
-  def transform(self, fn, in_axes=0):
-    return jax.vmap(fn, in_axes=in_axes) if self.vectorized else fn
-
-  def means(self, sums: Any) -> list[dict[str, float]]:
-    """Per-member mean metrics from (stacked) metric sums."""
-    host = jax.device_get(sums)
-    return [means({k: float(v) for k, v in member.items()}) for member in self.split(host)]
+  def saved(self, member: int) -> dict[str, Any]:
+    """Member ``member``'s progress item for its checkpoint (JSON)."""
+    return {"history": self.histories[member], "train_s": self.train_s,
+            "compile_s": self.compile_s,
+            "epoch_sums": None if self.partial_sums is None else self.partial_sums[member]}
 
 
-def _evaluate_members(members: Members, eval_step: EvalStep, state: TrainState, split: Split,
-                      batch_size: int, parallel: DataParallel | None = None
-                      ) -> list[dict[str, float]]:
-  if len(split) == 0:
-    return [{} for _ in range(members.size)]
-  sums = None
-  for batch in data.eval_batches(split, batch_size):
-    batch_sums = eval_step(state, parallel.shard(batch, stacked=False) if parallel else batch)
-    sums = batch_sums if sums is None else _add(sums, batch_sums)
-  return members.means(sums)
+class GroupTrainer:
+  """Trains, checkpoints, selects and tests a group of runs that share one program.
 
-
-def evaluate(eval_step: EvalStep, state: TrainState, split: Split,
-             batch_size: int) -> dict[str, float]:
-  """Mean metrics over every example of ``split`` (each counted once)."""
-  return _evaluate_members(Members(1, False), eval_step, state, split, batch_size)[0]
-
-
-def _epoch_row(epoch: int, step: int, train: dict, val: dict, examples: int,
-               seconds: float) -> dict[str, Any]:
-  row: dict[str, Any] = {"epoch": epoch, "step": step}
-  row.update({f"train_{k}": v for k, v in train.items()})
-  row.update({f"val_{k}": v for k, v in val.items()})
-  row.update({"examples_per_s": examples / seconds if seconds > 0 else None, "wall_s": seconds})
-  return row
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-                       quiet: bool = False, overwrite: bool = False,
-                       command: Sequence[str] = ()) -> dict[str, Any]:
-  """Trains ``config`` in ``workdir`` (resuming from its last checkpoint) and tests it.
-
-  Returns:
-    The results written to ``workdir/results.json``.
+  Args:
+    exps: one experiment per member (equal in everything that changes shapes or code).
+    runs: one run folder per member (locked and started by ``train_group``).
+    group: how the members are stacked.
+    parallel: the device mesh.
+    quiet: log lines instead of a progress bar.
+    log: where messages go.
   """
-  return train_together([config], [workdir], vectorized=False, quiet=quiet,
-                        overwrite=overwrite, command=command)[0]
+
+  def __init__(self, exps: Sequence[Experiment], runs: Sequence[RunFolder], group: MemberGroup,
+               parallel: DataParallel, quiet: bool, log: Callable[[str], None]):
+    self.exps, self.runs, self.group, self.parallel = list(exps), list(runs), group, parallel
+    self.lead, self.config = exps[0], exps[0].config
+    self.quiet = quiet or not runs[0].writer  # One process reports.
+    self.log = log
+    self.names = [str(run.path) for run in runs]
+    self.checkpointers = [Checkpointer(run.path, exp.config.checkpoints_to_keep, exp.selection)
+                          for run, exp in zip(runs, exps)]
+    self.eval_batch_size = parallel.eval_batch_size(eval_batch_length(self.lead))
+    state = parallel.place_state(group.stack([e.initial_state for e in exps]))
+    self.state_sharding = parallel.state_shardings(state)
+    self.train_step, self.eval_step = jit_steps(self.lead, group, parallel, self.state_sharding)
+
+  # --- resuming -------------------------------------------------------------------------------
+
+  def _good_steps(self, member: int) -> list[int]:
+    """Member's checkpoint steps whose files match their checksums (corrupt ones deleted)."""
+    good = []
+    for step in self.checkpointers[member].all_steps():
+      try:
+        self.checkpointers[member].verify(step)
+        good.append(step)
+      except CorruptCheckpoint as e:
+        self.log(f"{e}; deleting it and resuming from the checkpoint before it")
+        self.checkpointers[member].delete(step)
+    return good
+
+  def is_done(self, history: Sequence[dict[str, Any]]) -> bool:
+    """A member is done after its last epoch, or once its selection rule stops it early."""
+    return len(history) >= self.config.num_epochs or self.lead.selection.should_stop(history)
+
+  def resume(self) -> Progress:
+    """Restores the latest point every unfinished member has a good checkpoint of.
+
+    Members that are done keep their history and take part only as a
+    placeholder (their slot is trained but never recorded again).
+    """
+    good = [self._good_steps(i) for i in range(self.group.size)]
+    latest = [self.checkpointers[i].progress(steps[-1]) if steps else None
+              for i, steps in enumerate(good)]
+    done = [p is not None and self.is_done(p["history"]) for p in latest]
+    active = [i for i in range(self.group.size) if not done[i]]
+    common = set.intersection(*(set(good[i]) for i in active)) if active else set()
+    step = max(common) if common else None
+    states, restored = [], []
+    for i, exp in enumerate(self.exps):
+      if i in active and step is not None:
+        state, saved = self.checkpointers[i].restore(exp.initial_state, step)
+      else:
+        state, saved = exp.initial_state, latest[i] if done[i] else None
+      states.append(state)
+      restored.append(saved or {"history": []})
+    timing = restored[active[0] if active else 0]
+    partial = None
+    if active and step is not None and timing.get("epoch_sums") is not None:
+      # Members that are done contribute placeholder sums that are never read.
+      partial = [restored[i]["epoch_sums"] if i in active else dict.fromkeys(
+          timing["epoch_sums"], 0.0) for i in range(self.group.size)]
+    return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
+                    histories=[r["history"] for r in restored], partial_sums=partial,
+                    train_s=float(timing.get("train_s", 0.0)),
+                    compile_s=timing.get("compile_s"), saved_step=step)
+
+  def active(self, progress: Progress) -> list[int]:
+    return [i for i, h in enumerate(progress.histories) if not self.is_done(h)]
+
+  # --- checkpoints ----------------------------------------------------------------------------
+
+  def save(self, progress: Progress, epoch_end: bool) -> None:
+    """Checkpoints every unfinished member (epoch ends carry the selection metric)."""
+    states = self.group.unstack(progress.state)
+    for i in self.active_at_save(progress, epoch_end):
+      history = progress.histories[i]
+      metrics = self.lead.selection.checkpoint_metrics(history[-1]) if epoch_end else None
+      self.checkpointers[i].save(states[i], progress.saved(i), metrics)
+    progress.saved_step = progress.step
+
+  def active_at_save(self, progress: Progress, epoch_end: bool) -> list[int]:
+    # At an epoch's end the members that just stopped early save their last state too.
+    if not epoch_end:
+      return self.active(progress)
+    return [i for i, h in enumerate(progress.histories) if h and h[-1]["step"] == progress.step]
+
+  # --- one epoch --------------------------------------------------------------------------------
+
+  def _epoch_batches(self, epoch: int, first: int):
+    per_member = []
+    for exp in self.exps:
+      c = exp.config
+      if exp.privacy:
+        per_member.append(data.PoissonBatches(
+            exp.datasets.train, exp.privacy["sampling_rate"], exp.privacy["padded_batch"],
+            c.seed, epoch, exp.steps_per_epoch, first, c.data.augment_shift))
+      else:
+        per_member.append(data.train_batches(exp.datasets.train, exp.batch_length, c.seed,
+                                             epoch, start=first, shift=c.data.augment_shift))
+    return zip(*per_member)
+
+  def train_epoch(self, progress: Progress, epoch: int, stop: _StopSignals,
+                  reporter: Reporter) -> tuple[Any, int]:
+    """Trains the rest of ``epoch``; returns its metric sums and the examples seen.
+
+    Checkpoints every ``checkpoint_every_steps`` and on a stop signal, except at
+    the epoch's last step, whose checkpoint is written with the epoch's row.
+    """
+    spe = self.lead.steps_per_epoch
+    first = progress.step - epoch * spe
+    sums = None
+    if first and progress.partial_sums is None:
+      raise CheckpointError(f"{self.names[0]}: the checkpoint at step {progress.step} has no "
+                            "metric sums of its unfinished epoch; the run folder is inconsistent: "
+                            "train it again with --overwrite")
+    if first:
+      sums = self.group.stack([{k: np.float32(v) for k, v in s.items()}
+                               for s in progress.partial_sums])
+    examples, t_mark = 0, time.perf_counter()
+    for batches in self._epoch_batches(epoch, first):
+      t_step = time.perf_counter()
+      progress.state, step_sums = self.train_step(
+          progress.state, self.parallel.shard(self.group.stack(batches)))
+      if progress.compile_s is None:
+        # Dispatch is asynchronous: wait, so the first step's time includes the compile.
+        jax.block_until_ready(progress.state.step)
+        progress.compile_s = time.perf_counter() - t_step
+      sums = step_sums if sums is None else _merge(sums, step_sums)
+      examples += int(batches[0]["mask"].sum()) * self.group.size
+      progress.step += 1
+      epoch_ends = progress.step == (epoch + 1) * spe
+      if not epoch_ends and (progress.step % self.config.checkpoint_every_steps == 0
+                             or stop.received):
+        jax.block_until_ready(progress.state.step)  # Time the steps, not the queue.
+        progress.train_s += time.perf_counter() - t_mark
+        self._save_partial(progress, sums)
+        t_mark = time.perf_counter()
+        if stop.received:
+          raise stop.preempted(progress.step)
+      self._advance(reporter, progress.step, sums)
+    jax.block_until_ready(progress.state.step)
+    progress.train_s += time.perf_counter() - t_mark
+    return sums, examples
+
+  def _save_partial(self, progress: Progress, sums: Any) -> None:
+    host = self.group.host_sums(sums)
+    self._check_finite(progress, host)
+    progress.partial_sums = host
+    self.save(progress, epoch_end=False)
+
+  def _check_finite(self, progress: Progress, host_sums: list[dict[str, float]]) -> None:
+    if self.config.nonfinite != "stop":
+      return
+    active = self.active(progress)
+    check_finite([host_sums[i] for i in active], [self.names[i] for i in active],
+                 progress.saved_step)
+
+  def _advance(self, reporter: Reporter, step: int, sums: Any) -> None:
+    if not reporter.wants_live_metrics():
+      reporter.advance(step)
+      return
+    live = self.group.means(sums)
+    reporter.advance(step, {k: float(np.mean([m[k] for m in live])) for k in live[0]})
+
+  def end_epoch(self, progress: Progress, epoch: int, sums: Any, examples: int,
+                seconds: float, reporter: Reporter) -> None:
+    """Validates, appends each unfinished member's row, checkpoints, and writes metrics.jsonl."""
+    host = self.group.host_sums(sums)
+    self._check_finite(progress, host)
+    active = self.active(progress)
+    vals = evaluate_group(self.group, self.eval_step, progress.state, self.lead.datasets.val,
+                          self.eval_batch_size, self.parallel)
+    for i in active:
+      row = epoch_row(epoch + 1, progress.step, means(host[i]), vals[i], examples, seconds)
+      for key in ("nonfinite_steps", "truncated_steps"):
+        if host[i].get(key):
+          row["skipped_steps" if key == "nonfinite_steps" else key] = int(host[i][key])
+      if self.exps[i].privacy:
+        row["epsilon"] = epsilon_spent(self.exps[i].privacy, progress.step)
+      progress.histories[i].append(row)
+    progress.partial_sums = None
+    # The checkpoint first, then metrics.jsonl: a row on disk is always in a checkpoint.
+    self.save(progress, epoch_end=True)
+    for i in active:
+      self.runs[i].write_metrics(progress.histories[i])
+      prefix = f"{self.runs[i].path.name}: " if self.group.size > 1 else ""
+      stopped = " (early stop)" if self.lead.selection.should_stop(progress.histories[i]) else ""
+      reporter.log(prefix + format_row(progress.histories[i][-1]) + stopped)
+
+  # --- the whole run ----------------------------------------------------------------------------
+
+  def train(self, progress: Progress) -> int:
+    """Trains until every member is done; returns the steps this session took."""
+    start_step = progress.step
+    spe = self.lead.steps_per_epoch
+    with Reporter(self.lead.total_steps, start_step, self.quiet,
+                  self.config.batch_size * self.group.size) as reporter, _StopSignals() as stop:
+      if start_step:
+        reporter.log(f"resuming {', '.join(self.names)} from step {start_step}")
+      while active := self.active(progress):
+        epoch = len(progress.histories[active[0]])
+        if progress.step > (epoch + 1) * spe:
+          raise CheckpointError(f"{self.names[active[0]]}: its checkpoint at step "
+                                f"{progress.step} has {epoch} epochs of history; the run folder "
+                                "is inconsistent: train it again with --overwrite")
+        t_epoch = time.perf_counter()
+        sums, examples = self.train_epoch(progress, epoch, stop, reporter)
+        self.end_epoch(progress, epoch, sums, examples, time.perf_counter() - t_epoch, reporter)
+        if stop.received:
+          raise stop.preempted(progress.step)
+    return progress.step - start_step
+
+  def test(self, steps: Sequence[int]) -> list[dict[str, float]]:
+    """Each member's test means at its checkpoint of ``steps[member]``."""
+    states = []
+    for ckpt, exp, step in zip(self.checkpointers, self.exps, steps):
+      try:
+        states.append(ckpt.restore(exp.initial_state, step)[0])
+      except CheckpointError as e:
+        raise CheckpointError(f"cannot test the checkpoint of step {step}: {e}") from e
+    state = self.parallel.place_state(self.group.stack(states))
+    return evaluate_group(self.group, self.eval_step, state, self.lead.datasets.test,
+                          self.eval_batch_size, self.parallel)
+
+  def results(self, progress: Progress, wall_start: float) -> list[dict[str, Any]]:
+    """Tests the selected and the last checkpoints and writes each member's results.json."""
+    progress.state = None  # Free the devices for the checkpoints under test.
+    chosen = self.lead.selection
+    selected = [h[chosen.best_index(h)]["step"] for h in progress.histories]
+    last = [h[-1]["step"] for h in progress.histories]
+    selected_test = self.test(selected)
+    last_test = selected_test if selected == last else self.test(last)
+    variables = self.lead.initial_state.variables()
+    spec = self.lead.datasets.spec
+    size = {"num_params": models.count_params(variables["params"]),
+            "flops_per_example": models.flops_per_example(self.lead.model, variables,
+                                                          spec.input_shape, spec.input_dtype)}
+    timing = {"train_s": progress.train_s, "compile_s": progress.compile_s,
+              "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step}
+    all_results = []
+    for exp, run, history, sel, lst in zip(self.exps, self.runs, progress.histories,
+                                           selected_test, last_test):
+      results = run_results(exp, history, sel, lst, size=size, timing=timing,
+                            members=self.group.size)
+      run.write("results.json", results)
+      all_results.append(results)
+    return all_results
+
+  def run(self, wall_start: float) -> list[dict[str, Any]]:
+    progress = self.resume()
+    for run, history in zip(self.runs, progress.histories):
+      run.write_metrics(history)  # The checkpoint's history is the truth on resume.
+    trained = self.train(progress)
+    finished = [run.file("results.json") for run in self.runs]
+    if not trained and all(path.exists() for path in finished):
+      return [read_json(path) for path in finished]  # A finished run: nothing changes.
+    return self.results(progress, wall_start)
+
+  def close(self) -> None:
+    for ckpt in self.checkpointers:
+      ckpt.close()
 
 
-def _common_step(checkpointers: Sequence[Checkpointer]) -> int | None:
-  """The latest step that every member has a checkpoint of (None: start afresh)."""
-  steps = [set(c.all_steps()) for c in checkpointers]
-  common = set.intersection(*steps) if steps else set()
-  return max(common) if common else None
+def eval_batch_length(exp: Experiment) -> int:
+  """The evaluation batch arrays' length: no longer than the largest split needs."""
+  spec = exp.datasets.spec
+  return batch_length(exp.config.eval_batch_size, max(spec.num_val, spec.num_test))
 
 
-def train_together(configs: Sequence[ml_collections.ConfigDict],
-                   workdirs: Sequence[str | pathlib.Path], *, vectorized: bool,
-                   quiet: bool = False, overwrite: bool = False,
-                   command: Sequence[str] = ()) -> list[dict[str, Any]]:
+def _sync(name: str) -> None:
+  """All processes wait here (multi-host); a no-op in one process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+def train_group(configs: Sequence[ml_collections.ConfigDict],
+                workdirs: Sequence[str | pathlib.Path], *, vectorized: bool,
+                quiet: bool = False, overwrite: bool = False, command: Sequence[str] = (),
+                datasets: data.Datasets | None = None,
+                log: Callable[[str], None] = _stderr) -> list[dict[str, Any]]:
   """Trains runs that differ only in values (seed, learning rate, ...) as one program.
 
   With ``vectorized``, the members' states are stacked on a leading axis and one
@@ -225,177 +411,70 @@ def train_together(configs: Sequence[ml_collections.ConfigDict],
     configs: one config per member, equal in everything that changes shapes or code.
     workdirs: one run folder per member.
     vectorized: train with vmap (required for more than one member).
+    quiet: log lines instead of a progress bar.
+    overwrite: delete what jaxdl wrote in the run folders first (after every check).
+    command: the command line, for provenance.json.
+    datasets: the data, if already built from ``configs[0].data``.
+    log: where messages go.
 
   Returns:
     Each member's results (also written to its ``results.json``).
   """
-  t_start = time.perf_counter()
-  members = Members(len(configs), vectorized)
-  runs = []
-  for config, workdir in zip(configs, workdirs):
-    if overwrite and pathlib.Path(workdir).exists():
-      shutil.rmtree(workdir)
-    run = RunFolder(workdir)
-    run.claim(config_to_dict(config))
-    runs.append(run)
-  lead = build_experiment(configs[0])
+  wall_start = time.perf_counter()
+  group = MemberGroup(len(configs), vectorized)
+  # Every check first: a refused run leaves its folder as it was.
+  lead = build_experiment(configs[0], datasets)
   exps = [lead] + [build_experiment(c, lead.datasets) for c in configs[1:]]
-  spec, config = lead.datasets.spec, lead.config
-  for run in runs:
-    run.write("data_spec.json", spec.to_dict())
-    _check_vocab(run, lead.datasets.vocab)
-    run.record_session(command)
-
-  checkpointers = [Checkpointer(run.path, c.checkpoints_to_keep) for run, c in zip(runs, configs)]
-  states = [e.initial_state for e in exps]
-  progress = [{"history": [], "epoch_sums": None, "train_s": 0.0} for _ in exps]
-  resume_step = _common_step(checkpointers)
-  if resume_step is not None:
-    restored = [c.restore(s, resume_step) for c, s in zip(checkpointers, states)]
-    states, progress = [r[0] for r in restored], [r[1] for r in restored]
-  histories: list[list[dict[str, Any]]] = [p["history"] for p in progress]
-  for run, history in zip(runs, histories):
-    run.write_metrics(history)  # The checkpoint's history is the truth on resume.
   parallel = DataParallel.over_all_devices(stacked=vectorized,
-                                           model_axis=config.parallel.model_axis)
-  parallel.check_batch_size(config.batch_size)
-  eval_batch_size = parallel.eval_batch_size(config.eval_batch_size)
-  state = parallel.place_state(members.combine(states))
-  state_sharding = parallel.state_shardings(state)
-
-  train_step, eval_step = jit_steps(lead, members, parallel, state_sharding)
-  step = start_step = resume_step or 0
-  train_s = float(progress[0]["train_s"])
-  compile_s = 0.0
-
-  names = [str(run.path) for run in runs]
-  last_good = [resume_step]
-
-  def host_sums(epoch_sums) -> list[dict[str, float]]:
-    return [{k: float(v) for k, v in s.items()} for s in members.split(jax.device_get(epoch_sums))]
-
-  def save(epoch_sums):
-    member_sums = [None] * members.size if epoch_sums is None else host_sums(epoch_sums)
-    if epoch_sums is not None and config.nonfinite == "stop":
-      _check_finite(member_sums, names, last_good[0])
-    last_good[0] = step
-    for i, member_state in enumerate(members.split(state)):
-      checkpointers[i].save(member_state, {"history": histories[i], "train_s": train_s,
-                                           "epoch_sums": member_sums[i]})
-
-  quiet = quiet or not runs[0].writer  # One process reports.
-  with Reporter(lead.total_steps, start_step, quiet,
-                config.batch_size * members.size) as reporter, _StopSignals() as stop:
-    if start_step:
-      reporter.log(f"resuming {', '.join(str(r.path) for r in runs)} from step {start_step}")
-    for epoch in range(start_step // lead.steps_per_epoch, config.num_epochs):
-      first = step - epoch * lead.steps_per_epoch
-      sums = None
-      if first:
-        sums = members.combine([{k: np.float32(v) for k, v in p["epoch_sums"].items()}
-                                for p in progress])
-      t_epoch = t_mark = time.perf_counter()
-      examples = 0
-      member_batches = [data.train_batches(lead.datasets.train, config.batch_size, c.seed, epoch,
-                                           start=first, shift=c.data.augment_shift)
-                        for c in configs]
-      for batches in zip(*member_batches):
-        t_step = time.perf_counter()
-        state, step_sums = train_step(state, parallel.shard(members.combine(batches)))
-        if compile_s == 0.0:
-          jax.block_until_ready(state.step)
-          compile_s = time.perf_counter() - t_step
-        sums = step_sums if sums is None else _add(sums, step_sums)
-        examples += int(batches[0]["mask"].sum()) * members.size  # Every member's examples.
-        step += 1
-        if step % config.checkpoint_every_steps == 0 or stop.received:
-          jax.block_until_ready(state.step)
-          train_s += time.perf_counter() - t_mark
-          save(sums)
-          t_mark = time.perf_counter()
-          if stop.received:
-            raise Preempted(f"stopped by {signal.Signals(stop.received).name} at step {step}; "
-                            "a checkpoint was written: rerun the same command to resume")
-        if reporter.wants_live_metrics():
-          live = members.means(sums)
-          reporter.advance(step, {k: float(np.mean([m[k] for m in live])) for k in live[0]})
-        else:
-          reporter.advance(step)
-      jax.block_until_ready(state.step)
-      train_s += time.perf_counter() - t_mark
-      epoch_s = time.perf_counter() - t_epoch
-      epoch_sums = host_sums(sums)
-      if config.nonfinite == "stop":
-        _check_finite(epoch_sums, names, last_good[0])
-      vals = _evaluate_members(members, eval_step, state, lead.datasets.val, eval_batch_size,
-                               parallel)
-      for i, (train_means, val) in enumerate(zip(members.means(sums), vals)):
-        row = _epoch_row(epoch + 1, step, train_means, val, examples, epoch_s)
-        if epoch_sums[i]["nonfinite_steps"]:
-          row["skipped_steps"] = int(epoch_sums[i]["nonfinite_steps"])
-        if lead.privacy:
-          row["epsilon"] = _spent(lead.privacy, step)
-        histories[i].append(row)
-      save(None)
-      for run, history in zip(runs, histories):
-        run.write_metrics(history)
-        prefix = f"{run.path.name}: " if members.size > 1 else ""
-        reporter.log(prefix + format_row(history[-1]))
-
-  tests = _evaluate_members(members, eval_step, state, lead.datasets.test, eval_batch_size,
-                            parallel)
-  for c in checkpointers:
-    c.close()
-  first_state = members.split(state)[0]
-  flops = models.flops_per_example(lead.model, first_state.variables(), spec.input_shape,
-                                   spec.input_dtype)
-  num_train_examples = spec.num_train * config.num_epochs * members.size
-  all_results = []
-  for member_config, run, history, test in zip(configs, runs, histories, tests):
-    results = {
-        "test_accuracy": test.get("accuracy"),
-        "test_loss": test["loss"],
-        **{f"test_{k}": v for k, v in test.items() if k not in ("accuracy", "loss")},
-        **{k: history[-1].get(k) for k in ("train_loss", "train_accuracy", "val_loss",
-                                           "val_accuracy")},
-        "num_params": models.count_params(first_state.params),
-        "flops_per_example": flops,
-        "steps": step,
-        "epochs": config.num_epochs,
-        # With several members, throughput counts every member's examples.
-        "examples_per_s": num_train_examples / train_s if train_s > 0 else None,
-        "train_s": train_s,
-        # Seconds of training per epoch (shared by all members of a vectorized group).
-        "train_s_per_epoch": train_s / config.num_epochs,
-        "compile_s": compile_s or None,
-        "wall_s": time.perf_counter() - t_start,
-        "seed": member_config.seed,
-        "model": member_config.model.name,
-        "data": spec.name,
-        "num_train": spec.num_train,
-        "num_val": spec.num_val,
-        "num_test": spec.num_test,
-        "data_notes": list(spec.notes),
-        "trained_with": members.size if members.vectorized else 1,
-    }
-    # Cost of the compiled program (all members of a vectorized group together).
-    results.update(cost.cost_report(flops, results["examples_per_s"]))
-    if lead.privacy:
-      results.update({f"privacy_{k}": v for k, v in lead.privacy.items()})
-      results["privacy_epsilon"] = _spent(lead.privacy, step)
-    results = {k: v for k, v in results.items() if v is not None or k.startswith("test_")}
-    run.write("results.json", results)
-    all_results.append(results)
-  return all_results
+                                           model_axis=lead.config.parallel.model_axis)
+  parallel.check_batch_size(lead.config.batch_size)
+  runs = [RunFolder(w) for w in workdirs]
+  with contextlib.ExitStack() as held:
+    for run in runs:
+      held.enter_context(run.lock(log))
+    for run, exp in zip(runs, exps):
+      run.check_claim(config_to_dict(exp.config), exp.datasets.vocab, overwrite)
+    _sync("jaxdl: run folders checked")
+    for run, exp in zip(runs, exps):
+      run.start(config_to_dict(exp.config), exp.datasets.spec.to_dict(), exp.datasets.vocab,
+                command, overwrite)
+    _sync("jaxdl: run folders ready")
+    trainer = GroupTrainer(exps, runs, group, parallel, quiet, log)
+    try:
+      return trainer.run(wall_start)
+    except jax.errors.JaxRuntimeError as e:
+      if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
+        raise
+      params = models.count_params(lead.initial_state.params)
+      raise JaxdlError(
+          f"the device ran out of memory running {group.size} member(s) of {params:,} "
+          f"parameters at batch_size={lead.config.batch_size} on {jax.device_count()} "
+          f"device(s) ({str(e).strip().splitlines()[0][:200]}); lower batch_size (or "
+          "eval_batch_size, or the model), or add devices; the last checkpoint is kept") from e
+    finally:
+      trainer.close()
 
 
-def jit_steps(exp: Experiment, members: Members, parallel: DataParallel,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       quiet: bool = False, overwrite: bool = False,
+                       command: Sequence[str] = (),
+                       datasets: data.Datasets | None = None) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming from its last checkpoint) and tests it.
+
+  Returns:
+    The results written to ``workdir/results.json``.
+  """
+  return train_group([config], [workdir], vectorized=False, quiet=quiet, overwrite=overwrite,
+                     command=command, datasets=datasets)[0]
+
+
+def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
               state_sharding: Any) -> tuple[Any, Any]:
   """The jitted train and eval steps that ``jaxdl train`` runs, for ``exp``'s model.
 
   Args:
     exp: the (lead) experiment: model, optimizer, objective, dtype and privacy.
-    members: how many runs the steps train at once (vmapped when vectorized).
+    group: how many runs the steps train at once (vmapped when vectorized).
     parallel: the device mesh; batches are sharded over its data axis.
     state_sharding: the (stacked) state's shardings, from ``parallel.state_shardings``.
 
@@ -404,54 +483,57 @@ def jit_steps(exp: Experiment, members: Members, parallel: DataParallel,
     donates its state; ``eval_step(state, batch) -> metric sums``.
   """
   config = exp.config
-  objective = OBJECTIVES[exp.datasets.spec.task]
-  dp = None if exp.privacy is None else {**exp.privacy, "batch_size": config.batch_size}
-  dtype = COMPUTE_DTYPES[config.dtype]
-  train_step = jax.jit(members.transform(make_train_step(exp.model, exp.tx, objective,
-                                                       config.nonfinite, dp, dtype)),
-                       donate_argnums=0,
-                       in_shardings=(state_sharding, parallel.batch_sharding()),
-                       out_shardings=(state_sharding, parallel.replicated))
-  eval_step = jax.jit(members.transform(make_eval_step(exp.model, objective, dtype),
-                                        in_axes=(0, None)),
+  train_step = jax.jit(group.vmap_if_vectorized(make_train_step(
+      exp.model, exp.tx, exp.objective, config.nonfinite, exp.privacy, exp.compute_dtype)),
+      donate_argnums=0, in_shardings=(state_sharding, parallel.batch_sharding()),
+      out_shardings=(state_sharding, parallel.replicated))
+  eval_step = jax.jit(group.vmap_if_vectorized(make_eval_step(exp.model, exp.objective,
+                                                              exp.compute_dtype),
+                                               in_axes=(0, None)),
                       in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
                       out_shardings=parallel.replicated)
   return train_step, eval_step
 
 
-def _spent(settings: dict, steps: int) -> float:
-  """The ε spent after ``steps`` DP-SGD steps."""
-  return privacy.epsilon(settings["noise_multiplier"], settings["sampling_rate"], steps,
-                         settings["delta"], settings["accountant"])
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected"
+             ) -> tuple[Experiment, TrainState, RunFolder]:
+  """Rebuilds a run's experiment from its config.json and restores one of its checkpoints.
 
-
-def _check_vocab(run: RunFolder, vocab: tuple[str, ...] | None) -> None:
-  """Saves the text vocabulary, or checks it against the one the run was trained with."""
-  if vocab is None:
-    return
-  path = run.file("vocab.json")
-  if not path.exists():
-    run.write("vocab.json", list(vocab))
-    return
-  saved = read_json(path)
-  if saved != list(vocab):
-    first = next((i for i, (a, b) in enumerate(zip(saved, vocab)) if a != b),
-                 min(len(saved), len(vocab)))
-    raise CheckpointError(f"the text vocabulary rebuilt from the data differs from the run's "
-                          f"{path} (size {len(vocab)} vs {len(saved)}, first difference at id "
-                          f"{first}); the data changed since training: restore it, or train a "
-                          "new run")
-
-
-def load_run(workdir: str | pathlib.Path) -> tuple[Experiment, TrainState, RunFolder]:
-  """Rebuilds a run's experiment from its config.json and restores its last checkpoint."""
+  Args:
+    workdir: the run folder.
+    checkpoint: ``'selected'`` (the model its results come from) or ``'last'``.
+  """
+  if checkpoint not in ("selected", "last"):
+    raise CheckpointError(f"checkpoint must be 'selected' or 'last', got {checkpoint!r}")
   run = RunFolder(workdir)
   if not run.file("config.json").exists():
     raise CheckpointError(f"{workdir} is not a run folder (no config.json); pass the "
                           "--workdir of a `jaxdl train` run")
   exp = build_experiment(config_from_dict(read_json(run.file("config.json"))))
-  _check_vocab(run, exp.datasets.vocab)
-  checkpointer = Checkpointer(workdir)
-  state, _ = checkpointer.restore(exp.initial_state)
-  checkpointer.close()
+  run.check_vocab(exp.datasets.vocab, required=True)
+  checkpointer = Checkpointer(workdir, exp.config.checkpoints_to_keep, exp.selection)
+  try:
+    steps = checkpointer.all_steps()
+    if not steps:
+      raise CheckpointError(f"no checkpoint in {checkpointer.directory}; train first with "
+                            "`jaxdl train CONFIG --workdir DIR`")
+    history = checkpointer.progress(steps[-1])["history"]
+    step = steps[-1]
+    if checkpoint == "selected" and history:
+      step = history[exp.selection.best_index(history)]["step"]
+    state, _ = checkpointer.restore(exp.initial_state, step)
+  finally:
+    checkpointer.close()
   return exp, state, run
+
+
+def evaluate_run(workdir: str | pathlib.Path, checkpoint: str = "selected") -> dict[str, Any]:
+  """Re-evaluates a run's checkpoint on its validation and test splits; writes eval.json."""
+  exp, state, run = load_run(workdir, checkpoint)
+  eval_step = jax.jit(make_eval_step(exp.model, exp.objective, exp.compute_dtype))
+  results: dict[str, Any] = {"checkpoint": checkpoint, "step": int(state.step)}
+  for name, split in (("val", exp.datasets.val), ("test", exp.datasets.test)):
+    for key, value in evaluate(eval_step, state, split, eval_batch_length(exp)).items():
+      results[f"{name}_{key}"] = value
+  run.write("eval.json", results)
+  return results

@@ -1,19 +1,46 @@
-"""Losses and metrics as masked sums, so batches and devices add up exactly.
+"""Objectives: a loss and its metrics, as masked sums (see metric_sums.py).
 
 An objective maps ``(outputs, batch)`` to per-example losses and a dict of
 metric *sums* over the real (mask = 1) examples, with the count under
-``"count"``. Dividing sums by the count only at the end makes a padded last
-batch, or a batch split over devices, give the same numbers as one big batch.
+``"count"``; :class:`Objective` names the means it reports, so a config can
+select a model by one of them before any training.
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
 
-Sums = dict[str, jax.Array]
-Objective = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Sums]]
+from jaxdl.train.metric_sums import Sums
+
+LossAndSums = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Sums]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """A loss with its metrics.
+
+  Attributes:
+    name: how configs and results name it.
+    fn: ``(outputs, batch) -> (<float32>[batch] losses, sums)``; the sums hold
+      ``loss``, ``count`` and one entry per name in ``metrics``.
+    metrics: the means it reports besides ``loss`` (``accuracy``, ``mse``, ...).
+  """
+
+  name: str
+  fn: LossAndSums
+  metrics: tuple[str, ...]
+
+  def __call__(self, outputs: jax.Array, batch: Mapping[str, jax.Array]
+               ) -> tuple[jax.Array, Sums]:
+    return self.fn(outputs, batch)
+
+  @property
+  def metric_names(self) -> tuple[str, ...]:
+    """Every mean it reports, ``loss`` first."""
+    return ("loss", *self.metrics)
 
 
 def classification(logits: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, Sums]:
@@ -46,23 +73,7 @@ def regression(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.
   return losses, {"loss": losses.sum(), "mse": losses.sum(), "count": mask.sum()}
 
 
-OBJECTIVES: dict[str, Objective] = {"classification": classification, "regression": regression}
-
-
-# Metrics summed once per step (not per example), averaged over steps.
-PER_STEP = ("grad_norm", "clipped")
-# Bookkeeping that is not a mean: min-reduced step numbers and counts.
-MIN_REDUCED = ("first_nonfinite_loss", "first_nonfinite_grad")
-_NOT_MEANS = ("count", "steps", "nonfinite_steps", *MIN_REDUCED)
-
-
-def add(a: Sums, b: Sums) -> Sums:
-  """Merges two batches' sums: added, except the min-reduced step numbers."""
-  return {k: jnp.minimum(a[k], b[k]) if k in MIN_REDUCED else a[k] + b[k] for k in a}
-
-
-def means(sums: Mapping[str, float]) -> dict[str, float]:
-  """Turns summed metrics into means: per example, or per step for PER_STEP ones."""
-  count, steps = float(sums["count"]), float(sums.get("steps", 0.0))
-  return {k: float(v) / max(steps if k in PER_STEP else count, 1.0)
-          for k, v in sums.items() if k not in _NOT_MEANS}
+OBJECTIVES: dict[str, Objective] = {
+    "classification": Objective("classification", classification, ("accuracy",)),
+    "regression": Objective("regression", regression, ("mse",)),
+}

@@ -7,15 +7,19 @@ Files (all written atomically: a crash leaves the previous version intact):
   results.json     final test metrics, size and cost, seed, timing.
   provenance.json  library versions, git commit, devices, platform, command
                    lines of every session that worked on the run.
+  vocab.json       the text vocabulary (text data only).
   checkpoints/     orbax checkpoints (see checkpoint.py).
+  .jaxdl.lock      held by the process training the run (see folder_lock.py).
 """
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
 import os
 import pathlib
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +31,7 @@ import jax
 from jaxdl import host
 from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
+from jaxdl.train.folder_lock import LOCK_FILE, FolderLock
 
 _PACKAGES = ("jaxdl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
              "tensorflow-datasets", "ml-collections", "scikit-learn")
@@ -104,6 +109,40 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
           if k in old and old.get(k) != new.get(k)]
 
 
+# Everything jaxdl writes into a run folder: --overwrite deletes these and nothing else.
+RUN_FILES = ("config.json", "data_spec.json", "metrics.jsonl", "results.json", "provenance.json",
+             "vocab.json", "eval.json")
+RUN_DIRS = ("checkpoints", "explain", "plots", "tb")
+
+
+def is_run_folder(path: pathlib.Path) -> bool:
+  return (path / "config.json").is_file() or (path / "checkpoints").is_dir()
+
+
+def foreign_entries(path: pathlib.Path) -> list[str]:
+  """What a folder holds besides jaxdl's own run files (sorted names)."""
+  ours = {*RUN_FILES, *RUN_DIRS, LOCK_FILE}
+  return sorted(p.name for p in path.iterdir()
+                if p.name not in ours and not p.name.endswith(".tmp"))
+
+
+def check_workdir(path: pathlib.Path, what: str = "run") -> None:
+  """Refuses a workdir that is a file, or a folder of something other than a jaxdl run."""
+  if path.exists() and not path.is_dir():
+    raise CheckpointError(f"--workdir {path} is a file, not a folder; pass a folder for the "
+                          f"{what}")
+  if path.is_dir() and not is_run_folder(path) and foreign_entries(path):
+    held = foreign_entries(path)
+    raise CheckpointError(f"--workdir {path} is not a jaxdl {what} folder (it holds "
+                          f"{', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); jaxdl "
+                          "writes and deletes only its own folders: pass a new or empty --workdir")
+
+
+def _vocab_difference(saved: Sequence[str], vocab: Sequence[str]) -> int:
+  return next((i for i, (a, b) in enumerate(zip(saved, vocab)) if a != b),
+              min(len(saved), len(vocab)))
+
+
 class RunFolder:
   """Reads and writes the files of one run folder.
 
@@ -123,10 +162,23 @@ class RunFolder:
     if self.writer:
       write_json(self.file(name), value)
 
-  def claim(self, config: dict[str, Any]) -> None:
-    """Writes config.json, or checks that the folder's run has the same config."""
-    if self.writer:
+  def lock(self, log=lambda message: None) -> contextlib.AbstractContextManager:
+    """Creates the folder if needed and holds its lock (process 0; others hold nothing)."""
+    check_workdir(self.path)
+    if not self.writer:
+      return contextlib.nullcontext()
+    try:
       self.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise CheckpointError(f"cannot create the run folder {self.path} ({e.strerror}); pass a "
+                            "--workdir where you can write") from e
+    return FolderLock(self.path, log)
+
+  def check_claim(self, config: dict[str, Any], vocab: Sequence[str] | None,
+                  overwrite: bool) -> None:
+    """Refuses a folder that holds a run of another config or vocabulary (unless ``overwrite``)."""
+    if overwrite:
+      return
     existing = self.file("config.json")
     if existing.exists():
       diff = config_differences(read_json(existing), config)
@@ -134,8 +186,54 @@ class RunFolder:
         raise CheckpointError(f"workdir {self.path} holds a run of a different config "
                               f"({'; '.join(diff[:5])}); use a new --workdir, or pass "
                               "--overwrite to delete the old run")
+    self.check_vocab(vocab, required=False)
+
+  def check_vocab(self, vocab: Sequence[str] | None, required: bool) -> None:
+    """Checks the text vocabulary rebuilt from the data against the run's vocab.json.
+
+    Args:
+      vocab: the vocabulary of the data now (None: not text data).
+      required: the run was trained, so its vocab.json must be there.
+    """
+    if vocab is None:
       return
-    self.write("config.json", config)
+    path = self.file("vocab.json")
+    if not path.exists():
+      if required:
+        raise CheckpointError(f"{path} is missing: the vocabulary is part of the run, and one "
+                              "rebuilt from today's data may not match the trained embedding; "
+                              "restore the file, or train a new run")
+      return
+    saved = read_json(path)
+    if saved != list(vocab):
+      raise CheckpointError(f"the text vocabulary rebuilt from the data differs from the run's "
+                            f"{path} (size {len(vocab)} vs {len(saved)}, first difference at id "
+                            f"{_vocab_difference(saved, vocab)}); the data changed since "
+                            "training: restore it, or train a new run")
+
+  def start(self, config: dict[str, Any], spec: dict[str, Any], vocab: Sequence[str] | None,
+            command: Sequence[str], overwrite: bool) -> None:
+    """Begins (or resumes) a run: deletes the old run if ``overwrite``, writes its records."""
+    if not self.writer:
+      return
+    if overwrite:
+      self.clear()
+    if not self.file("config.json").exists():
+      self.write("config.json", config)
+    self.write("data_spec.json", spec)
+    if vocab is not None and not self.file("vocab.json").exists():
+      self.write("vocab.json", list(vocab))
+    self.record_session(command)
+
+  def clear(self) -> None:
+    """Deletes what jaxdl wrote here (never anything else); the folder stays."""
+    for name in RUN_FILES:
+      self.file(name).unlink(missing_ok=True)
+    for name in RUN_DIRS:
+      if self.file(name).is_dir():
+        shutil.rmtree(self.file(name))
+    for tmp in self.path.glob("*.tmp"):
+      tmp.unlink()
 
   def record_session(self, command: Sequence[str]) -> None:
     """Adds this session (versions, devices, command) to provenance.json."""

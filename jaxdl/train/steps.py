@@ -12,11 +12,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.train.objectives import Objective, Sums
-from jaxdl.train.privacy import clipped_noisy_gradient, per_example_grads
+from jaxdl.train.metric_sums import Sums
+from jaxdl.train.objectives import Objective
+from jaxdl.train.privacy import add_noise, clipped_sum, per_example_grads
 from jaxdl.train.state import TrainState
 
-_NOT_MODEL_INPUTS = ("label", "mask")
+_NOT_MODEL_INPUTS = ("label", "mask", "truncated")
 
 TrainStep = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, Sums]]
 EvalStep = Callable[[TrainState, Mapping[str, jax.Array]], Sums]
@@ -55,10 +56,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   parameters and optimizer state unchanged; with 'stop' the loop stops at its
   next check, before it could checkpoint the damaged state.
 
-  With ``privacy`` (``clip_norm``, ``noise_multiplier``, ``batch_size``), the
-  gradient is DP-SGD's: per-example gradients clipped and summed, Gaussian
-  noise added, divided by the batch size (see privacy.py); ``clipped`` reports
-  the fraction of examples whose gradient was clipped.
+  With ``privacy`` (``privacy.resolve``'s settings: ``clip_norm``,
+  ``noise_multiplier``, ``expected_batch``, ``chunk``), the gradient is
+  DP-SGD's: per-example gradients clipped and summed, Gaussian noise added,
+  divided by the expected batch size (see privacy.py); ``clipped`` reports the
+  fraction of examples whose gradient was clipped.
 
   With ``compute_dtype`` (e.g. bfloat16: mixed precision), the forward and
   backward passes run on copies of the parameters and inputs cast to it; the
@@ -102,6 +104,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       kept = state.replace(step=state.step + 1)
       new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
       sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # A skipped step counts no examples.
+    if "truncated" in batch:  # Poisson batches (DP-SGD) count their overflowed steps.
+      extra["truncated_steps"] = batch["truncated"].sum()
     step = state.step.astype(jnp.int32) + 1
     return new_state, {**sums, **extra, "grad_norm": jnp.where(ok, grad_norm, 0.0),
                        "steps": ok.astype(jnp.float32),
@@ -118,12 +122,33 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       _, sums = objective(outputs, one)
       return sums["loss"], sums
 
-    grads, sums = per_example_grads(loss_of_one, state.params, batch, dropout_key)
+    def chunk_sums(chunk, key):
+      grads, sums = per_example_grads(loss_of_one, state.params, chunk, key)
+      summed, clipped = clipped_sum(grads, chunk["mask"], privacy["clip_norm"])
+      return summed, jax.tree_util.tree_map(lambda s: s.sum(0), sums), clipped
+
+    # Poisson batches put their drawn examples first; the padding after them
+    # fills whole chunks that lax.cond skips, so the cost follows the drawn count.
+    size = batch["mask"].shape[0]
+    chunk = privacy.get("chunk") or size
+    chunk = chunk if size % chunk == 0 else size
+    chunks = jax.tree_util.tree_map(
+        lambda x: x.reshape(size // chunk, chunk, *x.shape[1:]), dict(batch))
+    zeros = jax.eval_shape(chunk_sums, jax.tree_util.tree_map(lambda x: x[0], chunks),
+                           dropout_key)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+
+    def one_chunk(args):
+      part, key = args
+      return jax.lax.cond(part["mask"].sum() > 0, lambda: chunk_sums(part, key), lambda: zeros)
+
+    keys = jax.random.split(dropout_key, size // chunk)
+    summed, sums, clipped = jax.tree_util.tree_map(
+        lambda x: x.sum(0), jax.lax.map(one_chunk, (chunks, keys)))
     noise_key = jax.random.fold_in(dropout_key, 2**31 - 1)
-    grads, clipped = clipped_noisy_gradient(grads, batch["mask"], privacy["clip_norm"],
-                                            privacy["noise_multiplier"], privacy["batch_size"],
-                                            noise_key)
-    return grads, jax.tree_util.tree_map(lambda s: s.sum(0), sums), clipped
+    grads = add_noise(summed, privacy["noise_multiplier"], privacy["clip_norm"],
+                      privacy["expected_batch"], noise_key)
+    return grads, sums, clipped / jnp.maximum(sums["count"], 1.0)
 
   return train_step
 

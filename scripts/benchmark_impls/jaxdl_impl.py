@@ -13,8 +13,10 @@ from jaxdl import cost, data, models
 from jaxdl.configs import load_config
 from jaxdl.data import DataSpec, Datasets, Split
 from jaxdl.host import allocator_state
-from jaxdl.train.loop import Members, build_experiment, jit_steps
-from jaxdl.train.objectives import add as add_sums
+from jaxdl.train.experiment import build_experiment
+from jaxdl.train.group import MemberGroup
+from jaxdl.train.loop import jit_steps
+from jaxdl.train.metric_sums import merge
 from jaxdl.train.parallel import DataParallel
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
@@ -58,16 +60,16 @@ class Runner(workloads.Runner):
     configs = [_config(workload, seed) for seed in range(workload.members)]
     exps = [build_experiment(c, datasets) for c in configs]
     vectorized = workload.members > 1
-    self.members = Members(workload.members, vectorized)
+    self.members = MemberGroup(workload.members, vectorized)
     self.parallel = DataParallel.over_all_devices(stacked=vectorized)
-    self.state = self.parallel.place_state(self.members.combine([e.initial_state for e in exps]))
+    self.state = self.parallel.place_state(self.members.stack([e.initial_state for e in exps]))
     self.train_step, _ = jit_steps(exps[0], self.members, self.parallel,
                                    self.parallel.state_shardings(self.state))
     member_batches = [list(data.train_batches(datasets.train, BATCH, c.seed, 0)) for c in configs]
-    self.batches = [self.members.combine(b) for b in zip(*member_batches)]
+    self.batches = [self.members.stack(b) for b in zip(*member_batches)]
     self.examples_per_step = BATCH * workload.members
     self.sums = None
-    self._add = jax.jit(add_sums)
+    self._add = jax.jit(merge)
     flops = models.flops_per_example(exps[0].model, exps[0].initial_state.variables(),
                                      datasets.spec.input_shape, datasets.spec.input_dtype)
     # NaN where the backend's cost analysis gives no FLOPs (GPU, from the unoptimized HLO).

@@ -1,0 +1,71 @@
+"""Evaluation over a whole split, and the per-epoch record the loop writes.
+
+Every example of a split counts exactly once: the last batch is padded and
+masked, and the metric sums are merged before they are divided (metric_sums.py).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from jaxdl import data
+from jaxdl.data.arrays import Split
+from jaxdl.errors import NonFiniteError
+from jaxdl.train.group import MemberGroup
+from jaxdl.train.metric_sums import merge
+from jaxdl.train.parallel import DataParallel
+from jaxdl.train.state import TrainState
+from jaxdl.train.steps import EvalStep
+
+_merge = jax.jit(merge)
+
+
+def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, split: Split,
+                   batch_size: int, parallel: DataParallel | None = None
+                   ) -> list[dict[str, float]]:
+  """Each member's mean metrics over every example of ``split`` ({} for an empty split)."""
+  if len(split) == 0:
+    return [{} for _ in range(group.size)]
+  sums = None
+  for batch in data.eval_batches(split, batch_size):
+    batch_sums = eval_step(state, parallel.shard(batch, stacked=False) if parallel else batch)
+    sums = batch_sums if sums is None else _merge(sums, batch_sums)
+  return group.means(sums)
+
+
+def evaluate(eval_step: EvalStep, state: TrainState, split: Split,
+             batch_size: int) -> dict[str, float]:
+  """Mean metrics of one run's ``state`` over every example of ``split``."""
+  return evaluate_group(MemberGroup(1, False), eval_step, state, split, batch_size)[0]
+
+
+def epoch_row(epoch: int, step: int, train: dict[str, float], val: dict[str, float],
+              examples: int, seconds: float) -> dict[str, Any]:
+  """One line of metrics.jsonl: train and validation means, throughput, seconds."""
+  row: dict[str, Any] = {"epoch": epoch, "step": step}
+  row.update({f"train_{k}": v for k, v in train.items()})
+  row.update({f"val_{k}": v for k, v in val.items()})
+  row.update({"examples_per_s": examples / seconds if seconds > 0 else None, "wall_s": seconds})
+  return row
+
+
+def check_finite(sums: Sequence[dict[str, float]], names: Sequence[str],
+                 last_good: int | None) -> None:
+  """Raises NonFiniteError if a member's sums record a non-finite loss or gradient.
+
+  Args:
+    sums: host metric sums, one per member checked.
+    names: the members' run folders, for the message.
+    last_good: the step of the last checkpoint written (kept, and named).
+  """
+  for name, member in zip(names, sums):
+    if member.get("nonfinite_steps", 0.0) > 0:
+      loss_step, grad_step = int(member["first_nonfinite_loss"]), int(
+          member["first_nonfinite_grad"])
+      what, step = ("loss", loss_step) if loss_step <= grad_step else ("gradient", grad_step)
+      kept = (f"the last good checkpoint (step {last_good}) is kept" if last_good
+              else "no checkpoint had been written yet")
+      raise NonFiniteError(f"{name}: non-finite {what} at step {step}; {kept}. Lower "
+                           "optim.learning_rate, set optim.grad_clip_norm, or set "
+                           "nonfinite=skip to skip such steps")

@@ -1,0 +1,107 @@
+"""An experiment: everything built from a config before the first step.
+
+``build_experiment`` is where a config becomes data, a model, an optimizer, an
+objective, a selection rule and an initial state. It runs every check a run
+needs before anything is written to disk, so a bad config or bad data is
+refused with the run folder untouched.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxdl import data, models
+from jaxdl.configs.checks import check_config
+from jaxdl.errors import ConfigError
+from jaxdl.train import privacy, selection
+from jaxdl.train.objectives import OBJECTIVES, Objective
+from jaxdl.train.optim import build_optimizer
+from jaxdl.train.state import TrainState, create_train_state
+from jaxdl.train.steps import NONFINITE_POLICIES
+
+# config.dtype -> the dtype the steps compute in (None: as stored, float32).
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Everything built from a config before training starts.
+
+  Attributes:
+    config: the run's config.
+    datasets: the splits and the DataSpec.
+    model: the Flax module.
+    tx: the optimizer.
+    initial_state: the state at step 0 (parameters from ``config.seed``).
+    steps_per_epoch: optimizer steps per epoch.
+    objective: the loss and metrics.
+    selection: which epoch is the run's result.
+    privacy: DP-SGD settings in use (noise calibrated, sampling), or None.
+    batch_length: the training batch arrays' length (see ``batch_length``).
+  """
+
+  config: ml_collections.ConfigDict
+  datasets: data.Datasets
+  model: Any
+  tx: optax.GradientTransformation
+  initial_state: TrainState
+  steps_per_epoch: int
+  objective: Objective
+  selection: selection.Selection
+  privacy: dict | None = None
+  batch_length: int = 0
+
+  @property
+  def total_steps(self) -> int:
+    return self.steps_per_epoch * self.config.num_epochs
+
+  @property
+  def compute_dtype(self):
+    return COMPUTE_DTYPES[self.config.dtype]
+
+
+def build_experiment(config: ml_collections.ConfigDict,
+                     datasets: data.Datasets | None = None) -> Experiment:
+  """Data (unless given), model, optimizer, objective and initial state for ``config``."""
+  check_config(config)
+  if config.dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {config.dtype!r}")
+  if config.nonfinite not in NONFINITE_POLICIES:
+    raise ConfigError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got "
+                      f"{config.nonfinite!r}")
+  datasets = datasets or data.build(config.data)
+  spec = datasets.spec
+  model = models.build(config.model, spec)
+  objective = OBJECTIVES[spec.task]
+  chosen = selection.resolve(config.select, spec, objective.metric_names)
+  steps_per_epoch = data.num_batches(spec.num_train, config.batch_size)
+  tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
+  state = create_train_state(jax.random.PRNGKey(config.seed), model, tx, spec)
+  data_devices = jax.device_count() // max(config.parallel.model_axis, 1)
+  private = None
+  if config.privacy.enabled:
+    if state.batch_stats:
+      raise ConfigError("DP-SGD needs per-example gradients, which batch norm mixes across the "
+                        "batch; set model.batch_norm=false")
+    private = privacy.resolve(config.privacy, spec.num_train, config.batch_size,
+                              steps_per_epoch * config.num_epochs, data_devices)
+  return Experiment(config, datasets, model, tx, state, steps_per_epoch, objective, chosen,
+                    private, batch_length(config.batch_size, spec.num_train, data_devices))
+
+
+def batch_length(batch_size: int, num_examples: int, devices: int = 1) -> int:
+  """The length of the batch arrays: ``batch_size``, or less where the split is smaller.
+
+  A batch larger than the split is one padded, masked batch holding the whole
+  split: its loss and gradient are those of the split's examples alone, so the
+  padding is cut to the split's size (rounded up to the devices) and the
+  result is unchanged; a ``batch_size`` of 100,000 on 1,295 examples must not
+  allocate 100,000 examples' worth of activations.
+  """
+  if batch_size <= num_examples:
+    return batch_size
+  return min(batch_size, -(-max(num_examples, 1) // devices) * devices)

@@ -1,0 +1,172 @@
+"""Every interruption point resumes to the files of an uninterrupted run.
+
+The config makes every epoch end on a checkpoint step (1,295 examples in
+batches of 37 = 35 steps, checkpoints every 35 steps): the case where an
+epoch's row was once lost. Each test interrupts one run at one point, reruns
+it, and compares its metrics.jsonl and results.json with an uninterrupted
+run's, field by field (wall-clock fields aside).
+"""
+
+import json
+import os
+import signal
+
+import chex
+import pytest
+
+from conftest import comparable_files, experiment
+from jaxdl import data
+from jaxdl.errors import Preempted
+from jaxdl.train import evaluation, load_run, train_and_evaluate
+from jaxdl.train import loop as loop_module
+from jaxdl.train.checkpoint import Checkpointer
+from jaxdl.train.run_folder import RunFolder
+
+STEPS_PER_EPOCH = 35
+OVERRIDES = ("num_epochs=3", "batch_size=37", "checkpoint_every_steps=35",
+             "checkpoints_to_keep=1")
+
+
+class _Crash(Exception):
+  """Stands for a process dying at this point."""
+
+
+def _config():
+  return experiment("seed_cnn_digits", *OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  train_and_evaluate(_config(), workdir, quiet=True)
+  return workdir
+
+
+def _crash_at_batch(monkeypatch, n, action=None):
+  """Crashes (or calls ``action``) when the ``n``-th training batch of this session is drawn."""
+  real = data.train_batches
+  seen = {"n": 0}
+
+  def batches(*args, **kwargs):
+    for batch in real(*args, **kwargs):
+      seen["n"] += 1
+      if seen["n"] == n:
+        if action is None:
+          raise _Crash
+        action()
+      yield batch
+
+  monkeypatch.setattr(loop_module.data, "train_batches", batches)
+  return seen
+
+
+def _crash_on_call(monkeypatch, owner, name, n):
+  """Makes the ``n``-th call of ``owner.name`` crash before it does anything."""
+  real = getattr(owner, name)
+  calls = {"n": 0}
+
+  def wrapper(*args, **kwargs):
+    calls["n"] += 1
+    if calls["n"] == n:
+      raise _Crash
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(owner, name, wrapper)
+  return calls
+
+
+INTERRUPTIONS = {
+    # Mid-epoch 3, after the step-70 checkpoint.
+    "mid_epoch": lambda mp: _crash_at_batch(mp, 2 * STEPS_PER_EPOCH + 10),
+    # After epoch 2's last step, before its validation (its checkpoint step is not yet written).
+    "before_the_epoch_end_evaluation": lambda mp: _crash_on_call(
+        mp, loop_module, "evaluate_group", 2),
+    # Epoch 2's checkpoint is written, its metrics.jsonl row is not.
+    "between_checkpoint_and_metrics": lambda mp: _crash_on_call(
+        mp, RunFolder, "write_metrics", 3),  # The 1st call rewrites the (empty) history.
+    # Orbax committed epoch 2's checkpoint; its checksums were not written.
+    "mid_checkpoint": lambda mp: _crash_on_call(mp, Checkpointer, "_write_checksums", 2),
+    # Epoch 2's checkpoint is being written: orbax's temporary folder is left behind.
+    "during_checkpoint_write": lambda mp: _crash_writing_checkpoint(mp, 2),
+    # Every epoch is done; results.json is not written yet.
+    "before_results": lambda mp: _crash_on_call(mp, loop_module, "run_results", 1),
+}
+
+
+def _crash_writing_checkpoint(monkeypatch, n):
+  real = Checkpointer.save
+  calls = {"n": 0}
+
+  def save(self, state, *args, **kwargs):
+    calls["n"] += 1
+    if calls["n"] == n:
+      partial = self.directory / f"{int(state.step)}.orbax-checkpoint-tmp-1234"
+      (partial / "state").mkdir(parents=True)
+      (partial / "state" / "half_written").write_bytes(b"\0" * 100)
+      raise _Crash
+    return real(self, state, *args, **kwargs)
+
+  monkeypatch.setattr(Checkpointer, "save", save)
+  return calls
+
+
+@pytest.mark.parametrize("point", sorted(INTERRUPTIONS))
+def test_an_interrupted_run_resumes_to_the_samecomparable_files(tmp_path, monkeypatch, reference, point):
+  with monkeypatch.context() as patch:
+    calls = INTERRUPTIONS[point](patch)
+    try:
+      train_and_evaluate(_config(), tmp_path, quiet=True)
+    except _Crash:
+      pass
+  assert calls["n"] >= 1, "the interruption never happened"
+  train_and_evaluate(_config(), tmp_path, quiet=True)
+  assert comparable_files(tmp_path) == comparable_files(reference)
+  _, resumed, _ = load_run(tmp_path)
+  _, whole, _ = load_run(reference)
+  chex.assert_trees_all_equal(resumed, whole)
+
+
+def test_a_stop_signal_at_an_epochs_last_step_keeps_its_row(tmp_path, monkeypatch, reference):
+  # SIGTERM arrives while the last step of epoch 2 runs: the run finishes the
+  # epoch (validation, row, checkpoint), then stops with Preempted.
+  with monkeypatch.context() as patch:
+    seen = _crash_at_batch(patch, 2 * STEPS_PER_EPOCH,
+                           lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(Preempted, match=f"at step {2 * STEPS_PER_EPOCH}"):
+      train_and_evaluate(_config(), tmp_path, quiet=True)
+  assert seen["n"] == 2 * STEPS_PER_EPOCH
+  rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+  train_and_evaluate(_config(), tmp_path, quiet=True)
+  assert comparable_files(tmp_path) == comparable_files(reference)
+
+
+def test_rerunning_a_finished_run_changes_no_result(tmp_path, reference):
+  workdir = tmp_path / "run"
+  train_and_evaluate(_config(), workdir, quiet=True)
+  before = {name: (workdir / name).read_bytes() for name in ("metrics.jsonl", "results.json")}
+  train_and_evaluate(_config(), workdir, quiet=True)
+  after = {name: (workdir / name).read_bytes() for name in ("metrics.jsonl", "results.json")}
+  assert before == after
+  assert "compile_s" in json.loads(after["results.json"])
+
+
+def test_a_resumed_run_evaluates_as_often_as_an_uninterrupted_one(tmp_path, monkeypatch):
+  # Resuming replays nothing it had finished: one validation per epoch in all.
+  calls = {"n": 0}
+  real = evaluation.evaluate_group
+
+  def counting(*args, **kwargs):
+    calls["n"] += 1
+    return real(*args, **kwargs)
+
+  with monkeypatch.context() as patch:
+    _crash_at_batch(patch, 2 * STEPS_PER_EPOCH + 10)
+    patch.setattr(loop_module, "evaluate_group", counting)
+    with pytest.raises(_Crash):
+      train_and_evaluate(_config(), tmp_path, quiet=True)
+    assert calls["n"] == 2  # Epochs 1 and 2.
+  monkeypatch.setattr(loop_module, "evaluate_group", counting)
+  results = train_and_evaluate(_config(), tmp_path, quiet=True)
+  tests = 1 if results["selected_epoch"] == results["last_epoch"] else 2
+  assert calls["n"] == 2 + 1 + tests  # Epoch 3's validation, then the test split.
