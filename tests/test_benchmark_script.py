@@ -44,7 +44,7 @@ def test_missing_peers_are_skipped_with_a_message(benchmark, monkeypatch, capsys
   assert "skipping torch-eager" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("workload", ["cnn", "lstm-sweep8"])
+@pytest.mark.parametrize("workload", ["cnn", pytest.param("lstm-sweep8", marks=pytest.mark.slow)])
 def test_jaxdl_runner_trains_with_the_loops_step(benchmark, workload):
   from benchmark_impls import jaxdl_impl
   from benchmark_impls.workloads import WORKLOADS

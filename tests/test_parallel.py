@@ -41,7 +41,8 @@ def _train_on(devices: int, workdir, name="seed_cnn_digits", overrides=()):
 
 
 @pytest.mark.parametrize("name, overrides", [
-    ("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0")),
+    pytest.param("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0"),
+                 marks=pytest.mark.slow),
     # SGD: linear in the gradient, so the split matmuls' rounding stays at float32 level
     # (Adam's normalised steps turn it into ~1e-3 where a gradient is ~0).
     ("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0",
@@ -74,6 +75,7 @@ def test_four_devices_equal_one_device(tmp_path, name, overrides):
   assert len(json.loads((tmp_path / "four" / "provenance.json").read_text())["devices"]) == 4
 
 
+@pytest.mark.slow
 def test_a_batch_not_divisible_by_the_devices_is_a_clear_error(tmp_path):
   out = _train_on(4, tmp_path, overrides=("batch_size=30",))
   assert out.returncode != 0

@@ -98,14 +98,6 @@ def test_calibration_hits_the_target_epsilon():
   assert privacy.epsilon(0.0, 0.1, 10, 1e-5) == math.inf
 
 
-def test_dp_run_reports_epsilon_and_refuses_batch_norm(tmp_path):
-  results = train_and_evaluate(experiment("dp_cnn_digits", "num_epochs=1"), tmp_path, quiet=True)
-  assert 0 < results["privacy_epsilon"] < 10 and results["privacy_noise_multiplier"] == 1.1
-  with pytest.raises(ConfigError, match="batch norm"):
-    train_and_evaluate(experiment("dp_cnn_digits", "model.name=deep_cnn", "model.widths=(8,)"),
-                       tmp_path / "bn", quiet=True)
-
-
 def _subsampled_gaussian_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:
   """An independent RDP bound of the Poisson-subsampled Gaussian mechanism.
 
@@ -217,11 +209,15 @@ def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup)
   assert float(sums["count"]) == real
 
 
-def test_a_dp_run_samples_as_its_accountant_assumes(tmp_path):
+def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_path):
   results = train_and_evaluate(experiment("dp_cnn_digits", "num_epochs=1"), tmp_path, quiet=True)
+  assert 0 < results["privacy_epsilon"] < 10 and results["privacy_noise_multiplier"] == 1.1
   assert results["privacy_sampling"] == "poisson" and results["privacy_accountant"] == "rdp"
   assert results["privacy_sampling_rate"] == pytest.approx(64 / results["num_train"])
   assert results["privacy_padded_batch"] > 64 and results["privacy_padded_batch"] % 16 == 0
   assert 0 < results["privacy_truncation_delta"] < 1e-9
   row = json.loads((tmp_path / "metrics.jsonl").read_text())
   assert "truncated_steps" not in row and row["epsilon"] == results["privacy_epsilon"]
+  with pytest.raises(ConfigError, match="batch norm"):
+    train_and_evaluate(experiment("dp_cnn_digits", "model.name=deep_cnn", "model.widths=(8,)"),
+                       tmp_path / "bn", quiet=True)

@@ -110,7 +110,12 @@ def _crash_writing_checkpoint(monkeypatch, n):
   return calls
 
 
-@pytest.mark.parametrize("point", sorted(INTERRUPTIONS))
+# Two points run in the quick suite; every point runs with the slow tests.
+QUICK_POINTS = ("between_checkpoint_and_metrics", "mid_epoch")
+
+
+@pytest.mark.parametrize("point", [p if p in QUICK_POINTS else pytest.param(p, marks=pytest.mark.slow)
+                                   for p in sorted(INTERRUPTIONS)])
 def test_an_interrupted_run_resumes_to_the_samecomparable_files(tmp_path, monkeypatch, reference, point):
   with monkeypatch.context() as patch:
     calls = INTERRUPTIONS[point](patch)

@@ -70,6 +70,7 @@ def _together_and_alone(configs, tmp_path):
     yield together[i], alone, state_v, state_l
 
 
+@pytest.mark.slow
 def test_vectorized_members_equal_their_lone_runs(tmp_path):
   # SGD is linear in the gradient, so vmap's different rounding (its convolutions
   # are grouped ones) stays at float32 level.

@@ -140,6 +140,7 @@ class _Interrupt(Exception):
   pass
 
 
+@pytest.mark.slow  # tests/test_resume.py covers every interruption point.
 def test_interrupted_then_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
   cfg = experiment("seed_cnn_digits", *SMALL)
   reference = train_and_evaluate(cfg, tmp_path / "whole", quiet=True)
@@ -244,11 +245,11 @@ def test_provenance_names_the_commit_of_the_code_imported(monkeypatch):
 
 def test_a_batch_larger_than_the_split_is_one_batch_of_the_split(tmp_path):
   # 1,295 training examples: a batch of 100,000 pads them to 1,295, not to 100,000.
-  huge = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=2", "batch_size=100000",
+  huge = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=1", "batch_size=100000",
                                        "eval_batch_size=100000"), tmp_path / "huge", quiet=True)
-  exact = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=2", "batch_size=1295",
+  exact = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=1", "batch_size=1295",
                                         "eval_batch_size=359"),
                              tmp_path / "exact", quiet=True)
-  assert huge["steps"] == exact["steps"] == 2
+  assert huge["steps"] == exact["steps"] == 1
   for key in ("test_loss", "test_accuracy", "train_loss", "val_loss"):
     assert huge[key] == exact[key], key
