@@ -240,6 +240,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  # An application may tune its own process (a library may not: see host.py); before
+  # anything starts JAX's thread pools.
+  from jaxdl import host
+
+  host.tune_allocator()
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
   try:

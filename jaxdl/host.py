@@ -9,16 +9,22 @@ page faults, again on every step. Measured on a 2-core x86 machine
 (``scripts/benchmark.py``): 28% of the seed CNN's step was spent in the kernel,
 and the seed CNN ran 1.6x and the seed LSTM 1.4x faster with the settings below.
 
-So jaxdl, when imported, asks glibc (``mallopt``) to serve blocks of up to
+So :func:`tune_allocator` asks glibc (``mallopt``) to serve blocks of up to
 1 GiB from the heap, to keep up to 1 GiB of freed memory for reuse, and to use
 one arena for all threads. The arena setting only reaches threads that have
-not allocated yet, which is why it runs at import, before JAX starts its
-thread pools. Nothing changes numerically. The cost: the process keeps up to
-1 GiB of freed heap memory rather than returning it to the system.
+not allocated yet, so it must run before JAX starts its thread pools. Nothing
+changes numerically. The cost: the process keeps up to 1 GiB of freed heap
+memory rather than returning it to the system, and all its threads share one
+malloc lock.
 
-Set ``JAXDL_HOST_ALLOCATOR=default`` to leave the allocator alone. Other C
-libraries (musl, macOS, Windows) are left alone too. What was applied is
-recorded in every run's provenance.json.
+Those are a process-wide choice, so a library must not make it for its user:
+importing jaxdl changes nothing. The ``jaxdl`` command (an application) calls
+:func:`tune_allocator` when it starts; a script or notebook opts in with
+``jaxdl.tune_host_allocator()`` before its first JAX computation, or with
+``JAXDL_HOST_ALLOCATOR=tuned`` in the environment. ``JAXDL_HOST_ALLOCATOR=default``
+leaves the allocator alone, the command's included. Other C libraries (musl,
+macOS, Windows) are left alone too. What was applied is recorded in every
+run's provenance.json.
 """
 
 import ctypes

@@ -1,4 +1,4 @@
-"""The host allocator settings applied when jaxdl is imported (jaxdl/host.py)."""
+"""The host allocator settings: never at import, by the jaxdl command, or by explicit opt-in."""
 
 import json
 import os
@@ -9,26 +9,39 @@ import pytest
 
 from jaxdl import host
 
-STATE = "import jaxdl, json; from jaxdl.host import allocator_state; print(json.dumps(allocator_state()))"
+STATE = ("import jaxdl, jaxdl.models, jaxdl.train, json; from jaxdl.host import allocator_state; "
+         "{before}print(json.dumps(allocator_state()))")
 
 
-def _state_in_fresh_process(env_extra: dict) -> dict:
+def _state_in_fresh_process(env_extra: dict, before: str = "") -> dict:
   env = {**os.environ, **env_extra}
-  out = subprocess.run([sys.executable, "-c", STATE], env=env, capture_output=True, text=True,
-                       check=True)
+  out = subprocess.run([sys.executable, "-c", STATE.format(before=before)], env=env,
+                       capture_output=True, text=True, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_import_applies_the_allocator_settings_before_jax_starts():
+def test_importing_jaxdl_changes_nothing_in_the_process():
   state = _state_in_fresh_process({"JAXDL_HOST_ALLOCATOR": ""})
+  assert state == {"applied": False, "reason": "not attempted"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("env, before", [
+    ({"JAXDL_HOST_ALLOCATOR": "tuned"}, ""),  # A script's opt-in through the environment.
+    ({"JAXDL_HOST_ALLOCATOR": ""}, "jaxdl.tune_host_allocator(); "),  # Or the documented call.
+    ({"JAXDL_HOST_ALLOCATOR": ""}, "import jaxdl.cli as c; c.main(['bench-peak', '--size', '8']); "),
+])
+def test_the_command_and_an_explicit_opt_in_tune_it_before_jax_starts(env, before, tmp_path):
+  state = _state_in_fresh_process({**env, "XDG_CACHE_HOME": str(tmp_path)}, before)
   assert state["applied"], state
   assert state["settings"] == host.SETTINGS
   assert state["jax_backend_started"] is False  # So the one-arena setting reaches XLA's threads.
 
 
-def test_the_settings_can_be_turned_off():
-  state = _state_in_fresh_process({"JAXDL_HOST_ALLOCATOR": "default"})
+def test_the_settings_can_be_turned_off_for_the_command_too(tmp_path):
+  state = _state_in_fresh_process({"JAXDL_HOST_ALLOCATOR": "default",
+                                   "XDG_CACHE_HOME": str(tmp_path)},
+                                  "import jaxdl.cli as c; c.main(['bench-peak', '--size', '8']); ")
   assert state == {"applied": False, "reason": "JAXDL_HOST_ALLOCATOR=default"}
 
 

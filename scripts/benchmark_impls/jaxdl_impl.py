@@ -3,8 +3,12 @@
 import math
 import pathlib
 
-import jaxdl  # noqa: F401 -- first, so its host settings (jaxdl/host.py) precede JAX's start.
-import jax
+import jaxdl
+
+# As the jaxdl command does, before JAX starts its thread pools (see jaxdl/host.py).
+jaxdl.tune_host_allocator()
+
+import jax  # noqa: E402
 import numpy as np
 
 from benchmark_impls import workloads
