@@ -15,5 +15,28 @@ from jaxdl.host import tune_allocator as tune_host_allocator
 if _os.environ.get("JAXDL_HOST_ALLOCATOR") == "tuned":  # The user's explicit opt-in.
   tune_host_allocator()
 
+# The API, by name. They import JAX, so they load on first use: `import jaxdl` stays
+# light, and the jaxdl command tunes its allocator before any of them starts JAX.
+_EXPORTS = {
+    "train": ("jaxdl.api", "train"), "sweep": ("jaxdl.api", "sweep"),
+    "evaluate": ("jaxdl.api", "evaluate"), "load_run": ("jaxdl.api", "load_run"),
+    "get_config": ("jaxdl.api", "get_config"), "Run": ("jaxdl.api", "Run"),
+    "explain": ("jaxdl.interpret.run", "explain"), "report": ("jaxdl.sweeps.report", "report"),
+    "build_data": ("jaxdl.data", "build"), "build_model": ("jaxdl.models", "build"),
+    "DataSpec": ("jaxdl.data", "DataSpec"), "Datasets": ("jaxdl.data", "Datasets"),
+    "Split": ("jaxdl.data", "Split"), "ModelPart": ("jaxdl.models", "ModelPart"),
+    "Objective": ("jaxdl.training.objectives", "Objective"),
+}
+
+
+def __getattr__(name: str):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'jaxdl' has no attribute {name!r}")
+  import importlib
+
+  module, attribute = _EXPORTS[name]
+  return getattr(importlib.import_module(module), attribute)
+
+
 __all__ = ["CheckpointError", "ConfigError", "DataError", "JaxdlError", "__version__",
-           "tune_host_allocator"]
+           "tune_host_allocator", *_EXPORTS]

@@ -6,7 +6,8 @@ from typing import Any
 
 from jaxdl import __version__
 from jaxdl.errors import JaxdlError
-from jaxdl.train.run_folder import read_json
+from jaxdl.models import BUILTIN
+from jaxdl.training.run_folder import read_json
 
 JAXDL = f"""@software{{jaxdl,
   title = {{jaxdl: a {{JAX}} functional research framework for {{CNNs}}, deep {{CNNs}}, {{RNNs}} and {{LSTMs}}}},
@@ -145,20 +146,15 @@ _DATA = [(r"(?<!fashion_)mnist", "lecun1998gradient"), ("fashion_mnist", "xiao20
          ("adding", "le2015simple"), ("memory", "hochreiter1997long"),
          ("seq_digits", "alpaydin1998optdigits"), ("seq_digits", "le2015simple"),
          ("digits", "alpaydin1998optdigits")]
-_CELLS = {"rnn": "elman1990finding", "lstm": "hochreiter1997long", "gru": "cho2014learning"}
 
 
 def keys_for(config: dict[str, Any]) -> list[str]:
-  """The citation keys a run's config calls for, framework first."""
+  """The citation keys a run's config calls for, framework first (a user model has none)."""
   keys = ["jax2018github"]
   model = config["model"]
-  if model["name"] == "seed_cnn":
-    keys.append("lecun1998gradient")
-  elif model["name"] == "deep_cnn":
-    keys.append("simonyan2015very")
-    keys += ["ioffe2015batch"] * bool(model["batch_norm"]) + ["he2016deep"] * bool(model["residual"])
-  else:
-    keys.append(_CELLS[model["cell"]])
+  part = BUILTIN.get(model["name"])
+  if part is not None:
+    keys += part.cite_keys({**part.fields, **model})
   name = config["data"]["name"].lower()
   keys += [key for pattern, key in _DATA if re.search(pattern, name)]
   keys.append({"adam": "kingma2015adam", "adamw": "loshchilov2019decoupled"}.get(
@@ -166,14 +162,39 @@ def keys_for(config: dict[str, Any]) -> list[str]:
   return list(dict.fromkeys(k for k in keys if k))
 
 
-def cite(folder: str | pathlib.Path) -> str:
-  """BibTeX for jaxdl and the run's (or sweep's) model, data and optimizer."""
-  folder = pathlib.Path(folder)
+def user_model_entry(config: dict[str, Any], commit: str | None) -> str | None:
+  """A @misc entry naming the researcher's own model and the code it ran at, or None."""
+  name = config["model"]["name"]
+  if name in BUILTIN:
+    return None
+  at = f"commit {commit}" if commit else "an unrecorded commit"
+  key = "usermodel" + re.sub(r"[^A-Za-z0-9]", "", name.rpartition(":")[2] or name)
+  return (f"@misc{{{key},\n  title = {{user model {name}}},\n"
+          f"  note = {{trained with jaxdl {__version__} at {at} (see the run's provenance.json)}}\n}}")
+
+
+def _runs(folder: pathlib.Path) -> list[tuple[dict[str, Any], pathlib.Path | None]]:
+  """(config, run folder) of a run, or of every trained member of a sweep (else its base)."""
   if (folder / "config.json").exists():
-    config = read_json(folder / "config.json")
-  elif (folder / "sweep.json").exists():
-    config = read_json(folder / "sweep.json")["base_config"]
-  else:
-    raise JaxdlError(f"{folder} is neither a run folder (config.json) nor a sweep folder "
-                     "(sweep.json)")
-  return "\n\n".join([JAXDL, *(ENTRIES[k] for k in keys_for(config))]) + "\n"
+    return [(read_json(folder / "config.json"), folder)]
+  if (folder / "sweep.json").exists():
+    sweep = read_json(folder / "sweep.json")
+    members = [folder / m["name"] for m in sweep["members"]]
+    runs = [(read_json(m / "config.json"), m) for m in members if (m / "config.json").exists()]
+    return runs or [(sweep["base_config"], None)]
+  raise JaxdlError(f"{folder} is neither a run folder (config.json) nor a sweep folder "
+                   "(sweep.json)")
+
+
+def cite(folder: str | pathlib.Path) -> str:
+  """BibTeX for jaxdl and the papers behind a run's (or every sweep member's) model, data and
+  optimizer; the researcher's own models are named with the commit they ran at."""
+  keys, users = [], []
+  for config, run in _runs(pathlib.Path(folder)):
+    keys += keys_for(config)
+    provenance = run / "provenance.json" if run else None
+    commit = (read_json(provenance).get("git_commit") if provenance and provenance.exists()
+              else None)
+    users.append(user_model_entry(config, commit))
+  entries = [ENTRIES[k] for k in dict.fromkeys(keys)]
+  return "\n\n".join([JAXDL, *entries, *dict.fromkeys(u for u in users if u)]) + "\n"

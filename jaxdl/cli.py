@@ -47,47 +47,34 @@ def _split_overrides(extra: Sequence[str]) -> list[str]:
 
 
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.configs import apply_overrides, load_config
-  from jaxdl.train import train_and_evaluate
+  from jaxdl import api
 
   if args.distributed:
-    from jaxdl.train import distributed
+    from jaxdl.training import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-
-  config = apply_overrides(load_config(args.config), _split_overrides(extra))
   workdir = args.workdir or str(pathlib.Path("runs") / pathlib.Path(args.config.split(":")[0]).stem)
-  results = train_and_evaluate(config, workdir, quiet=args.quiet, overwrite=args.overwrite,
-                               command=sys.argv)
+  results = api.train(args.config, workdir, _split_overrides(extra), quiet=args.quiet,
+                      overwrite=args.overwrite)
   _print_results(results, workdir)
   return 0
 
 
 def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.train.loop import evaluate_run
+  from jaxdl import api
 
   _no_extra("eval", extra)
-  results = evaluate_run(args.workdir, args.checkpoint)
+  results = api.evaluate(args.workdir, args.checkpoint)
   _print_results(results, args.workdir)
   return 0
 
 
 def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.configs import apply_overrides, load_config, load_sweep
-  from jaxdl.sweep.axes import axes_from_mapping, parse_axis
-  from jaxdl.sweep.run import run_sweep
+  from jaxdl import api
 
-  base = apply_overrides(load_config(args.config), _split_overrides(extra))
-  given = [parse_axis(a) for a in args.sweep or []]
-  from_config = [a for a in axes_from_mapping(load_sweep(args.config))
-                 if a.key not in {g.key for g in given}]
-  axes = from_config + given
-  if not axes:
-    raise ConfigError("no sweep axes: pass --sweep KEY=VALUES (e.g. --sweep seed=0:3) or define "
-                      "sweep() in the experiment file")
-  members = run_sweep(base, axes, args.workdir, mode=args.mode, samples=args.samples,
-                      sweep_seed=args.sweep_seed, quiet=args.quiet, overwrite=args.overwrite,
-                      command=sys.argv)
+  members = api.sweep(args.config, args.workdir, args.sweep or [], _split_overrides(extra),
+                      mode=args.mode, samples=args.samples, sweep_seed=args.sweep_seed,
+                      quiet=args.quiet, overwrite=args.overwrite)
   done = sum(m["status"] == "done" for m in members)
   print(f"{done}/{len(members)} members done; results: {args.workdir}/results.csv; "
         f"table: jaxdl report {args.workdir}")
@@ -95,7 +82,7 @@ def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _report(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.sweep.report import report
+  from jaxdl.sweeps.report import report
 
   _no_extra("report", extra)
   table = report(args.dir, fmt=args.format, group_by=args.group_by, metrics=args.metric)
@@ -108,7 +95,7 @@ def _report(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _plot(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.sweep.plot import plot
+  from jaxdl.sweeps.plot import plot
 
   _no_extra("plot", extra)
   for path in plot(args.dir, args.out, args.metric):
@@ -134,7 +121,7 @@ def _reproduce(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _explain(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.explain.run import explain
+  from jaxdl.interpret.run import explain
 
   _no_extra("explain", extra)
   summary = explain(args.workdir, examples=args.examples, steps=args.steps)

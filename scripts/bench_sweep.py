@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from jaxdl.configs import apply_overrides, load_config  # noqa: E402
-from jaxdl.train.loop import train_group  # noqa: E402
+from jaxdl.training.loop import train_group  # noqa: E402
 
 WORKLOADS = {
     "cnn-digits": ("seed_cnn_digits.py", ["num_epochs=2", "data.augment_shift=0"]),

@@ -26,7 +26,7 @@ def shared_data(name: str) -> pathlib.Path:
 
 def comparable_files(workdir: pathlib.Path) -> tuple[list[dict], dict]:
   """A run's metrics.jsonl rows and results.json without their wall-clock fields."""
-  from jaxdl.train.results import WALL_CLOCK
+  from jaxdl.training.results import WALL_CLOCK
 
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   rows = [{k: v for k, v in r.items() if k not in ("wall_s", "examples_per_s")} for r in rows]

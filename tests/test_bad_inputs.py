@@ -17,8 +17,8 @@ import pytest
 
 from conftest import EXPERIMENTS, ROOT
 from jaxdl import cli
-from jaxdl.train.checkpoint import Checkpointer
-from jaxdl.train.folder_lock import FolderLock
+from jaxdl.training.checkpoint import Checkpointer
+from jaxdl.training.folder_lock import FolderLock
 
 DIGITS = str(EXPERIMENTS / "seed_cnn_digits.py")
 QUICK = ["--config.num_epochs=1", "--config.batch_size=256"]
@@ -85,7 +85,7 @@ def test_a_sweep_overwrite_keeps_the_users_files(tmp_path, capsys):
 
 @pytest.mark.parametrize("override, message", [
     ("--config.model.name=resnet", "unknown model.name 'resnet'"),
-    ("--config.model.dropout_rate=2.0", "'model.dropout_rate' must be in [0, 1)"),
+    ("--config.optim.momentum=2.0", "'optim.momentum' must be in [0, 1)"),
     ("--config.data.name=idx:/nonexistent", "does not exist"),
 ])
 def test_overwrite_checks_everything_before_it_deletes(finished_run, capsys, override, message):
@@ -173,7 +173,9 @@ def _experiment_file(tmp_path, body: str) -> str:
     ("c.num_epoch = 3", "sets unknown config key 'num_epoch' (did you mean 'num_epochs'?)"),
     ("c.num_epochs = 'ten'", "get_config() failed: TypeError: Could not override field "
      "'num_epochs'"),
-    ("c.model.hidden_sizes = (64, 'x')", "'model.hidden_sizes' must be one positive int per layer"),
+    ("c.model.name = 'seq_rnn'; c.model.hidden_sizes = (64, 'x')",
+     "'model.hidden_sizes' must be one positive int per layer"),
+    ("c.model.widths = (8,)", "config key 'model.widths' is not a field of model 'seed_cnn'"),
     ("c.privacy = {'enabled': 1}", "sets config key 'privacy.enabled' to 1, but it expects a bool"),
 ])
 def test_the_experiment_files_own_keys_are_checked(tmp_path, capsys, body, message):
@@ -244,12 +246,20 @@ def test_a_corrupt_checkpoint_is_found_and_resume_falls_back_to_the_one_before(t
 # --- one line instead of a traceback ----------------------------------------------------------
 
 BAD_OVERRIDES = [
-    ("--config.model.widths=abc", "'model.widths' must be one positive int per stage"),
-    ("--config.model.hidden_sizes=abc", "'model.hidden_sizes' must be one positive int per layer"),
+    ("--config.model.name=deep_cnn --config.model.widths=abc",
+     "'model.widths' must be one positive int per stage"),
+    ("--config.model.name=seq_rnn --config.model.hidden_sizes=abc",
+     "'model.hidden_sizes' must be one positive int per layer"),
     ("--config.data.max_len=0", "'data.max_len' must be at least 1"),
     ("--config.data.max_len=-3", "'data.max_len' must be at least 1"),
-    ("--config.model.embed_dim=0", "'model.embed_dim' must be at least 1"),
-    ("--config.model.dropout_rate=-0.5", "'model.dropout_rate' must be in [0, 1)"),
+    ("--config.model.name=text_rnn --config.model.embed_dim=0",
+     "'model.embed_dim' must be at least 1"),
+    ("--config.model.name=deep_cnn --config.model.dropout_rate=-0.5",
+     "'model.dropout_rate' must be in [0, 1)"),
+    ("--config.model.name=deep_cnn --config.model.dropout_rate=2.0",
+     "'model.dropout_rate' must be in [0, 1)"),
+    ("--config.model.dropout_rate=0.5", "'model.dropout_rate' is not a field of model "
+     "'seed_cnn'"),
     ("--config.data.val_fraction=1.5", "'data.val_fraction' must be in [0, 1)"),
     ("--config.data.test_fraction=0", "the test split is empty (train 1618); raise "
      "data.test_fraction"),

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import experiment
 from jaxdl import cli
-from jaxdl.explain import integrated_gradients, lstm_gate_trace, saliency
+from jaxdl.interpret import integrated_gradients, lstm_gate_trace, saliency
 from jaxdl.models import LSTMCell, SeedCNN
-from jaxdl.train import train_and_evaluate
+from jaxdl.training import train_and_evaluate
 
 
 def test_saliency_of_a_linear_model_is_its_weights():

@@ -9,7 +9,7 @@ import pytest
 
 from jaxdl import host
 
-STATE = ("import jaxdl, jaxdl.models, jaxdl.train, json; from jaxdl.host import allocator_state; "
+STATE = ("import jaxdl, jaxdl.models, jaxdl.training, json; from jaxdl.host import allocator_state; "
          "{before}print(json.dumps(allocator_state()))")
 
 
@@ -46,7 +46,7 @@ def test_the_settings_can_be_turned_off_for_the_command_too(tmp_path):
 
 
 def test_provenance_records_the_allocator_settings():
-  from jaxdl.train.run_folder import provenance
+  from jaxdl.training.run_folder import provenance
   assert provenance(["jaxdl", "train"])["host_allocator"] == host.allocator_state()
 
 

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxdl.train import load_run
+from jaxdl.training import load_run
 
 _TRAIN = """
 import jax, json, sys
 sys.path.insert(0, {tests!r})
 from conftest import experiment
-from jaxdl.train import train_and_evaluate
+from jaxdl.training import train_and_evaluate
 assert jax.device_count() == {devices}, jax.devices()
 config = experiment({name!r}, *{overrides!r})
 results = train_and_evaluate(config, {workdir!r}, quiet=True)
 spec = None
 if config.parallel.model_axis > 1:
-  from jaxdl.train.parallel import DataParallel
+  from jaxdl.training.parallel import DataParallel
   spec = str(DataParallel.over_all_devices(model_axis=config.parallel.model_axis)
              .leaf_sharding((576, 64)).spec)
 print(json.dumps({{"devices": jax.device_count(), "test_loss": results["test_loss"],
@@ -50,6 +50,11 @@ def _train_on(devices: int, workdir, name="seed_cnn_digits", overrides=()):
                          "parallel.model_axis=2")),
     ("adding_lstm", ("num_epochs=1", "data.num_train=512", "data.num_test=100", "data.seq_len=10",
                      "model.hidden_sizes=(8,)")),
+    # A researcher's own model (batch norm and dropout: statistics and masks are global).
+    pytest.param("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0",
+                                     "model.name=plugin_models:TinyCNN", "optim.name=sgd",
+                                     "optim.learning_rate=0.05", "parallel.model_axis=2"),
+                 marks=pytest.mark.slow),
 ])
 def test_four_devices_equal_one_device(tmp_path, name, overrides):
   one = _train_on(1, tmp_path / "one", name,

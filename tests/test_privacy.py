@@ -14,17 +14,17 @@ from scipy import optimize, stats
 from conftest import experiment
 from jaxdl import data, models
 from jaxdl.errors import ConfigError
-from jaxdl.train import build_optimizer, create_train_state, make_train_step, train_and_evaluate
-from jaxdl.train import privacy
-from jaxdl.train.objectives import classification
-from jaxdl.train.steps import model_inputs
+from jaxdl.training import build_optimizer, create_train_state, make_train_step, train_and_evaluate
+from jaxdl.training import privacy
+from jaxdl.training.objectives import classification
+from jaxdl.training.steps import apply_model
 
 
 @pytest.fixture(scope="module")
 def setup():
   cfg = experiment("dp_cnn_digits")
   datasets = data.build(cfg.data)
-  model = models.build(cfg.model, datasets.spec)
+  model = models.build(cfg, datasets.spec)
   tx = build_optimizer(cfg.optim, 100, 10)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, datasets.spec)
   batch = next(data.train_batches(datasets.train, 16, 0, 0))
@@ -37,14 +37,14 @@ def test_per_example_gradients_equal_one_at_a_time(setup):
   def loss_of_one(params, example, key):
     del key
     one = {k: v[None] for k, v in example.items()}
-    _, sums = classification(model.apply({"params": params}, **model_inputs(one)), one)
+    _, sums = classification(apply_model(model, {"params": params}, one, train=False), one)
     return sums["loss"], sums
 
   grads, _ = privacy.per_example_grads(loss_of_one, state.params, batch, jax.random.PRNGKey(0))
   for i in (0, 7, 15):
     single = {k: v[i:i + 1] for k, v in batch.items()}
     expected = jax.grad(lambda p: classification(
-        model.apply({"params": p}, **model_inputs(single)), single)[1]["loss"])(state.params)
+        apply_model(model, {"params": p}, single, train=False), single)[1]["loss"])(state.params)
     chex.assert_trees_all_close(jax.tree_util.tree_map(lambda g: g[i], grads), expected,
                                 rtol=1e-5, atol=1e-7)
 
@@ -197,7 +197,7 @@ def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup)
 
   def loss_of(params, i):
     one = {k: v[i:i + 1] for k, v in batch.items()}
-    return classification(model.apply({"params": params}, **model_inputs(one)), one)[1]["loss"]
+    return classification(apply_model(model, {"params": params}, one, train=False), one)[1]["loss"]
 
   clipped = []
   for i in range(real):

@@ -17,10 +17,10 @@ import pytest
 from conftest import comparable_files, experiment
 from jaxdl import data
 from jaxdl.errors import Preempted
-from jaxdl.train import evaluation, load_run, train_and_evaluate
-from jaxdl.train import loop as loop_module
-from jaxdl.train.checkpoint import Checkpointer
-from jaxdl.train.run_folder import RunFolder
+from jaxdl.training import evaluation, load_run, train_and_evaluate
+from jaxdl.training import loop as loop_module
+from jaxdl.training.checkpoint import Checkpointer
+from jaxdl.training.run_folder import RunFolder
 
 STEPS_PER_EPOCH = 35
 OVERRIDES = ("num_epochs=3", "batch_size=37", "checkpoint_every_steps=35",
@@ -56,7 +56,7 @@ def _crash_at_batch(monkeypatch, n, action=None):
         action()
       yield batch
 
-  monkeypatch.setattr(loop_module.data, "train_batches", batches)
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", batches)
   return seen
 
 

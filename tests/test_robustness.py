@@ -17,8 +17,8 @@ import pytest
 from conftest import EXPERIMENTS, ROOT, comparable_files, experiment
 from jaxdl import cli
 from jaxdl.errors import CheckpointError, DataError, NonFiniteError
-from jaxdl.train import load_run, train_and_evaluate
-from jaxdl.train import loop as loop_module
+from jaxdl.training import load_run, train_and_evaluate
+from jaxdl.training import loop as loop_module
 
 DIGITS = str(EXPERIMENTS / "seed_cnn_digits.py")
 # 35 steps an epoch; checkpoints every 5 steps, so each epoch ends on a checkpoint step.
@@ -114,7 +114,7 @@ def test_kill_9_at_any_moment_loses_no_completed_checkpoint(tmp_path, reference,
 
 
 def _poison_batches(monkeypatch, at_batch: int):
-  real = loop_module.data.train_batches
+  real = loop_module.data_lib.train_batches
   seen = {"n": 0}
 
   def poisoned(*args, **kwargs):
@@ -124,7 +124,7 @@ def _poison_batches(monkeypatch, at_batch: int):
         batch = {**batch, "inputs": batch["inputs"] * np.nan}
       yield batch
 
-  monkeypatch.setattr(loop_module.data, "train_batches", poisoned)
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", poisoned)
 
 
 def test_a_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ import pytest
 from conftest import comparable_files, experiment
 from jaxdl import data
 from jaxdl.errors import ConfigError
-from jaxdl.train import train_and_evaluate, train_group
-from jaxdl.train.loop import evaluate_run
-from jaxdl.train.selection import LAST, Selection, resolve
+from jaxdl.training import train_and_evaluate, train_group
+from jaxdl.training.loop import evaluate_run
+from jaxdl.training.selection import LAST, Selection, resolve
 
 
 def _rows(*values, loss=None):

@@ -10,13 +10,13 @@ import pytest
 from conftest import EXPERIMENTS, experiment
 from jaxdl import cli
 from jaxdl.errors import ConfigError
-from jaxdl.sweep import axes as axes_lib
-from jaxdl.sweep import run as run_lib
-from jaxdl.sweep.groups import group_members
-from jaxdl.sweep.report import Summary, report
-from jaxdl.sweep.run import run_sweep
-from jaxdl.train import load_run
-from jaxdl.train.loop import train_group
+from jaxdl.sweeps import axes as axes_lib
+from jaxdl.sweeps import run as run_lib
+from jaxdl.sweeps.groups import group_members
+from jaxdl.sweeps.report import Summary, report
+from jaxdl.sweeps.run import run_sweep
+from jaxdl.training import load_run
+from jaxdl.training.loop import train_group
 
 TINY = ("num_epochs=1", "batch_size=256", "data.augment_shift=0")
 

@@ -10,7 +10,7 @@ from conftest import experiment, shared_data
 from jaxdl import data
 from jaxdl.data import synthetic, text
 from jaxdl.errors import CheckpointError, DataError
-from jaxdl.train import load_run, train_and_evaluate
+from jaxdl.training import load_run, train_and_evaluate
 
 
 def test_tokenizer_is_lowercase_word_level():
@@ -112,7 +112,7 @@ def test_a_model_that_cannot_take_the_data_is_a_clear_error():
 
   spec = data.build(experiment("adding_lstm", "data.num_train=10", "data.num_test=2").data).spec
   with pytest.raises(ConfigError, match="takes images.*use model.name 'seq_rnn'"):
-    models.build(experiment("seed_cnn_digits").model, spec)
+    models.build(experiment("seed_cnn_digits"), spec)
 
 
 @pytest.mark.slow

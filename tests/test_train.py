@@ -13,10 +13,10 @@ import tensorflow_datasets as tfds
 from conftest import experiment
 from jaxdl import data, models
 from jaxdl.errors import CheckpointError, ConfigError
-from jaxdl.train import build_optimizer, create_train_state, load_run, make_train_step
-from jaxdl.train import loop as loop_module
-from jaxdl.train import train_and_evaluate
-from jaxdl.train.objectives import classification
+from jaxdl.training import build_optimizer, create_train_state, load_run, make_train_step
+from jaxdl.training import loop as loop_module
+from jaxdl.training import train_and_evaluate
+from jaxdl.training.objectives import classification
 
 # A small, fast variant of the default experiment.
 SMALL = ("num_epochs=2", "batch_size=64", "checkpoint_every_steps=7")
@@ -63,7 +63,7 @@ def test_bad_optimizer_settings_are_clear_errors():
 def _digits_step(model_overrides=()):
   cfg = experiment("seed_cnn_digits", *model_overrides)
   datasets = data.build(cfg.data)
-  model = models.build(cfg.model, datasets.spec)
+  model = models.build(cfg, datasets.spec)
   tx = build_optimizer(cfg.optim, 100, 10)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, datasets.spec)
   batch = next(data.train_batches(datasets.train, 64, 0, 0))
@@ -155,10 +155,10 @@ def test_interrupted_then_resumed_run_is_bitwise_identical(tmp_path, monkeypatch
         raise _Interrupt
       yield batch
 
-  monkeypatch.setattr(loop_module.data, "train_batches", interrupted)
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", interrupted)
   with pytest.raises(_Interrupt):
     train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
-  monkeypatch.setattr(loop_module.data, "train_batches", real_batches)
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", real_batches)
   resumed = train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
 
   _, state_a, _ = load_run(tmp_path / "whole")
@@ -218,8 +218,8 @@ def test_bench_peak_is_cached_and_runs_report_their_fraction(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_bfloat16_mixed_precision_keeps_accuracy(tmp_path):
-  from jaxdl.train import evaluate, make_eval_step
-  from jaxdl.train.objectives import classification as objective
+  from jaxdl.training import evaluate, make_eval_step
+  from jaxdl.training.objectives import classification as objective
 
   f32 = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=10"), tmp_path / "f32",
                            quiet=True)
@@ -236,7 +236,7 @@ def test_bfloat16_mixed_precision_keeps_accuracy(tmp_path):
 
 
 def test_provenance_names_the_commit_of_the_code_imported(monkeypatch):
-  from jaxdl.train import run_folder
+  from jaxdl.training import run_folder
 
   imported = run_folder._COMMIT
   monkeypatch.setattr(run_folder, "_git", lambda *args: "f" * 40)  # A commit made since.

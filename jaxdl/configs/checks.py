@@ -59,6 +59,8 @@ def check_keys_and_types(config: ml_collections.ConfigDict, where: str) -> None:
   defaults = flatten(config_to_dict(get_config()))
   values = flatten(config_to_dict(config))
   for key, value in values.items():
+    if key.startswith("model.") and key != "model.name":
+      continue  # The model's own fields: model_fields.complete_model checks them.
     if key not in defaults:
       group, _, leaf = key.rpartition(".")
       valid = sorted(k.rpartition(".")[2] for k in defaults if k.rpartition(".")[0] == group)

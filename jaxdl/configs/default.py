@@ -12,6 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   """Returns the default config: the seed's CNN on the offline digits."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # Root of every PRNG stream: init, dropout and data order.
+  # The experiment file (set when it is loaded): its folder resolves the
+  # PKG.MODULE:ATTR import paths of the researcher's own parts.
+  c.experiment = ""
   c.num_epochs = 10  # The seed's model.fit(epochs=10).
   c.batch_size = 32  # Keras's model.fit default, which the seed's code uses.
   c.eval_batch_size = 256  # Evaluation only: does not change any result.
@@ -64,23 +67,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.fold = 0
 
   c.model = ml_collections.ConfigDict()
-  # 'seed_cnn' | 'deep_cnn' (images), 'text_rnn' (token ids), 'seq_rnn' (float sequences).
+  # A built-in model: 'seed_cnn' | 'deep_cnn' (images), 'text_rnn' (token ids),
+  # 'seq_rnn' (float sequences); or the researcher's own, as 'PKG.MODULE:ATTR'
+  # (a flax.linen or Flax NNX Module class, or a factory f(model_config, spec)),
+  # or 'get_model' for the experiment file's get_model(config, spec).
+  # config.model holds the chosen model's own fields besides the name (see
+  # jaxdl/models/cnn.py and sequence.py for the built-ins'; a user's Module's
+  # dataclass fields are its), filled in when the config is loaded.
   c.model.name = "seed_cnn"
-  # DeepCNN only: VGG-style stages; each stage has blocks_per_stage conv
-  # layers of the stage's width, then a 2x2 max pool.
-  c.model.widths = (32, 64, 128)
-  c.model.blocks_per_stage = 2
-  c.model.batch_norm = True
-  c.model.residual = True
-  c.model.dropout_rate = 0.0  # DeepCNN: before the output; recurrent: between layers too.
-  # Recurrent models: the seed's LSTM(64, return_sequences) -> LSTM(64).
-  c.model.cell = "lstm"  # 'rnn' | 'lstm' | 'gru'.
-  c.model.hidden_sizes = (64, 64)
-  c.model.embed_dim = 64  # text_rnn: the seed's Embedding(output_dim=64).
-  c.model.bidirectional = False
-  c.model.activation = "tanh"  # rnn cell only.
-  c.model.forget_bias = 1.0  # lstm cell only (Keras's unit_forget_bias).
-  c.model.unroll = 1  # Scan steps per loop iteration: speed only, same math.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"  # 'adam' (the seed's) | 'adamw' | 'sgd'.
@@ -98,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   # parameters, optimizer state and losses; bf16 forward and backward passes).
   c.dtype = "float32"
 
-  # Differentially private training (DP-SGD); see jaxdl/train/privacy.py.
+  # Differentially private training (DP-SGD); see jaxdl/training/privacy.py.
   c.privacy = ml_collections.ConfigDict()
   c.privacy.enabled = False
   c.privacy.clip_norm = 1.0  # C: each example's gradient is clipped to this L2 norm.

@@ -65,9 +65,14 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"get_config() in {path_str} returned {type(config).__name__}, "
                       "not an ml_collections.ConfigDict")
-  from jaxdl.configs.checks import check_keys_and_types  # checks.py imports this module.
+  # Both import this module.
+  from jaxdl.configs.checks import check_keys_and_types
+  from jaxdl.configs.model_fields import complete_model
 
+  if "experiment" in config:  # Import paths of the user's parts resolve from its folder.
+    config.experiment = str(pathlib.Path(path_str).resolve())
   check_keys_and_types(config, f"config file {path_str}")
+  complete_model(config)
   config.lock()
   return config
 
@@ -140,6 +145,11 @@ def _unknown_key(key: str, name: str, walked: list[str], node: Any) -> ConfigErr
   where = ".".join(walked) or "the top level"
   valid = _valid_keys(node) if isinstance(node, ml_collections.ConfigDict) else []
   close = suggest(name, valid)
+  if walked == ["model"] and "name" in valid:  # The chosen model's own fields.
+    fields = [v for v in valid if v != "name"]
+    hint = f" (did you mean 'model.{close[0]}'?)" if close and close[0] != "name" else ""
+    return ConfigError(f"config key {key!r} is not a field of model {node.name!r}{hint}; its "
+                       f"fields: {', '.join(fields) or 'none'}")
   hint = f" (did you mean {'.'.join(walked + close)!r}?)" if close else ""
   return ConfigError(f"unknown config key {key!r}{hint}; valid keys at {where}: {', '.join(valid)}")
 
@@ -171,12 +181,19 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
 def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: Iterable[str] | Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Returns a copy of ``config`` with ``key=value`` strings (or a mapping) applied."""
+  from jaxdl.configs.model_fields import rename_model  # It imports this module.
+
   config = ml_collections.ConfigDict(config.to_dict())  # Deep copy, keeps types.
   config.lock()
-  items = overrides.items() if isinstance(overrides, Mapping) else (
-      _split_override(o) for o in overrides)
+  items = list(overrides.items() if isinstance(overrides, Mapping) else (
+      _split_override(o) for o in overrides))
+  # A new model first: its fields replace the old model's before they are set.
   for key, value in items:
-    set_value(config, key, value)
+    if key == "model.name":
+      rename_model(config, str(value))
+  for key, value in items:
+    if key != "model.name":
+      set_value(config, key, value)
   return config
 
 
@@ -201,16 +218,25 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def config_from_dict(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collections.ConfigDict:
   """Rebuilds a locked config from :func:`config_to_dict` output (a run's config.json).
 
   The saved values are laid over today's default config, so a run folder made
   before a key existed gets that key's default (lists become tuples again).
+  ``model`` is the model object of a run trained on one given to the API.
   """
   from jaxdl.configs.default import get_config  # Here: default.py imports nothing of ours.
+  from jaxdl.configs.model_fields import complete_model
 
   config = get_config()
+  flat = flatten(values)
+  saved_model = {k.partition(".")[2]: v for k, v in flat.items() if k.startswith("model.")}
+  config.model = ml_collections.ConfigDict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in saved_model.items()})
+  config.experiment = flat.get("experiment", "")
+  complete_model(config, model, tolerant=True)  # Older runs saved every model's fields.
   config.lock()
-  for key, value in flatten(values).items():
-    set_value(config, key, tuple(value) if isinstance(value, list) else value)
+  for key, value in flat.items():
+    if not key.startswith("model."):
+      set_value(config, key, tuple(value) if isinstance(value, list) else value)
   return config

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl.data import idx, tfds_source
+from jaxdl.data.image_folder import load_image_folder
 from jaxdl.data.arrays import (Split, check_images, check_labels, check_split_sizes, hold_out_test,
                                refuse_folds, split_indices)
 from jaxdl.data.spec import DataSpec, Datasets
@@ -27,6 +28,7 @@ class _Raw:
   max_value: float  # The value of a white pixel: 16 for digits, 255 for uint8.
   num_classes: int  # 0: count the labels.
   notes: tuple[str, ...] = ()
+  class_names: tuple[str, ...] = ()
 
 
 def _digits(cfg: ml_collections.ConfigDict) -> _Raw:
@@ -63,8 +65,15 @@ def _tfds(cfg: ml_collections.ConfigDict, name: str) -> _Raw:
               (f"TFDS {name} (train split {cfg.train_split!r}, test split {cfg.test_split!r})",))
 
 
+def _imagefolder(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
+  splits, classes, notes = load_image_folder(folder, cfg.image_size)
+  return _Raw(splits, 255.0, len(classes), tuple(notes), classes)
+
+
 def _load_raw(cfg: ml_collections.ConfigDict) -> _Raw:
   kind, _, arg = cfg.name.partition(":")
+  if kind == "imagefolder" and arg:
+    return _imagefolder(cfg, arg)
   if kind == "digits" and not arg:
     return _digits(cfg)
   if kind == "idx" and arg:
@@ -72,7 +81,8 @@ def _load_raw(cfg: ml_collections.ConfigDict) -> _Raw:
   if kind == "tfds" and arg:
     return _tfds(cfg, arg)
   raise DataError(f"unknown data.name {cfg.name!r}; use 'digits', 'tfds:<name>' "
-                  "(e.g. tfds:mnist) or 'idx:<folder>'")
+                  "(e.g. tfds:mnist), 'idx:<folder>', 'imagefolder:<folder>', "
+                  "'textfile:<folder>', 'py:PKG.MODULE:ATTR', 'adding', 'memory' or 'seq_digits'")
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -106,8 +116,16 @@ def build_image_data(cfg: ml_collections.ConfigDict) -> Datasets:
     test_images, test_labels = train_images[held], train_labels[held]
     train_images, train_labels = train_images[keep], train_labels[keep]
     notes.append(note)
-  keep, held = split_indices(len(train_labels), cfg.val_fraction, [cfg.split_seed, 1],
-                             train_labels, "validation")
+  if "val" in raw.splits:  # The source's own validation split, appended after train.
+    val_images = check_images(raw.splits["val"][0], f"{cfg.name} val images")
+    val_labels = check_labels(raw.splits["val"][1], num_classes, f"{cfg.name} val labels")
+    keep = np.arange(len(train_labels))
+    held = np.arange(len(train_labels), len(train_labels) + len(val_labels))
+    train_images = np.concatenate([train_images, val_images])
+    train_labels = np.concatenate([train_labels, val_labels])
+  else:
+    keep, held = split_indices(len(train_labels), cfg.val_fraction, [cfg.split_seed, 1],
+                               train_labels, "validation")
   check_split_sizes(cfg.name, len(keep), len(test_labels))
 
   def prepare(images):
@@ -120,10 +138,13 @@ def build_image_data(cfg: ml_collections.ConfigDict) -> Datasets:
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
   train_all = Split(train_x, train_labels)
   train, val, test = train_all.take(keep), train_all.take(held), Split(test_x, test_labels)
-  if len(val):
+  if "val" in raw.splits:
+    notes.append("validation set: the source's own val split")
+  elif len(val):
     notes.append(f"validation set: {len(val)} examples ({cfg.val_fraction:.0%}) held out of "
                  f"the training data, stratified, with data.split_seed={cfg.split_seed}")
   spec = DataSpec(name=cfg.name, task="classification", input_shape=tuple(train.inputs.shape[1:]),
                   input_dtype="float32", num_classes=num_classes, num_train=len(train),
-                  num_val=len(val), num_test=len(test), notes=tuple(notes))
+                  num_val=len(val), num_test=len(test), notes=tuple(notes),
+                  class_names=raw.class_names)
   return Datasets(train, val, test, spec)

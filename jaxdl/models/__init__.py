@@ -1,74 +1,89 @@
-"""Models by name: ``build(config.model, spec)`` is the one place config becomes a module."""
+"""Models as parts: ``resolve(name)`` gives the record, ``build`` the one place config becomes a module.
+
+``config.model.name`` is a built-in name (``seed_cnn``, ``deep_cnn``,
+``text_rnn``, ``seq_rnn``), an import path ``PKG.MODULE:ATTR`` to the user's
+model, or ``get_model`` for the experiment file's ``get_model(config, spec)``;
+the Python API also takes the objects themselves. See part.py for the contract.
+"""
+
+from typing import Any
 
 import flax.linen as nn
 import ml_collections
 
+from jaxdl import parts
 from jaxdl.data.spec import DataSpec
 from jaxdl.errors import ConfigError
-from jaxdl.models.cnn import DeepCNN, SeedCNN
+from jaxdl.models.cnn import DEEP_CNN, SEED_CNN, DeepCNN, SeedCNN
+from jaxdl.models.part import (IMAGES, SEQUENCES, TOKENS, InputKind, ModelPart, call_kwargs,
+                               factory_part, part_from_object)
 from jaxdl.models.recurrent import (CELLS, Bidirectional, GRUCell, LSTMCell, RecurrentLayer,
                                     RecurrentStack, SimpleRNNCell)
-from jaxdl.models.sequence import SequenceModel, TextClassifier
+from jaxdl.models.sequence import SEQ_RNN, TEXT_RNN, SequenceModel, TextClassifier
 from jaxdl.models.stats import count_params, flops_per_example
 
-
-def _seed_cnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
-  return SeedCNN(num_classes=spec.num_classes)
-
-
-def _deep_cnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
-  if not cfg.widths or cfg.blocks_per_stage < 1:
-    raise ConfigError("deep_cnn needs model.widths (one width per stage) and "
-                      "model.blocks_per_stage >= 1")
-  return DeepCNN(num_classes=spec.num_classes, widths=tuple(cfg.widths),
-                 blocks_per_stage=cfg.blocks_per_stage, batch_norm=cfg.batch_norm,
-                 residual=cfg.residual, dropout_rate=cfg.dropout_rate)
+BUILTIN: dict[str, ModelPart] = {p.name: p for p in (SEED_CNN, DEEP_CNN, TEXT_RNN, SEQ_RNN)}
+GET_MODEL = "get_model"  # config.model.name for the experiment file's get_model(config, spec).
 
 
-def _recurrent_fields(cfg: ml_collections.ConfigDict) -> dict:
-  if cfg.cell not in CELLS:
-    raise ConfigError(f"unknown model.cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
-  if not cfg.hidden_sizes or min(cfg.hidden_sizes) < 1:
-    raise ConfigError("model.hidden_sizes needs one positive width per recurrent layer")
-  if cfg.unroll < 1:
-    raise ConfigError(f"model.unroll must be at least 1, got {cfg.unroll}")
-  return dict(cell=cfg.cell, hidden_sizes=tuple(cfg.hidden_sizes),
-              bidirectional=cfg.bidirectional, dropout_rate=cfg.dropout_rate, unroll=cfg.unroll,
-              activation=cfg.activation, forget_bias=cfg.forget_bias)
+def resolve(name: str, experiment: str = "", obj: Any = None) -> ModelPart:
+  """The record of the model ``config.model.name`` names.
+
+  Args:
+    name: a built-in name, ``PKG.MODULE:ATTR``, ``get_model`` or ``python:...``.
+    experiment: the experiment file (import paths resolve from its folder;
+      ``get_model`` is defined in it).
+    obj: the Python object, where the API was given one (then ``name`` only labels it).
+  """
+  if obj is not None:
+    return part_from_object(name, obj)
+  if name in BUILTIN:
+    return BUILTIN[name]
+  if name == GET_MODEL:
+    if not experiment:
+      raise ConfigError("model.name=get_model needs an experiment file that defines "
+                        "get_model(config, spec)")
+    module_name = parts.module_name_of(experiment)
+    factory = parts.import_object(f"{module_name}:get_model", experiment, "model")
+    return factory_part(GET_MODEL, factory, whole_config=True)
+  if name.startswith(parts.PYTHON_OBJECT):
+    raise ConfigError(f"model {name} was a Python object given to the API; pass it again "
+                      "(model=...) to use this run")
+  if not parts.is_import_path(name):
+    raise ConfigError(f"unknown model.name {name!r}; choose one of {', '.join(sorted(BUILTIN))}, "
+                      "or name your own as PKG.MODULE:ATTR")
+  return part_from_object(name, parts.import_object(name, experiment, "model"))
 
 
-def _text_rnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
-  return TextClassifier(vocab_size=spec.vocab_size, embed_dim=cfg.embed_dim,
-                        num_classes=spec.num_classes, **_recurrent_fields(cfg))
+def check_inputs(part: ModelPart, spec: DataSpec) -> None:
+  """Refuses data the model cannot take, naming the models that fit."""
+  if part.inputs is None or part.inputs.fits(spec):
+    return
+  fits = [p.name for p in BUILTIN.values() if p.inputs and p.inputs.fits(spec)]
+  raise ConfigError(f"model {part.name!r} takes {part.inputs.what}, but {spec.name} gives "
+                    f"{spec.input_dtype} inputs of shape {spec.input_shape}; use model.name "
+                    f"{' or '.join(repr(f) for f in fits) or 'of another kind'}")
 
 
-def _seq_rnn(cfg: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
-  outputs = 1 if spec.task == "regression" else spec.num_classes
-  return SequenceModel(num_outputs=outputs, **_recurrent_fields(cfg))
+def build(config: ml_collections.ConfigDict, spec: DataSpec,
+          part: ModelPart | None = None) -> nn.Module:
+  """The Flax module for ``config`` (its ``model`` group) and data ``spec``.
+
+  Args:
+    config: the run's config.
+    spec: the data's facts.
+    part: the model's record (default: resolved from ``config.model.name``).
+  """
+  part = part or resolve(config.model.name, config.experiment)
+  check_inputs(part, spec)
+  missing = [f for f in part.required if f not in config.model]
+  if missing:
+    raise ConfigError(f"model {part.name} needs config.model.{missing[0]} (it has no default); "
+                      "set it in the experiment file")
+  return part.build(config, config.model, spec)
 
 
-MODELS = {"seed_cnn": _seed_cnn, "deep_cnn": _deep_cnn, "text_rnn": _text_rnn,
-          "seq_rnn": _seq_rnn}
-# What each model takes: image [h, w, c], token ids [time], or float sequences [time, features].
-_INPUTS = {"seed_cnn": ("images", 3, "float32"), "deep_cnn": ("images", 3, "float32"),
-           "text_rnn": ("token ids", 1, "int32"), "seq_rnn": ("float sequences", 2, "float32")}
-
-
-def build(model_config: ml_collections.ConfigDict, spec: DataSpec) -> nn.Module:
-  """Returns the Flax module named by ``model_config.name`` for data ``spec``."""
-  if model_config.name not in MODELS:
-    raise ConfigError(f"unknown model.name {model_config.name!r}; choose one of "
-                      f"{', '.join(sorted(MODELS))}")
-  what, rank, dtype = _INPUTS[model_config.name]
-  if len(spec.input_shape) != rank or spec.input_dtype != dtype:
-    fits = [name for name, (_, r, d) in _INPUTS.items()
-            if r == len(spec.input_shape) and d == spec.input_dtype]
-    raise ConfigError(f"model {model_config.name!r} takes {what}, but {spec.name} gives "
-                      f"{spec.input_dtype} inputs of shape {spec.input_shape}; use model.name "
-                      f"{' or '.join(repr(f) for f in fits) or 'of another kind'}")
-  return MODELS[model_config.name](model_config, spec)
-
-
-__all__ = ["Bidirectional", "DeepCNN", "GRUCell", "LSTMCell", "MODELS", "RecurrentLayer",
-           "RecurrentStack", "SeedCNN", "SequenceModel", "SimpleRNNCell", "TextClassifier",
-           "build", "count_params", "flops_per_example"]
+__all__ = ["BUILTIN", "Bidirectional", "CELLS", "DeepCNN", "GRUCell", "IMAGES", "InputKind",
+           "LSTMCell", "ModelPart", "RecurrentLayer", "RecurrentStack", "SEQUENCES", "SeedCNN",
+           "SequenceModel", "SimpleRNNCell", "TOKENS", "TextClassifier", "build", "call_kwargs",
+           "check_inputs", "count_params", "flops_per_example", "resolve"]

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.layers import glorot_uniform, max_pool, require_spatial
+from jaxdl.models.part import IMAGES, ModelPart
 
 
 class SeedCNN(nn.Module):
@@ -120,3 +121,31 @@ class DeepCNN(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=glorot_uniform)(x)
+
+
+def _deep_cnn(config, model_config, spec) -> DeepCNN:
+  del config
+  return DeepCNN(num_classes=spec.num_classes, widths=tuple(model_config.widths),
+                 blocks_per_stage=model_config.blocks_per_stage,
+                 batch_norm=model_config.batch_norm, residual=model_config.residual,
+                 dropout_rate=model_config.dropout_rate)
+
+
+SEED_CNN = ModelPart(
+    "seed_cnn", lambda config, model_config, spec: SeedCNN(num_classes=spec.num_classes),
+    fields={}, inputs=IMAGES, cite_keys=lambda fields: ["lecun1998gradient"],
+    description="the seed's Keras CNN (SeedCNN)")
+
+DEEP_CNN = ModelPart(
+    "deep_cnn", _deep_cnn,
+    fields={
+        "widths": (32, 64, 128),  # One width per stage; each stage ends in a 2x2 max pool.
+        "blocks_per_stage": 2,  # Conv layers per stage.
+        "batch_norm": True,
+        "residual": True,
+        "dropout_rate": 0.0,  # Before the output layer.
+    },
+    inputs=IMAGES,
+    cite_keys=lambda f: (["simonyan2015very"] + ["ioffe2015batch"] * bool(f["batch_norm"])
+                         + ["he2016deep"] * bool(f["residual"])),
+    description="a VGG-style DeepCNN")

@@ -4,8 +4,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.errors import ConfigError
 from jaxdl.models.layers import glorot_uniform
-from jaxdl.models.recurrent import RecurrentStack, StackFields
+from jaxdl.models.part import SEQUENCES, TOKENS, ModelPart
+from jaxdl.models.recurrent import CELLS, RecurrentStack, StackFields
 
 
 def keras_embedding_init(key, shape, dtype=jnp.float32):
@@ -82,3 +84,53 @@ class SequenceModel(_Recurrent):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_outputs, kernel_init=glorot_uniform)(x)
     return x[:, 0] if self.num_outputs == 1 else x
+
+
+# The seed's LSTM(64, return_sequences) -> LSTM(64); options of every recurrent layer.
+RECURRENT_FIELDS = {
+    "cell": "lstm",  # 'rnn' | 'lstm' | 'gru'.
+    "hidden_sizes": (64, 64),  # One width per recurrent layer.
+    "bidirectional": False,
+    "dropout_rate": 0.0,  # Between recurrent layers and before the output layer.
+    "activation": "tanh",  # rnn cell only.
+    "forget_bias": 1.0,  # lstm cell only (Keras's unit_forget_bias).
+    "unroll": 1,  # Scan steps per loop iteration: speed only, same math.
+}
+_CELL_PAPERS = {"rnn": "elman1990finding", "lstm": "hochreiter1997long", "gru": "cho2014learning"}
+
+
+def _stack_kwargs(model_config) -> dict:
+  if model_config.cell not in CELLS:
+    raise ConfigError(f"unknown model.cell {model_config.cell!r}; choose one of "
+                      f"{', '.join(CELLS)}")
+  return dict(cell=model_config.cell, hidden_sizes=tuple(model_config.hidden_sizes),
+              bidirectional=model_config.bidirectional, dropout_rate=model_config.dropout_rate,
+              unroll=model_config.unroll, activation=model_config.activation,
+              forget_bias=model_config.forget_bias)
+
+
+def first_lstm_cell(params: dict) -> dict | None:
+  """The first recurrent layer's cell parameters, if it is a unidirectional LSTM."""
+  layer = params.get("recurrent", {}).get("layer_0")
+  cell = layer.get("cell") if layer else None
+  return cell if cell and cell["recurrent_kernel"].shape[1] == 4 * cell[
+      "recurrent_kernel"].shape[0] else None
+
+
+TEXT_RNN = ModelPart(
+    "text_rnn",
+    lambda config, model_config, spec: TextClassifier(
+        vocab_size=spec.vocab_size, embed_dim=model_config.embed_dim,
+        num_classes=spec.num_classes, **_stack_kwargs(model_config)),
+    fields={**RECURRENT_FIELDS, "embed_dim": 64},  # The seed's Embedding(output_dim=64).
+    inputs=TOKENS, cite_keys=lambda f: [_CELL_PAPERS.get(f["cell"], "")],
+    description="a recurrent text classifier", lstm_cell=first_lstm_cell)
+
+SEQ_RNN = ModelPart(
+    "seq_rnn",
+    lambda config, model_config, spec: SequenceModel(
+        num_outputs=1 if spec.task == "regression" else spec.num_classes,
+        **_stack_kwargs(model_config)),
+    fields=dict(RECURRENT_FIELDS), inputs=SEQUENCES,
+    cite_keys=lambda f: [_CELL_PAPERS.get(f["cell"], "")],
+    description="a recurrent sequence model", lstm_cell=first_lstm_cell)

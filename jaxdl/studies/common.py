@@ -14,9 +14,9 @@ import ml_collections  # noqa: E402
 
 from jaxdl.configs import apply_overrides  # noqa: E402
 from jaxdl.configs.default import get_config  # noqa: E402
-from jaxdl.sweep.axes import parse_axis  # noqa: E402
-from jaxdl.sweep.report import Failure, Group, load_rows, render, summarize  # noqa: E402
-from jaxdl.sweep.run import run_sweep  # noqa: E402
+from jaxdl.sweeps.axes import parse_axis  # noqa: E402
+from jaxdl.sweeps.report import Failure, Group, load_rows, render, summarize  # noqa: E402
+from jaxdl.sweeps.run import run_sweep  # noqa: E402
 
 
 def shared_data_dir() -> pathlib.Path | None:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.models.sequence import SequenceModel
-from jaxdl.train.objectives import OBJECTIVES
+from jaxdl.training.objectives import OBJECTIVES
 
 
 def hidden_state_gradient_norms(model: SequenceModel, params, inputs: np.ndarray,

@@ -12,7 +12,7 @@ from jaxdl import models
 from jaxdl.data.synthetic import ADDING_BASELINE_MSE
 from jaxdl.studies.common import StudyRows, config, save_figure, seeds_sweep
 from jaxdl.studies.gradients import hidden_state_gradient_norms
-from jaxdl.train import load_run
+from jaxdl.training import load_run
 
 SOLVED_MSE = 0.05  # Under 30% of the baseline's 0.167: the two marked values were found.
 CELLS = ("rnn", "gru", "lstm")

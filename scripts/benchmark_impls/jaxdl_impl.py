@@ -17,11 +17,11 @@ from jaxdl import cost, data, models
 from jaxdl.configs import load_config
 from jaxdl.data import DataSpec, Datasets, Split
 from jaxdl.host import allocator_state
-from jaxdl.train.experiment import build_experiment
-from jaxdl.train.group import MemberGroup
-from jaxdl.train.loop import jit_steps
-from jaxdl.train.metric_sums import merge
-from jaxdl.train.parallel import DataParallel
+from jaxdl.training.experiment import build_experiment
+from jaxdl.training.group import MemberGroup
+from jaxdl.training.loop import jit_steps
+from jaxdl.training.metric_sums import merge
+from jaxdl.training.parallel import DataParallel
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
 # The seed's models as jaxdl's experiments define them; data is replaced by random arrays.

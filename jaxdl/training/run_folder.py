@@ -31,7 +31,7 @@ import jax
 from jaxdl import host
 from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
-from jaxdl.train.folder_lock import LOCK_FILE, FolderLock
+from jaxdl.training.folder_lock import LOCK_FILE, FolderLock
 
 _PACKAGES = ("jaxdl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
              "tensorflow-datasets", "ml-collections", "scikit-learn")
@@ -98,15 +98,21 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
   }
 
 
+# Config keys that say where the code came from, not what was run.
+IGNORED_KEYS = ("experiment",)
+
+
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
   """``key: old -> new`` for each key that differs between two saved configs.
 
-  A key the old config did not have yet (added to jaxdl since) is not a
-  difference: old runs stay resumable after an upgrade.
+  A key only one of them has (added to jaxdl since, or a field of another
+  model that an older jaxdl saved) is not a difference: old runs stay
+  resumable after an upgrade. Where the experiment file lives is not part of
+  the run (``experiment``): a run folder can be resumed from another checkout.
   """
   old, new = flatten(old), flatten(new)
-  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-          if k in old and old.get(k) != new.get(k)]
+  return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new))
+          if k not in IGNORED_KEYS and old[k] != new[k]]
 
 
 # Everything jaxdl writes into a run folder: --overwrite deletes these and nothing else.

@@ -25,20 +25,21 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdl import data, models
+from jaxdl import models
+from jaxdl import data as data_lib
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
-from jaxdl.train.checkpoint import Checkpointer, CorruptCheckpoint
-from jaxdl.train.evaluation import check_finite, epoch_row, evaluate, evaluate_group
-from jaxdl.train.experiment import Experiment, batch_length, build_experiment
-from jaxdl.train.group import MemberGroup
-from jaxdl.train.metric_sums import means, merge
-from jaxdl.train.parallel import DataParallel
-from jaxdl.train.progress import Reporter, format_row
-from jaxdl.train.results import epsilon_spent, run_results
-from jaxdl.train.run_folder import RunFolder, read_json
-from jaxdl.train.state import TrainState
-from jaxdl.train.steps import make_eval_step, make_train_step
+from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
+from jaxdl.training.evaluation import check_finite, epoch_row, evaluate, evaluate_group
+from jaxdl.training.experiment import Experiment, batch_length, build_experiment
+from jaxdl.training.group import MemberGroup
+from jaxdl.training.metric_sums import means, merge
+from jaxdl.training.parallel import DataParallel
+from jaxdl.training.progress import Reporter, format_row
+from jaxdl.training.results import epsilon_spent, run_results
+from jaxdl.training.run_folder import RunFolder, read_json
+from jaxdl.training.state import TrainState
+from jaxdl.training.steps import make_eval_step, make_train_step
 
 _merge = jax.jit(merge)
 
@@ -211,11 +212,11 @@ class GroupTrainer:
     for exp in self.exps:
       c = exp.config
       if exp.privacy:
-        per_member.append(data.PoissonBatches(
+        per_member.append(data_lib.PoissonBatches(
             exp.datasets.train, exp.privacy["sampling_rate"], exp.privacy["padded_batch"],
             c.seed, epoch, exp.steps_per_epoch, first, c.data.augment_shift))
       else:
-        per_member.append(data.train_batches(exp.datasets.train, exp.batch_length, c.seed,
+        per_member.append(data_lib.train_batches(exp.datasets.train, exp.batch_length, c.seed,
                                              epoch, start=first, shift=c.data.augment_shift))
     return zip(*per_member)
 
@@ -353,8 +354,9 @@ class GroupTrainer:
     variables = self.lead.initial_state.variables()
     spec = self.lead.datasets.spec
     size = {"num_params": models.count_params(variables["params"]),
-            "flops_per_example": models.flops_per_example(self.lead.model, variables,
-                                                          spec.input_shape, spec.input_dtype)}
+            "flops_per_example": models.flops_per_example(
+                self.lead.model, variables, spec.input_shape, spec.input_dtype,
+                self.lead.datasets.train.extra)}
     timing = {"train_s": progress.train_s, "compile_s": progress.compile_s,
               "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step}
     all_results = []
@@ -398,7 +400,7 @@ def _sync(name: str) -> None:
 def train_group(configs: Sequence[ml_collections.ConfigDict],
                 workdirs: Sequence[str | pathlib.Path], *, vectorized: bool,
                 quiet: bool = False, overwrite: bool = False, command: Sequence[str] = (),
-                datasets: data.Datasets | None = None,
+                datasets: data_lib.Datasets | None = None, model: Any = None,
                 log: Callable[[str], None] = _stderr) -> list[dict[str, Any]]:
   """Trains runs that differ only in values (seed, learning rate, ...) as one program.
 
@@ -415,6 +417,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     overwrite: delete what jaxdl wrote in the run folders first (after every check).
     command: the command line, for provenance.json.
     datasets: the data, if already built from ``configs[0].data``.
+    model: the model as a Python object (see ``build_experiment``), if not by name.
     log: where messages go.
 
   Returns:
@@ -423,8 +426,8 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
   wall_start = time.perf_counter()
   group = MemberGroup(len(configs), vectorized)
   # Every check first: a refused run leaves its folder as it was.
-  lead = build_experiment(configs[0], datasets)
-  exps = [lead] + [build_experiment(c, lead.datasets) for c in configs[1:]]
+  lead = build_experiment(configs[0], datasets, model)
+  exps = [lead] + [build_experiment(c, lead.datasets, model) for c in configs[1:]]
   parallel = DataParallel.over_all_devices(stacked=vectorized,
                                            model_axis=lead.config.parallel.model_axis)
   parallel.check_batch_size(lead.config.batch_size)
@@ -457,15 +460,15 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        quiet: bool = False, overwrite: bool = False,
-                       command: Sequence[str] = (),
-                       datasets: data.Datasets | None = None) -> dict[str, Any]:
+                       command: Sequence[str] = (), datasets: data_lib.Datasets | None = None,
+                       model: Any = None) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming from its last checkpoint) and tests it.
 
   Returns:
     The results written to ``workdir/results.json``.
   """
   return train_group([config], [workdir], vectorized=False, quiet=quiet, overwrite=overwrite,
-                     command=command, datasets=datasets)[0]
+                     command=command, datasets=datasets, model=model)[0]
 
 
 def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
@@ -495,13 +498,16 @@ def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
   return train_step, eval_step
 
 
-def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected"
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
+             model: Any = None, data: Callable | None = None
              ) -> tuple[Experiment, TrainState, RunFolder]:
   """Rebuilds a run's experiment from its config.json and restores one of its checkpoints.
 
   Args:
     workdir: the run folder.
     checkpoint: ``'selected'`` (the model its results come from) or ``'last'``.
+    model: the model object, for a run trained on one given to the API.
+    data: the data function, likewise.
   """
   if checkpoint not in ("selected", "last"):
     raise CheckpointError(f"checkpoint must be 'selected' or 'last', got {checkpoint!r}")
@@ -509,7 +515,9 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected"
   if not run.file("config.json").exists():
     raise CheckpointError(f"{workdir} is not a run folder (no config.json); pass the "
                           "--workdir of a `jaxdl train` run")
-  exp = build_experiment(config_from_dict(read_json(run.file("config.json"))))
+  config = config_from_dict(read_json(run.file("config.json")), model)
+  datasets = data_lib.build(config.data, config.experiment, data) if data is not None else None
+  exp = build_experiment(config, datasets, model)
   run.check_vocab(exp.datasets.vocab, required=True)
   checkpointer = Checkpointer(workdir, exp.config.checkpoints_to_keep, exp.selection)
   try:
@@ -527,9 +535,10 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected"
   return exp, state, run
 
 
-def evaluate_run(workdir: str | pathlib.Path, checkpoint: str = "selected") -> dict[str, Any]:
+def evaluate_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
+                 model: Any = None, data: Callable | None = None) -> dict[str, Any]:
   """Re-evaluates a run's checkpoint on its validation and test splits; writes eval.json."""
-  exp, state, run = load_run(workdir, checkpoint)
+  exp, state, run = load_run(workdir, checkpoint, model=model, data=data)
   eval_step = jax.jit(make_eval_step(exp.model, exp.objective, exp.compute_dtype))
   results: dict[str, Any] = {"checkpoint": checkpoint, "step": int(state.step)}
   for name, split in (("val", exp.datasets.val), ("test", exp.datasets.test)):

@@ -28,8 +28,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from jaxdl.errors import CheckpointError
-from jaxdl.train.selection import Selection
-from jaxdl.train.state import TrainState
+from jaxdl.training.selection import Selection
+from jaxdl.training.state import TrainState
 
 CHECKSUMS = "jaxdl_checksums.json"
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxdl.errors import JaxdlError  # noqa: E402
-from jaxdl.sweep.report import REPETITION_AXES, default_metrics, load_rows, summarize  # noqa: E402
+from jaxdl.sweeps.report import REPETITION_AXES, default_metrics, load_rows, summarize  # noqa: E402
 
 
 def _history(run: pathlib.Path) -> list[dict]:

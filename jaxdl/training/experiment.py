@@ -12,16 +12,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from jaxdl import data, models
 from jaxdl.configs.checks import check_config
-from jaxdl.errors import ConfigError
-from jaxdl.train import privacy, selection
-from jaxdl.train.objectives import OBJECTIVES, Objective
-from jaxdl.train.optim import build_optimizer
-from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.steps import NONFINITE_POLICIES
+from jaxdl.errors import ConfigError, JaxdlError
+from jaxdl.training import privacy, selection
+from jaxdl.training.objectives import OBJECTIVES, Objective
+from jaxdl.training.optim import build_optimizer
+from jaxdl.training.state import TrainState, create_train_state
+from jaxdl.training.steps import NONFINITE_POLICIES
 
 # config.dtype -> the dtype the steps compute in (None: as stored, float32).
 COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
@@ -42,6 +43,7 @@ class Experiment:
     selection: which epoch is the run's result.
     privacy: DP-SGD settings in use (noise calibrated, sampling), or None.
     batch_length: the training batch arrays' length (see ``batch_length``).
+    part: the model's record (how it is built, cited and explained).
   """
 
   config: ml_collections.ConfigDict
@@ -54,6 +56,7 @@ class Experiment:
   selection: selection.Selection
   privacy: dict | None = None
   batch_length: int = 0
+  part: models.ModelPart | None = None
 
   @property
   def total_steps(self) -> int:
@@ -64,23 +67,31 @@ class Experiment:
     return COMPUTE_DTYPES[self.config.dtype]
 
 
-def build_experiment(config: ml_collections.ConfigDict,
-                     datasets: data.Datasets | None = None) -> Experiment:
-  """Data (unless given), model, optimizer, objective and initial state for ``config``."""
+def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets | None = None,
+                     model: Any = None) -> Experiment:
+  """Data (unless given), model, optimizer, objective and initial state for ``config``.
+
+  Args:
+    config: the run's config.
+    datasets: the data, if already built from ``config.data``.
+    model: the model as a Python object (a Module class, NNX class, factory or
+      instance), where the API was given one instead of ``config.model.name``.
+  """
   check_config(config)
   if config.dtype not in COMPUTE_DTYPES:
     raise ConfigError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {config.dtype!r}")
   if config.nonfinite not in NONFINITE_POLICIES:
     raise ConfigError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got "
                       f"{config.nonfinite!r}")
-  datasets = datasets or data.build(config.data)
+  datasets = datasets or data.build(config.data, config.experiment)
   spec = datasets.spec
-  model = models.build(config.model, spec)
+  part = models.resolve(config.model.name, config.experiment, model)
+  module = models.build(config, spec, part)
   objective = OBJECTIVES[spec.task]
   chosen = selection.resolve(config.select, spec, objective.metric_names)
   steps_per_epoch = data.num_batches(spec.num_train, config.batch_size)
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
-  state = create_train_state(jax.random.PRNGKey(config.seed), model, tx, spec)
+  state = _initial_state(config, module, part, tx, datasets)
   data_devices = jax.device_count() // max(config.parallel.model_axis, 1)
   private = None
   if config.privacy.enabled:
@@ -89,8 +100,27 @@ def build_experiment(config: ml_collections.ConfigDict,
                         "batch; set model.batch_norm=false")
     private = privacy.resolve(config.privacy, spec.num_train, config.batch_size,
                               steps_per_epoch * config.num_epochs, data_devices)
-  return Experiment(config, datasets, model, tx, state, steps_per_epoch, objective, chosen,
-                    private, batch_length(config.batch_size, spec.num_train, data_devices))
+  return Experiment(config, datasets, module, tx, state, steps_per_epoch, objective, chosen,
+                    private, batch_length(config.batch_size, spec.num_train, data_devices), part)
+
+
+def _initial_state(config: ml_collections.ConfigDict, module, part: models.ModelPart, tx,
+                   datasets: data.Datasets) -> TrainState:
+  """The state at step 0, initialised on one real training example (extras included)."""
+  example = {**datasets.train.take(np.arange(1)).arrays(), "mask": np.ones(1, np.float32)}
+  try:
+    return create_train_state(jax.random.PRNGKey(config.seed), module, tx, datasets.spec,
+                              example)
+  except JaxdlError:
+    raise
+  except Exception as e:  # The user's module failed on the data: say where, in one line.
+    if part.is_builtin:
+      raise
+    shapes = ", ".join(f"{k} <{v.dtype}>{list(v.shape)}" for k, v in example.items())
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    raise ConfigError(f"model {part.name} failed on a batch of the data ({shapes}): "
+                      f"{type(e).__name__}: {first}; its __call__(self, x, *, train) takes the "
+                      "inputs and returns [batch, classes] logits") from e
 
 
 def batch_length(batch_size: int, num_examples: int, devices: int = 1) -> int:

@@ -12,11 +12,11 @@ import jax
 from jaxdl import data
 from jaxdl.data.arrays import Split
 from jaxdl.errors import NonFiniteError
-from jaxdl.train.group import MemberGroup
-from jaxdl.train.metric_sums import merge
-from jaxdl.train.parallel import DataParallel
-from jaxdl.train.state import TrainState
-from jaxdl.train.steps import EvalStep
+from jaxdl.training.group import MemberGroup
+from jaxdl.training.metric_sums import merge
+from jaxdl.training.parallel import DataParallel
+from jaxdl.training.state import TrainState
+from jaxdl.training.steps import EvalStep
 
 _merge = jax.jit(merge)
 

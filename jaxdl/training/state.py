@@ -1,5 +1,6 @@
 """The training state: one explicit pytree that the jitted step maps to its successor."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import flax
@@ -42,10 +43,26 @@ def dummy_inputs(spec: DataSpec, batch_size: int = 1) -> jax.Array:
 
 
 def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
-                       spec: DataSpec) -> TrainState:
-  """Initialises parameters from ``key`` and the optimizer state from them."""
+                       spec: DataSpec, example: Mapping[str, Any] | None = None) -> TrainState:
+  """Initialises parameters from ``key`` and the optimizer state from them.
+
+  Args:
+    key: the run's root key (split into the init key and the dropout root).
+    model: the Flax module.
+    tx: the optimizer.
+    spec: the data's facts (a zero input of its shape initialises the model).
+    example: a batch of one real example (inputs, mask and the per-example
+      arrays the model may take, such as ``lengths``); default: zero inputs.
+  """
+  from jaxdl.training.steps import model_arguments  # steps.py imports this module.
+
   init_key, dropout_key = jax.random.split(key)
-  variables = model.init({"params": init_key}, dummy_inputs(spec), train=False)
+  if example is None:
+    example = {"inputs": dummy_inputs(spec), "mask": jnp.ones((1,), jnp.float32)}
+  inputs, kwargs = model_arguments(model, example, train=False)
+  # A dropout stream too: Flax NNX modules (through nnx.bridge) draw dropout keys at init.
+  variables = model.init({"params": init_key, "dropout": jax.random.fold_in(init_key, 1)},
+                         inputs, **kwargs)
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     batch_stats=variables.get("batch_stats", {}), key=dropout_key)

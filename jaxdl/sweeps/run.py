@@ -25,12 +25,12 @@ from jaxdl import data
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError
-from jaxdl.sweep.axes import Axis, expand
-from jaxdl.sweep.groups import group_members, splitting_axes
-from jaxdl.train.experiment import build_experiment
-from jaxdl.train.folder_lock import LOCK_FILE, RunLocked
-from jaxdl.train.loop import train_group
-from jaxdl.train.run_folder import RunFolder, config_differences, read_json, write_json
+from jaxdl.sweeps.axes import Axis, expand
+from jaxdl.sweeps.groups import group_members, splitting_axes
+from jaxdl.training.experiment import build_experiment
+from jaxdl.training.folder_lock import LOCK_FILE, RunLocked
+from jaxdl.training.loop import train_group
+from jaxdl.training.run_folder import RunFolder, config_differences, read_json, write_json
 
 MODES = ("auto", "vectorized", "sequential")
 _MEMBER = re.compile(r"m\d{3,}")
@@ -113,18 +113,28 @@ def _clear_sweep(folder: pathlib.Path) -> None:
 
 
 def _datasets_for(config: ml_collections.ConfigDict, cache: dict) -> Any:
-  """The data of ``config``, built once per distinct data config of the sweep."""
+  """The data of ``config``, built once per distinct data config of the sweep.
+
+  ``cache`` may hold the data the caller built already (under the key ``None``:
+  the data of the base config, e.g. from a Python data function).
+  """
   key = json.dumps(config_to_dict(config.data), sort_keys=True)
   if key not in cache:
-    cache[key] = data.build(config.data)
+    cache[key] = cache.get(None) if cache.get("base") == key else data.build(config.data,
+                                                                              config.experiment)
   return cache[key]
 
 
 def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
               *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
-              overwrite: bool = False, command: Sequence[str] = (),
+              overwrite: bool = False, command: Sequence[str] = (), model: Any = None,
+              datasets: Any = None,
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
   """Trains every member of the sweep of ``base`` over ``axes`` in ``workdir``.
+
+  Args (besides the sweep's):
+    model: the model as a Python object (the API's), for every member.
+    datasets: the base config's data, already built (e.g. from a Python data function).
 
   Returns:
     The members as written to sweep.json (name, overrides, group, status).
@@ -136,8 +146,10 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
   groups = group_members(configs)
   # Every group's data and model are built before anything on disk changes.
   cache: dict = {}
+  if datasets is not None:
+    cache.update({None: datasets, "base": json.dumps(config_to_dict(base.data), sort_keys=True)})
   for g in groups:
-    build_experiment(configs[g[0]], _datasets_for(configs[g[0]], cache))
+    build_experiment(configs[g[0]], _datasets_for(configs[g[0]], cache), model)
   group_of = {i: g for g, members in enumerate(groups) for i in members}
   members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
              for i, o in enumerate(overrides)]
@@ -185,7 +197,7 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     try:
       train_group([configs[i] for i in todo], [folder / members[i]["name"] for i in todo],
                   vectorized=len(todo) > 1, quiet=quiet, command=command,
-                  datasets=_datasets_for(configs[todo[0]], cache), log=log)
+                  datasets=_datasets_for(configs[todo[0]], cache), model=model, log=log)
     except RunLocked:
       raise  # Another process trains this member: not a failure of the member.
     except JaxdlError as e:

@@ -6,16 +6,18 @@ constants: everything they use is in the state, the batch or their closure.
 """
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.train.metric_sums import Sums
-from jaxdl.train.objectives import Objective
-from jaxdl.train.privacy import add_noise, clipped_sum, per_example_grads
-from jaxdl.train.state import TrainState
+from jaxdl.models.part import call_kwargs
+from jaxdl.training.metric_sums import Sums
+from jaxdl.training.objectives import Objective
+from jaxdl.training.privacy import add_noise, clipped_sum, per_example_grads
+from jaxdl.training.state import TrainState
 
 _NOT_MODEL_INPUTS = ("label", "mask", "truncated")
 
@@ -23,9 +25,23 @@ TrainStep = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, Su
 EvalStep = Callable[[TrainState, Mapping[str, jax.Array]], Sums]
 
 
-def model_inputs(batch: Mapping[str, jax.Array], dtype=None) -> dict[str, jax.Array]:
-  """The batch entries that the model takes as keyword arguments (floats cast to ``dtype``)."""
-  return {k: cast(v, dtype) for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
+def model_arguments(model: nn.Module, batch: Mapping[str, jax.Array], *, train: bool,
+                    compute_dtype=None) -> tuple[jax.Array, dict[str, Any]]:
+  """How a batch is passed to a model: ``inputs`` positionally; by keyword ``train``,
+  ``mask`` and the batch's per-example arrays (``lengths``, ...) where ``__call__``
+  accepts them. Floating-point arrays are cast to ``compute_dtype`` (None: unchanged).
+  """
+  extras = {k: cast(v, compute_dtype) for k, v in batch.items()
+            if k not in _NOT_MODEL_INPUTS and k != "inputs"}
+  kwargs = call_kwargs(model, {"train": train, "mask": batch["mask"], **extras})
+  return cast(batch["inputs"], compute_dtype), kwargs
+
+
+def apply_model(model: nn.Module, variables: Mapping[str, Any], batch: Mapping[str, jax.Array],
+                *, train: bool, compute_dtype=None, rngs=None, mutable=False):
+  """``model.apply`` on a batch, its arguments as :func:`model_arguments` gives them."""
+  inputs, kwargs = model_arguments(model, batch, train=train, compute_dtype=compute_dtype)
+  return model.apply(variables, inputs, rngs=rngs, mutable=mutable, **kwargs)
 
 
 def cast(tree, dtype):
@@ -77,8 +93,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
 
     def loss_fn(params):
       variables = state.replace(params=cast(params, compute_dtype)).variables()
-      outputs = model.apply(variables, **model_inputs(batch, compute_dtype), train=True,
-                            mask=batch["mask"], rngs={"dropout": dropout_key}, mutable=mutable)
+      outputs = apply_model(model, variables, batch, train=True, compute_dtype=compute_dtype,
+                            rngs={"dropout": dropout_key}, mutable=mutable)
       outputs, updates = outputs if mutable else (outputs, {})
       if updates:  # Running statistics stay in their own (float32) dtype.
         updates = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), updates,
@@ -116,9 +132,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   def _private_gradient(state: TrainState, batch, dropout_key):
     def loss_of_one(params, example, key):
       one = {k: v[None] for k, v in example.items()}
-      outputs = model.apply({"params": cast(params, compute_dtype)},
-                            **model_inputs(one, compute_dtype), train=True, mask=one["mask"],
-                            rngs={"dropout": key})
+      outputs = apply_model(model, {"params": cast(params, compute_dtype)}, one, train=True,
+                            compute_dtype=compute_dtype, rngs={"dropout": key})
       _, sums = objective(outputs, one)
       return sums["loss"], sums
 
@@ -158,8 +173,7 @@ def make_eval_step(model: nn.Module, objective: Objective, compute_dtype=None) -
 
   def eval_step(state: TrainState, batch: Mapping[str, jax.Array]) -> Sums:
     variables = state.replace(params=cast(state.params, compute_dtype)).variables()
-    outputs = model.apply(variables, **model_inputs(batch, compute_dtype), train=False,
-                          mask=batch["mask"])
+    outputs = apply_model(model, variables, batch, train=False, compute_dtype=compute_dtype)
     _, sums = objective(outputs, batch)
     return sums
 

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from jaxdl.errors import ConfigError
-from jaxdl.train.checkpoint import quiet_absl
+from jaxdl.training.checkpoint import quiet_absl
 
 ACCOUNTANTS = ("rdp", "pld")
 # The chance that any step of a run draws more examples than its padded batch holds.

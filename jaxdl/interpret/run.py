@@ -1,10 +1,14 @@
-"""``jaxdl explain``: attributions and LSTM gate traces for the trained model of a run.
+"""``jaxdl explain``: attributions and LSTM gate traces for the selected model of a run.
 
-Writes into ``RUN/explain/``:
+What is explained follows the data, so any differentiable model works, the
+researcher's own included:
   images: ``class_<c>.png`` per class (image, |saliency|, integrated gradients);
-  text: ``tokens.html`` (tokens shaded by their integrated-gradients attribution);
+  token ids: ``tokens.html`` (tokens shaded by their integrated-gradients
+    attribution, taken with respect to the output of the model's first
+    ``flax.linen.Embed``);
   float sequences: ``steps.png`` (attribution per time step);
-  LSTMs: ``lstm_gates.png`` (input/forget/output gates and cell state over time);
+  models whose record traces LSTM gates (the built-in recurrent ones):
+    ``lstm_gates.png`` (input/forget/output gates and cell state over time);
   and ``summary.json`` with each example's completeness error.
 """
 
@@ -13,6 +17,7 @@ import json
 import pathlib
 from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
 import matplotlib
 
@@ -21,10 +26,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxdl.errors import JaxdlError  # noqa: E402
-from jaxdl.explain.attributions import integrated_gradients, saliency  # noqa: E402
-from jaxdl.explain.gates import lstm_gate_trace  # noqa: E402
-from jaxdl.train import load_run  # noqa: E402
-from jaxdl.train.run_folder import read_json  # noqa: E402
+from jaxdl.interpret.attributions import integrated_gradients, saliency  # noqa: E402
+from jaxdl.interpret.gates import lstm_gate_trace  # noqa: E402
+from jaxdl.models import IMAGES, SEQUENCES, TOKENS  # noqa: E402
+from jaxdl.training import load_run  # noqa: E402
+from jaxdl.training.run_folder import read_json  # noqa: E402
+from jaxdl.training.steps import apply_model  # noqa: E402
+
+
+def _example(split, i: int) -> dict[str, Any]:
+  """Example ``i`` of ``split`` as a batch of one (with its mask and extras)."""
+  one = {k: jnp.asarray(v[i:i + 1]) for k, v in split.arrays().items() if k != "label"}
+  return {**one, "mask": jnp.ones((1,), jnp.float32)}
+
+
+def _output(exp, variables, batch: dict, index) -> jnp.ndarray:
+  """The model's output ``index`` (a class's logit, or the regression output) for one example."""
+  out = apply_model(exp.model, variables, batch, train=False)[0]
+  return out if index is None else out[index]
 
 
 def _pick(labels: np.ndarray, per_class: int, classes: int) -> dict[int, np.ndarray]:
@@ -37,7 +56,8 @@ def _explain_images(exp, state, out: pathlib.Path, n: int, steps: int) -> list[d
   variables = state.variables()
   records = []
   for c, index in _pick(test.label, n, exp.datasets.spec.num_classes).items():
-    f = lambda x, c=c: exp.model.apply(variables, x[None], train=False)[0, c]
+    f = lambda x, c=c: _output(exp, variables, {"inputs": x[None],
+                                                "mask": jnp.ones((1,), jnp.float32)}, c)
     fig, axes = plt.subplots(3, len(index), figsize=(1.8 * len(index), 5.6), squeeze=False)
     for j, i in enumerate(index):
       x = jnp.asarray(test.inputs[i])
@@ -68,23 +88,51 @@ def _explain_images(exp, state, out: pathlib.Path, n: int, steps: int) -> list[d
   return records
 
 
+class _Embeddings:
+  """Reads, or replaces, the output of a model's first ``nn.Embed`` call (Flax interception)."""
+
+  def __init__(self, replacement=None):
+    self.replacement, self.seen = replacement, None
+
+  def __call__(self, next_fun, args, kwargs, context):
+    first = (self.seen is None and isinstance(context.module, nn.Embed)
+             and context.method_name == "__call__")
+    out = next_fun(*args, **kwargs) if not first or self.replacement is None else self.replacement
+    if first:
+      self.seen = out
+    return out
+
+
+def _embedded(exp, variables, batch: dict) -> jnp.ndarray:
+  reader = _Embeddings()
+  with nn.intercept_methods(reader):
+    apply_model(exp.model, variables, batch, train=False)
+  if reader.seen is None:
+    raise JaxdlError(f"model {exp.config.model.name} has no flax.linen.Embed layer, so jaxdl "
+                     "explain cannot attribute its token inputs (attributions are taken with "
+                     "respect to the first embedding's output)")
+  return reader.seen[0]
+
+
+def _with_embedded(exp, variables, batch: dict, embedded, index) -> jnp.ndarray:
+  with nn.intercept_methods(_Embeddings(embedded[None])):
+    return _output(exp, variables, batch, index)
+
+
 def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
                   steps: int) -> list[dict]:
-  vocab = read_json(workdir / "vocab.json")
+  vocab = read_json(workdir / "vocab.json") if (workdir / "vocab.json").exists() else None
   test = exp.datasets.test
   variables = state.variables()
-  table = variables["params"]["Embed_0"]["embedding"]
   classes = exp.datasets.spec.class_names or tuple(map(str, range(exp.datasets.spec.num_classes)))
   parts, records = [], []
   for i in range(min(n, len(test))):
-    tokens, length, label = test.inputs[i], int(test.extra["lengths"][i]), int(test.label[i])
-    ids = jnp.asarray(tokens)[None]
-    lengths = jnp.asarray([length])
-    logits = exp.model.apply(variables, ids, lengths, train=False)[0]
-    predicted = int(jnp.argmax(logits))
-    f = lambda e: exp.model.apply(variables, ids, lengths, train=False, embedded=e[None])[0,
-                                                                                         predicted]
-    embedded = table[tokens]
+    batch = _example(test, i)
+    tokens, label = test.inputs[i], int(test.label[i])
+    length = int(test.extra["lengths"][i]) if "lengths" in test.extra else len(tokens)
+    predicted = int(jnp.argmax(_output(exp, variables, batch, None)))
+    f = lambda e, c=predicted: _with_embedded(exp, variables, batch, e, c)
+    embedded = _embedded(exp, variables, batch)
     ig, error = integrated_gradients(f, embedded, jnp.zeros_like(embedded), steps)
     scores = np.asarray(ig.sum(-1))[:length]
     limit = np.abs(scores).max() or 1.0
@@ -92,8 +140,9 @@ def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
     for token, score in zip(tokens[:length], scores):
       alpha = abs(score) / limit
       color = f"rgba(220,40,40,{alpha:.2f})" if score > 0 else f"rgba(40,90,220,{alpha:.2f})"
+      word = vocab[int(token)] if vocab else str(int(token))
       spans.append(f'<span style="background:{color}" title="{score:+.4f}">'
-                   f"{html.escape(vocab[int(token)])}</span>")
+                   f"{html.escape(word)}</span>")
     parts.append(f"<p><b>#{i}</b> true: {html.escape(classes[label])}, predicted: "
                  f"{html.escape(classes[predicted])}<br>{' '.join(spans)}</p>")
     records.append({"example": i, "label": classes[label], "predicted": classes[predicted],
@@ -115,9 +164,9 @@ def _explain_sequences(exp, state, out: pathlib.Path, n: int, steps: int) -> lis
   records = []
   for row, i in zip(axes[:, 0], range(min(n, len(test)))):
     x = jnp.asarray(test.inputs[i])
-    target = 0 if regression else int(test.label[i])
-    f = lambda x, t=target: (exp.model.apply(variables, x[None], train=False)[0] if regression
-                             else exp.model.apply(variables, x[None], train=False)[0, t])
+    target = None if regression else int(test.label[i])
+    batch = _example(test, i)
+    f = lambda x, t=target, b=batch: _output(exp, variables, {**b, "inputs": x[None]}, t)
     ig, error = integrated_gradients(f, x, jnp.zeros_like(x), steps)
     per_step = np.asarray(ig).sum(-1)
     row.bar(np.arange(1, len(per_step) + 1), per_step, color=np.where(per_step > 0, "C3", "C0"))
@@ -131,25 +180,17 @@ def _explain_sequences(exp, state, out: pathlib.Path, n: int, steps: int) -> lis
   return records
 
 
-def _first_lstm(params: dict) -> dict | None:
-  layer = params.get("recurrent", {}).get("layer_0")
-  cell = layer.get("cell") if layer else None
-  return cell if cell and cell["recurrent_kernel"].shape[1] == 4 * cell[
-      "recurrent_kernel"].shape[0] else None
-
-
 def _gate_figure(exp, state, out: pathlib.Path, n: int) -> bool:
-  params = state.params
-  cell = _first_lstm(params)
+  cell = exp.part.lstm_cell(state.params) if exp.part.lstm_cell else None
   if cell is None:
     return False
   test = exp.datasets.test
   count = min(n, 3, len(test))
   fig, axes = plt.subplots(count, 2, figsize=(11, 2.8 * count), squeeze=False)
   for k in range(count):
-    if "Embed_0" in params:
-      length = int(test.extra["lengths"][k])
-      x = params["Embed_0"]["embedding"][test.inputs[k][:length]]
+    if TOKENS.fits(exp.datasets.spec):
+      length = int(test.extra["lengths"][k]) if "lengths" in test.extra else test.inputs.shape[1]
+      x = _embedded(exp, state.variables(), _example(test, k))[:length]
     else:
       x = jnp.asarray(test.inputs[k])
     trace = lstm_gate_trace(cell, x)
@@ -174,31 +215,37 @@ def _gate_figure(exp, state, out: pathlib.Path, n: int) -> bool:
   return True
 
 
-def explain(workdir: str | pathlib.Path, examples: int = 4, steps: int = 64) -> dict[str, Any]:
+def explain(workdir: str | pathlib.Path, examples: int = 4, steps: int = 64, *,
+            model: Any = None) -> dict[str, Any]:
   """Explains the run in ``workdir``; returns (and writes) the summary."""
   if examples < 1:
     raise JaxdlError(f"--examples must be at least 1, got {examples}")
   if steps < 1:
     raise JaxdlError(f"--steps (integrated-gradient path points) must be at least 1, got {steps}")
   workdir = pathlib.Path(workdir)
-  exp, state, _ = load_run(workdir)
+  exp, state, _ = load_run(workdir, model=model)
   out = workdir / "explain"
   out.mkdir(exist_ok=True)
   spec = exp.datasets.spec
-  if exp.config.model.name in ("seed_cnn", "deep_cnn"):
+  if IMAGES.fits(spec):
     records = _explain_images(exp, state, out, examples, steps)
-  elif exp.config.model.name == "text_rnn":
+  elif TOKENS.fits(spec):
     records = _explain_text(exp, state, workdir, out, examples, steps)
-  elif exp.config.model.name == "seq_rnn":
+  elif SEQUENCES.fits(spec):
     records = _explain_sequences(exp, state, out, examples, steps)
   else:
-    raise JaxdlError(f"jaxdl explain does not know model {exp.config.model.name!r}")
+    raise JaxdlError(f"jaxdl explain attributes images, token ids and float sequences; "
+                     f"{spec.name} gives {spec.input_dtype} inputs of shape {spec.input_shape}")
   gates = _gate_figure(exp, state, out, examples)
   errors = [abs(r["completeness_error"]) for r in records]
   summary = {"model": exp.config.model.name, "data": spec.name, "method": "integrated gradients "
              f"(midpoint rule, {steps} steps, zero baseline) and vanilla gradients",
              "max_abs_completeness_error": max(errors) if errors else None,
              "examples": records, "lstm_gates": gates}
+  if not gates:
+    summary["lstm_gates_note"] = (f"model {exp.config.model.name} has no LSTM gates to trace "
+                                  "(gate traces come from the built-in recurrent models' LSTM "
+                                  "layers)")
   (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   summary["files"] = sorted(p.name for p in out.iterdir())
   return summary

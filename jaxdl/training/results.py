@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jaxdl import cost
-from jaxdl.train import privacy
-from jaxdl.train.experiment import Experiment
+from jaxdl.training import privacy
+from jaxdl.training.experiment import Experiment
 
 # Fields that measure the machine, not the result: they differ between two runs
 # of the same config (and between a resumed run and an uninterrupted one).

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import stats
 
 from jaxdl.errors import JaxdlError
-from jaxdl.train.run_folder import read_json
-from jaxdl.train.selection import higher_is_better
+from jaxdl.training.run_folder import read_json
+from jaxdl.training.selection import higher_is_better
 
 FORMATS = ("markdown", "latex", "csv")
 # Axes averaged over by default: repetitions of one setting.

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.train.metric_sums import means
+from jaxdl.training.metric_sums import means
 
 
 class MemberGroup:

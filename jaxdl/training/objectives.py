@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.train.metric_sums import Sums
+from jaxdl.training.metric_sums import Sums
 
 LossAndSums = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Sums]]
 

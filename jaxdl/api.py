@@ -1,0 +1,165 @@
+"""The Python API: what the ``jaxdl`` command does, for scripts and notebooks.
+
+    import jaxdl
+    results = jaxdl.train("experiments/seed_cnn_digits.py", "runs/a", model=MyResNet)
+    run = jaxdl.load_run("runs/a")
+    logits = run.predict(images)
+
+Wherever the command takes a name or an import path, these functions also
+take the Python object: ``model=`` a ``flax.linen.Module`` class, a Flax NNX
+``Module`` class, a factory ``f(model_config, spec)`` or a module instance;
+``data=`` a function ``f(data_config)`` returning the splits (see
+``jaxdl.data.python_source``). A run trained on objects records their names;
+pass the same objects again to load or evaluate it.
+"""
+
+import dataclasses
+import pathlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxdl import data as data_lib
+from jaxdl import parts
+from jaxdl.configs.loading import apply_overrides, load_config, load_sweep
+from jaxdl.configs.model_fields import rename_model
+from jaxdl.data.spec import DataSpec
+from jaxdl.errors import ConfigError
+from jaxdl.sweeps.axes import Axis, axes_from_mapping, parse_axis
+from jaxdl.training.experiment import Experiment
+from jaxdl.training.loop import evaluate_run, load_run as restore_run, train_and_evaluate
+from jaxdl.training.state import TrainState
+from jaxdl.training.steps import apply_model
+
+Config = ml_collections.ConfigDict | str
+Overrides = Sequence[str] | Mapping[str, Any]
+
+
+def get_config(config: Config, overrides: Overrides = (), *, model: Any = None,
+               data: Callable | None = None) -> ml_collections.ConfigDict:
+  """A locked config from an experiment file (``path.py[:arg]``) or a ConfigDict.
+
+  Args:
+    config: the experiment file, or a config.
+    overrides: ``["key=value", ...]`` or ``{"key": value}``, checked as on the command line.
+    model: the model as a Python object; ``config.model`` gets its fields.
+    data: the data function; ``config.data.name`` names it.
+  """
+  base = load_config(config) if isinstance(config, str) else config
+  base = apply_overrides(base, {})  # A locked copy: the caller's config is never changed.
+  if model is not None:
+    rename_model(base, parts.object_name(model), model)
+  if data is not None:
+    with base.unlocked():
+      base.data.name = parts.object_name(data)
+  return apply_overrides(base, overrides)
+
+
+def _datasets(config: ml_collections.ConfigDict, data: Callable | None):
+  return data_lib.build(config.data, config.experiment, data) if data is not None else None
+
+
+def train(config: Config, workdir: str | pathlib.Path, overrides: Overrides = (), *,
+          model: Any = None, data: Callable | None = None, quiet: bool = True,
+          overwrite: bool = False) -> dict[str, Any]:
+  """Trains (or resumes) a run in ``workdir`` and returns its results.json."""
+  config = get_config(config, overrides, model=model, data=data)
+  return train_and_evaluate(config, workdir, quiet=quiet, overwrite=overwrite,
+                            command=list(sys.argv), datasets=_datasets(config, data), model=model)
+
+
+def sweep(config: Config, workdir: str | pathlib.Path,
+          axes: Sequence[str] | Mapping[str, Any] = (), overrides: Overrides = (), *,
+          model: Any = None, data: Callable | None = None, mode: str = "auto",
+          samples: int = 0, sweep_seed: int = 0, quiet: bool = True,
+          overwrite: bool = False) -> list[dict[str, Any]]:
+  """Trains every member of a sweep; returns the members (name, overrides, group, status).
+
+  Args:
+    axes: ``["optim.learning_rate=1e-3,3e-3", "seed=0:3"]`` or ``{key: values or spec}``;
+      an experiment file's ``sweep()`` axes come first, unless named here too.
+  """
+  from jaxdl.sweeps.run import run_sweep  # The sweep machinery imports the loop.
+
+  given = (axes_from_mapping(axes) if isinstance(axes, Mapping)
+           else [parse_axis(a) for a in axes])
+  from_file = axes_from_mapping(load_sweep(config)) if isinstance(config, str) else []
+  chosen: list[Axis] = [a for a in from_file if a.key not in {g.key for g in given}] + given
+  if not chosen:
+    raise ConfigError("no sweep axes: pass --sweep KEY=VALUES (e.g. --sweep seed=0:3) or define "
+                      "sweep() in the experiment file")
+  base = get_config(config, overrides, model=model, data=data)
+  return run_sweep(base, chosen, workdir, mode=mode, samples=samples, sweep_seed=sweep_seed,
+                   quiet=quiet, overwrite=overwrite, command=list(sys.argv), model=model,
+                   datasets=_datasets(base, data))
+
+
+def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
+             data: Callable | None = None) -> dict[str, Any]:
+  """Re-evaluates a run's selected (or last) checkpoint on its val and test splits."""
+  return evaluate_run(workdir, checkpoint, model=model, data=data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A trained run, ready to predict.
+
+  Attributes:
+    config: its config.
+    spec: the facts of its data (input shape, classes, vocabulary size).
+    model: the Flax module.
+    state: the restored train state (``state.variables()`` for ``model.apply``).
+    experiment: everything built from the config (data, optimizer, selection).
+    workdir: the run folder.
+  """
+
+  config: ml_collections.ConfigDict
+  spec: DataSpec
+  model: Any
+  state: TrainState
+  experiment: Experiment
+  workdir: pathlib.Path
+
+  def predict(self, inputs: np.ndarray, batch_size: int = 256, **extras: np.ndarray
+              ) -> np.ndarray:
+    """The model's outputs (logits, or regression outputs) for ``inputs``.
+
+    Args:
+      inputs: ``[n, *spec.input_shape]`` (uint8 images are scaled to [0, 1] as in training).
+      batch_size: examples per call.
+      **extras: per-example arrays the model takes (e.g. ``lengths`` for text).
+    """
+    inputs = np.asarray(inputs)
+    if inputs.dtype == np.uint8:
+      inputs = inputs.astype(np.float32) / 255.0
+    if inputs.shape[1:] != tuple(self.spec.input_shape):
+      raise ValueError(f"inputs of shape {inputs.shape} do not fit this run's "
+                       f"{list(self.spec.input_shape)} examples")
+    call = jax.jit(lambda variables, batch: apply_model(self.model, variables, batch,
+                                                        train=False))
+    variables = self.state.variables()
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+      part = {"inputs": jnp.asarray(inputs[start:start + batch_size], self.spec.input_dtype),
+              **{k: jnp.asarray(v[start:start + batch_size]) for k, v in extras.items()}}
+      part["mask"] = jnp.ones((len(part["inputs"]),), jnp.float32)
+      outputs.append(np.asarray(call(variables, part)))
+    return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
+             data: Callable | None = None) -> Run:
+  """A trained run: its config, model, restored parameters and data spec.
+
+  Args:
+    workdir: the run folder.
+    checkpoint: ``'selected'`` (chosen on validation: the run's result) or ``'last'``.
+    model, data: the objects a run trained on objects needs again.
+  """
+  exp, state, run = restore_run(workdir, checkpoint, model=model, data=data)
+  return Run(exp.config, exp.datasets.spec, exp.model, state, exp, run.path)

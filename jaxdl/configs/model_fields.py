@@ -1,0 +1,69 @@
+"""``config.model``: the chosen model's own fields, checked like every other key.
+
+The base config names a model only. When an experiment is loaded (or a run's
+config.json read back), ``config.model`` gets exactly the fields of the model
+it names, with their defaults under the values the experiment set; a key the
+model does not have is an error with a did-you-mean. When an override or a
+sweep changes ``model.name``, the new model's fields replace the old ones, and
+values of fields both models have are kept.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from jaxdl.configs.loading import suggest
+from jaxdl.errors import ConfigError
+
+
+def _plain(value: Any) -> Any:
+  return tuple(value) if isinstance(value, list) else value
+
+
+def complete_model(config: ml_collections.ConfigDict, obj: Any = None,
+                   carried: Mapping[str, Any] | None = None, tolerant: bool = False):
+  """Sets ``config.model`` to the named model's fields; returns the model's record.
+
+  Args:
+    config: the config; ``config.model.name`` names the model.
+    obj: the model as a Python object (the API's ``model=``), if given.
+    carried: the previous model's fields, whose values carry over where the
+      new model has the same field.
+    tolerant: drop keys the model does not have (a run folder from an older
+      jaxdl, which saved every model's fields) instead of refusing them.
+  """
+  from jaxdl import models  # models imports data, which imports configs: import late.
+
+  name = config.model.name
+  part = models.resolve(name, config.experiment, obj)
+  given = {k: _plain(v) for k, v in config.model.items() if k != "name"}
+  if part.fields is None:  # A factory's fields are whatever the experiment set.
+    fields = {**(carried or {}), **given}
+  else:
+    known = {*part.fields, *part.required}
+    unknown = [k for k in given if k not in known]
+    if unknown and not tolerant:
+      close = suggest(unknown[0], known)
+      hint = f" (did you mean 'model.{close[0]}'?)" if close else ""
+      raise ConfigError(f"config key 'model.{unknown[0]}' is not a field of model {name!r}{hint}; "
+                        f"its fields: {', '.join(sorted(known)) or 'none'}")
+    kept = {k: _plain(v) for k, v in (carried or {}).items() if k in known}
+    fields = {**part.fields, **kept, **{k: v for k, v in given.items() if k in known}}
+  locked = config.is_locked
+  config.unlock()
+  config.model = ml_collections.ConfigDict({"name": name, **fields})
+  if locked:
+    config.lock()
+  return part
+
+
+def rename_model(config: ml_collections.ConfigDict, name: str, obj: Any = None):
+  """Switches ``config`` to model ``name``, keeping the values of shared fields."""
+  carried = {k: v for k, v in config.model.items() if k != "name"}
+  locked = config.is_locked
+  config.unlock()
+  config.model = ml_collections.ConfigDict({"name": name})
+  if locked:
+    config.lock()
+  return complete_model(config, obj, carried)

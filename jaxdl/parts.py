@@ -1,0 +1,81 @@
+"""Resolving a part by name: a built-in name, or an import path ``PKG.MODULE:ATTR``.
+
+A *part* is a model, a data source or an objective. Built-in parts are found in
+their registry; anything else is imported, the way big_vision and the Flax
+examples pick a model by name, from ``sys.path`` and the folder of the
+experiment file that named it (so a module beside the experiment, or the
+experiment file itself, can hold the researcher's code).
+"""
+
+import contextlib
+import importlib
+import pathlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from jaxdl.errors import ConfigError
+
+PYTHON_OBJECT = "python:"  # How a config names a part passed as a Python object.
+
+
+def is_import_path(name: str) -> bool:
+  module, sep, attr = name.partition(":")
+  return bool(sep and module and attr and all(p.isidentifier() for p in module.split("."))
+              and all(p.isidentifier() for p in attr.split(".")))
+
+
+def object_name(obj: Any) -> str:
+  """How a config records a part given as a Python object (``python:module.Qualname``)."""
+  target = obj if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__") else \
+      type(obj)
+  return f"{PYTHON_OBJECT}{getattr(target, '__module__', '?')}.{target.__qualname__}"
+
+
+@contextlib.contextmanager
+def code_path(experiment: str) -> Iterator[None]:
+  """Puts the experiment file's folder first on ``sys.path`` inside the block."""
+  folder = str(pathlib.Path(experiment).resolve().parent) if experiment else ""
+  if folder:
+    sys.path.insert(0, folder)
+  try:
+    yield
+  finally:
+    if folder:
+      sys.path.remove(folder)
+
+
+def import_object(path: str, experiment: str = "", what: str = "part") -> Any:
+  """The object at ``PKG.MODULE:ATTR`` (ATTR may be dotted), imported with the experiment's folder.
+
+  Raises:
+    ConfigError: naming the path, what failed and where it looked.
+  """
+  if not is_import_path(path):
+    raise ConfigError(f"{what} {path!r} is neither a built-in name nor an import path "
+                      "PKG.MODULE:ATTR (e.g. my_models:ResNet)")
+  module_name, _, attr = path.partition(":")
+  with code_path(experiment):
+    try:
+      module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+      where = f"the experiment's folder {pathlib.Path(experiment).resolve().parent} and " \
+          if experiment else ""
+      raise ConfigError(f"{what} {path!r}: cannot import {module_name!r} ({e}); it is searched "
+                        f"in {where}sys.path") from e
+    except Exception as e:  # The user's module failed while importing: one line, its error.
+      raise ConfigError(f"{what} {path!r}: importing {module_name!r} failed: "
+                        f"{type(e).__name__}: {e}") from e
+  obj = module
+  for part in attr.split("."):
+    if not hasattr(obj, part):
+      public = sorted(n for n in dir(module) if not n.startswith("_"))
+      raise ConfigError(f"{what} {path!r}: {module_name} has no {attr!r}; it defines "
+                        f"{', '.join(public[:12])}{', ...' if len(public) > 12 else ''}")
+    obj = getattr(obj, part)
+  return obj
+
+
+def module_name_of(experiment: str) -> str:
+  """The module name an experiment file imports under (its file name without .py)."""
+  return pathlib.Path(experiment).stem

@@ -1,0 +1,91 @@
+"""A researcher's own models and data, as they would write them outside jaxdl (test helpers)."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+class TinyCNN(nn.Module):
+  """Conv -> batch norm -> relu -> pool -> dropout -> dense: batch_stats and dropout both."""
+
+  features: int = 8
+  dropout_rate: float = 0.1
+  batch_norm: bool = True
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = nn.Conv(self.features, (3, 3))(x)
+    if self.batch_norm:
+      x = nn.BatchNorm(use_running_average=not train)(x)
+    x = nn.max_pool(nn.relu(x), (2, 2), (2, 2))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.reshape(x.shape[0], -1))
+    return nn.Dense(self.num_classes)(x)
+
+
+def small_cnn(model_config, spec):
+  """A factory: the model from its config fields and the data's spec."""
+  return TinyCNN(features=model_config.features, batch_norm=False, dropout_rate=0.0,
+                 num_classes=spec.num_classes)
+
+
+class BagOfWords(nn.Module):
+  """Mean of the real tokens' embeddings -> dense; takes ``lengths`` by keyword."""
+
+  dim: int = 16
+  vocab_size: int = 100
+  num_classes: int = 2
+
+  @nn.compact
+  def __call__(self, tokens, lengths=None, *, train: bool = False):
+    del train
+    x = nn.Embed(self.vocab_size, self.dim)(tokens)
+    steps = jnp.arange(tokens.shape[1])[None, :]
+    real = (steps < (lengths if lengths is not None else tokens.shape[1])[:, None])
+    x = (x * real[..., None]).sum(1) / jnp.maximum(real.sum(1, keepdims=True), 1)
+    return nn.Dense(self.num_classes)(x)
+
+
+class MLP(nn.Module):
+  hidden: int = 16
+  num_classes: int = 3
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train
+    return nn.Dense(self.num_classes)(nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1))))
+
+
+class NNXMLP(nnx.Module):
+  """A Flax NNX model (what Flax recommends to new users), with batch norm and dropout."""
+
+  def __init__(self, in_features: int = 784, hidden: int = 32, num_classes: int = 10,
+               dropout_rate: float = 0.1, *, rngs: nnx.Rngs):
+    self.hidden = nnx.Linear(in_features, hidden, rngs=rngs)
+    self.norm = nnx.BatchNorm(hidden, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+    self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+  def __call__(self, x, *, train: bool = False):
+    x = nnx.relu(self.norm(self.hidden(x.reshape(x.shape[0], -1)),
+                           use_running_average=not train))
+    return self.out(self.dropout(x, deterministic=not train))
+
+
+def blobs(data_config):
+  """Three Gaussian blobs in 8 dimensions: a user's own classification data."""
+  rng = np.random.default_rng(data_config.split_seed)
+  centers = rng.normal(0, 3, (3, 8))
+  labels = rng.integers(0, 3, 600)
+  return {"train": (centers[labels] + rng.normal(0, 1, (600, 8)), labels),
+          "meta": {"class_names": ["a", "b", "c"]}}
+
+
+def line(data_config):
+  """y = 2x + 1 with noise: regression, with its own test split."""
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (300, 1)).astype(np.float32)
+  y = (2 * x[:, 0] + 1 + rng.normal(0, 0.05, 300)).astype(np.float32)
+  return {"train": {"inputs": x[:240], "label": y[:240]},
+          "test": {"inputs": x[240:], "label": y[240:]}}

@@ -1,0 +1,250 @@
+"""A researcher's own model, data and objects through jaxdl's machinery (plugin_models.py)."""
+
+import json
+import shutil
+
+import chex
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxdl
+import plugin_models
+from conftest import EXPERIMENTS, comparable_files, experiment
+from jaxdl import cli
+from jaxdl.errors import ConfigError, DataError
+from jaxdl.training import load_run, train_and_evaluate, train_group
+
+QUICK = ("num_epochs=1", "batch_size=128")
+
+
+def _experiment_file(folder, model_line: str, extra: str = "") -> str:
+  """An experiment file in ``folder`` (beside a copy of plugin_models.py) naming a user model."""
+  shutil.copy(plugin_models.__file__, folder / "my_models.py")
+  path = folder / "my_experiment.py"
+  path.write_text(f"import sys\nsys.path.insert(0, {str(EXPERIMENTS)!r})\n"
+                  "from seed_cnn_digits import get_config as base\n"
+                  f"{extra}\n"
+                  "def get_config():\n  c = base()\n"
+                  f"  {model_line}\n  return c\n")
+  return str(path)
+
+
+def test_a_module_class_beside_the_experiment_trains_with_its_own_checked_fields(tmp_path, capsys):
+  config = _experiment_file(tmp_path, "c.model.name = 'my_models:TinyCNN'; c.model.features = 4")
+  run = tmp_path / "run"
+  assert cli.main(["train", config, "--workdir", str(run), "--quiet", "--config.num_epochs=2",
+                   "--config.batch_size=128", "--config.model.dropout_rate=0.2"]) == 0
+  saved = json.loads((run / "config.json").read_text())["model"]
+  assert saved == {"name": "my_models:TinyCNN", "features": 4, "dropout_rate": 0.2,
+                   "batch_norm": True}
+  results = json.loads((run / "results.json").read_text())
+  assert results["test_accuracy"] > 0.25 and results["model"] == "my_models:TinyCNN"  # Chance: 0.1.
+  _, state, _ = load_run(run)
+  assert state.batch_stats  # The user's BatchNorm statistics are trained and restored.
+  assert cli.main(["eval", "--workdir", str(run)]) == 0
+  capsys.readouterr()
+  assert cli.main(["train", config, "--workdir", str(tmp_path / "typo"),
+                   "--config.model.featurs=3"]) == 2
+  assert ("'model.featurs' is not a field of model 'my_models:TinyCNN' (did you mean "
+          "'model.features'?)") in capsys.readouterr().err
+  assert cli.main(["cite", str(run)]) == 0
+  bibtex = capsys.readouterr().out
+  assert "title = {user model my_models:TinyCNN}" in bibtex and "lecun1998gradient" not in bibtex
+
+
+def test_the_experiment_files_get_model_and_a_factory(tmp_path):
+  file = _experiment_file(tmp_path, "c.model.name = 'get_model'",
+                          "from my_models import TinyCNN\n"
+                          "def get_model(config, spec):\n"
+                          "  return TinyCNN(features=3, num_classes=spec.num_classes)\n")
+  results = jaxdl.train(file, tmp_path / "get_model", QUICK)
+  assert results["num_params"] == _params(3, batch_norm=True)
+  # A factory's fields are the ones the experiment file gives it (checked on the command line).
+  (tmp_path / "factory").mkdir()
+  file = _experiment_file(tmp_path / "factory",
+                          "c.model.name = 'my_models:small_cnn'; c.model.features = 2")
+  results = jaxdl.train(file, tmp_path / "factory" / "run", [*QUICK, "model.features=5"])
+  assert results["num_params"] == _params(5, batch_norm=False)
+
+
+def _params(features: int, batch_norm: bool) -> int:
+  conv = 3 * 3 * features + features
+  return conv + 2 * features * batch_norm + 14 * 14 * features * 10 + 10
+
+
+def test_a_flax_nnx_module_plugs_in_through_the_bridge(tmp_path):
+  results = jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, [*QUICK, "num_epochs=3"],
+                        model=plugin_models.NNXMLP)
+  assert results["test_accuracy"] > 0.6, results
+  run = jaxdl.load_run(tmp_path, model=plugin_models.NNXMLP)
+  assert set(run.state.batch_stats) == {"norm"}
+  assert json.loads((tmp_path / "config.json").read_text())["model"] == {
+      "name": "python:plugin_models.NNXMLP", "in_features": 784, "hidden": 32,
+      "dropout_rate": 0.1}
+
+
+def test_python_objects_and_a_prediction_in_two_lines(tmp_path):
+  results = jaxdl.train("experiments/seed_cnn_digits.py", tmp_path,
+                        ["num_epochs=20", "batch_size=64", "data.augment_shift=0",
+                         "optim.learning_rate=1e-2"],
+                        model=plugin_models.MLP, data=plugin_models.blobs)
+  run = jaxdl.load_run(tmp_path, model=plugin_models.MLP, data=plugin_models.blobs)
+  test = run.experiment.datasets.test
+  predicted = run.predict(test.inputs).argmax(-1)
+  assert np.mean(predicted == test.label) == pytest.approx(results["test_accuracy"])
+  assert results["test_accuracy"] > 0.9
+  assert run.spec.class_names == ("a", "b", "c") and run.spec.input_shape == (8,)
+  with pytest.raises(ConfigError, match="Python object given to the API; pass it again"):
+    jaxdl.load_run(tmp_path)
+
+
+def test_a_py_data_source_infers_its_spec(tmp_path):
+  cfg = experiment("seed_cnn_digits", "data.name=py:plugin_models:line")
+  datasets = jaxdl.build_data(cfg.data)
+  spec = datasets.spec
+  assert (spec.task, spec.input_shape, spec.num_test, spec.num_train + spec.num_val) == (
+      "regression", (1,), 60, 240)
+  results = jaxdl.train(cfg, tmp_path, ["num_epochs=30", "batch_size=32", "optim.learning_rate=3e-2",
+                                        "data.augment_shift=0"], model=plugin_models.MLP)
+  assert results["selection_metric"] == "val_loss" and results["test_mse"] < 0.05
+
+
+@pytest.mark.parametrize("returned, message", [
+    ("[1, 2]", "must return a dict of splits"),
+    ("{'train': (np.zeros((5, 2)), np.zeros(4, int))}", "has 4 labels but 'inputs' has shape"),
+    ("{'train': (np.zeros((5, 2)), np.zeros(5, int)), 'extra': (1, 2)}", "unknown split 'extra'"),
+])
+def test_a_bad_data_function_is_a_clear_error(tmp_path, returned, message):
+  module = f"bad_data_{tmp_path.name}"  # A fresh module per case (Python caches imports).
+  (tmp_path / f"{module}.py").write_text(f"import numpy as np\ndef make(cfg):\n  return {returned}\n")
+  cfg = experiment("seed_cnn_digits", f"data.name=py:{module}:make")
+  with pytest.raises(DataError, match=message):
+    jaxdl.build_data(cfg.data, str(tmp_path / "exp.py"))
+
+
+def _png(path, value: int, size: int = 10) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(value)
+  pixels = np.clip(rng.normal(value, 30, (size, size)), 0, 255).astype(np.uint8)
+  Image.fromarray(pixels, "L").save(path)
+
+
+def test_an_image_folder_of_the_users_own_images(tmp_path):
+  for split, count in (("train", 30), ("test", 10)):
+    for label, value in (("cat", 60), ("dog", 190)):
+      for i in range(count):
+        _png(tmp_path / "pets" / split / label / f"{i}.png", value + i)
+  cfg = experiment("seed_cnn_digits", f"data.name=imagefolder:{tmp_path / 'pets'}",
+                   "data.image_size=20", "data.val_fraction=0.2")
+  datasets = jaxdl.build_data(cfg.data)
+  assert datasets.spec.class_names == ("cat", "dog") and datasets.spec.input_shape == (20, 20, 1)
+  assert (datasets.spec.num_test, datasets.spec.num_val) == (20, 12)
+  results = jaxdl.train(cfg, tmp_path / "run", ["num_epochs=10", "batch_size=16",
+                                                 "optim.learning_rate=1e-2",
+                                                 "data.augment_shift=0", "model.batch_norm=false"],
+                        model=plugin_models.TinyCNN)
+  assert results["test_accuracy"] == 1.0  # Dark cats, bright dogs.
+  (tmp_path / "pets" / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+  with pytest.raises(DataError, match="broken.png: cannot decode this image"):
+    jaxdl.build_data(cfg.data)
+
+
+def test_an_image_folder_without_splits_and_of_mixed_sizes(tmp_path):
+  for label, value in (("a", 50), ("b", 200)):
+    for i in range(10):
+      _png(tmp_path / "one" / label / f"{i}.png", value, size=8 + i % 2)
+  cfg = experiment("seed_cnn_digits", f"data.name=imagefolder:{tmp_path / 'one'}",
+                   "data.image_size=0")
+  with pytest.raises(DataError, match="different sizes .* set data.image_size"):
+    jaxdl.build_data(cfg.data)
+  cfg = experiment("seed_cnn_digits", f"data.name=imagefolder:{tmp_path / 'one'}",
+                   "data.image_size=12")
+  assert jaxdl.build_data(cfg.data).spec.num_test == 4  # 20% held out, by class.
+
+
+def test_explain_attributes_a_user_cnn_and_a_user_text_model(tmp_path):
+  jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "cnn", QUICK,
+              model=plugin_models.TinyCNN)
+  summary = jaxdl.explain(tmp_path / "cnn", examples=1, steps=32, model=plugin_models.TinyCNN)
+  assert "class_0.png" in summary["files"] and summary["lstm_gates"] is False
+  assert "has no LSTM gates" in summary["lstm_gates_note"]
+  texts = tmp_path / "texts"
+  texts.mkdir()
+  (texts / "t.pos").write_text("a good fun film\ngreat acting\nnice one\nlovely\nsuperb cast\n" * 2)
+  (texts / "t.neg").write_text("a bad dull film\nawful acting\nboring one\nweak\npoor cast\n" * 2)
+  jaxdl.train(str(EXPERIMENTS / "seed_lstm_mr.py"), tmp_path / "text",
+              [f"data.name=textfile:{texts}", "data.encoding=utf-8", "num_epochs=2",
+               "batch_size=4", "data.test_fraction=0.2"], model=plugin_models.BagOfWords)
+  summary = jaxdl.explain(tmp_path / "text", examples=2, steps=64, model=plugin_models.BagOfWords)
+  assert summary["max_abs_completeness_error"] < 1e-3  # IG through the intercepted Embed.
+  assert "<span" in (tmp_path / "text" / "explain" / "tokens.html").read_text()
+
+
+def test_a_user_model_resumes_bitwise(tmp_path, monkeypatch):
+  from jaxdl.training import loop as loop_module
+
+  cfg = jaxdl.get_config("experiments/seed_cnn_digits.py", ["num_epochs=2", "batch_size=128",
+                                                            "checkpoint_every_steps=3"],
+                         model=plugin_models.TinyCNN)
+  train_and_evaluate(cfg, tmp_path / "whole", quiet=True, model=plugin_models.TinyCNN)
+  real, seen = loop_module.data_lib.train_batches, {"n": 0}
+
+  def crashing(*args, **kwargs):
+    for batch in real(*args, **kwargs):
+      seen["n"] += 1
+      if seen["n"] == 16:
+        raise KeyboardInterrupt
+      yield batch
+
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", crashing)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", real)
+  train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
+  assert comparable_files(tmp_path / "resumed") == comparable_files(tmp_path / "whole")
+  whole = load_run(tmp_path / "whole", model=plugin_models.TinyCNN)[1]
+  resumed = load_run(tmp_path / "resumed", model=plugin_models.TinyCNN)[1]
+  chex.assert_trees_all_equal(whole, resumed)
+
+
+def test_dp_sgd_and_bfloat16_on_a_user_model(tmp_path):
+  private = jaxdl.train("experiments/dp_cnn_digits.py", tmp_path / "dp",
+                        ["num_epochs=1", "model.batch_norm=false", "model.dropout_rate=0.0"],
+                        model=plugin_models.TinyCNN)
+  assert private["privacy_epsilon"] > 0 and private["privacy_sampling"] == "poisson"
+  with pytest.raises(ConfigError, match="batch norm"):
+    jaxdl.train("experiments/dp_cnn_digits.py", tmp_path / "bn", ["num_epochs=1"],
+                model=plugin_models.TinyCNN)
+  half = jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "bf16",
+                     [*QUICK, "num_epochs=3", "dtype=bfloat16"], model=plugin_models.TinyCNN)
+  full = jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "f32", [*QUICK, "num_epochs=3"],
+                     model=plugin_models.TinyCNN)
+  assert abs(half["test_accuracy"] - full["test_accuracy"]) < 0.05
+
+
+def test_a_sweep_over_model_name_with_a_user_model_reports_and_cites(tmp_path, capsys):
+  config = _experiment_file(tmp_path, "c.num_epochs = 1; c.batch_size = 128")
+  folder = tmp_path / "sweep"
+  assert cli.main(["sweep", config, "--workdir", str(folder), "--quiet", "--mode", "sequential",
+                   "--sweep", "model.name=seed_cnn,my_models:TinyCNN", "--sweep", "seed=0:2"]) == 0
+  capsys.readouterr()
+  assert cli.main(["report", str(folder)]) == 0
+  table = capsys.readouterr().out
+  assert "| seed_cnn | 2 |" in table and "| my_models:TinyCNN | 2 |" in table
+  assert cli.main(["cite", str(folder)]) == 0
+  bibtex = capsys.readouterr().out
+  assert "lecun1998gradient" in bibtex and "user model my_models:TinyCNN" in bibtex
+  assert cli.main(["plot", str(folder), "--out", str(tmp_path / "plots")]) == 0
+
+
+@pytest.mark.slow
+def test_vectorized_user_model_members_equal_their_lone_runs(tmp_path):
+  configs = [jaxdl.get_config("experiments/seed_cnn_digits.py", [*QUICK, f"seed={s}",
+                                                                 "data.augment_shift=0"],
+                              model=plugin_models.TinyCNN) for s in (0, 1)]
+  together = train_group(configs, [tmp_path / "v0", tmp_path / "v1"], vectorized=True, quiet=True,
+                         model=plugin_models.TinyCNN)
+  for i, config in enumerate(configs):
+    alone = train_and_evaluate(config, tmp_path / f"a{i}", quiet=True, model=plugin_models.TinyCNN)
+    assert together[i]["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-3)
