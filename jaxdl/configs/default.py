@@ -76,6 +76,15 @@ def get_config() -> ml_collections.ConfigDict:
   # dataclass fields are its), filled in when the config is loaded.
   c.model.name = "seed_cnn"
 
+  # The loss: 'auto' (softmax cross-entropy for integer labels, MSE for float
+  # targets), or PKG.MODULE:ATTR of a jaxdl.Objective or of a function
+  # (outputs, batch) -> (per-example losses, sums).
+  c.objective = "auto"
+  # Extra metrics, reported for every split and selectable (select.metric):
+  # 'top5_accuracy' (any K), 'macro_f1', 'mcc', or PKG.MODULE:ATTR of a function
+  # (logits, batch) -> per-example values.
+  c.metrics = ()
+
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"  # 'adam' (the seed's) | 'adamw' | 'sgd'.
   c.optim.learning_rate = 1e-3  # Keras's Adam default.

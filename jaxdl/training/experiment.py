@@ -19,7 +19,8 @@ from jaxdl import data, models
 from jaxdl.configs.checks import check_config
 from jaxdl.errors import ConfigError, JaxdlError
 from jaxdl.training import privacy, selection
-from jaxdl.training.objectives import OBJECTIVES, Objective
+from jaxdl.training import metrics, objectives
+from jaxdl.training.objectives import Objective
 from jaxdl.training.optim import build_optimizer
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.steps import NONFINITE_POLICIES
@@ -87,7 +88,7 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   spec = datasets.spec
   part = models.resolve(config.model.name, config.experiment, model)
   module = models.build(config, spec, part)
-  objective = OBJECTIVES[spec.task]
+  objective = _objective(config, spec)
   chosen = selection.resolve(config.select, spec, objective.metric_names)
   steps_per_epoch = data.num_batches(spec.num_train, config.batch_size)
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
@@ -102,6 +103,16 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
                               steps_per_epoch * config.num_epochs, data_devices)
   return Experiment(config, datasets, module, tx, state, steps_per_epoch, objective, chosen,
                     private, batch_length(config.batch_size, spec.num_train, data_devices), part)
+
+
+def _objective(config: ml_collections.ConfigDict, spec) -> Objective:
+  """The loss (``config.objective``) with the extra metrics of ``config.metrics``."""
+  base = objectives.resolve(config.objective, spec.task, config.experiment)
+  if config.metrics and spec.task != "classification":
+    raise ConfigError(f"config.metrics ({', '.join(config.metrics)}) are classification metrics, "
+                      f"but {spec.name} is a regression task; set metrics=()")
+  names, functions = metrics.resolve(tuple(config.metrics), config.experiment)
+  return objectives.with_metrics(base, tuple(names), functions)
 
 
 def _initial_state(config: ml_collections.ConfigDict, module, part: models.ModelPart, tx,

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.training.metric_sums import means
+from jaxdl.training.metric_sums import means, to_host
 
 
 class MemberGroup:
@@ -44,10 +44,9 @@ class MemberGroup:
     """``fn`` over stacked members (vmapped), or ``fn`` itself for a lone run."""
     return jax.vmap(fn, in_axes=in_axes) if self.vectorized else fn
 
-  def host_sums(self, sums: Any) -> list[dict[str, float]]:
-    """Each member's metric sums as host floats."""
-    return [{k: float(v) for k, v in member.items()}
-            for member in self.unstack(jax.device_get(sums))]
+  def host_sums(self, sums: Any) -> list[dict[str, Any]]:
+    """Each member's metric sums on the host (floats; arrays for array-valued sums)."""
+    return [to_host(member) for member in self.unstack(jax.device_get(sums))]
 
   def means(self, sums: Any) -> list[dict[str, float]]:
     """Each member's mean metrics from (stacked) metric sums."""

@@ -33,7 +33,7 @@ from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
 from jaxdl.training.evaluation import check_finite, epoch_row, evaluate, evaluate_group
 from jaxdl.training.experiment import Experiment, batch_length, build_experiment
 from jaxdl.training.group import MemberGroup
-from jaxdl.training.metric_sums import means, merge
+from jaxdl.training.metric_sums import from_json, means, merge, to_json
 from jaxdl.training.parallel import DataParallel
 from jaxdl.training.progress import Reporter, format_row
 from jaxdl.training.results import epsilon_spent, run_results
@@ -106,7 +106,8 @@ class Progress:
     """Member ``member``'s progress item for its checkpoint (JSON)."""
     return {"history": self.histories[member], "train_s": self.train_s,
             "compile_s": self.compile_s,
-            "epoch_sums": None if self.partial_sums is None else self.partial_sums[member]}
+            "epoch_sums": None if self.partial_sums is None else to_json(
+                self.partial_sums[member])}
 
 
 class GroupTrainer:
@@ -178,8 +179,10 @@ class GroupTrainer:
     partial = None
     if active and step is not None and timing.get("epoch_sums") is not None:
       # Members that are done contribute placeholder sums that are never read.
-      partial = [restored[i]["epoch_sums"] if i in active else dict.fromkeys(
-          timing["epoch_sums"], 0.0) for i in range(self.group.size)]
+      template = timing["epoch_sums"]
+      partial = [restored[i]["epoch_sums"] if i in active else
+                 {k: np.zeros_like(np.asarray(v)).tolist() for k, v in template.items()}
+                 for i in range(self.group.size)]
     return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
                     histories=[r["history"] for r in restored], partial_sums=partial,
                     train_s=float(timing.get("train_s", 0.0)),
@@ -235,8 +238,7 @@ class GroupTrainer:
                             "metric sums of its unfinished epoch; the run folder is inconsistent: "
                             "train it again with --overwrite")
     if first:
-      sums = self.group.stack([{k: np.float32(v) for k, v in s.items()}
-                               for s in progress.partial_sums])
+      sums = self.group.stack([from_json(s) for s in progress.partial_sums])
     examples, t_mark = 0, time.perf_counter()
     for batches in self._epoch_batches(epoch, first):
       t_step = time.perf_counter()

@@ -8,9 +8,11 @@ exactly the numbers of one big batch.
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Sums = dict[str, jax.Array]
 
@@ -18,7 +20,7 @@ Sums = dict[str, jax.Array]
 PER_STEP = ("grad_norm", "clipped")
 # Bookkeeping that is not a mean: min-reduced step numbers and counts.
 MIN_REDUCED = ("first_nonfinite_loss", "first_nonfinite_grad")
-_NOT_MEANS = ("count", "steps", "nonfinite_steps", "truncated_steps", *MIN_REDUCED)
+_NOT_MEANS = ("count", "steps", "nonfinite_steps", "truncated_steps", "confusion", *MIN_REDUCED)
 
 
 def merge(a: Sums, b: Sums) -> Sums:
@@ -26,8 +28,32 @@ def merge(a: Sums, b: Sums) -> Sums:
   return {k: jnp.minimum(a[k], b[k]) if k in MIN_REDUCED else a[k] + b[k] for k in a}
 
 
-def means(sums: Mapping[str, float]) -> dict[str, float]:
-  """Summed metrics as means: per example, or per step for the PER_STEP ones."""
+def means(sums: Mapping[str, Any]) -> dict[str, float]:
+  """Summed metrics as means: per example, or per step for the PER_STEP ones.
+
+  A summed confusion matrix (``confusion``) gives macro-F1 and Matthews'
+  correlation (see metrics.py).
+  """
   count, steps = float(sums["count"]), float(sums.get("steps", 0.0))
-  return {k: float(v) / max(steps if k in PER_STEP else count, 1.0)
-          for k, v in sums.items() if k not in _NOT_MEANS}
+  out = {k: float(v) / max(steps if k in PER_STEP else count, 1.0)
+         for k, v in sums.items() if k not in _NOT_MEANS}
+  if "confusion" in sums:
+    from jaxdl.training.metrics import from_confusion  # metrics.py imports this module.
+
+    out.update(from_confusion(sums["confusion"]))
+  return out
+
+
+def to_host(sums: Mapping[str, Any]) -> dict[str, Any]:
+  """Sums as host values: floats, and NumPy arrays for array-valued sums (a confusion matrix)."""
+  return {k: float(v) if np.ndim(v) == 0 else np.asarray(v, np.float64) for k, v in sums.items()}
+
+
+def to_json(sums: Mapping[str, Any]) -> dict[str, Any]:
+  """Host sums as JSON values (arrays as nested lists), for a checkpoint's progress."""
+  return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in sums.items()}
+
+
+def from_json(sums: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Sums read back from JSON as float32 arrays, ready to merge with a step's."""
+  return {k: np.asarray(v, np.float32) for k, v in sums.items()}

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdl import parts
+from jaxdl.errors import ConfigError
 from jaxdl.training.metric_sums import Sums
 
 LossAndSums = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Sums]]
@@ -77,3 +79,41 @@ OBJECTIVES: dict[str, Objective] = {
     "classification": Objective("classification", classification, ("accuracy",)),
     "regression": Objective("regression", regression, ("mse",)),
 }
+
+
+def resolve(name: str, task: str, experiment: str = "") -> Objective:
+  """The objective ``config.objective`` names.
+
+  Args:
+    name: ``auto`` (the data's task: classification or regression), a built-in
+      name, or ``PKG.MODULE:ATTR`` of an :class:`Objective` or of a function
+      ``(outputs, batch) -> (<float32>[batch] losses, sums)`` whose sums hold
+      ``loss`` and ``count`` (its other sums are averaged and reported too).
+    task: the data's task, for ``auto``.
+    experiment: the experiment file, whose folder resolves the import path.
+  """
+  if name == "auto":
+    return OBJECTIVES[task]
+  if name in OBJECTIVES:
+    return OBJECTIVES[name]
+  found = parts.import_object(name, experiment, "objective")
+  if isinstance(found, Objective):
+    return found
+  if callable(found):
+    return Objective(name, found, ())
+  raise ConfigError(f"objective {name} is a {type(found).__name__}; give a jaxdl.Objective or a "
+                    "function (outputs, batch) -> (losses, sums)")
+
+
+def with_metrics(objective: Objective, names: tuple[str, ...], functions) -> Objective:
+  """``objective`` with the sums of extra metrics (see metrics.py) added to its own."""
+  if not functions:
+    return objective
+
+  def fn(outputs, batch):
+    losses, sums = objective(outputs, batch)
+    for metric in functions:
+      sums = {**sums, **metric(outputs, batch)}
+    return losses, sums
+
+  return Objective(objective.name, fn, (*objective.metrics, *names))

@@ -1,0 +1,92 @@
+"""Extra classification metrics, as masked sums (``config.metrics``).
+
+Each metric adds sums to a step's metric sums, so padding masks, devices and
+vectorized members stay exact like the loss:
+
+  ``topK_accuracy`` (e.g. ``top5_accuracy``): the label among the K largest logits.
+  ``macro_f1``, ``mcc``: from a summed confusion matrix (``confusion``,
+    ``<float32>[classes, classes]``, rows true, columns predicted), finished on
+    the host: the unweighted mean of the per-class F1 scores, and Matthews'
+    correlation coefficient in its multi-class form (Gorodkin 2004). Accuracy
+    alone rewards a spam filter that never says "spam"; these two do not.
+
+A researcher's own metric is ``PKG.MODULE:ATTR`` naming a function
+``(logits, batch) -> <float32>[batch]`` of per-example values; it is summed
+over real examples and averaged like accuracy.
+"""
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl import parts
+from jaxdl.errors import ConfigError
+from jaxdl.training.metric_sums import Sums
+
+SumsFn = Callable[[jax.Array, Mapping[str, jax.Array]], Sums]
+_TOP_K = re.compile(r"top(\d+)_accuracy")
+CONFUSION = "confusion"
+FROM_CONFUSION = ("macro_f1", "mcc")
+
+
+def _top_k(k: int) -> SumsFn:
+  def sums(logits, batch):
+    top = jax.lax.top_k(logits.astype(jnp.float32), k)[1]
+    hit = jnp.any(top == batch["label"][:, None], axis=-1).astype(jnp.float32)
+    return {f"top{k}_accuracy": jnp.sum(hit * batch["mask"])}
+  return sums
+
+
+def _confusion(logits, batch) -> Sums:
+  classes = logits.shape[-1]
+  true = jax.nn.one_hot(batch["label"], classes, dtype=jnp.float32) * batch["mask"][:, None]
+  predicted = jax.nn.one_hot(jnp.argmax(logits, -1), classes, dtype=jnp.float32)
+  return {CONFUSION: true.T @ predicted}
+
+
+def _per_example(name: str, fn: Callable) -> SumsFn:
+  def sums(logits, batch):
+    values = jnp.asarray(fn(logits, batch), jnp.float32).reshape(batch["mask"].shape)
+    return {name: jnp.sum(values * batch["mask"])}
+  return sums
+
+
+def resolve(names: Sequence[str], experiment: str = "") -> tuple[list[str], list[SumsFn]]:
+  """The metric names ``config.metrics`` asks for and the functions that sum them."""
+  reported, functions, confusion = [], [], False
+  for name in names:
+    top = _TOP_K.fullmatch(name)
+    if top and int(top.group(1)) >= 1:
+      reported.append(name)
+      functions.append(_top_k(int(top.group(1))))
+    elif name in FROM_CONFUSION:
+      reported.append(name)
+      if not confusion:
+        functions.append(_confusion)
+        confusion = True
+    elif parts.is_import_path(name):
+      short = name.rpartition(":")[2].rpartition(".")[2]
+      reported.append(short)
+      functions.append(_per_example(short, parts.import_object(name, experiment, "metric")))
+    else:
+      raise ConfigError(f"unknown metric {name!r} in config.metrics; use topK_accuracy (e.g. "
+                        f"top5_accuracy), {', '.join(FROM_CONFUSION)}, or PKG.MODULE:ATTR of a "
+                        "function (logits, batch) -> per-example values")
+  return reported, functions
+
+
+def from_confusion(confusion: np.ndarray) -> dict[str, float]:
+  """Macro-F1 and Matthews' correlation from a summed confusion matrix."""
+  c = np.asarray(confusion, np.float64)
+  tp = np.diag(c)
+  predicted, true, total = c.sum(0), c.sum(1), c.sum()
+  denominator = predicted + true
+  f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+  present = true > 0  # Classes absent from the split (and never predicted) do not count.
+  macro_f1 = float(f1[present | (predicted > 0)].mean()) if total else 0.0
+  covariance = tp.sum() * total - predicted @ true
+  scale = np.sqrt((total ** 2 - predicted @ predicted) * (total ** 2 - true @ true))
+  return {"macro_f1": macro_f1, "mcc": float(covariance / scale) if scale > 0 else 0.0}
