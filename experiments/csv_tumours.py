@@ -10,7 +10,9 @@ Data:     load_tumours below reads a CSV file a researcher already has: the Wisc
 Model:    MLP below (30 -> 64 -> 64 -> 2, ReLU, dropout 0.2), a plain flax.linen Module.
 Metrics:  the classes are imbalanced, so besides accuracy: macro-F1 and Matthews'
           correlation; the model is selected on validation MCC.
-Expected: test accuracy about 0.95-0.97, MCC about 0.9 (0.9649 / 0.9248 here, seed 0).
+Expected: test accuracy 0.9499 ± 0.0051, macro-F1 0.9469 ± 0.0055, MCC 0.8947 ± 0.0116
+          (seeds 0-2: `jaxdl sweep experiments/csv_tumours.py --workdir runs/t --sweep
+          seed=0:3`; about 12 s a run on 2 CPU cores).
 """
 
 import pathlib

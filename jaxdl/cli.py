@@ -153,11 +153,8 @@ def _print_results(results: dict, workdir: str) -> None:
   print(f"run folder: {workdir}")
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__.split("\n")[0])
-  parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-  sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_training_commands(sub) -> None:
+  """train, eval, sweep."""
   train = sub.add_parser("train", help="train an experiment config into a run folder")
   train.add_argument("config", help="experiments/NAME.py, or NAME.py:ARG for get_config(ARG)")
   train.add_argument("--workdir", help="run folder (default: runs/<config name>); an existing "
@@ -191,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--overwrite", action="store_true")
   sweep.set_defaults(handler=_sweep)
 
+
+def _add_result_commands(sub) -> None:
+  """report, plot, cite, reproduce, explain, bench-peak."""
   rep = sub.add_parser("report", help="a sweep's results over seeds as a table")
   rep.add_argument("dir")
   rep.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"))
@@ -223,6 +223,14 @@ def _parser() -> argparse.ArgumentParser:
   peak = sub.add_parser("bench-peak", help="measure and cache this machine's matmul FLOP/s")
   peak.add_argument("--size", type=int, default=2048)
   peak.set_defaults(handler=_bench_peak)
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__.split("\n")[0])
+  parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+  sub = parser.add_subparsers(dest="command", required=True)
+  _add_training_commands(sub)
+  _add_result_commands(sub)
   return parser
 
 

@@ -38,32 +38,38 @@ def complete_model(config: ml_collections.ConfigDict, obj: Any = None,
   name = config.model.name
   part = models.resolve(name, config.experiment, obj)
   given = {k: _plain(v) for k, v in config.model.items() if k != "name"}
+  fields = _merged_fields(part, given, carried or {}, tolerant)
+  _set_model(config, ml_collections.ConfigDict({"name": name, **fields}))
+  return part
+
+
+def _merged_fields(part, given: Mapping[str, Any], carried: Mapping[str, Any],
+                   tolerant: bool) -> dict[str, Any]:
+  """The model's defaults, under the carried values it shares, under the values set."""
   if part.fields is None:  # A factory's fields are whatever the experiment set.
-    fields = {**(carried or {}), **given}
-  else:
-    known = {*part.fields, *part.required}
-    unknown = [k for k in given if k not in known]
-    if unknown and not tolerant:
-      close = suggest(unknown[0], known)
-      hint = f" (did you mean 'model.{close[0]}'?)" if close else ""
-      raise ConfigError(f"config key 'model.{unknown[0]}' is not a field of model {name!r}{hint}; "
-                        f"its fields: {', '.join(sorted(known)) or 'none'}")
-    kept = {k: _plain(v) for k, v in (carried or {}).items() if k in known}
-    fields = {**part.fields, **kept, **{k: v for k, v in given.items() if k in known}}
+    return {**carried, **given}
+  known = {*part.fields, *part.required}
+  unknown = [k for k in given if k not in known]
+  if unknown and not tolerant:
+    close = suggest(unknown[0], known)
+    hint = f" (did you mean 'model.{close[0]}'?)" if close else ""
+    raise ConfigError(f"config key 'model.{unknown[0]}' is not a field of model {part.name!r}"
+                      f"{hint}; its fields: {', '.join(sorted(known)) or 'none'}")
+  kept = {k: _plain(v) for k, v in carried.items() if k in known}
+  return {**part.fields, **kept, **{k: v for k, v in given.items() if k in known}}
+
+
+def _set_model(config: ml_collections.ConfigDict, model: ml_collections.ConfigDict) -> None:
+  """Replaces ``config.model`` (a locked config stays locked)."""
   locked = config.is_locked
   config.unlock()
-  config.model = ml_collections.ConfigDict({"name": name, **fields})
+  config.model = model
   if locked:
     config.lock()
-  return part
 
 
 def rename_model(config: ml_collections.ConfigDict, name: str, obj: Any = None):
   """Switches ``config`` to model ``name``, keeping the values of shared fields."""
   carried = {k: v for k, v in config.model.items() if k != "name"}
-  locked = config.is_locked
-  config.unlock()
-  config.model = ml_collections.ConfigDict({"name": name})
-  if locked:
-    config.lock()
+  _set_model(config, ml_collections.ConfigDict({"name": name}))
   return complete_model(config, obj, carried)

@@ -92,40 +92,53 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(jax.image.resize(images, (n, size, size, c), "linear", antialias=True))
 
 
+def _checked_split(raw: _Raw, split: str, num_classes: int, cfg) -> tuple[np.ndarray, np.ndarray]:
+  images, labels = raw.splits[split]
+  return (check_images(images, f"{cfg.name} {split} images"),
+          check_labels(labels, num_classes, f"{cfg.name} {split} labels"))
+
+
+def _test_split(raw: _Raw, train: tuple, num_classes: int, cfg, notes: list[str]):
+  """``(train, test)`` image/label pairs: the source's test split, or one held out of train."""
+  train_images, train_labels = train
+  if "test" in raw.splits:
+    refuse_folds(cfg, cfg.name)
+    test = _checked_split(raw, "test", num_classes, cfg)
+    if test[0].shape[1:] != train_images.shape[1:]:
+      raise DataError(f"{cfg.name}: test images are {test[0].shape[1:]} but train images "
+                      f"are {train_images.shape[1:]}")
+    return train, test
+  keep, held, note = hold_out_test(train_labels, cfg, cfg.name)
+  notes.append(note)
+  return (train_images[keep], train_labels[keep]), (train_images[held], train_labels[held])
+
+
+def _val_indices(raw: _Raw, train: tuple, num_classes: int, cfg):
+  """Train (with the source's val split appended after it) and the kept/held-out indices."""
+  train_images, train_labels = train
+  if "val" not in raw.splits:
+    keep, held = split_indices(len(train_labels), cfg.val_fraction, [cfg.split_seed, 1],
+                               train_labels, "validation")
+    return train, keep, held
+  val_images, val_labels = _checked_split(raw, "val", num_classes, cfg)
+  keep = np.arange(len(train_labels))
+  held = np.arange(len(train_labels), len(train_labels) + len(val_labels))
+  return ((np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])),
+          keep, held)
+
+
 def build_image_data(cfg: ml_collections.ConfigDict) -> Datasets:
   """Loads, splits and normalises an image dataset described by ``config.data``."""
   raw = _load_raw(cfg)
   notes = list(raw.notes)
-  train_images, train_labels = raw.splits["train"]
-  num_classes = cfg.num_classes or raw.num_classes or int(np.max(train_labels)) + 1
-  train_labels = check_labels(train_labels, num_classes, f"{cfg.name} train labels")
-  train_images = check_images(train_images, f"{cfg.name} train images")
-  present = np.unique(train_labels)
+  num_classes = cfg.num_classes or raw.num_classes or int(np.max(raw.splits["train"][1])) + 1
+  train = _checked_split(raw, "train", num_classes, cfg)
+  present = np.unique(train[1])
   if len(present) < 2:
     raise DataError(f"{cfg.name}: the training labels hold one class only ({int(present[0])}); "
                     "a classifier needs examples of at least two classes")
-  if "test" in raw.splits:
-    refuse_folds(cfg, cfg.name)
-    test_images = check_images(raw.splits["test"][0], f"{cfg.name} test images")
-    test_labels = check_labels(raw.splits["test"][1], num_classes, f"{cfg.name} test labels")
-    if test_images.shape[1:] != train_images.shape[1:]:
-      raise DataError(f"{cfg.name}: test images are {test_images.shape[1:]} but train images "
-                      f"are {train_images.shape[1:]}")
-  else:
-    keep, held, note = hold_out_test(train_labels, cfg, cfg.name)
-    test_images, test_labels = train_images[held], train_labels[held]
-    train_images, train_labels = train_images[keep], train_labels[keep]
-    notes.append(note)
-  if "val" in raw.splits:  # The source's own validation split, appended after train.
-    val_images = check_images(raw.splits["val"][0], f"{cfg.name} val images")
-    val_labels = check_labels(raw.splits["val"][1], num_classes, f"{cfg.name} val labels")
-    keep = np.arange(len(train_labels))
-    held = np.arange(len(train_labels), len(train_labels) + len(val_labels))
-    train_images = np.concatenate([train_images, val_images])
-    train_labels = np.concatenate([train_labels, val_labels])
-  else:
-    keep, held = split_indices(len(train_labels), cfg.val_fraction, [cfg.split_seed, 1],
-                               train_labels, "validation")
+  train, (test_images, test_labels) = _test_split(raw, train, num_classes, cfg, notes)
+  (train_images, train_labels), keep, held = _val_indices(raw, train, num_classes, cfg)
   check_split_sizes(cfg.name, len(keep), len(test_labels))
 
   def prepare(images):

@@ -73,6 +73,25 @@ def _convert(arrays: dict[str, np.ndarray], task: str, num_classes: int, where: 
   return Split(inputs, label, extra)
 
 
+def _call(source: Callable, cfg: ml_collections.ConfigDict) -> Mapping[str, Any]:
+  """The user's function's splits, checked for their names; its failures in one line."""
+  where = cfg.name
+  try:
+    returned = source(cfg)
+  except DataError:
+    raise
+  except Exception as e:  # The user's function: one line naming it and what it raised.
+    raise DataError(f"{where}: the data function failed: {type(e).__name__}: {e}") from e
+  if not isinstance(returned, Mapping) or "train" not in returned:
+    raise DataError(f"{where}: the data function must return a dict of splits with at least "
+                    f"'train', got {type(returned).__name__}")
+  unknown = set(returned) - {"train", "test", "meta", *_VAL_NAMES}
+  if unknown:
+    raise DataError(f"{where}: unknown split {sorted(unknown)[0]!r}; name splits train, val "
+                    "(or validation/dev) and test")
+  return returned
+
+
 def build_python_data(cfg: ml_collections.ConfigDict,
                       source: Callable[[ml_collections.ConfigDict], Any] | None = None,
                       experiment: str = "") -> Datasets:
@@ -86,20 +105,8 @@ def build_python_data(cfg: ml_collections.ConfigDict,
   where = cfg.name
   if source is None:
     source = parts.import_object(cfg.name[len(PREFIX):], experiment, "data")
-  try:
-    returned = source(cfg)
-  except Exception as e:  # The user's function: one line naming it and what it raised.
-    if isinstance(e, DataError):
-      raise
-    raise DataError(f"{where}: the data function failed: {type(e).__name__}: {e}") from e
-  if not isinstance(returned, Mapping) or "train" not in returned:
-    raise DataError(f"{where}: the data function must return a dict of splits with at least "
-                    f"'train', got {type(returned).__name__}")
+  returned = _call(source, cfg)
   meta = dict(returned.get("meta", {}))
-  unknown = set(returned) - {"train", "test", "meta", *_VAL_NAMES}
-  if unknown:
-    raise DataError(f"{where}: unknown split {sorted(unknown)[0]!r}; name splits train, val "
-                    "(or validation/dev) and test")
   raw = {name: _as_split(name, value, where) for name, value in returned.items()
          if name != "meta"}
   val_name = next((v for v in _VAL_NAMES if v in raw), None)

@@ -131,6 +131,28 @@ def _read_table(path: pathlib.Path, cfg: ml_collections.ConfigDict, into: _Examp
     into.add(row[cfg.text_key] or "", label, f"{path}:{number}")
 
 
+def _read_labelled_lines(split_files: dict[pathlib.Path, str], encoding: str) -> dict:
+  """``LABEL TEXT`` lines (the SST-2 layout) into {split: _Examples}."""
+  splits = {}
+  for path, split in split_files.items():
+    for number, line in _read_lines(path, encoding):
+      label, _, text = line.strip().partition(" ")
+      if not text:
+        raise DataError(f"{path}:{number}: expected 'LABEL TEXT', got {line[:60]!r}")
+      splits.setdefault(split, _Examples()).add(text, label, f"{path}:{number}")
+  return splits
+
+
+def _read_class_files(files: list[pathlib.Path], encoding: str) -> dict:
+  """One file per class, one example per line (the MR layout): a train split."""
+  examples = _Examples()
+  for path in files:
+    label = path.suffix.lstrip(".") or path.name
+    for number, line in _read_lines(path, encoding):
+      examples.add(line.strip(), label, f"{path}:{number}")
+  return {"train": examples}
+
+
 def _read_folder(folder: pathlib.Path, cfg: ml_collections.ConfigDict) -> tuple[dict, str]:
   """Reads ``folder`` into {split: _Examples} and names the layout it found."""
   if not folder.is_dir():
@@ -144,24 +166,12 @@ def _read_folder(folder: pathlib.Path, cfg: ml_collections.ConfigDict) -> tuple[
       _read_table(path, cfg, splits.setdefault(split, _Examples()))
     return splits, "table"
   split_files = {p: _split_of(p) for p in files if _split_of(p)}
-  if any(s == "train" for s in split_files.values()):
-    splits = {}
-    for path, split in split_files.items():
-      for number, line in _read_lines(path, cfg.encoding):
-        label, _, text = line.strip().partition(" ")
-        if not text:
-          raise DataError(f"{path}:{number}: expected 'LABEL TEXT', got {line[:60]!r}")
-        splits.setdefault(split, _Examples()).add(text, label, f"{path}:{number}")
-    return splits, "labelled lines"
+  if "train" in split_files.values():
+    return _read_labelled_lines(split_files, cfg.encoding), "labelled lines"
   if len(files) < 2:
     raise DataError(f"text folder {folder} holds no train.tsv/.csv, no *.train file and not "
                     "one file per class (need at least two)")
-  examples = _Examples()
-  for path in files:
-    label = path.suffix.lstrip(".") or path.name
-    for number, line in _read_lines(path, cfg.encoding):
-      examples.add(line.strip(), label, f"{path}:{number}")
-  return {"train": examples}, "one file per class"
+  return _read_class_files(files, cfg.encoding), "one file per class"
 
 
 def _tfds_text(cfg: ml_collections.ConfigDict, name: str) -> tuple[dict, int]:
@@ -198,17 +208,15 @@ def _take(examples: _Examples, index: np.ndarray) -> _Examples:
                    [examples.origins[i] for i in index])
 
 
-def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
-  """Loads, splits, tokenises and encodes the text dataset of ``config.data``."""
+def _read_source(cfg: ml_collections.ConfigDict) -> tuple[dict, tuple[str, ...], list[str]]:
+  """The raw splits, the class names, and a note on where they came from."""
   kind, _, arg = cfg.name.partition(":")
-  notes = []
   if kind == "textfile":
     splits, layout = _read_folder(pathlib.Path(arg), cfg)
-    declared_classes = 0
-    notes.append(f"text files in {arg} ({layout} layout, encoding {cfg.encoding})")
+    declared_classes, note = 0, f"text files in {arg} ({layout} layout, encoding {cfg.encoding})"
   else:
     splits, declared_classes = _tfds_text(cfg, arg)
-    notes.append(f"TFDS {arg} (train split {cfg.train_split!r}, test split {cfg.test_split!r})")
+    note = f"TFDS {arg} (train split {cfg.train_split!r}, test split {cfg.test_split!r})"
   train = splits["train"]
   if not train.texts:
     raise DataError(f"{cfg.name}: the training split is empty")
@@ -216,17 +224,20 @@ def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
   if len(classes) < 2:
     raise DataError(f"{cfg.name}: the training data has one class only ({classes[0]!r}, e.g. "
                     f"{train.origins[0]}); a classifier needs examples of at least two classes")
-  if kind != "textfile" and declared_classes:
+  if declared_classes:
     classes = tuple(str(i) for i in range(declared_classes))
-  train_ids = _label_ids(train, classes, "train")
-  test = splits.get("test")
+  return splits, classes, [note]
+
+
+def _hold_out(splits: dict, train_ids: np.ndarray, cfg, notes: list[str]):
+  """Train, validation and test examples (and train's label ids), held out where absent."""
+  train, test, val = splits["train"], splits.get("test"), splits.get("val")
   if test is None:
     keep, held, note = hold_out_test(train_ids, cfg, cfg.name)
     test, train, train_ids = _take(train, held), _take(train, keep), train_ids[keep]
     notes.append(note)
   else:
     refuse_folds(cfg, cfg.name)
-  val = splits.get("val")
   if val is None:
     keep, held = split_indices(len(train.texts), cfg.val_fraction, [cfg.split_seed, 1],
                                train_ids, "validation")
@@ -237,6 +248,14 @@ def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
   else:
     notes.append("validation set: the source's own dev split")
   check_split_sizes(cfg.name, len(train.texts), len(test.texts))
+  return train, train_ids, val, test
+
+
+def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
+  """Loads, splits, tokenises and encodes the text dataset of ``config.data``."""
+  splits, classes, notes = _read_source(cfg)
+  train_ids = _label_ids(splits["train"], classes, "train")
+  train, train_ids, val, test = _hold_out(splits, train_ids, cfg, notes)
   vocab = build_vocab(train.texts, cfg.vocab_size)
   notes.append(f"vocabulary: {len(vocab)} entries (PAD=0, OOV=1, then the most frequent "
                f"training words), texts truncated/padded to {cfg.max_len} tokens")

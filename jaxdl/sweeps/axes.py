@@ -92,6 +92,32 @@ def parse_axis(text: str) -> Axis:
   return axis_from_spec(key, spec)
 
 
+def _random_axis(key: str, spec: str, name: str, args: list[str]) -> Axis:
+  if name == "choice":
+    if not args:
+      raise ConfigError(f"sweep axis {key}={spec}: choice() needs at least one value")
+    return Axis(key, distribution=name, arguments=tuple(_scalar(a) for a in args))
+  if len(args) != 2:
+    raise ConfigError(f"sweep axis {key}={spec}: {name}(low,high) takes two numbers")
+  low, high = (_number(a, spec) for a in args)
+  if high < low or (name == "loguniform" and low <= 0):
+    raise ConfigError(f"sweep axis {key}={spec}: need low <= high"
+                      + (" and low > 0" if name == "loguniform" else ""))
+  if name == "randint":
+    low, high = int(low), int(high)
+  return Axis(key, distribution=name, arguments=(low, high))
+
+
+def _range_axis(key: str, spec: str, span: re.Match) -> Axis:
+  start, stop, step = int(span.group(1)), int(span.group(2)), int(span.group(3) or 1)
+  if step < 1:
+    raise ConfigError(f"sweep axis {key}={spec}: the step must be at least 1 (start:stop:step)")
+  values = tuple(range(start, stop, step))
+  if not values:
+    raise ConfigError(f"sweep axis {key}={spec} is an empty range")
+  return Axis(key, values=values)
+
+
 def axis_from_spec(key: str, spec: Any) -> Axis:
   """An axis from a spec string, or from a list of values (an experiment's ``sweep()``)."""
   if isinstance(spec, (list, tuple)):
@@ -101,29 +127,11 @@ def axis_from_spec(key: str, spec: Any) -> Axis:
   spec = str(spec).strip()
   random = _RANDOM.match(spec)
   if random:
-    name, args = random.group(1), [a.strip() for a in random.group(2).split(",") if a.strip()]
-    if name == "choice":
-      if not args:
-        raise ConfigError(f"sweep axis {key}={spec}: choice() needs at least one value")
-      return Axis(key, distribution=name, arguments=tuple(_scalar(a) for a in args))
-    if len(args) != 2:
-      raise ConfigError(f"sweep axis {key}={spec}: {name}(low,high) takes two numbers")
-    low, high = (_number(a, spec) for a in args)
-    if high < low or (name == "loguniform" and low <= 0):
-      raise ConfigError(f"sweep axis {key}={spec}: need low <= high"
-                        + (" and low > 0" if name == "loguniform" else ""))
-    if name == "randint":
-      low, high = int(low), int(high)
-    return Axis(key, distribution=name, arguments=(low, high))
+    args = [a.strip() for a in random.group(2).split(",") if a.strip()]
+    return _random_axis(key, spec, random.group(1), args)
   span = _RANGE.match(spec)
   if span:
-    start, stop, step = int(span.group(1)), int(span.group(2)), int(span.group(3) or 1)
-    if step < 1:
-      raise ConfigError(f"sweep axis {key}={spec}: the step must be at least 1 (start:stop:step)")
-    values = tuple(range(start, stop, step))
-    if not values:
-      raise ConfigError(f"sweep axis {key}={spec} is an empty range")
-    return Axis(key, values=values)
+    return _range_axis(key, spec, span)
   try:  # Python literals: numbers, strings, tuples such as (64,),(128,).
     values = ast.literal_eval(f"[{spec}]")
   except (ValueError, SyntaxError):  # Bare words: lstm,gru.
@@ -131,26 +139,28 @@ def axis_from_spec(key: str, spec: Any) -> Axis:
   return Axis(key, values=tuple(values))
 
 
-def expand(axes: Sequence[Axis], samples: int = 0, sweep_seed: int = 0) -> list[dict[str, Any]]:
-  """The members: one dict of ``{key: value}`` overrides each, in a stable order."""
+def _check_axes(axes: Sequence[Axis], samples: int) -> None:
   keys = [a.key for a in axes]
   duplicated = {k for k in keys if keys.count(k) > 1}
   if duplicated:
     raise ConfigError(f"sweep axis {sorted(duplicated)[0]!r} is given twice")
-  grid = [a for a in axes if not a.is_random]
   random = [a for a in axes if a.is_random]
   if random and samples < 1:
     raise ConfigError(f"random sweep axis {random[0].key!r} needs --samples N (N >= 1)")
   if samples and not random:
     raise ConfigError("--samples needs at least one random axis, e.g. "
                       "--sweep optim.learning_rate=loguniform(1e-4,1e-2)")
+
+
+def expand(axes: Sequence[Axis], samples: int = 0, sweep_seed: int = 0) -> list[dict[str, Any]]:
+  """The members: one dict of ``{key: value}`` overrides each, in a stable order."""
+  _check_axes(axes, samples)
+  grid = [a for a in axes if not a.is_random]
   rng = np.random.default_rng(sweep_seed)
-  draws = [{a.key: a.draw(rng) for a in random} for _ in range(max(samples, 1))]
-  members = []
-  for draw in draws:
-    for combo in itertools.product(*(a.values for a in grid)):
-      members.append({**draw, **dict(zip((a.key for a in grid), combo))})
-  return [{k: m[k] for k in keys} for m in members]
+  draws = [{a.key: a.draw(rng) for a in axes if a.is_random} for _ in range(max(samples, 1))]
+  members = [{**draw, **dict(zip((a.key for a in grid), combo))}
+             for draw in draws for combo in itertools.product(*(a.values for a in grid))]
+  return [{a.key: m[a.key] for a in axes} for m in members]
 
 
 def axes_from_mapping(mapping: Mapping[str, Any]) -> list[Axis]:

@@ -31,6 +31,25 @@ def _label(values: dict) -> str:
                    for k, v in values.items()) or "all runs"
 
 
+def _draw_curves(ax, histories: dict[str, list[list[dict]]], metric: str) -> None:
+  """Train (dashed) and validation (solid) ``metric`` per epoch: mean line, ±std band."""
+  for i, (name, hs) in enumerate(histories.items()):
+    hs = [h for h in hs if h]
+    if not hs:
+      continue
+    epochs = min(len(h) for h in hs)
+    x = np.arange(1, epochs + 1)
+    for split, style in (("train", "--"), ("val", "-")):
+      key = f"{split}_{metric}"
+      if not all(key in row for h in hs for row in h[:epochs]):
+        continue
+      y = np.array([[row[key] for row in h[:epochs]] for h in hs])
+      mean, std = y.mean(0), y.std(0)
+      ax.plot(x, mean, style, color=f"C{i % 10}", label=f"{name} ({split})")
+      if len(hs) > 1:
+        ax.fill_between(x, mean - std, mean + std, color=f"C{i % 10}", alpha=0.15)
+
+
 def learning_curves(folder: pathlib.Path, runs: dict[str, list[pathlib.Path]],
                     out: pathlib.Path) -> pathlib.Path:
   """One line (and band) per group: loss, and accuracy where there is one."""
@@ -40,21 +59,7 @@ def learning_curves(folder: pathlib.Path, runs: dict[str, list[pathlib.Path]],
       [("accuracy", "accuracy (fraction correct)")] if has_accuracy else [])
   fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
   for ax, (metric, ylabel) in zip(axes[0], panels):
-    for i, (name, hs) in enumerate(histories.items()):
-      hs = [h for h in hs if h]
-      if not hs:
-        continue
-      epochs = min(len(h) for h in hs)
-      x = np.arange(1, epochs + 1)
-      for split, style in (("train", "--"), ("val", "-")):
-        key = f"{split}_{metric}"
-        if not all(key in row for h in hs for row in h[:epochs]):
-          continue
-        y = np.array([[row[key] for row in h[:epochs]] for h in hs])
-        mean, std = y.mean(0), y.std(0)
-        ax.plot(x, mean, style, color=f"C{i % 10}", label=f"{name} ({split})")
-        if len(hs) > 1:
-          ax.fill_between(x, mean - std, mean + std, color=f"C{i % 10}", alpha=0.15)
+    _draw_curves(ax, histories, metric)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
@@ -66,6 +71,15 @@ def learning_curves(folder: pathlib.Path, runs: dict[str, list[pathlib.Path]],
   fig.savefig(out, dpi=120)
   plt.close(fig)
   return out
+
+
+def _swept_axis(ax, values: np.ndarray) -> None:
+  """A log x axis where the values span a factor of 3 or more; the values as ticks."""
+  if values.min() > 0 and values.max() / values.min() >= 3:
+    ax.set_xscale("log")
+  if len(values) <= 8:
+    ax.set_xticks(values, [f"{v:.3g}" for v in values])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def response(rows: list[dict], axis: str, metric: str, others: Sequence[str],
@@ -82,12 +96,7 @@ def response(rows: list[dict], axis: str, metric: str, others: Sequence[str],
     std = np.array([g.metrics[metric].error_bar for g in groups])
     ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=f"C{i % 10}",
                 label=None if line is None else _label(line.values))
-  values = np.unique(np.array([r[axis] for r in rows], float))
-  if values.min() > 0 and values.max() / values.min() >= 3:
-    ax.set_xscale("log")
-  if len(values) <= 8:  # Label the swept values themselves.
-    ax.set_xticks(values, [f"{v:.3g}" for v in values])
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+  _swept_axis(ax, np.unique(np.array([r[axis] for r in rows], float)))
   ax.set_xlabel(axis)
   ax.set_ylabel(f"{metric} (mean ± std over seeds)")
   ax.grid(alpha=0.3)
@@ -109,13 +118,22 @@ def plot(folder: str | pathlib.Path, out_dir: str | pathlib.Path | None = None,
   out_dir = pathlib.Path(out_dir) if out_dir else folder / "plots"
   out_dir.mkdir(parents=True, exist_ok=True)
   by = [k for k in axis_keys if k not in REPETITION_AXES]
-  base = folder if axis_keys else folder.parent
-  runs = {_label(g.values): [base / m for m in g.members] for g in summarize(rows, by, [])}
-  written = [learning_curves(folder, runs, out_dir / "learning_curves.png")]
+  written = [learning_curves(folder, _runs_by_group(folder, rows, axis_keys, by),
+                             out_dir / "learning_curves.png")]
   metric = metric or (default_metrics(rows) or [None])[0]
-  for axis in by:
-    if metric and all(isinstance(r.get(axis), (int, float)) and not isinstance(r.get(axis), bool)
-                      for r in rows):
-      others = [k for k in by if k != axis]
-      written.append(response(rows, axis, metric, others, out_dir / f"response_{axis}.png"))
+  numeric = [axis for axis in by if all(_is_number(r.get(axis)) for r in rows)]
+  for axis in numeric if metric else []:
+    others = [k for k in by if k != axis]
+    written.append(response(rows, axis, metric, others, out_dir / f"response_{axis}.png"))
   return written
+
+
+def _runs_by_group(folder: pathlib.Path, rows: list[dict], axis_keys: Sequence[str],
+                   by: Sequence[str]) -> dict[str, list[pathlib.Path]]:
+  """The run folders of each group (a run folder is a group of itself)."""
+  base = folder if axis_keys else folder.parent
+  return {_label(g.values): [base / m for m in g.members] for g in summarize(rows, by, [])}
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -120,30 +120,34 @@ def default_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
   return first[:1] + tests if len(selection) == 1 else tests
 
 
-def summarize(rows: Sequence[dict[str, Any]], group_by: Sequence[str], metrics: Sequence[str],
-              failures: Sequence[Failure] = ()) -> list[Group]:
-  """Groups rows (and failures) by the ``group_by`` values, in first-seen order."""
+def _check_metrics(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
   for metric in metrics:
     missing = [r["member"] for r in rows if not isinstance(r.get(metric), (int, float))]
     if missing:
       raise JaxdlError(f"metric {metric!r} is missing from {missing[0]}'s results")
+
+
+def summarize(rows: Sequence[dict[str, Any]], group_by: Sequence[str], metrics: Sequence[str],
+              failures: Sequence[Failure] = ()) -> list[Group]:
+  """Groups rows (and failures) by the ``group_by`` values, in first-seen order."""
+  _check_metrics(rows, metrics)
   key = lambda values: tuple(repr(values.get(k)) for k in group_by)
   buckets: dict[tuple, list[dict[str, Any]]] = {}
+  values: dict[tuple, dict[str, Any]] = {}
   for row in rows:
     buckets.setdefault(key(row), []).append(row)
+    values.setdefault(key(row), row)
   failed: dict[tuple, list[str]] = {}
-  for failure in failures:
+  for failure in failures:  # A group may have failed members only.
     failed.setdefault(key(failure.values), []).append(failure.member)
     buckets.setdefault(key(failure.values), [])
-  groups = []
-  for bucket, members in buckets.items():
-    source = members[0] if members else next(f.values for f in failures
-                                             if key(f.values) == bucket)
-    summaries = {m: Summary.of([r[m] for r in members], metric_range(m)) for m in metrics
-                 if members}
-    groups.append(Group({k: source.get(k) for k in group_by}, tuple(r["member"] for r in members),
-                        summaries, tuple(failed.get(bucket, ()))))
-  return groups
+    values.setdefault(key(failure.values), failure.values)
+  return [Group({k: values[bucket].get(k) for k in group_by},
+                tuple(r["member"] for r in members),
+                {m: Summary.of([r[m] for r in members], metric_range(m))
+                 for m in (metrics if members else ())},
+                tuple(failed.get(bucket, ())))
+          for bucket, members in buckets.items()]
 
 
 def best_group(groups: Sequence[Group], metric: str) -> int | None:
@@ -206,9 +210,14 @@ def _notes(groups: Sequence[Group], metrics: Sequence[str], failures: Sequence[F
   return "\n".join(lines) + "\n"
 
 
+def _varies(groups: Sequence[Group], metric: str) -> bool:
+  """Whether any group's members differ in ``metric`` (a parameter count has no CI)."""
+  return any(metric in g.metrics and g.metrics[metric].n > 1 and g.metrics[metric].std > 0
+             for g in groups)
+
+
 def _render_markdown(groups, group_by, metrics, best, failures, digits) -> str:
-  with_ci = [m for m in metrics if any(m in g.metrics and g.metrics[m].n > 1
-                                       and g.metrics[m].std > 0 for g in groups)]
+  with_ci = [m for m in metrics if _varies(groups, m)]
   show_failed = any(g.failed for g in groups)
   header = [*group_by, "n", *(["failed"] if show_failed else []),
             *[f"{m} (mean ± std)" for m in metrics], *[f"{m} 95% CI" for m in with_ci]]

@@ -9,6 +9,7 @@ finished members and resumes interrupted ones from their checkpoints.
 
 import contextlib
 import csv
+import dataclasses
 import datetime
 import json
 import pathlib
@@ -125,6 +126,92 @@ def _datasets_for(config: ml_collections.ConfigDict, cache: dict) -> Any:
   return cache[key]
 
 
+@dataclasses.dataclass
+class _Sweep:
+  """A sweep being run: its members' configs, groups and status, and its sweep.json record."""
+
+  folder: pathlib.Path
+  configs: list[ml_collections.ConfigDict]
+  groups: list[list[int]]
+  members: list[dict[str, Any]]
+  record: dict[str, Any]
+  axis_keys: list[str]
+  model: Any
+  data_cache: dict
+
+  def save(self, status: str) -> None:
+    self.record["status"] = status
+    self.record["updated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    write_json(self.folder / "sweep.json", self.record)
+    _write_results_csv(self.folder, self.members, self.axis_keys)
+
+  def mark_finished(self) -> None:
+    """Members whose run folder already holds results of the same config are done."""
+    for member, config in zip(self.members, self.configs):
+      if _finished(self.folder / member["name"], config):
+        member["status"] = "done"
+
+  def batches(self, vectorized: bool) -> list[list[int]]:
+    """The members trained together: each group when vectorized, else one at a time."""
+    return self.groups if vectorized else [[i] for i in range(len(self.configs))]
+
+  def train(self, todo: list[int], quiet: bool, command: Sequence[str], log) -> None:
+    """Trains members ``todo`` together; a member's error marks it failed, not the sweep."""
+    for i in todo:
+      self.members[i]["status"] = "running"
+    self.save("running")
+    log(f"training {', '.join(self.members[i]['name'] for i in todo)}"
+        + (" together (vectorized)" if len(todo) > 1 else ""))
+    try:
+      train_group([self.configs[i] for i in todo],
+                  [self.folder / self.members[i]["name"] for i in todo],
+                  vectorized=len(todo) > 1, quiet=quiet, command=command,
+                  datasets=_datasets_for(self.configs[todo[0]], self.data_cache),
+                  model=self.model, log=log)
+    except RunLocked:
+      raise  # Another process trains this member: not a failure of the member.
+    except JaxdlError as e:
+      for i in todo:
+        self.members[i].update(status="failed", error=str(e))
+      log(f"failed: {e}")
+      return
+    for i in todo:
+      self.members[i]["status"] = "done"
+
+
+def _plan(base: ml_collections.ConfigDict, axes: Sequence[Axis], folder: pathlib.Path,
+          settings: dict[str, Any], model: Any, datasets: Any) -> _Sweep:
+  """Expands the sweep and builds every group's data and model: nothing on disk changes yet."""
+  overrides = expand(axes, settings["samples"], settings["sweep_seed"])
+  configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here.
+  groups = group_members(configs)
+  cache: dict = {}
+  if datasets is not None:
+    cache.update({None: datasets, "base": json.dumps(config_to_dict(base.data), sort_keys=True)})
+  for g in groups:
+    build_experiment(configs[g[0]], _datasets_for(configs[g[0]], cache), model)
+  group_of = {i: g for g, members in enumerate(groups) for i in members}
+  members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
+             for i, o in enumerate(overrides)]
+  record = {"command": list(settings["command"]), "base_config": config_to_dict(base),
+            "axes": [a.describe() for a in axes], "samples": settings["samples"],
+            "sweep_seed": settings["sweep_seed"], "mode": settings["mode"], "members": members}
+  return _Sweep(folder, configs, groups, members, record, [a.key for a in axes], model, cache)
+
+
+def _check_same_sweep(sweep: _Sweep) -> None:
+  path = sweep.folder / "sweep.json"
+  if not path.exists():
+    return
+  old = read_json(path)
+  new_overrides = json.loads(json.dumps([m["overrides"] for m in sweep.members]))
+  if [m["overrides"] for m in old["members"]] != new_overrides or \
+      config_differences(old["base_config"], sweep.record["base_config"]):
+    raise CheckpointError(f"{sweep.folder} holds a different sweep; use a new --workdir, or "
+                          "--overwrite to delete it")
+
+
 def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
               *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
               overwrite: bool = False, command: Sequence[str] = (), model: Any = None,
@@ -141,72 +228,24 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
   """
   folder = pathlib.Path(workdir)
   _check_sweep_folder(folder)
-  overrides = expand(axes, samples, sweep_seed)
-  configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here, before any work.
-  groups = group_members(configs)
-  # Every group's data and model are built before anything on disk changes.
-  cache: dict = {}
-  if datasets is not None:
-    cache.update({None: datasets, "base": json.dumps(config_to_dict(base.data), sort_keys=True)})
-  for g in groups:
-    build_experiment(configs[g[0]], _datasets_for(configs[g[0]], cache), model)
-  group_of = {i: g for g, members in enumerate(groups) for i in members}
-  members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
-             for i, o in enumerate(overrides)]
-  record = {"command": list(command), "base_config": config_to_dict(base),
-            "axes": [a.describe() for a in axes], "samples": samples, "sweep_seed": sweep_seed,
-            "mode": mode, "members": members}
-  sweep_file = folder / "sweep.json"
-  if sweep_file.exists() and not overwrite:
-    old = read_json(sweep_file)
-    if [m["overrides"] for m in old["members"]] != json.loads(json.dumps(overrides)) or \
-        config_differences(old["base_config"], record["base_config"]):
-      raise CheckpointError(f"{folder} holds a different sweep; use a new --workdir, or "
-                            "--overwrite to delete it")
+  sweep = _plan(base, axes, folder, {"samples": samples, "sweep_seed": sweep_seed, "mode": mode,
+                                     "command": command}, model, datasets)
+  if not overwrite:
+    _check_same_sweep(sweep)
   chosen = _choose_mode(mode, base, log)
   if overwrite and folder.is_dir():
     _clear_sweep(folder)
   folder.mkdir(parents=True, exist_ok=True)
-  record["mode_used"] = chosen
-  split = splitting_axes([a.key for a in axes], configs, groups)
-  if chosen == "vectorized" and len(groups) > 1:
-    log(f"{len(groups)} groups: {', '.join(split) or 'the configs'} change shapes or code, so "
-        "members that differ in them are trained in separate programs")
-
-  def save_record(status: str) -> None:
-    record["status"] = status
-    record["updated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
-    write_json(sweep_file, record)
-    _write_results_csv(folder, members, [a.key for a in axes])
-
-  for i, config in enumerate(configs):
-    if _finished(folder / members[i]["name"], config):
-      members[i]["status"] = "done"
-  save_record("running")
-  batches = groups if chosen == "vectorized" else [[i] for i in range(len(configs))]
-  for batch in batches:
-    todo = [i for i in batch if members[i]["status"] != "done"]
-    if not todo:
-      continue
-    for i in todo:
-      members[i]["status"] = "running"
-    save_record("running")
-    log(f"training {', '.join(members[i]['name'] for i in todo)}"
-        + (" together (vectorized)" if len(todo) > 1 else ""))
-    try:
-      train_group([configs[i] for i in todo], [folder / members[i]["name"] for i in todo],
-                  vectorized=len(todo) > 1, quiet=quiet, command=command,
-                  datasets=_datasets_for(configs[todo[0]], cache), model=model, log=log)
-    except RunLocked:
-      raise  # Another process trains this member: not a failure of the member.
-    except JaxdlError as e:
-      for i in todo:
-        members[i]["status"] = "failed"
-        members[i]["error"] = str(e)
-      log(f"failed: {e}")
-      continue
-    for i in todo:
-      members[i]["status"] = "done"
-  save_record("done" if all(m["status"] == "done" for m in members) else "incomplete")
-  return members
+  sweep.record["mode_used"] = chosen
+  if chosen == "vectorized" and len(sweep.groups) > 1:
+    split = splitting_axes(sweep.axis_keys, sweep.configs, sweep.groups)
+    log(f"{len(sweep.groups)} groups: {', '.join(split) or 'the configs'} change shapes or code, "
+        "so members that differ in them are trained in separate programs")
+  sweep.mark_finished()
+  sweep.save("running")
+  for batch in sweep.batches(vectorized=chosen == "vectorized"):
+    todo = [i for i in batch if sweep.members[i]["status"] != "done"]
+    if todo:
+      sweep.train(todo, quiet, command, log)
+  sweep.save("done" if all(m["status"] == "done" for m in sweep.members) else "incomplete")
+  return sweep.members

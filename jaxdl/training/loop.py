@@ -110,6 +110,20 @@ class Progress:
                 self.partial_sums[member])}
 
 
+def _partial_sums(restored: Sequence[dict], active: Sequence[int], step: int | None
+                  ) -> list[dict] | None:
+  """The unfinished epoch's metric sums of each member, where the group resumes mid-epoch.
+
+  Members that are done contribute placeholder sums that are never read.
+  """
+  if not active or step is None or restored[active[0]].get("epoch_sums") is None:
+    return None
+  template = restored[active[0]]["epoch_sums"]
+  return [restored[i]["epoch_sums"] if i in active else
+          {k: np.zeros_like(np.asarray(v)).tolist() for k, v in template.items()}
+          for i in range(len(restored))]
+
+
 class GroupTrainer:
   """Trains, checkpoints, selects and tests a group of runs that share one program.
 
@@ -167,26 +181,26 @@ class GroupTrainer:
     active = [i for i in range(self.group.size) if not done[i]]
     common = set.intersection(*(set(good[i]) for i in active)) if active else set()
     step = max(common) if common else None
+    states, restored = self._restore_members(step, active, latest)
+    timing = restored[active[0] if active else 0]
+    return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
+                    histories=[r["history"] for r in restored],
+                    partial_sums=_partial_sums(restored, active, step),
+                    train_s=float(timing.get("train_s", 0.0)),
+                    compile_s=timing.get("compile_s"), saved_step=step)
+
+  def _restore_members(self, step: int | None, active: Sequence[int],
+                       latest: Sequence[dict | None]) -> tuple[list, list[dict]]:
+    """Each member's state and progress: active ones at ``step``, done ones as they ended."""
     states, restored = [], []
     for i, exp in enumerate(self.exps):
       if i in active and step is not None:
         state, saved = self.checkpointers[i].restore(exp.initial_state, step)
-      else:
-        state, saved = exp.initial_state, latest[i] if done[i] else None
+      else:  # A fresh start, or a member that is done (its slot is a placeholder).
+        state, saved = exp.initial_state, latest[i] if i not in active else None
       states.append(state)
       restored.append(saved or {"history": []})
-    timing = restored[active[0] if active else 0]
-    partial = None
-    if active and step is not None and timing.get("epoch_sums") is not None:
-      # Members that are done contribute placeholder sums that are never read.
-      template = timing["epoch_sums"]
-      partial = [restored[i]["epoch_sums"] if i in active else
-                 {k: np.zeros_like(np.asarray(v)).tolist() for k, v in template.items()}
-                 for i in range(self.group.size)]
-    return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
-                    histories=[r["history"] for r in restored], partial_sums=partial,
-                    train_s=float(timing.get("train_s", 0.0)),
-                    compile_s=timing.get("compile_s"), saved_step=step)
+    return states, restored
 
   def active(self, progress: Progress) -> list[int]:
     return [i for i, h in enumerate(progress.histories) if not self.is_done(h)]

@@ -88,38 +88,24 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
 
   def train_step(state: TrainState, batch: Mapping[str, jax.Array]) -> tuple[TrainState, Sums]:
+    # One dropout stream per step, derived from the step: a resumed run replays it.
     dropout_key = jax.random.fold_in(state.key, state.step)
-    mutable = ["batch_stats"] if state.batch_stats else False
-
-    def loss_fn(params):
-      variables = state.replace(params=cast(params, compute_dtype)).variables()
-      outputs = apply_model(model, variables, batch, train=True, compute_dtype=compute_dtype,
-                            rngs={"dropout": dropout_key}, mutable=mutable)
-      outputs, updates = outputs if mutable else (outputs, {})
-      if updates:  # Running statistics stay in their own (float32) dtype.
-        updates = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), updates,
-                                         {"batch_stats": state.batch_stats})
-      _, sums = objective(outputs, batch)
-      return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
-
     extra = {}
     if privacy is None:
-      grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+      grads, sums, batch_stats = _batch_gradient(model, objective, compute_dtype, state, batch,
+                                                 dropout_key)
     else:
-      grads, sums, clipped = _private_gradient(state, batch, dropout_key)
-      updates, extra = {}, {"clipped": clipped}
+      grads, sums, clipped = _private_gradient(model, objective, compute_dtype, privacy, state,
+                                               batch, dropout_key)
+      batch_stats, extra = state.batch_stats, {"clipped": clipped}
     grad_norm = optax.tree.norm(grads)
     loss_ok, grad_ok = jnp.isfinite(sums["loss"]), jnp.isfinite(grad_norm)
-    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1,
-                              params=optax.apply_updates(state.params, param_updates),
-                              opt_state=opt_state,
-                              batch_stats=updates.get("batch_stats", state.batch_stats))
     ok = loss_ok & grad_ok
-    if nonfinite == "skip":
+    new_state = _updated(tx, state, grads, batch_stats)
+    if nonfinite == "skip":  # A bad step changes nothing but the step count.
       kept = state.replace(step=state.step + 1)
       new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
-      sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # A skipped step counts no examples.
+      sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # And counts no examples.
     if "truncated" in batch:  # Poisson batches (DP-SGD) count their overflowed steps.
       extra["truncated_steps"] = batch["truncated"].sum()
     step = state.step.astype(jnp.int32) + 1
@@ -129,43 +115,81 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                        "first_nonfinite_loss": jnp.where(loss_ok, NO_STEP, step),
                        "first_nonfinite_grad": jnp.where(grad_ok, NO_STEP, step)}
 
-  def _private_gradient(state: TrainState, batch, dropout_key):
-    def loss_of_one(params, example, key):
-      one = {k: v[None] for k, v in example.items()}
-      outputs = apply_model(model, {"params": cast(params, compute_dtype)}, one, train=True,
-                            compute_dtype=compute_dtype, rngs={"dropout": key})
-      _, sums = objective(outputs, one)
-      return sums["loss"], sums
-
-    def chunk_sums(chunk, key):
-      grads, sums = per_example_grads(loss_of_one, state.params, chunk, key)
-      summed, clipped = clipped_sum(grads, chunk["mask"], privacy["clip_norm"])
-      return summed, jax.tree_util.tree_map(lambda s: s.sum(0), sums), clipped
-
-    # Poisson batches put their drawn examples first; the padding after them
-    # fills whole chunks that lax.cond skips, so the cost follows the drawn count.
-    size = batch["mask"].shape[0]
-    chunk = privacy.get("chunk") or size
-    chunk = chunk if size % chunk == 0 else size
-    chunks = jax.tree_util.tree_map(
-        lambda x: x.reshape(size // chunk, chunk, *x.shape[1:]), dict(batch))
-    zeros = jax.eval_shape(chunk_sums, jax.tree_util.tree_map(lambda x: x[0], chunks),
-                           dropout_key)
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
-
-    def one_chunk(args):
-      part, key = args
-      return jax.lax.cond(part["mask"].sum() > 0, lambda: chunk_sums(part, key), lambda: zeros)
-
-    keys = jax.random.split(dropout_key, size // chunk)
-    summed, sums, clipped = jax.tree_util.tree_map(
-        lambda x: x.sum(0), jax.lax.map(one_chunk, (chunks, keys)))
-    noise_key = jax.random.fold_in(dropout_key, 2**31 - 1)
-    grads = add_noise(summed, privacy["noise_multiplier"], privacy["clip_norm"],
-                      privacy["expected_batch"], noise_key)
-    return grads, sums, clipped / jnp.maximum(sums["count"], 1.0)
-
   return train_step
+
+
+def _updated(tx: optax.GradientTransformation, state: TrainState, grads, batch_stats
+             ) -> TrainState:
+  """The state after one optimizer step on ``grads`` (and the new batch statistics)."""
+  param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1,
+                       params=optax.apply_updates(state.params, param_updates),
+                       opt_state=opt_state, batch_stats=batch_stats)
+
+
+def _batch_gradient(model: nn.Module, objective: Objective, compute_dtype, state: TrainState,
+                    batch: Mapping[str, jax.Array], dropout_key: jax.Array):
+  """The mean loss's gradient over the batch's real examples, its sums, the new batch stats."""
+  mutable = ["batch_stats"] if state.batch_stats else False
+
+  def loss_fn(params):
+    variables = state.replace(params=cast(params, compute_dtype)).variables()
+    outputs = apply_model(model, variables, batch, train=True, compute_dtype=compute_dtype,
+                          rngs={"dropout": dropout_key}, mutable=mutable)
+    outputs, updates = outputs if mutable else (outputs, {})
+    _, sums = objective(outputs, batch)
+    return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
+
+  grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+  if not updates:
+    return grads, sums, state.batch_stats
+  # Running statistics stay in their own (float32) dtype.
+  batch_stats = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype),
+                                       updates["batch_stats"], state.batch_stats)
+  return grads, sums, batch_stats
+
+
+def _private_gradient(model: nn.Module, objective: Objective, compute_dtype,
+                      privacy: Mapping[str, float], state: TrainState,
+                      batch: Mapping[str, jax.Array], dropout_key: jax.Array):
+  """DP-SGD's gradient: per-example gradients clipped, summed, noised, divided (privacy.py).
+
+  Returns:
+    The gradient, the batch's metric sums, and the fraction of clipped examples.
+  """
+  def loss_of_one(params, example, key):
+    one = {k: v[None] for k, v in example.items()}
+    outputs = apply_model(model, {"params": cast(params, compute_dtype)}, one, train=True,
+                          compute_dtype=compute_dtype, rngs={"dropout": key})
+    _, sums = objective(outputs, one)
+    return sums["loss"], sums
+
+  def chunk_sums(chunk, key):
+    grads, sums = per_example_grads(loss_of_one, state.params, chunk, key)
+    summed, clipped = clipped_sum(grads, chunk["mask"], privacy["clip_norm"])
+    return summed, jax.tree_util.tree_map(lambda s: s.sum(0), sums), clipped
+
+  # Poisson batches put their drawn examples first; the padding after them
+  # fills whole chunks that lax.cond skips, so the cost follows the drawn count.
+  size = batch["mask"].shape[0]
+  chunk = privacy.get("chunk") or size
+  chunk = chunk if size % chunk == 0 else size
+  chunks = jax.tree_util.tree_map(lambda x: x.reshape(size // chunk, chunk, *x.shape[1:]),
+                                  dict(batch))
+  zeros = jax.eval_shape(chunk_sums, jax.tree_util.tree_map(lambda x: x[0], chunks), dropout_key)
+  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+
+  def one_chunk(args):
+    part, key = args
+    return jax.lax.cond(part["mask"].sum() > 0, lambda: chunk_sums(part, key), lambda: zeros)
+
+  keys = jax.random.split(dropout_key, size // chunk)
+  summed, sums, clipped = jax.tree_util.tree_map(lambda x: x.sum(0),
+                                                 jax.lax.map(one_chunk, (chunks, keys)))
+  noise_key = jax.random.fold_in(dropout_key, 2**31 - 1)
+  grads = add_noise(summed, privacy["noise_multiplier"], privacy["clip_norm"],
+                    privacy["expected_batch"], noise_key)
+  return grads, sums, clipped / jnp.maximum(sums["count"], 1.0)
 
 
 def make_eval_step(model: nn.Module, objective: Objective, compute_dtype=None) -> EvalStep:
