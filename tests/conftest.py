@@ -2,9 +2,13 @@
 
 import json
 import pathlib
+import zlib
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from jaxdl.configs import apply_overrides, load_config
 
@@ -12,8 +16,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 EXPERIMENTS = ROOT / "experiments"
 
-# Catch silent broadcasting bugs in our code.
+# Catch silent broadcasting and dtype-promotion bugs in our code (as Equinox's suite does).
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 def shared_data(name: str) -> pathlib.Path:
@@ -34,11 +39,44 @@ def comparable_files(workdir: pathlib.Path) -> tuple[list[dict], dict]:
   return rows, {k: v for k, v in results.items() if k not in WALL_CLOCK}
 
 
+def float64_params(module, key, *inputs, **kwargs):
+  """``module``'s parameters initialised on float32 inputs, as float64 (under enable_x64)."""
+  params = module.init(key, *(jnp.asarray(x, jnp.float32) for x in inputs), **kwargs)["params"]
+  return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+
+
+def assert_gradient_matches_finite_differences(loss, params, eps=1e-6, rtol=1e-6, atol=1e-9):
+  """``jax.grad(loss)`` against central differences, coordinate by coordinate (float64)."""
+  flat, unravel = ravel_pytree(params)
+  numeric = np.array([(loss(unravel(flat.at[i].add(eps))) - loss(unravel(flat.at[i].add(-eps))))
+                      / (2 * eps) for i in range(flat.size)])
+  np.testing.assert_allclose(ravel_pytree(jax.grad(loss)(params))[0], numeric, rtol=rtol,
+                             atol=atol)
+
+
 def experiment(name: str, *overrides: str):
   """The config of experiments/NAME.py with ``key=value`` overrides applied."""
   return apply_overrides(load_config(str(EXPERIMENTS / f"{name}.py")), overrides)
 
 
 @pytest.fixture
-def key():
-  return jax.random.PRNGKey(0)
+def getkey(request):
+  """Fresh PRNG keys (Equinox's pattern): each call splits a new one off a stream seeded by the
+  test's id, so keys differ between calls and tests yet a test reruns identically."""
+  state = {"key": jax.random.PRNGKey(zlib.crc32(request.node.nodeid.encode()))}
+
+  def next_key() -> jax.Array:
+    state["key"], new = jax.random.split(state["key"])
+    return new
+
+  return next_key
+
+
+@pytest.fixture
+def key(getkey):
+  return getkey()
+
+
+def maybe_jit(fn, jit: bool):
+  """``fn`` jitted or not: tests run both, as chex.variants did."""
+  return jax.jit(fn) if jit else fn

@@ -43,7 +43,8 @@ class BagOfWords(nn.Module):
     x = nn.Embed(self.vocab_size, self.dim)(tokens)
     steps = jnp.arange(tokens.shape[1])[None, :]
     real = (steps < (lengths if lengths is not None else tokens.shape[1])[:, None])
-    x = (x * real[..., None]).sum(1) / jnp.maximum(real.sum(1, keepdims=True), 1)
+    real = real.astype(x.dtype)
+    x = (x * real[..., None]).sum(1) / jnp.maximum(real.sum(1, keepdims=True), 1.0)
     return nn.Dense(self.num_classes)(x)
 
 

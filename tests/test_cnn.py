@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl.testing import parameterized
 
+
+from conftest import maybe_jit
 from jaxdl.errors import DataError
 from jaxdl.models import DeepCNN, SeedCNN, count_params, flops_per_example
 from jaxdl.models.layers import max_pool
@@ -79,25 +80,24 @@ def test_max_pool_gradient_matches_reduce_window(key):
   np.testing.assert_allclose(ours, reference, rtol=1e-6)
 
 
-class ApplyTest(parameterized.TestCase):
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("batch, classes", [(1, 10), (3, 2), (5, 7)])
+def test_seed_cnn_logits_shape(getkey, jit, batch, classes):
+  model = SeedCNN(num_classes=classes)
+  variables = model.init(getkey(), jnp.zeros((1, 28, 28, 1)))
+  logits = maybe_jit(lambda v, x: model.apply(v, x), jit)(variables, jnp.ones((batch, 28, 28, 1)))
+  chex.assert_shape(logits, (batch, classes))
+  chex.assert_tree_all_finite(logits)
 
-  @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters((1, 10), (3, 2), (5, 7))
-  def test_seed_cnn_logits_shape(self, batch, classes):
-    model = SeedCNN(num_classes=classes)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
-    logits = self.variant(lambda v, x: model.apply(v, x))(variables, jnp.ones((batch, 28, 28, 1)))
-    chex.assert_shape(logits, (batch, classes))
-    chex.assert_tree_all_finite(logits)
 
-  @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters((True, True), (True, False), (False, True))
-  def test_deep_cnn_logits_shape(self, batch_norm, residual):
-    model = DeepCNN(num_classes=4, widths=(8, 16), blocks_per_stage=2, batch_norm=batch_norm,
-                    residual=residual)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 12, 12, 3)))
-    logits = self.variant(lambda v, x: model.apply(v, x))(variables, jnp.ones((2, 12, 12, 3)))
-    chex.assert_shape(logits, (2, 4))
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("batch_norm, residual", [(True, True), (True, False), (False, True)])
+def test_deep_cnn_logits_shape(getkey, jit, batch_norm, residual):
+  model = DeepCNN(num_classes=4, widths=(8, 16), blocks_per_stage=2, batch_norm=batch_norm,
+                  residual=residual)
+  variables = model.init(getkey(), jnp.zeros((1, 12, 12, 3)))
+  logits = maybe_jit(lambda v, x: model.apply(v, x), jit)(variables, jnp.ones((2, 12, 12, 3)))
+  chex.assert_shape(logits, (2, 4))
 
 
 def test_deep_cnn_depth_and_width_are_config_values(key):

@@ -14,20 +14,20 @@ from jaxdl.models import LSTMCell, SeedCNN
 from jaxdl.training import train_and_evaluate
 
 
-def test_saliency_of_a_linear_model_is_its_weights():
-  w = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+def test_saliency_of_a_linear_model_is_its_weights(getkey):
+  w = jax.random.normal(getkey(), (5, 4))
   f = lambda x: jnp.sum(w * x) + 3.0
-  x = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+  x = jax.random.normal(getkey(), (5, 4))
   np.testing.assert_allclose(saliency(f, x), w, rtol=1e-6)
   attributions, error = integrated_gradients(f, x, jnp.zeros_like(x), steps=4)
   np.testing.assert_allclose(attributions, w * x, rtol=1e-5, atol=1e-6)  # Exact for linear f.
   assert abs(float(error)) < 1e-5
 
 
-def test_integrated_gradients_are_complete_on_a_cnn():
+def test_integrated_gradients_are_complete_on_a_cnn(getkey):
   model = SeedCNN(num_classes=10)
-  x = jax.random.uniform(jax.random.PRNGKey(0), (28, 28, 1))
-  variables = model.init(jax.random.PRNGKey(1), x[None])
+  x = jax.random.uniform(getkey(), (28, 28, 1))
+  variables = model.init(getkey(), x[None])
   f = lambda image: model.apply(variables, image[None])[0, 3]
   attributions, error = integrated_gradients(f, x, jnp.zeros_like(x), steps=256)
   gap = float(f(x) - f(jnp.zeros_like(x)))
@@ -36,10 +36,10 @@ def test_integrated_gradients_are_complete_on_a_cnn():
   assert abs(float(error)) <= 1e-2 * abs(gap) + 1e-4
 
 
-def test_gate_trace_reproduces_the_cell():
+def test_gate_trace_reproduces_the_cell(getkey):
   cell = LSTMCell(hidden_size=6)
-  x = jax.random.normal(jax.random.PRNGKey(0), (9, 3))
-  params = cell.init(jax.random.PRNGKey(1), cell.initialize_carry(1), x[:1])["params"]
+  x = jax.random.normal(getkey(), (9, 3))
+  params = cell.init(getkey(), cell.initialize_carry(1), x[:1])["params"]
   trace = lstm_gate_trace(params, x)
   carry = cell.initialize_carry(1)
   for t in range(9):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
+from conftest import assert_gradient_matches_finite_differences, float64_params
 
 from jaxdl.models import RecurrentLayer, TextClassifier
 
@@ -32,13 +32,13 @@ def value_and_grads(layer, variables, x, lengths, weights):
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_fused_lstm_matches_autodiff(return_sequences, reverse, masked):
+def test_fused_lstm_matches_autodiff(getkey, return_sequences, reverse, masked):
   x = padded_inputs()
   lengths = jnp.asarray(LENGTHS) if masked else None
   fused = RecurrentLayer("lstm", 5, return_sequences=return_sequences, reverse=reverse)
   reference = fused.clone(fused_lstm=False)
-  variables = fused.init(jax.random.PRNGKey(1), x)
-  weights = jax.random.normal(jax.random.PRNGKey(2), (4, 5))
+  variables = fused.init(getkey(), x)
+  weights = jax.random.normal(getkey(), (4, 5))
   (value, grads) = jax.jit(lambda v, x: value_and_grads(fused, v, x, lengths, weights))(variables, x)
   (ref_value, ref_grads) = value_and_grads(reference, variables, x, lengths, weights)
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
@@ -49,28 +49,22 @@ def test_fused_lstm_matches_autodiff(return_sequences, reverse, masked):
       np.testing.assert_array_equal(grads[1][b, n:], 0.0)
 
 
-def test_fused_lstm_gradient_matches_finite_differences():
+def test_fused_lstm_gradient_matches_finite_differences(getkey):
   with jax.enable_x64(True):
     layer = RecurrentLayer("lstm", 3, return_sequences=True)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 2)))
     lengths = jnp.asarray([5, 3])
-    params = layer.init(jax.random.PRNGKey(0), x)["params"]
-    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    params = float64_params(layer, getkey(), x)
     loss = jax.jit(lambda p: jnp.sum(jnp.sin(layer.apply({"params": p}, x, lengths))))
-    flat, unravel = ravel_pytree(params)
-    eps = 1e-6
-    numeric = np.array([(loss(unravel(flat.at[i].add(eps))) - loss(unravel(flat.at[i].add(-eps))))
-                        / (2 * eps) for i in range(flat.size)])
-    np.testing.assert_allclose(ravel_pytree(jax.grad(loss)(params))[0], numeric, rtol=1e-6,
-                               atol=1e-9)
+    assert_gradient_matches_finite_differences(loss, params)
 
 
-def test_fused_lstm_under_vmap_matches_each_member():
+def test_fused_lstm_under_vmap_matches_each_member(getkey):
   """Vectorized sweeps vmap the training step over stacked parameters."""
   x = padded_inputs()
   lengths = jnp.asarray(LENGTHS)
   layer = RecurrentLayer("lstm", 4)
-  members = [layer.init(jax.random.PRNGKey(k), x)["params"] for k in range(3)]
+  members = [layer.init(getkey(), x)["params"] for _ in range(3)]
   stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
   grad = lambda p: jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x, lengths) ** 2))(p)
   together = jax.jit(jax.vmap(grad))(stacked)
@@ -80,14 +74,14 @@ def test_fused_lstm_under_vmap_matches_each_member():
       np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6)
 
 
-def test_seed_text_model_gradient_equals_the_autodiff_reference():
+def test_seed_text_model_gradient_equals_the_autodiff_reference(getkey):
   """The whole seed text model: the fused LSTM changes speed, not the gradient."""
-  tokens = jax.random.randint(jax.random.PRNGKey(0), (8, 20), 2, 100)
+  tokens = jax.random.randint(getkey(), (8, 20), 2, 100)
   lengths = jnp.asarray([20, 17, 3, 9, 20, 1, 12, 20])
   labels = jnp.arange(8) % 10
   model = TextClassifier(cell="lstm", hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
                          num_classes=10)
-  params = model.init(jax.random.PRNGKey(1), tokens, lengths)["params"]
+  params = model.init(getkey(), tokens, lengths)["params"]
 
   def grads(model):
     def loss(params):
@@ -101,25 +95,25 @@ def test_seed_text_model_gradient_equals_the_autodiff_reference():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
-def test_flops_count_every_step_of_the_fused_recurrence():
+def test_flops_count_every_step_of_the_fused_recurrence(getkey):
   """XLA counts a loop body once; the count must still cover all T steps."""
   from jaxdl.models import flops_per_example
   model = TextClassifier(cell="lstm", hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
                          num_classes=10)
   tokens = jnp.zeros((1, 20), jnp.int32)
-  variables = model.init(jax.random.PRNGKey(0), tokens)
+  variables = model.init(getkey(), tokens)
   matmuls = 20 * 2 * (8 * 64 + 16 * 64 + 16 * 64 + 16 * 64) + 2 * 16 * 10
   flops = flops_per_example(model, variables, (20,), "int32")
   assert matmuls <= flops <= 1.5 * matmuls
 
 
 @pytest.mark.parametrize("rows", [8, 4096 * 2])  # One matmul, and the chunked sum.
-def test_projection_gradients_equal_lax_dot_general(rows):
+def test_projection_gradients_equal_lax_dot_general(getkey, rows):
   from jaxdl.models.matmul import dense_dot_general
-  x = jax.random.normal(jax.random.PRNGKey(0), (rows // 8, 8, 16))
-  w = jax.random.normal(jax.random.PRNGKey(1), (16, 12))
+  x = jax.random.normal(getkey(), (rows // 8, 8, 16))
+  w = jax.random.normal(getkey(), (16, 12))
   dims = (((2,), (0,)), ((), ()))
-  weights = jax.random.normal(jax.random.PRNGKey(2), (rows // 8, 8, 12))
+  weights = jax.random.normal(getkey(), (rows // 8, 8, 12))
   loss = lambda dot: lambda x, w: jnp.sum(dot(x, w, dims) * weights)
   ours = jax.jit(jax.grad(loss(dense_dot_general), argnums=(0, 1)))(x, w)
   theirs = jax.grad(loss(jax.lax.dot_general), argnums=(0, 1))(x, w)

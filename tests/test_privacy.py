@@ -26,12 +26,13 @@ def setup():
   datasets = data.build(cfg.data)
   model = models.build(cfg, datasets.spec)
   tx = build_optimizer(cfg.optim, 100, 10)
+  # A module-wide fixture, shared by several tests: one fixed key.
   state = create_train_state(jax.random.PRNGKey(0), model, tx, datasets.spec)
   batch = next(data.train_batches(datasets.train, 16, 0, 0))
   return model, tx, state, batch
 
 
-def test_per_example_gradients_equal_one_at_a_time(setup):
+def test_per_example_gradients_equal_one_at_a_time(getkey, setup):
   model, _, state, batch = setup
 
   def loss_of_one(params, example, key):
@@ -40,7 +41,7 @@ def test_per_example_gradients_equal_one_at_a_time(setup):
     _, sums = classification(apply_model(model, {"params": params}, one, train=False), one)
     return sums["loss"], sums
 
-  grads, _ = privacy.per_example_grads(loss_of_one, state.params, batch, jax.random.PRNGKey(0))
+  grads, _ = privacy.per_example_grads(loss_of_one, state.params, batch, getkey())
   for i in (0, 7, 15):
     single = {k: v[i:i + 1] for k, v in batch.items()}
     expected = jax.grad(lambda p: classification(
@@ -62,15 +63,15 @@ def test_zero_noise_and_no_clipping_is_plain_training(setup):
   assert float(sums["clipped"]) == 0.0
 
 
-def test_clipping_bounds_every_example_and_noise_has_the_right_scale():
+def test_clipping_bounds_every_example_and_noise_has_the_right_scale(getkey):
   grads = {"w": jnp.array([[3.0, 4.0], [0.3, 0.4], [30.0, 40.0]])}  # Norms 5, 0.5, 50.
   mask = jnp.array([1.0, 1.0, 0.0])  # The third is padding.
-  mean, clipped = privacy.clipped_noisy_gradient(grads, mask, 1.0, 0.0, 4, jax.random.PRNGKey(0))
+  mean, clipped = privacy.clipped_noisy_gradient(grads, mask, 1.0, 0.0, 4, getkey())
   np.testing.assert_allclose(mean["w"], (np.array([0.6, 0.8]) + np.array([0.3, 0.4])) / 4)
   assert float(clipped) == 0.5
   zeros = {"w": jnp.zeros((8, 20_000))}
   noisy, _ = privacy.clipped_noisy_gradient(zeros, jnp.ones(8), 2.0, 1.5, 8,
-                                            jax.random.PRNGKey(1))
+                                            getkey())
   np.testing.assert_allclose(float(jnp.std(noisy["w"])), 1.5 * 2.0 / 8, rtol=0.03)
 
 

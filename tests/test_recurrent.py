@@ -1,12 +1,12 @@
 """Recurrent cells and layers against NumPy implementations of the seed's equations."""
 
 import chex
-from jax.flatten_util import ravel_pytree
+from conftest import assert_gradient_matches_finite_differences, float64_params, maybe_jit
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl.testing import parameterized
+
 
 from jaxdl.models import (GRUCell, LSTMCell, RecurrentLayer, RecurrentStack, SequenceModel,
                           SimpleRNNCell, TextClassifier)
@@ -56,13 +56,12 @@ def _random_params(params, seed):
 
 
 @pytest.mark.parametrize("kind, cell_class, reference", CELL_CASES)
-def test_cell_matches_numpy_equations_over_several_steps(kind, cell_class, reference):
+def test_cell_matches_numpy_equations_over_several_steps(getkey, kind, cell_class, reference):
   with jax.enable_x64(True):
     cell = cell_class(hidden_size=5)
     xs = np.random.default_rng(1).normal(size=(6, 3, 4))  # [time, batch, features]
     carry = cell.initialize_carry(3)
-    params = cell.init(jax.random.PRNGKey(0), carry, jnp.asarray(xs[0]))["params"]
-    params = _random_params(jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params), 2)
+    params = _random_params(float64_params(cell, getkey(), carry, xs[0]), 2)
     np_params = jax.tree_util.tree_map(np.asarray, params)
     carry = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), carry)
     np_carry = jax.tree_util.tree_map(np.asarray, carry)
@@ -73,9 +72,9 @@ def test_cell_matches_numpy_equations_over_several_steps(kind, cell_class, refer
       np.testing.assert_allclose(out, np_out, rtol=1e-12, atol=1e-12)
 
 
-def test_lstm_initialisation():
+def test_lstm_initialisation(getkey):
   cell = LSTMCell(hidden_size=8)
-  params = cell.init(jax.random.PRNGKey(0), cell.initialize_carry(1), jnp.zeros((1, 3)))["params"]
+  params = cell.init(getkey(), cell.initialize_carry(1), jnp.zeros((1, 3)))["params"]
   bias = params["input_projection"]["bias"]
   np.testing.assert_array_equal(bias[8:16], 1.0)  # Forget gate.
   np.testing.assert_array_equal(np.delete(bias, np.s_[8:16]), 0.0)
@@ -84,10 +83,10 @@ def test_lstm_initialisation():
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_scanned_layer_equals_a_python_loop_over_the_cell(kind):
+def test_scanned_layer_equals_a_python_loop_over_the_cell(getkey, kind):
   layer = RecurrentLayer(kind, 6, return_sequences=True)
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 3))
-  variables = layer.init(jax.random.PRNGKey(1), x)
+  x = jax.random.normal(getkey(), (2, 9, 3))
+  variables = layer.init(getkey(), x)
   outputs = layer.apply(variables, x)
   cell_class = dict((k, c) for k, c, _ in CELL_CASES)[kind]
   cell = cell_class(hidden_size=6)
@@ -102,13 +101,13 @@ def test_scanned_layer_equals_a_python_loop_over_the_cell(kind):
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_padded_batch_equals_each_example_alone(kind, reverse):
+def test_padded_batch_equals_each_example_alone(getkey, kind, reverse):
   lengths = np.array([7, 3, 1, 5])
-  x = np.array(jax.random.normal(jax.random.PRNGKey(0), (4, 7, 3)))
+  x = np.array(jax.random.normal(getkey(), (4, 7, 3)))
   for b, n in enumerate(lengths):
     x[b, n:] = 99.0  # Padding garbage must not leak.
   layer = RecurrentLayer(kind, 4, return_sequences=True, reverse=reverse)
-  variables = layer.init(jax.random.PRNGKey(1), x)
+  variables = layer.init(getkey(), x)
   batch_out = layer.apply(variables, x, jnp.asarray(lengths))
   batch_final = layer.clone(return_sequences=False).apply(variables, x, jnp.asarray(lengths))
   for b, n in enumerate(lengths):
@@ -119,10 +118,10 @@ def test_padded_batch_equals_each_example_alone(kind, reverse):
     np.testing.assert_allclose(batch_final[b], alone_final[0], rtol=1e-5, atol=1e-6)
 
 
-def test_reverse_layer_runs_the_sequence_backwards():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))
+def test_reverse_layer_runs_the_sequence_backwards(getkey):
+  x = jax.random.normal(getkey(), (2, 5, 3))
   forward = RecurrentLayer("lstm", 4, return_sequences=True)
-  variables = forward.init(jax.random.PRNGKey(1), x)
+  variables = forward.init(getkey(), x)
   backward = forward.clone(reverse=True).apply(variables, x)
   np.testing.assert_allclose(backward, forward.apply(variables, x[:, ::-1])[:, ::-1], rtol=1e-5,
                              atol=1e-6)
@@ -135,11 +134,11 @@ def test_reverse_padded_is_an_involution_that_keeps_padding():
   np.testing.assert_array_equal(reverse_padded(flipped, jnp.array([3, 5])), x)
 
 
-def test_bidirectional_concatenates_forward_and_backward():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
+def test_bidirectional_concatenates_forward_and_backward(getkey):
+  x = jax.random.normal(getkey(), (2, 6, 3))
   lengths = jnp.array([6, 4])
   stack = RecurrentStack("gru", (5,), bidirectional=True)
-  variables = stack.init(jax.random.PRNGKey(1), x, lengths)
+  variables = stack.init(getkey(), x, lengths)
   out = stack.apply(variables, x, lengths)
   chex.assert_shape(out, (2, 10))
   p = variables["params"]
@@ -151,26 +150,19 @@ def test_bidirectional_concatenates_forward_and_backward():
   np.testing.assert_allclose(bwd[1], alone[0], rtol=1e-5, atol=1e-6)
 
 
-def test_rnn_gradient_matches_finite_differences():
+def test_rnn_gradient_matches_finite_differences(getkey):
   with jax.enable_x64(True):
     layer = RecurrentLayer("rnn", 3)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 2)))
-    params = layer.init(jax.random.PRNGKey(0), x)["params"]
-    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    params = float64_params(layer, getkey(), x)
     loss = lambda p: jnp.sum(layer.apply({"params": p}, x) ** 2)
-    grads = jax.grad(loss)(params)
-    flat, unravel = ravel_pytree(params)
-    eps = 1e-6
-    numeric = np.array([(loss(unravel(flat.at[i].add(eps))) - loss(unravel(flat.at[i].add(-eps))))
-                        / (2 * eps) for i in range(flat.size)])
-    np.testing.assert_allclose(ravel_pytree(grads)[0], numeric, rtol=1e-6,
-                               atol=1e-9)
+    assert_gradient_matches_finite_differences(loss, params)
 
 
-def test_hidden_offsets_give_the_gradient_with_respect_to_each_state():
+def test_hidden_offsets_give_the_gradient_with_respect_to_each_state(getkey):
   layer = RecurrentLayer("lstm", 4)
-  x = jax.random.normal(jax.random.PRNGKey(0), (1, 8, 2))
-  variables = layer.init(jax.random.PRNGKey(1), x)
+  x = jax.random.normal(getkey(), (1, 8, 2))
+  variables = layer.init(getkey(), x)
   zeros = jnp.zeros((1, 8, 4))
   np.testing.assert_allclose(layer.apply(variables, x, hidden_offsets=zeros),
                              layer.apply(variables, x), rtol=1e-6)
@@ -180,30 +172,29 @@ def test_hidden_offsets_give_the_gradient_with_respect_to_each_state():
   assert jnp.all(jnp.abs(grads[0, :-1]) < 1.0)
 
 
-class SequenceModelTest(parameterized.TestCase):
-
-  @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(("lstm", False), ("gru", True), ("rnn", False))
-  def test_text_classifier_shapes(self, cell, bidirectional):
-    model = TextClassifier(vocab_size=50, embed_dim=8, num_classes=3, cell=cell,
-                           hidden_sizes=(6, 5), bidirectional=bidirectional)
-    tokens = jnp.ones((4, 12), jnp.int32)
-    variables = model.init(jax.random.PRNGKey(0), tokens)
-    logits = self.variant(lambda v, t, n: model.apply(v, t, n))(variables, tokens,
-                                                                 jnp.array([12, 3, 1, 7]))
-    chex.assert_shape(logits, (4, 3))
-
-  @chex.variants(with_jit=True, without_jit=True)
-  def test_sequence_regressor_outputs_one_number_per_example(self):
-    model = SequenceModel(num_outputs=1, cell="lstm", hidden_sizes=(8,))
-    x = jnp.ones((3, 10, 2))
-    variables = model.init(jax.random.PRNGKey(0), x)
-    chex.assert_shape(self.variant(model.apply)(variables, x), (3,))
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("cell, bidirectional", [("lstm", False), ("gru", True), ("rnn", False)])
+def test_text_classifier_shapes(getkey, jit, cell, bidirectional):
+  model = TextClassifier(vocab_size=50, embed_dim=8, num_classes=3, cell=cell,
+                         hidden_sizes=(6, 5), bidirectional=bidirectional)
+  tokens = jnp.ones((4, 12), jnp.int32)
+  variables = model.init(getkey(), tokens)
+  logits = maybe_jit(lambda v, t, n: model.apply(v, t, n), jit)(variables, tokens,
+                                                                jnp.array([12, 3, 1, 7]))
+  chex.assert_shape(logits, (4, 3))
 
 
-def test_seed_text_model_matches_keras_parameter_count():
+@pytest.mark.parametrize("jit", [True, False])
+def test_sequence_regressor_outputs_one_number_per_example(getkey, jit):
+  model = SequenceModel(num_outputs=1, cell="lstm", hidden_sizes=(8,))
+  x = jnp.ones((3, 10, 2))
+  variables = model.init(getkey(), x)
+  chex.assert_shape(maybe_jit(model.apply, jit)(variables, x), (3,))
+
+
+def test_seed_text_model_matches_keras_parameter_count(getkey):
   # Keras: Embedding 640,000 + LSTM 33,024 + LSTM 33,024 + Dense(10) 650 = 706,698.
   model = TextClassifier(vocab_size=10_000, embed_dim=64, num_classes=10)
-  variables = model.init(jax.random.PRNGKey(0), jnp.ones((1, 100), jnp.int32))
+  variables = model.init(getkey(), jnp.ones((1, 100), jnp.int32))
   from jaxdl.models import count_params
   assert count_params(variables["params"]) == 706_698

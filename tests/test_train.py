@@ -25,10 +25,11 @@ SMALL = ("num_epochs=2", "batch_size=64", "checkpoint_every_steps=7")
 def _quadratic_run(tx, steps=6):
   params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
   state = tx.init(params)
-  for i in range(steps):
-    grads = jax.tree_util.tree_map(lambda p: 2 * p + 0.3 * i, params)
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
+  with jax.numpy_dtype_promotion("standard"):  # Optax's own step-count arithmetic.
+    for i in range(steps):
+      grads = jax.tree_util.tree_map(lambda p: 2 * p + 0.3 * i, params)
+      updates, state = tx.update(grads, state, params)
+      params = optax.apply_updates(params, updates)
   return params
 
 

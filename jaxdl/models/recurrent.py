@@ -60,7 +60,9 @@ class FusedCell(nn.Module):
 
   def _recurrent_kernel(self) -> jax.Array:
     h = self.hidden_size
-    return self.param("recurrent_kernel", nn.initializers.orthogonal(), (h, self.num_gates * h))
+    # float32 like Dense's parameters, also where JAX runs with 64-bit floats enabled.
+    return self.param("recurrent_kernel", nn.initializers.orthogonal(), (h, self.num_gates * h),
+                      jnp.float32)
 
 
 class SimpleRNNCell(FusedCell):
@@ -158,7 +160,8 @@ class GRUCell(FusedCell):
     h = self.hidden_size
     self.input_projection = nn.Dense(3 * h, kernel_init=glorot_uniform)
     self.recurrent_kernel = self._recurrent_kernel()
-    self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (3 * h,))
+    self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (3 * h,),
+                                     jnp.float32)
 
   def recurrent_params(self) -> dict[str, jax.Array]:
     return {"kernel": self.recurrent_kernel, "bias": self.recurrent_bias}

@@ -55,5 +55,5 @@ def to_json(sums: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_json(sums: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """Sums read back from JSON as float32 arrays, ready to merge with a step's."""
-  return {k: np.asarray(v, np.float32) for k, v in sums.items()}
+  """Sums read back from JSON in a step's dtypes (int32 step numbers, float32 the rest)."""
+  return {k: np.asarray(v, np.int32 if k in MIN_REDUCED else np.float32) for k, v in sums.items()}

@@ -58,7 +58,7 @@ def classification(logits: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[j
   mask = batch["mask"]
   logits = logits.astype(jnp.float32)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * mask
-  correct = (jnp.argmax(logits, -1) == batch["label"]) * mask
+  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(mask.dtype) * mask
   return losses, {"loss": losses.sum(), "accuracy": correct.sum(), "count": mask.sum()}
 
 

@@ -153,7 +153,7 @@ def clipped_sum(per_example_grads, mask: jax.Array, clip_norm: float):
   factor = jnp.minimum(1.0, clip_norm / jnp.maximum(norms, 1e-12)) * mask
   summed = jax.tree_util.tree_map(lambda g: jnp.tensordot(factor, g, axes=(0, 0)),
                                   per_example_grads)
-  return summed, jnp.sum((norms > clip_norm) * mask)
+  return summed, jnp.sum((norms > clip_norm).astype(mask.dtype) * mask)
 
 
 def add_noise(summed, noise_multiplier: float, clip_norm: float, divisor: float,

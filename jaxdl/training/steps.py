@@ -41,7 +41,11 @@ def apply_model(model: nn.Module, variables: Mapping[str, Any], batch: Mapping[s
                 *, train: bool, compute_dtype=None, rngs=None, mutable=False):
   """``model.apply`` on a batch, its arguments as :func:`model_arguments` gives them."""
   inputs, kwargs = model_arguments(model, batch, train=train, compute_dtype=compute_dtype)
-  return model.apply(variables, inputs, rngs=rngs, mutable=mutable, **kwargs)
+  # Mixed precision mixes dtypes by design (bfloat16 activations, float32 batch-norm
+  # statistics), which Flax's layers promote; strict promotion would refuse them.
+  promotion = "standard" if compute_dtype is not None else jax.config.jax_numpy_dtype_promotion
+  with jax.numpy_dtype_promotion(promotion):
+    return model.apply(variables, inputs, rngs=rngs, mutable=mutable, **kwargs)
 
 
 def cast(tree, dtype):
@@ -121,7 +125,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
 def _updated(tx: optax.GradientTransformation, state: TrainState, grads, batch_stats
              ) -> TrainState:
   """The state after one optimizer step on ``grads`` (and the new batch statistics)."""
-  param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  # Optax mixes its int32 step count with Python floats (bias corrections, schedules), which
+  # JAX's strict dtype promotion refuses; jaxdl's own code is tested under strict promotion.
+  with jax.numpy_dtype_promotion("standard"):
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
   return state.replace(step=state.step + 1,
                        params=optax.apply_updates(state.params, param_updates),
                        opt_state=opt_state, batch_stats=batch_stats)
