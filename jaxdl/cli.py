@@ -131,11 +131,11 @@ def _explain(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _bench_peak(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl import cost
+  from jaxdl import peak
 
   _no_extra("bench-peak", extra)
-  measurement = cost.measure_matmul_peak(args.size)
-  path = cost.store_peak(measurement)
+  measurement = peak.measure_matmul_peak(args.size)
+  path = peak.store_peak(measurement)
   print(f"{measurement['machine']}: {measurement['flops_per_s'] / 1e9:.1f} GFLOP/s "
         f"(float32 {args.size}x{args.size} matmul, median of {measurement['repeats']}; "
         f"{measurement['min'] / 1e9:.1f}-{measurement['max'] / 1e9:.1f}); cached in {path}")

@@ -51,6 +51,6 @@ def test_provenance_records_the_allocator_settings():
 
 
 def test_a_cached_peak_names_the_allocator_it_was_measured_under():
-  from jaxdl import cost
+  from jaxdl import peak
   expected = "tuned-malloc" if host.allocator_state()["applied"] else "default-malloc"
-  assert cost.machine_key().endswith("|" + expected)
+  assert peak.machine_key().endswith("|" + expected)

@@ -203,18 +203,18 @@ def test_tfds_end_to_end_with_mock_data(tmp_path):
 
 
 def test_bench_peak_is_cached_and_runs_report_their_fraction(tmp_path, monkeypatch, capsys):
-  from jaxdl import cli, cost
+  from jaxdl import cli, peak
 
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-  assert cost.cached_peak() is None
+  assert peak.cached_peak() is None
   assert cli.main(["bench-peak", "--size", "256"]) == 0
-  peak = cost.cached_peak()
-  assert peak["flops_per_s"] > 1e8 and peak["machine"] == cost.machine_key()
+  measured = peak.cached_peak()
+  assert measured["flops_per_s"] > 1e8 and measured["machine"] == peak.machine_key()
   results = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=1", "batch_size=128"),
                                tmp_path / "run", quiet=True)
   expected = 3 * results["flops_per_example"] * results["examples_per_s"]
   assert results["achieved_flops_per_s"] == pytest.approx(expected)
-  assert results["fraction_of_matmul_peak"] == pytest.approx(expected / peak["flops_per_s"])
+  assert results["fraction_of_matmul_peak"] == pytest.approx(expected / measured["flops_per_s"])
 
 
 @pytest.mark.slow

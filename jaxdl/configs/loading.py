@@ -46,9 +46,9 @@ def _load_module(path_str: str):
   return module
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
+def load_config(experiment: str) -> ml_collections.ConfigDict:
   """Loads ``path.py`` or ``path.py:arg`` and returns its locked config."""
-  path_str, _, arg = spec.partition(":")
+  path_str, _, arg = experiment.partition(":")
   module = _load_module(path_str)
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
@@ -77,13 +77,14 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return config
 
 
-def load_sweep(spec: str) -> dict[str, Any]:
+def load_sweep(experiment: str) -> dict[str, Any]:
   """The experiment's ``sweep()`` axes, ``{key: values or spec string}`` ({} if none)."""
-  module = _load_module(spec.partition(":")[0])
+  module = _load_module(experiment.partition(":")[0])
   sweep = getattr(module, "sweep", None)
   axes = sweep() if callable(sweep) else {}
   if not isinstance(axes, Mapping):
-    raise ConfigError(f"sweep() in {spec} must return a dict of axes, got {type(axes).__name__}")
+    raise ConfigError(f"sweep() in {experiment} must return a dict of axes, got "
+                      f"{type(axes).__name__}")
   return dict(axes)
 
 

@@ -139,16 +139,17 @@ class GroupTrainer:
   def __init__(self, exps: Sequence[Experiment], runs: Sequence[RunFolder], group: MemberGroup,
                parallel: DataParallel, quiet: bool, log: Callable[[str], None]):
     self.exps, self.runs, self.group, self.parallel = list(exps), list(runs), group, parallel
-    self.lead, self.config = exps[0], exps[0].config
+    # Member 0's experiment: its model, optimizer, data and schedule are every member's.
+    self.shared, self.config = exps[0], exps[0].config
     self.quiet = quiet or not runs[0].writer  # One process reports.
     self.log = log
     self.names = [str(run.path) for run in runs]
     self.checkpointers = [Checkpointer(run.path, exp.config.checkpoints_to_keep, exp.selection)
                           for run, exp in zip(runs, exps)]
-    self.eval_batch_size = parallel.eval_batch_size(eval_batch_length(self.lead))
+    self.eval_batch_size = parallel.eval_batch_size(eval_batch_length(self.shared))
     state = parallel.place_state(group.stack([e.initial_state for e in exps]))
     self.state_sharding = parallel.state_shardings(state)
-    self.train_step, self.eval_step = jit_steps(self.lead, group, parallel, self.state_sharding)
+    self.train_step, self.eval_step = jit_steps(self.shared, group, parallel, self.state_sharding)
 
   # --- resuming -------------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class GroupTrainer:
 
   def is_done(self, history: Sequence[dict[str, Any]]) -> bool:
     """A member is done after its last epoch, or once its selection rule stops it early."""
-    return len(history) >= self.config.num_epochs or self.lead.selection.should_stop(history)
+    return len(history) >= self.config.num_epochs or self.shared.selection.should_stop(history)
 
   def resume(self) -> Progress:
     """Restores the latest point every unfinished member has a good checkpoint of.
@@ -212,7 +213,7 @@ class GroupTrainer:
     states = self.group.unstack(progress.state)
     for i in self.active_at_save(progress, epoch_end):
       history = progress.histories[i]
-      metrics = self.lead.selection.checkpoint_metrics(history[-1]) if epoch_end else None
+      metrics = self.shared.selection.checkpoint_metrics(history[-1]) if epoch_end else None
       self.checkpointers[i].save(states[i], progress.saved(i), metrics)
     progress.saved_step = progress.step
 
@@ -224,17 +225,18 @@ class GroupTrainer:
 
   # --- one epoch --------------------------------------------------------------------------------
 
-  def _epoch_batches(self, epoch: int, first: int):
+  def _epoch_batches(self, epoch: int, start_batch: int):
     per_member = []
     for exp in self.exps:
       c = exp.config
       if exp.privacy:
         per_member.append(data_lib.PoissonBatches(
             exp.datasets.train, exp.privacy["sampling_rate"], exp.privacy["padded_batch"],
-            c.seed, epoch, exp.steps_per_epoch, first, c.data.augment_shift))
+            c.seed, epoch, exp.steps_per_epoch, start_batch, c.data.augment_shift))
       else:
         per_member.append(data_lib.train_batches(exp.datasets.train, exp.batch_length, c.seed,
-                                             epoch, start=first, shift=c.data.augment_shift))
+                                             epoch, start=start_batch,
+                                             shift=c.data.augment_shift))
     return zip(*per_member)
 
   def train_epoch(self, progress: Progress, epoch: int, stop: _StopSignals,
@@ -244,17 +246,17 @@ class GroupTrainer:
     Checkpoints every ``checkpoint_every_steps`` and on a stop signal, except at
     the epoch's last step, whose checkpoint is written with the epoch's row.
     """
-    spe = self.lead.steps_per_epoch
-    first = progress.step - epoch * spe
+    spe = self.shared.steps_per_epoch
+    start_batch = progress.step - epoch * spe  # > 0 when resuming mid-epoch.
     sums = None
-    if first and progress.partial_sums is None:
+    if start_batch and progress.partial_sums is None:
       raise CheckpointError(f"{self.names[0]}: the checkpoint at step {progress.step} has no "
                             "metric sums of its unfinished epoch; the run folder is inconsistent: "
                             "train it again with --overwrite")
-    if first:
+    if start_batch:
       sums = self.group.stack([from_json(s) for s in progress.partial_sums])
     examples, t_mark = 0, time.perf_counter()
-    for batches in self._epoch_batches(epoch, first):
+    for batches in self._epoch_batches(epoch, start_batch):
       t_step = time.perf_counter()
       progress.state, step_sums = self.train_step(
           progress.state, self.parallel.shard(self.group.stack(batches)))
@@ -305,7 +307,7 @@ class GroupTrainer:
     host = self.group.host_sums(sums)
     self._check_finite(progress, host)
     active = self.active(progress)
-    vals = evaluate_group(self.group, self.eval_step, progress.state, self.lead.datasets.val,
+    vals = evaluate_group(self.group, self.eval_step, progress.state, self.shared.datasets.val,
                           self.eval_batch_size, self.parallel)
     for i in active:
       row = epoch_row(epoch + 1, progress.step, means(host[i]), vals[i], examples, seconds)
@@ -321,7 +323,7 @@ class GroupTrainer:
     for i in active:
       self.runs[i].write_metrics(progress.histories[i])
       prefix = f"{self.runs[i].path.name}: " if self.group.size > 1 else ""
-      stopped = " (early stop)" if self.lead.selection.should_stop(progress.histories[i]) else ""
+      stopped = " (early stop)" if self.shared.selection.should_stop(progress.histories[i]) else ""
       reporter.log(prefix + format_row(progress.histories[i][-1]) + stopped)
 
   # --- the whole run ----------------------------------------------------------------------------
@@ -329,8 +331,8 @@ class GroupTrainer:
   def train(self, progress: Progress) -> int:
     """Trains until every member is done; returns the steps this session took."""
     start_step = progress.step
-    spe = self.lead.steps_per_epoch
-    with Reporter(self.lead.total_steps, start_step, self.quiet,
+    spe = self.shared.steps_per_epoch
+    with Reporter(self.shared.total_steps, start_step, self.quiet,
                   self.config.batch_size * self.group.size) as reporter, _StopSignals() as stop:
       if start_step:
         reporter.log(f"resuming {', '.join(self.names)} from step {start_step}")
@@ -356,23 +358,23 @@ class GroupTrainer:
       except CheckpointError as e:
         raise CheckpointError(f"cannot test the checkpoint of step {step}: {e}") from e
     state = self.parallel.place_state(self.group.stack(states))
-    return evaluate_group(self.group, self.eval_step, state, self.lead.datasets.test,
+    return evaluate_group(self.group, self.eval_step, state, self.shared.datasets.test,
                           self.eval_batch_size, self.parallel)
 
   def results(self, progress: Progress, wall_start: float) -> list[dict[str, Any]]:
     """Tests the selected and the last checkpoints and writes each member's results.json."""
     progress.state = None  # Free the devices for the checkpoints under test.
-    chosen = self.lead.selection
+    chosen = self.shared.selection
     selected = [h[chosen.best_index(h)]["step"] for h in progress.histories]
     last = [h[-1]["step"] for h in progress.histories]
     selected_test = self.test(selected)
     last_test = selected_test if selected == last else self.test(last)
-    variables = self.lead.initial_state.variables()
-    spec = self.lead.datasets.spec
+    variables = self.shared.initial_state.variables()
+    spec = self.shared.datasets.spec
     size = {"num_params": models.count_params(variables["params"]),
             "flops_per_example": models.flops_per_example(
-                self.lead.model, variables, spec.input_shape, spec.input_dtype,
-                self.lead.datasets.train.extra)}
+                self.shared.model, variables, spec.input_shape, spec.input_dtype,
+                self.shared.datasets.train.extra)}
     timing = {"train_s": progress.train_s, "compile_s": progress.compile_s,
               "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step}
     all_results = []
@@ -442,11 +444,11 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
   wall_start = time.perf_counter()
   group = MemberGroup(len(configs), vectorized)
   # Every check first: a refused run leaves its folder as it was.
-  lead = build_experiment(configs[0], datasets, model)
-  exps = [lead] + [build_experiment(c, lead.datasets, model) for c in configs[1:]]
+  first = build_experiment(configs[0], datasets, model)
+  exps = [first] + [build_experiment(c, first.datasets, model) for c in configs[1:]]
   parallel = DataParallel.over_all_devices(stacked=vectorized,
-                                           model_axis=lead.config.parallel.model_axis)
-  parallel.check_batch_size(lead.config.batch_size)
+                                           model_axis=first.config.parallel.model_axis)
+  parallel.check_batch_size(first.config.batch_size)
   runs = [RunFolder(w) for w in workdirs]
   with contextlib.ExitStack() as held:
     for run in runs:
@@ -464,10 +466,10 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     except jax.errors.JaxRuntimeError as e:
       if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
         raise
-      params = models.count_params(lead.initial_state.params)
+      params = models.count_params(first.initial_state.params)
       raise JaxdlError(
           f"the device ran out of memory running {group.size} member(s) of {params:,} "
-          f"parameters at batch_size={lead.config.batch_size} on {jax.device_count()} "
+          f"parameters at batch_size={first.config.batch_size} on {jax.device_count()} "
           f"device(s) ({str(e).strip().splitlines()[0][:200]}); lower batch_size (or "
           "eval_batch_size, or the model), or add devices; the last checkpoint is kept") from e
     finally:
@@ -492,7 +494,7 @@ def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
   """The jitted train and eval steps that ``jaxdl train`` runs, for ``exp``'s model.
 
   Args:
-    exp: the (lead) experiment: model, optimizer, objective, dtype and privacy.
+    exp: the first member's experiment: model, optimizer, objective, dtype and privacy.
     group: how many runs the steps train at once (vmapped when vectorized).
     parallel: the device mesh; batches are sharded over its data axis.
     state_sharding: the (stacked) state's shardings, from ``parallel.state_shardings``.

@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmark_impls import workloads
 from benchmark_impls.workloads import BATCH, LEARNING_RATE, POOL_BATCHES, Workload, random_data
-from jaxdl import cost, data, models
+from jaxdl import cost, data, models, peak
 from jaxdl.configs import load_config
 from jaxdl.data import DataSpec, Datasets, Split
 from jaxdl.host import allocator_state
@@ -99,4 +99,4 @@ def build(workload: Workload) -> Runner:
 
 def matmul_peak() -> dict:
   """The float32 matmul peak, measured as ``jaxdl bench-peak`` measures it."""
-  return cost.measure_matmul_peak()
+  return peak.measure_matmul_peak()
