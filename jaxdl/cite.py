@@ -5,6 +5,7 @@ import re
 from typing import Any
 
 from jaxdl import __version__
+from jaxdl.data import sources as data_sources
 from jaxdl.errors import JaxdlError
 from jaxdl.models import BUILTIN
 from jaxdl.training.run_folder import read_json
@@ -138,16 +139,6 @@ ENTRIES = {
 }""",
 }
 
-# Which datasets name which papers (regular expressions searched in data.name).
-_DATA = [(r"(?<!fashion_)mnist", "lecun1998gradient"), ("fashion_mnist", "xiao2017fashion"),
-         ("cifar10", "krizhevsky2009learning"), ("imdb", "maas2011learning"),
-         (r"\bmr\b", "pang2005seeing"), ("sst", "socher2013recursive"),
-         ("ag_news", "zhang2015character"), ("adding", "hochreiter1997long"),
-         ("adding", "le2015simple"), ("memory", "hochreiter1997long"),
-         ("seq_digits", "alpaydin1998optdigits"), ("seq_digits", "le2015simple"),
-         ("digits", "alpaydin1998optdigits")]
-
-
 def keys_for(config: dict[str, Any]) -> list[str]:
   """The citation keys a run's config calls for, framework first (a user model has none)."""
   keys = ["jax2018github"]
@@ -155,22 +146,24 @@ def keys_for(config: dict[str, Any]) -> list[str]:
   part = BUILTIN.get(model["name"])
   if part is not None:
     keys += part.cite_keys({**part.fields, **model})
-  name = config["data"]["name"].lower()
-  keys += [key for pattern, key in _DATA if re.search(pattern, name)]
+  keys += data_sources.resolve(config["data"]["name"]).cite_keys(config["data"]["name"])
   keys.append({"adam": "kingma2015adam", "adamw": "loshchilov2019decoupled"}.get(
       config["optim"]["name"], ""))
   return list(dict.fromkeys(k for k in keys if k))
 
 
-def user_model_entry(config: dict[str, Any], commit: str | None) -> str | None:
-  """A @misc entry naming the researcher's own model and the code it ran at, or None."""
-  name = config["model"]["name"]
-  if name in BUILTIN:
-    return None
+def user_entries(config: dict[str, Any], commit: str | None) -> list[str]:
+  """@misc entries naming the researcher's own model and data, and the code they ran at."""
   at = f"commit {commit}" if commit else "an unrecorded commit"
-  key = "usermodel" + re.sub(r"[^A-Za-z0-9]", "", name.rpartition(":")[2] or name)
-  return (f"@misc{{{key},\n  title = {{user model {name}}},\n"
-          f"  note = {{trained with jaxdl {__version__} at {at} (see the run's provenance.json)}}\n}}")
+  parts = []
+  if config["model"]["name"] not in BUILTIN:
+    parts.append(("usermodel", "user model", config["model"]["name"]))
+  if data_sources.resolve(config["data"]["name"]).user_data:
+    parts.append(("userdata", "user data", config["data"]["name"]))
+  return [f"@misc{{{prefix}{re.sub(r'[^A-Za-z0-9]', '', name.rpartition(':')[2] or name)},\n"
+          f"  title = {{{what} {name}}},\n"
+          f"  note = {{trained with jaxdl {__version__} at {at} (see the run's provenance.json)}}\n}}"
+          for prefix, what, name in parts]
 
 
 def _runs(folder: pathlib.Path) -> list[tuple[dict[str, Any], pathlib.Path | None]]:
@@ -195,6 +188,6 @@ def cite(folder: str | pathlib.Path) -> str:
     provenance = run / "provenance.json" if run else None
     commit = (read_json(provenance).get("git_commit") if provenance and provenance.exists()
               else None)
-    users.append(user_model_entry(config, commit))
+    users += user_entries(config, commit)
   entries = [ENTRIES[k] for k in dict.fromkeys(keys)]
-  return "\n\n".join([JAXDL, *entries, *dict.fromkeys(u for u in users if u)]) + "\n"
+  return "\n\n".join([JAXDL, *entries, *dict.fromkeys(users)]) + "\n"

@@ -248,3 +248,13 @@ def test_vectorized_user_model_members_equal_their_lone_runs(tmp_path):
   for i, config in enumerate(configs):
     alone = train_and_evaluate(config, tmp_path / f"a{i}", quiet=True, model=plugin_models.TinyCNN)
     assert together[i]["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-3)
+
+
+def test_cite_names_the_users_data_and_the_known_datasets(tmp_path, capsys):
+  jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "blobs", ["num_epochs=1"],
+              model=plugin_models.MLP, data=plugin_models.blobs)
+  assert cli.main(["cite", str(tmp_path / "blobs")]) == 0
+  bibtex = capsys.readouterr().out
+  assert "title = {user data python:plugin_models.blobs}" in bibtex
+  assert "title = {user model python:plugin_models.MLP}" in bibtex
+  assert "alpaydin1998optdigits" not in bibtex  # Not the digits: the user's data.
