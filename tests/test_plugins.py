@@ -251,8 +251,12 @@ def test_vectorized_user_model_members_equal_their_lone_runs(tmp_path):
 
 
 def test_cite_names_the_users_data_and_the_known_datasets(tmp_path, capsys):
-  jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "blobs", ["num_epochs=1"],
-              model=plugin_models.MLP, data=plugin_models.blobs)
+  with pytest.raises(ConfigError, match="data.augment_shift=2 shifts images"):
+    jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "bad", ["num_epochs=1"],
+                model=plugin_models.MLP, data=plugin_models.blobs)
+  jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "blobs",
+              ["num_epochs=1", "data.augment_shift=0"], model=plugin_models.MLP,
+              data=plugin_models.blobs)
   assert cli.main(["cite", str(tmp_path / "blobs")]) == 0
   bibtex = capsys.readouterr().out
   assert "title = {user data python:plugin_models.blobs}" in bibtex

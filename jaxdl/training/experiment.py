@@ -86,6 +86,10 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
                       f"{config.nonfinite!r}")
   datasets = datasets or data.build(config.data, config.experiment)
   spec = datasets.spec
+  if config.data.augment_shift and not models.IMAGES.fits(spec):
+    raise ConfigError(f"data.augment_shift={config.data.augment_shift} shifts images, but "
+                      f"{spec.name} gives {spec.input_dtype} inputs of shape {spec.input_shape}; "
+                      "set data.augment_shift=0")
   part = models.resolve(config.model.name, config.experiment, model)
   module = models.build(config, spec, part)
   objective = _objective(config, spec)
