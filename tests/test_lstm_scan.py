@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import assert_gradient_matches_finite_differences, float64_params
 
-from jaxdl.models import RecurrentLayer, TextClassifier
+from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier
 
 LENGTHS = np.array([7, 3, 1, 5])
 
@@ -35,8 +35,8 @@ def value_and_grads(layer, variables, x, lengths, weights):
 def test_fused_lstm_matches_autodiff(getkey, return_sequences, reverse, masked):
   x = padded_inputs()
   lengths = jnp.asarray(LENGTHS) if masked else None
-  fused = RecurrentLayer("lstm", 5, return_sequences=return_sequences, reverse=reverse)
-  reference = fused.clone(fused_lstm=False)
+  fused = RecurrentLayer(LSTMCell, 5, return_sequences=return_sequences, reverse=reverse)
+  reference = fused.clone(lstm_vjp=False)
   variables = fused.init(getkey(), x)
   weights = jax.random.normal(getkey(), (4, 5))
   (value, grads) = jax.jit(lambda v, x: value_and_grads(fused, v, x, lengths, weights))(variables, x)
@@ -51,7 +51,7 @@ def test_fused_lstm_matches_autodiff(getkey, return_sequences, reverse, masked):
 
 def test_fused_lstm_gradient_matches_finite_differences(getkey):
   with jax.enable_x64(True):
-    layer = RecurrentLayer("lstm", 3, return_sequences=True)
+    layer = RecurrentLayer(LSTMCell, 3, return_sequences=True)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 2)))
     lengths = jnp.asarray([5, 3])
     params = float64_params(layer, getkey(), x)
@@ -63,7 +63,7 @@ def test_fused_lstm_under_vmap_matches_each_member(getkey):
   """Vectorized sweeps vmap the training step over stacked parameters."""
   x = padded_inputs()
   lengths = jnp.asarray(LENGTHS)
-  layer = RecurrentLayer("lstm", 4)
+  layer = RecurrentLayer(LSTMCell, 4)
   members = [layer.init(getkey(), x)["params"] for _ in range(3)]
   stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
   grad = lambda p: jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x, lengths) ** 2))(p)
@@ -79,7 +79,7 @@ def test_seed_text_model_gradient_equals_the_autodiff_reference(getkey):
   tokens = jax.random.randint(getkey(), (8, 20), 2, 100)
   lengths = jnp.asarray([20, 17, 3, 9, 20, 1, 12, 20])
   labels = jnp.arange(8) % 10
-  model = TextClassifier(cell="lstm", hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
+  model = TextClassifier(cell=LSTMCell, hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
                          num_classes=10)
   params = model.init(getkey(), tokens, lengths)["params"]
 
@@ -90,7 +90,7 @@ def test_seed_text_model_gradient_equals_the_autodiff_reference(getkey):
                       - jnp.take_along_axis(logits, labels[:, None], -1)[:, 0])
     return jax.jit(jax.grad(loss))(params)
 
-  fused, reference = grads(model), grads(model.clone(fused_lstm=False))
+  fused, reference = grads(model), grads(model.clone(lstm_vjp=False))
   for got, want in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(reference)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
 
@@ -98,7 +98,7 @@ def test_seed_text_model_gradient_equals_the_autodiff_reference(getkey):
 def test_flops_count_every_step_of_the_fused_recurrence(getkey):
   """XLA counts a loop body once; the count must still cover all T steps."""
   from jaxdl.models import flops_per_example
-  model = TextClassifier(cell="lstm", hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
+  model = TextClassifier(cell=LSTMCell, hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
                          num_classes=10)
   tokens = jnp.zeros((1, 20), jnp.int32)
   variables = model.init(getkey(), tokens)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 
-from jaxdl.models import (GRUCell, LSTMCell, RecurrentLayer, RecurrentStack, SequenceModel,
+from jaxdl.models import (CELLS, GRUCell, LSTMCell, RecurrentLayer, RecurrentStack, SequenceModel,
                           SimpleRNNCell, TextClassifier)
 from jaxdl.models.recurrent import reverse_padded
 
@@ -84,7 +84,7 @@ def test_lstm_initialisation(getkey):
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_scanned_layer_equals_a_python_loop_over_the_cell(getkey, kind):
-  layer = RecurrentLayer(kind, 6, return_sequences=True)
+  layer = RecurrentLayer(CELLS[kind], 6, return_sequences=True)
   x = jax.random.normal(getkey(), (2, 9, 3))
   variables = layer.init(getkey(), x)
   outputs = layer.apply(variables, x)
@@ -95,7 +95,7 @@ def test_scanned_layer_equals_a_python_loop_over_the_cell(getkey, kind):
     carry, out = cell.apply({"params": variables["params"]["cell"]}, carry, x[:, t])
     expected.append(out)
   np.testing.assert_allclose(outputs, jnp.stack(expected, 1), rtol=1e-5, atol=1e-6)
-  final = RecurrentLayer(kind, 6).apply(variables, x)
+  final = RecurrentLayer(CELLS[kind], 6).apply(variables, x)
   np.testing.assert_allclose(final, expected[-1], rtol=1e-5, atol=1e-6)
 
 
@@ -106,7 +106,7 @@ def test_padded_batch_equals_each_example_alone(getkey, kind, reverse):
   x = np.array(jax.random.normal(getkey(), (4, 7, 3)))
   for b, n in enumerate(lengths):
     x[b, n:] = 99.0  # Padding garbage must not leak.
-  layer = RecurrentLayer(kind, 4, return_sequences=True, reverse=reverse)
+  layer = RecurrentLayer(CELLS[kind], 4, return_sequences=True, reverse=reverse)
   variables = layer.init(getkey(), x)
   batch_out = layer.apply(variables, x, jnp.asarray(lengths))
   batch_final = layer.clone(return_sequences=False).apply(variables, x, jnp.asarray(lengths))
@@ -120,7 +120,7 @@ def test_padded_batch_equals_each_example_alone(getkey, kind, reverse):
 
 def test_reverse_layer_runs_the_sequence_backwards(getkey):
   x = jax.random.normal(getkey(), (2, 5, 3))
-  forward = RecurrentLayer("lstm", 4, return_sequences=True)
+  forward = RecurrentLayer(LSTMCell, 4, return_sequences=True)
   variables = forward.init(getkey(), x)
   backward = forward.clone(reverse=True).apply(variables, x)
   np.testing.assert_allclose(backward, forward.apply(variables, x[:, ::-1])[:, ::-1], rtol=1e-5,
@@ -137,22 +137,22 @@ def test_reverse_padded_is_an_involution_that_keeps_padding():
 def test_bidirectional_concatenates_forward_and_backward(getkey):
   x = jax.random.normal(getkey(), (2, 6, 3))
   lengths = jnp.array([6, 4])
-  stack = RecurrentStack("gru", (5,), bidirectional=True)
+  stack = RecurrentStack(GRUCell, (5,), bidirectional=True)
   variables = stack.init(getkey(), x, lengths)
   out = stack.apply(variables, x, lengths)
   chex.assert_shape(out, (2, 10))
   p = variables["params"]
-  fwd = RecurrentLayer("gru", 5).apply({"params": p["forward_0"]}, x, lengths)
-  bwd = RecurrentLayer("gru", 5, reverse=True).apply({"params": p["backward_0"]}, x, lengths)
+  fwd = RecurrentLayer(GRUCell, 5).apply({"params": p["forward_0"]}, x, lengths)
+  bwd = RecurrentLayer(GRUCell, 5, reverse=True).apply({"params": p["backward_0"]}, x, lengths)
   np.testing.assert_allclose(out, jnp.concatenate([fwd, bwd], -1), rtol=1e-6)
   # The backward state of example 1 ends at its first token: it saw tokens 3..0.
-  alone = RecurrentLayer("gru", 5).apply({"params": p["backward_0"]}, x[1:, :4][:, ::-1])
+  alone = RecurrentLayer(GRUCell, 5).apply({"params": p["backward_0"]}, x[1:, :4][:, ::-1])
   np.testing.assert_allclose(bwd[1], alone[0], rtol=1e-5, atol=1e-6)
 
 
 def test_rnn_gradient_matches_finite_differences(getkey):
   with jax.enable_x64(True):
-    layer = RecurrentLayer("rnn", 3)
+    layer = RecurrentLayer(SimpleRNNCell, 3)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 2)))
     params = float64_params(layer, getkey(), x)
     loss = lambda p: jnp.sum(layer.apply({"params": p}, x) ** 2)
@@ -160,7 +160,7 @@ def test_rnn_gradient_matches_finite_differences(getkey):
 
 
 def test_hidden_offsets_give_the_gradient_with_respect_to_each_state(getkey):
-  layer = RecurrentLayer("lstm", 4)
+  layer = RecurrentLayer(LSTMCell, 4)
   x = jax.random.normal(getkey(), (1, 8, 2))
   variables = layer.init(getkey(), x)
   zeros = jnp.zeros((1, 8, 4))
@@ -175,7 +175,7 @@ def test_hidden_offsets_give_the_gradient_with_respect_to_each_state(getkey):
 @pytest.mark.parametrize("jit", [True, False])
 @pytest.mark.parametrize("cell, bidirectional", [("lstm", False), ("gru", True), ("rnn", False)])
 def test_text_classifier_shapes(getkey, jit, cell, bidirectional):
-  model = TextClassifier(vocab_size=50, embed_dim=8, num_classes=3, cell=cell,
+  model = TextClassifier(vocab_size=50, embed_dim=8, num_classes=3, cell=CELLS[cell],
                          hidden_sizes=(6, 5), bidirectional=bidirectional)
   tokens = jnp.ones((4, 12), jnp.int32)
   variables = model.init(getkey(), tokens)
@@ -186,7 +186,7 @@ def test_text_classifier_shapes(getkey, jit, cell, bidirectional):
 
 @pytest.mark.parametrize("jit", [True, False])
 def test_sequence_regressor_outputs_one_number_per_example(getkey, jit):
-  model = SequenceModel(num_outputs=1, cell="lstm", hidden_sizes=(8,))
+  model = SequenceModel(num_outputs=1, cell=LSTMCell, hidden_sizes=(8,))
   x = jnp.ones((3, 10, 2))
   variables = model.init(getkey(), x)
   chex.assert_shape(maybe_jit(model.apply, jit)(variables, x), (3,))

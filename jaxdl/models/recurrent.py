@@ -11,6 +11,7 @@ carry its length: steps past it leave the state unchanged and output zeros,
 so a padded batch gives the same per-example results as each example alone.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -28,8 +29,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh, "relu": nn.relu, "sigmoid": nn.sigmoid}
 
 
-class FusedCell(nn.Module):
-  """What every cell shares: fused gates and the ``(carry, x) -> (carry, y)`` contract.
+class GatedCell(nn.Module):
+  """What every cell shares: its gates in one matmul, and the ``(carry, x) -> (carry, y)`` contract.
 
   A subclass sets ``num_gates`` and creates, in ``setup``, ``input_projection``
   (a Dense of width ``num_gates * H``) and ``recurrent_kernel``; it defines
@@ -65,7 +66,7 @@ class FusedCell(nn.Module):
                       jnp.float32)
 
 
-class SimpleRNNCell(FusedCell):
+class SimpleRNNCell(GatedCell):
   """The seed's vanilla RNN (section 3.3): h_t = act(W_xh x_t + W_hh h_{t-1} + b_h).
 
   Attributes:
@@ -90,7 +91,7 @@ class SimpleRNNCell(FusedCell):
     return step
 
 
-class LSTMCell(FusedCell):
+class LSTMCell(GatedCell):
   """The seed's LSTM (section 3.4), gates in Keras's order i, f, c~, o.
 
     i_t = sigmoid(W_xi x_t + W_hi h_{t-1} + b_i)
@@ -140,7 +141,7 @@ class LSTMCell(FusedCell):
     return (zeros, zeros)
 
 
-class GRUCell(FusedCell):
+class GRUCell(GatedCell):
   """GRU (Cho et al. 2014) in the "reset after" form of Keras, PyTorch and cuDNN.
 
     z_t = sigmoid(W_xz x_t + b_xz + U_z h_{t-1} + b_hz)
@@ -182,18 +183,19 @@ class GRUCell(FusedCell):
 
 
 CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
+# Builds a cell from its width; the layers call it with (hidden_size, name=...).
+CellFactory = Callable[..., GatedCell]
 
 
-def make_cell(kind: str, hidden_size: int, *, activation: str = "tanh",
-              forget_bias: float = 1.0, name: str | None = None) -> nn.Module:
-  """A cell by name: 'rnn', 'lstm' or 'gru'."""
-  if kind == "rnn":
-    return SimpleRNNCell(hidden_size, activation=activation, name=name)
-  if kind == "lstm":
-    return LSTMCell(hidden_size, forget_bias=forget_bias, name=name)
-  if kind == "gru":
-    return GRUCell(hidden_size, name=name)
-  raise ValueError(f"unknown cell {kind!r}")
+def cell_factory(kind: str, *, activation: str = "tanh", forget_bias: float = 1.0) -> CellFactory:
+  """The one place a cell's name and options become a cell: 'rnn', 'lstm' or 'gru'.
+
+  ``activation`` is the simple RNN's, ``forget_bias`` the LSTM's (others ignore them).
+  """
+  if kind not in CELLS:
+    raise ValueError(f"unknown cell {kind!r}; choose one of {', '.join(CELLS)}")
+  options = {"rnn": {"activation": activation}, "lstm": {"forget_bias": forget_bias}}.get(kind, {})
+  return functools.partial(CELLS[kind], **options)
 
 
 def reverse_padded(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
@@ -221,28 +223,26 @@ class RecurrentLayer(nn.Module):
   """Runs a cell over time with ``jax.lax.scan``.
 
   Attributes:
-    cell: 'rnn', 'lstm' or 'gru'.
+    cell: the cell to run: a cell class or factory (``cell_factory``), called
+      with ``(hidden_size, name="cell")``.
     hidden_size: H.
     return_sequences: output every step ``[batch, time, H]`` instead of the final
       state ``[batch, H]`` (the state after each sequence's last real step).
     reverse: run from the last real step to the first (outputs stay aligned
       with the inputs).
     unroll: time steps per scan iteration (a speed knob; the math is the same).
-    activation, forget_bias: passed to the cell.
-    fused_lstm: run an LSTM through ``lstm_scan`` (a hand-written backward pass,
-      same math, faster) unless ``hidden_offsets`` are given; False uses JAX's
-      autodiff of the scan (kept as the reference the tests compare with).
+    lstm_vjp: run an LSTM cell through ``lstm_scan`` (a hand-written backward
+      pass, same math, faster) unless ``hidden_offsets`` are given; False uses
+      JAX's autodiff of the scan (kept as the reference the tests compare with).
       ``unroll`` applies to the autodiff path only (on XLA:CPU it measured slower).
   """
 
-  cell: str
+  cell: CellFactory
   hidden_size: int
   return_sequences: bool = False
   reverse: bool = False
   unroll: int = 1
-  activation: str = "tanh"
-  forget_bias: float = 1.0
-  fused_lstm: bool = True
+  lstm_vjp: bool = True
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
@@ -259,14 +259,13 @@ class RecurrentLayer(nn.Module):
     """
     chex.assert_rank(inputs, 3)
     batch, time = inputs.shape[:2]
-    cell = make_cell(self.cell, self.hidden_size, activation=self.activation,
-                     forget_bias=self.forget_bias, name="cell")
+    cell = self.cell(self.hidden_size, name="cell")
     x = reverse_padded(inputs, lengths) if self.reverse else inputs
     valid = (jnp.ones((batch, time), bool) if lengths is None
              else jnp.arange(time)[None, :] < lengths[:, None])
     params = cell.recurrent_params()
     time_major = lambda a: jnp.swapaxes(a, 0, 1)
-    if self.cell == "lstm" and self.fused_lstm and hidden_offsets is None:
+    if isinstance(cell, LSTMCell) and self.lstm_vjp and hidden_offsets is None:
       # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
       # transposed (nor their gradient), only the narrower inputs and outputs.
       projected = cell.project(time_major(x))
@@ -321,26 +320,24 @@ class StackFields(nn.Module):
   """The settings of a recurrent stack, shared by the models built on one.
 
   Attributes:
-    cell: 'rnn', 'lstm' or 'gru'.
+    cell: the cell of every layer (a class or ``cell_factory``'s result); the
+      seed's LSTM by default.
     hidden_sizes: one H per layer (the seed's model: (64, 64)).
     bidirectional: wrap each layer in Bidirectional.
     dropout_rate: dropout between layers (and, in the models, before the head).
-    unroll, activation, forget_bias, fused_lstm: passed to every layer.
+    unroll, lstm_vjp: passed to every layer (see RecurrentLayer).
   """
 
-  cell: str = "lstm"
+  cell: CellFactory = LSTMCell
   hidden_sizes: Sequence[int] = (64, 64)
   bidirectional: bool = False
   dropout_rate: float = 0.0
   unroll: int = 1
-  activation: str = "tanh"
-  forget_bias: float = 1.0
-  fused_lstm: bool = True
+  lstm_vjp: bool = True
 
   def stack_fields(self) -> dict[str, Any]:
     return {f: getattr(self, f) for f in ("cell", "hidden_sizes", "bidirectional",
-                                          "dropout_rate", "unroll", "activation", "forget_bias",
-                                          "fused_lstm")}
+                                          "dropout_rate", "unroll", "lstm_vjp")}
 
 
 class RecurrentStack(StackFields):
@@ -366,8 +363,7 @@ class RecurrentStack(StackFields):
       sequences = self.return_sequences or i < len(self.hidden_sizes) - 1
       layer = lambda reverse, name: RecurrentLayer(
           self.cell, size, return_sequences=sequences, reverse=reverse, unroll=self.unroll,
-          activation=self.activation, forget_bias=self.forget_bias,
-          fused_lstm=self.fused_lstm, name=name)
+          lstm_vjp=self.lstm_vjp, name=name)
       if self.bidirectional:
         x = Bidirectional(layer(False, f"forward_{i}"), layer(True, f"backward_{i}"))(x, lengths)
       else:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxdl.errors import ConfigError
 from jaxdl.models.layers import glorot_uniform
 from jaxdl.models.part import SEQUENCES, TOKENS, ModelPart
-from jaxdl.models.recurrent import CELLS, RecurrentStack, StackFields
+from jaxdl.models.recurrent import CELLS, RecurrentStack, StackFields, cell_factory
 
 
 def keras_embedding_init(key, shape, dtype=jnp.float32):
@@ -100,13 +100,15 @@ _CELL_PAPERS = {"rnn": "elman1990finding", "lstm": "hochreiter1997long", "gru": 
 
 
 def _stack_kwargs(model_config) -> dict:
+  """The recurrent fields of ``config.model`` as a stack's settings (the cell as an object)."""
   if model_config.cell not in CELLS:
     raise ConfigError(f"unknown model.cell {model_config.cell!r}; choose one of "
                       f"{', '.join(CELLS)}")
-  return dict(cell=model_config.cell, hidden_sizes=tuple(model_config.hidden_sizes),
+  cell = cell_factory(model_config.cell, activation=model_config.activation,
+                      forget_bias=model_config.forget_bias)
+  return dict(cell=cell, hidden_sizes=tuple(model_config.hidden_sizes),
               bidirectional=model_config.bidirectional, dropout_rate=model_config.dropout_rate,
-              unroll=model_config.unroll, activation=model_config.activation,
-              forget_bias=model_config.forget_bias)
+              unroll=model_config.unroll)
 
 
 def first_lstm_cell(params: dict) -> dict | None:
