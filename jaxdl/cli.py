@@ -241,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   host.tune_allocator()
   parser = _parser()
+  host.enable_compilation_cache()
   args, extra = parser.parse_known_args(argv)
   try:
     return args.handler(args, extra)

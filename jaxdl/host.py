@@ -82,3 +82,35 @@ def allocator_state() -> dict:
 def _jax_backend_started() -> bool:
   bridge = sys.modules.get("jax._src.xla_bridge")
   return bool(getattr(bridge, "_backends", None))
+
+
+def compilation_cache_dir() -> str | None:
+  """Where the jaxdl command keeps compiled XLA programs (None: off).
+
+  ``$JAXDL_COMPILATION_CACHE`` names the folder (``off`` turns the cache off);
+  the default is ``$XDG_CACHE_HOME/jaxdl/xla`` (``~/.cache/jaxdl/xla``).
+  """
+  setting = os.environ.get("JAXDL_COMPILATION_CACHE", "")
+  if setting == "off":
+    return None
+  if setting:
+    return setting
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "jaxdl", "xla")
+
+
+def enable_compilation_cache() -> str | None:
+  """Turns on JAX's persistent compilation cache for this process (the jaxdl command does).
+
+  A second run of the same program then loads its compiled XLA executables
+  instead of compiling them again (seconds on a GPU, where compiling a
+  training step takes tens of seconds). A process-wide setting: a library
+  leaves it to the application, like the allocator's.
+  """
+  folder = compilation_cache_dir()
+  if folder is None:
+    return None
+  import jax  # Here, not at import: the command tunes the allocator before JAX starts.
+
+  jax.config.update("jax_compilation_cache_dir", folder)
+  return folder

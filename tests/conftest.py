@@ -1,6 +1,7 @@
 """Shared test setup: strict JAX numerics, paths to the shared real data, small configs."""
 
 import json
+import os
 import pathlib
 import zlib
 
@@ -11,6 +12,10 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from jaxdl.configs import apply_overrides, load_config
+
+# Hermetic: the jaxdl command run by tests (in process or not) keeps no compiled programs
+# in the user's cache; tests of the cache set their own folder.
+os.environ["JAXDL_COMPILATION_CACHE"] = "off"
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -54,3 +55,21 @@ def test_a_cached_peak_names_the_allocator_it_was_measured_under():
   from jaxdl import peak
   expected = "tuned-malloc" if host.allocator_state()["applied"] else "default-malloc"
   assert peak.machine_key().endswith("|" + expected)
+
+
+def test_the_command_keeps_compiled_programs_for_the_next_run(tmp_path):
+  env = {**os.environ, "JAXDL_COMPILATION_CACHE": str(tmp_path / "xla")}
+  argv = [sys.executable, "-m", "jaxdl.cli", "train", "experiments/seed_cnn_digits.py",
+          "--workdir", str(tmp_path / "run"), "--quiet", "--config.num_epochs=1",
+          "--config.batch_size=256"]
+  out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300,
+                       cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert out.returncode == 0, out.stderr
+  assert any((tmp_path / "xla").iterdir())  # The training step's executable, among others.
+  provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
+  assert provenance["compilation_cache_dir"] == str(tmp_path / "xla")
+  off = subprocess.run([sys.executable, "-c", "import jaxdl.host as h, json; "
+                        "print(json.dumps(h.compilation_cache_dir()))"],
+                       env={**env, "JAXDL_COMPILATION_CACHE": "off"}, capture_output=True,
+                       text=True, check=True)
+  assert json.loads(off.stdout) is None

@@ -93,6 +93,7 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
       "process_count": jax.process_count(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "host_allocator": host.allocator_state(),
+      "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
       "command": list(command),
       "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
