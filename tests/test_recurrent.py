@@ -198,3 +198,13 @@ def test_seed_text_model_matches_keras_parameter_count(getkey):
   variables = model.init(getkey(), jnp.ones((1, 100), jnp.int32))
   from jaxdl.models import count_params
   assert count_params(variables["params"]) == 706_698
+
+
+def test_dropout_acts_on_a_one_layer_sequence_model(getkey):
+  # Dropout sits before the head too, so a single recurrent layer's output is dropped out.
+  model = SequenceModel(num_outputs=3, cell=LSTMCell, hidden_sizes=(8,), dropout_rate=0.5)
+  x = jax.random.normal(getkey(), (4, 6, 2))
+  variables = model.init(getkey(), x)
+  train = [model.apply(variables, x, train=True, rngs={"dropout": getkey()}) for _ in range(2)]
+  assert not np.allclose(train[0], train[1])
+  np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
