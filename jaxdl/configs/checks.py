@@ -44,6 +44,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "privacy.clip_norm": _strictly_positive, "privacy.noise_multiplier": _non_negative,
     "privacy.target_epsilon": _non_negative, "privacy.delta": _fraction,
     "parallel.model_axis": _positive, "select.patience": _non_negative,
+    "log.every_steps": _non_negative,
 }
 
 

@@ -130,6 +130,15 @@ def get_config() -> ml_collections.ConfigDict:
   # metric (0: train every epoch).
   c.select.patience = 0
 
+  # Copies of metrics.jsonl's rows (the source of truth) for watching runs.
+  c.log = ml_collections.ConfigDict()
+  c.log.tensorboard = True  # Event files in RUN/tb (no TensorFlow needed).
+  c.log.every_steps = 0  # Also the running training means every N steps (0: per epoch only).
+  c.log.wandb = False  # Weights & Biases (pip install -e '.[wandb]'; WANDB_MODE=offline works).
+  c.log.wandb_project = "jaxdl"
+  c.log.wandb_entity = ""  # '' : your default entity.
+  c.log.wandb_group = ""  # '' : a sweep's folder name for its members.
+
   c.checkpoint_every_steps = 500  # Plus one at the end of every epoch.
   c.checkpoints_to_keep = 2
   return c

@@ -184,6 +184,8 @@ def _plan(base: ml_collections.ConfigDict, axes: Sequence[Axis], folder: pathlib
           settings: dict[str, Any], model: Any, datasets: Any) -> _Sweep:
   """Expands the sweep and builds every group's data and model: nothing on disk changes yet."""
   overrides = expand(axes, settings["samples"], settings["sweep_seed"])
+  if base.log.wandb and not base.log.wandb_group:  # The sweep is the W&B group of its runs.
+    base = apply_overrides(base, {"log.wandb_group": folder.name})
   configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here.
   groups = group_members(configs)
   cache: dict = {}

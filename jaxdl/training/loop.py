@@ -38,6 +38,7 @@ from jaxdl.training.parallel import DataParallel
 from jaxdl.training.progress import Reporter, format_row
 from jaxdl.training.results import epsilon_spent, run_results
 from jaxdl.training.run_folder import RunFolder, read_json
+from jaxdl.tracking import open_writers
 from jaxdl.training.state import TrainState
 from jaxdl.training.steps import make_eval_step, make_train_step
 
@@ -150,6 +151,7 @@ class GroupTrainer:
     state = parallel.place_state(group.stack([e.initial_state for e in exps]))
     self.state_sharding = parallel.state_shardings(state)
     self.train_step, self.eval_step = jit_steps(self.shared, group, parallel, self.state_sharding)
+    self.writers: list[list] = [[] for _ in runs]  # TensorBoard / W&B, opened by run().
 
   # --- resuming -------------------------------------------------------------------------------
 
@@ -277,6 +279,7 @@ class GroupTrainer:
         if stop.received:
           raise stop.preempted(progress.step)
       self._advance(reporter, progress.step, sums)
+      self._log_running(progress, sums)
     jax.block_until_ready(progress.state.step)
     progress.train_s += time.perf_counter() - t_mark
     return sums, examples
@@ -293,6 +296,16 @@ class GroupTrainer:
     active = self.active(progress)
     check_finite([host_sums[i] for i in active], [self.names[i] for i in active],
                  progress.saved_step)
+
+  def _log_running(self, progress: Progress, sums: Any) -> None:
+    """Every ``log.every_steps`` steps, the epoch's running training means to the writers."""
+    every = self.config.log.every_steps
+    if not every or progress.step % every or not any(self.writers):
+      return
+    means = self.group.means(sums)
+    for i in self.active(progress):
+      for writer in self.writers[i]:
+        writer.running(progress.step, means[i])
 
   def _advance(self, reporter: Reporter, step: int, sums: Any) -> None:
     if not reporter.wants_live_metrics():
@@ -322,6 +335,8 @@ class GroupTrainer:
     self.save(progress, epoch_end=True)
     for i in active:
       self.runs[i].write_metrics(progress.histories[i])
+      for writer in self.writers[i]:  # Copies for TensorBoard / W&B, after the truth.
+        writer.rows(progress.histories[i])
       prefix = f"{self.runs[i].path.name}: " if self.group.size > 1 else ""
       stopped = " (early stop)" if self.shared.selection.should_stop(progress.histories[i]) else ""
       reporter.log(prefix + format_row(progress.histories[i][-1]) + stopped)
@@ -388,8 +403,12 @@ class GroupTrainer:
 
   def run(self, wall_start: float) -> list[dict[str, Any]]:
     progress = self.resume()
-    for run, history in zip(self.runs, progress.histories):
+    self.writers = [open_writers(exp.config, run.path) if run.writer else []
+                    for exp, run in zip(self.exps, self.runs)]
+    for run, history, writers in zip(self.runs, progress.histories, self.writers):
       run.write_metrics(history)  # The checkpoint's history is the truth on resume.
+      for writer in writers:  # Rows the writers missed (a crash between checkpoint and copy).
+        writer.rows(history)
     trained = self.train(progress)
     finished = [run.file("results.json") for run in self.runs]
     if not trained and all(path.exists() for path in finished):
@@ -399,6 +418,8 @@ class GroupTrainer:
   def close(self) -> None:
     for ckpt in self.checkpointers:
       ckpt.close()
+    for writer in (w for writers in self.writers for w in writers):
+      writer.close()
 
 
 def eval_batch_length(exp: Experiment) -> int:

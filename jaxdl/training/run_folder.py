@@ -118,8 +118,8 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 # Everything jaxdl writes into a run folder: --overwrite deletes these and nothing else.
 RUN_FILES = ("config.json", "data_spec.json", "metrics.jsonl", "results.json", "provenance.json",
-             "vocab.json", "eval.json")
-RUN_DIRS = ("checkpoints", "explain", "plots", "tb")
+             "vocab.json", "eval.json", "wandb_id.txt")
+RUN_DIRS = ("checkpoints", "explain", "plots", "tb", "wandb")
 
 
 def is_run_folder(path: pathlib.Path) -> bool:

@@ -1,0 +1,91 @@
+"""TensorBoard event files and W&B runs: copies of metrics.jsonl, written once, read back."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from conftest import experiment
+from jaxdl.training import loop as loop_module
+from jaxdl.training import train_and_evaluate, train_group
+
+QUICK = ("num_epochs=3", "batch_size=256", "data.augment_shift=0")
+
+
+class _Events:
+  """The scalars of an event-file folder, read with TensorBoard's own reader."""
+
+  def __init__(self, folder):
+    self.reader = event_accumulator.EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    self.reader.Reload()
+
+  def scalars(self, tag):
+    """``[(step, value)]``: tensorboard.summary writes scalars as tensor summaries."""
+    return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
+            for e in self.reader.Tensors(tag)]
+
+
+def _events(folder):
+  return _Events(folder)
+
+
+def _rows(run):
+  return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tensorboard_gets_every_row_once_and_the_hparams(tmp_path, monkeypatch):
+  run = tmp_path / "run"
+  cfg = experiment("seed_cnn_digits", *QUICK, "checkpoint_every_steps=2", "log.every_steps=2")
+  real, seen = loop_module.data_lib.train_batches, {"n": 0}
+
+  def crashing(*args, **kwargs):  # Dies in epoch 2, after a mid-epoch checkpoint.
+    for batch in real(*args, **kwargs):
+      seen["n"] += 1
+      if seen["n"] == 9:
+        raise KeyboardInterrupt
+      yield batch
+
+  with monkeypatch.context() as patch:
+    patch.setattr(loop_module.data_lib, "train_batches", crashing)
+    with pytest.raises(KeyboardInterrupt):
+      train_and_evaluate(cfg, run, quiet=True)
+  train_and_evaluate(cfg, run, quiet=True)
+  events = _events(run / "tb")
+  rows = _rows(run)
+  for tag, key in (("train/loss", "train_loss"), ("val/accuracy", "val_accuracy")):
+    scalars = events.scalars(tag)
+    assert [s for s, _ in scalars] == [r["step"] for r in rows]  # Once each, resume or not.
+    assert [v for _, v in scalars] == pytest.approx([r[key] for r in rows], rel=1e-6)
+  assert [s for s, _ in events.scalars("train_running/loss")][:2] == [2, 4]
+  metadata = events.reader.summary_metadata
+  assert "_hparams_/session_start_info" in metadata
+  plugin = metadata["_hparams_/session_start_info"].plugin_data
+  assert plugin.plugin_name == "hparams" and b"optim.learning_rate" in plugin.content
+
+
+def test_a_vectorized_sweeps_members_are_separate_tensorboard_runs(tmp_path):
+  configs = [experiment("seed_cnn_digits", *QUICK, "num_epochs=1", f"seed={s}") for s in (0, 1)]
+  train_group(configs, [tmp_path / "m0", tmp_path / "m1"], vectorized=True, quiet=True)
+  losses = [_events(tmp_path / m / "tb").scalars("train/loss")[0][1] for m in ("m0", "m1")]
+  assert losses == pytest.approx([_rows(tmp_path / m)[0]["train_loss"] for m in ("m0", "m1")])
+  assert losses[0] != losses[1]
+
+
+def test_tensorboard_can_be_turned_off(tmp_path):
+  train_and_evaluate(experiment("seed_cnn_digits", *QUICK, "num_epochs=1",
+                                "log.tensorboard=false"), tmp_path, quiet=True)
+  assert not (tmp_path / "tb").exists()
+
+
+def test_weights_and_biases_offline_continues_the_same_run(tmp_path, monkeypatch):
+  wandb = pytest.importorskip("wandb")
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  cfg = experiment("seed_cnn_digits", *QUICK, "num_epochs=1", "log.wandb=true",
+                   "log.wandb_group=mine", "log.tensorboard=false")
+  train_and_evaluate(cfg, tmp_path / "run", quiet=True)
+  run_id = (tmp_path / "run" / "wandb_id.txt").read_text()
+  offline = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
+  assert len(offline) == 1 and any(offline[0].glob("*.wandb"))
+  del wandb
