@@ -77,14 +77,17 @@ def sweep(config: Config, workdir: str | pathlib.Path,
           axes: Sequence[str] | Mapping[str, Any] = (), overrides: Overrides = (), *,
           model: Any = None, data: Callable | None = None, mode: str = "auto",
           samples: int = 0, sweep_seed: int = 0, quiet: bool = True,
-          overwrite: bool = False) -> list[dict[str, Any]]:
+          overwrite: bool = False, shard: str | None = None) -> list[dict[str, Any]]:
   """Trains every member of a sweep; returns the members (name, overrides, group, status).
 
   Args:
     axes: ``["optim.learning_rate=1e-3,3e-3", "seed=0:3"]`` or ``{key: values or spec}``;
       an experiment file's ``sweep()`` axes come first, unless named here too.
+    shard: ``"I/N"``: train only the I-th of N shards of the members (whole vectorized
+      groups stay together), beside other processes in the same folder; ``"auto"`` reads
+      a SLURM job array's task id and count.
   """
-  from jaxdl.sweeps.run import run_sweep  # The sweep machinery imports the loop.
+  from jaxdl.sweeps.run import parse_shard, run_sweep  # The sweep machinery imports the loop.
 
   given = (axes_from_mapping(axes) if isinstance(axes, Mapping)
            else [parse_axis(a) for a in axes])
@@ -96,7 +99,7 @@ def sweep(config: Config, workdir: str | pathlib.Path,
   base = get_config(config, overrides, model=model, data=data)
   return run_sweep(base, chosen, workdir, mode=mode, samples=samples, sweep_seed=sweep_seed,
                    quiet=quiet, overwrite=overwrite, command=list(sys.argv), model=model,
-                   datasets=_datasets(base, data))
+                   datasets=_datasets(base, data), shard=parse_shard(shard))
 
 
 def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,

@@ -74,11 +74,12 @@ def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
   members = api.sweep(args.config, args.workdir, args.sweep or [], _split_overrides(extra),
                       mode=args.mode, samples=args.samples, sweep_seed=args.sweep_seed,
-                      quiet=args.quiet, overwrite=args.overwrite)
+                      quiet=args.quiet, overwrite=args.overwrite, shard=args.shard)
   done = sum(m["status"] == "done" for m in members)
-  print(f"{done}/{len(members)} members done; results: {args.workdir}/results.csv; "
-        f"table: jaxdl report {args.workdir}")
-  return 0 if done == len(members) else 1
+  failed = sum(m["status"] == "failed" for m in members)
+  print(f"{done}/{len(members)} members done" + (f", {failed} failed" if failed else "")
+        + f"; results: {args.workdir}/results.csv; table: jaxdl report {args.workdir}")
+  return 1 if failed else 0
 
 
 def _report(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -185,6 +186,9 @@ def _add_training_commands(sub) -> None:
   sweep.add_argument("--mode", default="auto", choices=("auto", "vectorized", "sequential"),
                      help="vectorized: members that differ only in values train as one program")
   sweep.add_argument("--quiet", action="store_true")
+  sweep.add_argument("--shard", metavar="I/N", help="train only shard I of N (0-based; whole "
+                     "vectorized groups stay together); 'auto' reads SLURM_ARRAY_TASK_ID and "
+                     "SLURM_ARRAY_TASK_COUNT")
   sweep.add_argument("--overwrite", action="store_true")
   sweep.set_defaults(handler=_sweep)
 

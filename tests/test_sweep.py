@@ -310,3 +310,49 @@ def test_report_averages_over_cross_validation_folds(tmp_path):
   assert [(line["optim.learning_rate"], line["n"]) for line in lines] == [("0.001", "3"),
                                                                           ("0.01", "3")]
   assert float(lines[0]["test_accuracy_mean"]) == pytest.approx(0.71)
+
+
+def test_shards_of_one_sweep_run_at_once_without_clobbering_it(tmp_path):
+  import subprocess
+  import sys
+
+  from conftest import ROOT
+
+  folder = tmp_path / "sweep"
+  argv = [sys.executable, "-m", "jaxdl.cli", "sweep", str(EXPERIMENTS / "seed_cnn_digits.py"),
+          "--workdir", str(folder), "--quiet", "--mode", "sequential", "--sweep", "seed=0:4",
+          "--config.num_epochs=1", "--config.batch_size=256"]
+  shards = [subprocess.Popen([*argv, "--shard", f"{i}/2"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in shards]
+  assert [p.returncode for p in shards] == [0, 0], [o[1][-2000:] for o in outs]
+  assert "shard 0/2: 2 of 4 members" in outs[0][1] and "shard 1/2: 2 of 4 members" in outs[1][1]
+  record = json.loads((folder / "sweep.json").read_text())
+  assert [m["status"] for m in record["members"]] == ["done"] * 4 and record["status"] == "done"
+  with (folder / "results.csv").open() as f:
+    assert [r["member"] for r in csv.DictReader(f)] == ["m000", "m001", "m002", "m003"]
+
+
+def test_a_partial_sweep_is_reported_with_its_missing_members(tmp_path):
+  base = experiment("seed_cnn_digits", *TINY)
+  members = run_sweep(base, [axes_lib.parse_axis("seed=0:4")], tmp_path, mode="sequential",
+                      quiet=True, shard=(1, 2), log=lambda m: None)
+  assert [m["status"] for m in members] == ["pending", "done", "pending", "done"]
+  table = report(tmp_path)
+  assert "| 2 |" in table and "2 member(s) have not finished yet" in table
+
+
+@pytest.mark.parametrize("text, environ, expected", [
+    ("2/5", {}, (2, 5)), (None, {}, (0, 1)),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "4",
+              "SLURM_ARRAY_TASK_COUNT": "4"}, (3, 4)),
+])
+def test_shards_from_the_command_line_or_a_slurm_array(text, environ, expected):
+  assert run_lib.parse_shard(text, environ) == expected
+
+
+@pytest.mark.parametrize("text, message", [("5/5", "index must be in 0..4"), ("a/b", "I/N"),
+                                           ("auto", "SLURM_ARRAY_TASK_ID")])
+def test_bad_shards_are_clear_errors(text, message):
+  with pytest.raises(ConfigError, match=message):
+    run_lib.parse_shard(text, {})

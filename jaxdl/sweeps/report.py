@@ -97,7 +97,7 @@ def load_rows(folder: str | pathlib.Path
     rows, failures = [], []
     for member in sweep["members"]:
       path = folder / member["name"] / "results.json"
-      if member["status"] == "done" and path.exists():
+      if path.exists():  # Finished, whatever the status a (still running) shard last wrote.
         results = read_json(path)
         rows.append({"member": member["name"], **member["overrides"],
                      **{k: v for k, v in results.items() if k not in axis_keys}})
@@ -285,5 +285,17 @@ def report(folder: str | pathlib.Path, fmt: str = "markdown", group_by: Sequence
   metrics = list(metrics) if metrics else default_metrics(rows)
   if not metrics:
     raise JaxdlError(f"{folder}: no metric is in every member's results; name them with --metric")
-  return render(summarize(rows, group_by, metrics, failures), group_by, metrics, fmt,
-                failures=failures)
+  table = render(summarize(rows, group_by, metrics, failures), group_by, metrics, fmt,
+                 failures=failures)
+  unfinished = _unfinished(pathlib.Path(folder), len(rows) + len(failures))
+  if unfinished and fmt == "markdown":
+    table += (f"{unfinished} member(s) have not finished yet (pending or running, e.g. in "
+              "other shards): the table covers the finished ones.\n")
+  return table
+
+
+def _unfinished(folder: pathlib.Path, accounted: int) -> int:
+  """Members of a sweep that neither finished nor failed."""
+  if not (folder / "sweep.json").exists():
+    return 0
+  return len(read_json(folder / "sweep.json")["members"]) - accounted

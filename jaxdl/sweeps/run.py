@@ -12,11 +12,12 @@ import csv
 import dataclasses
 import datetime
 import json
+import os
 import pathlib
 import re
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -25,15 +26,16 @@ import ml_collections
 from jaxdl import data
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import config_to_dict
-from jaxdl.errors import CheckpointError, JaxdlError
+from jaxdl.errors import CheckpointError, ConfigError, JaxdlError
 from jaxdl.sweeps.axes import Axis, expand
 from jaxdl.sweeps.groups import group_members, splitting_axes
 from jaxdl.training.experiment import build_experiment
-from jaxdl.training.folder_lock import LOCK_FILE, RunLocked
+from jaxdl.training.folder_lock import LOCK_FILE, RunLocked, waiting_lock
 from jaxdl.training.loop import train_group
 from jaxdl.training.run_folder import RunFolder, config_differences, read_json, write_json
 
 MODES = ("auto", "vectorized", "sequential")
+SWEEP_LOCK = ".sweep.lock"  # Held while a shard rewrites sweep.json and results.csv.
 _MEMBER = re.compile(r"m\d{3,}")
 
 
@@ -89,7 +91,10 @@ def _check_sweep_folder(folder: pathlib.Path) -> None:
                           "sweep")
   if not folder.is_dir() or (folder / "sweep.json").exists():
     return
-  held = sorted(p.name for p in folder.iterdir())
+  # Another shard of the same sweep may be setting the folder up right now.
+  ours = {SWEEP_LOCK, "sweep.json.tmp", "results.csv", "results.csv.tmp"}
+  held = sorted(p.name for p in folder.iterdir()
+                if p.name not in ours and not _MEMBER.fullmatch(p.name))
   if held:
     raise CheckpointError(f"--workdir {folder} is not a jaxdl sweep folder (it has no sweep.json "
                           f"and holds {', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); "
@@ -138,13 +143,27 @@ class _Sweep:
   axis_keys: list[str]
   model: Any
   data_cache: dict
+  mine: frozenset[int] = frozenset()  # The members this process trains (its shard's).
 
-  def save(self, status: str) -> None:
-    self.record["status"] = status
-    self.record["updated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
-    write_json(self.folder / "sweep.json", self.record)
-    _write_results_csv(self.folder, self.members, self.axis_keys)
+  def save(self) -> None:
+    """Writes sweep.json and results.csv, keeping other shards' statuses as they wrote them.
+
+    Shards of one sweep may run at once on a shared file system: each updates
+    its own members under a lock on the sweep folder, so none is clobbered.
+    """
+    with waiting_lock(self.folder / SWEEP_LOCK):
+      path = self.folder / "sweep.json"
+      on_disk = read_json(path)["members"] if path.exists() else []
+      for i, saved in enumerate(on_disk[:len(self.members)]):
+        if i not in self.mine and saved.get("status") in ("done", "failed", "running"):
+          self.members[i].update({k: v for k, v in saved.items() if k in ("status", "error")})
+      statuses = {m["status"] for m in self.members}
+      self.record["status"] = ("done" if statuses == {"done"} else
+                               "running" if "running" in statuses else "incomplete")
+      self.record["updated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds")
+      write_json(path, self.record)
+      _write_results_csv(self.folder, self.members, self.axis_keys)
 
   def mark_finished(self) -> None:
     """Members whose run folder already holds results of the same config are done."""
@@ -152,15 +171,19 @@ class _Sweep:
       if _finished(self.folder / member["name"], config):
         member["status"] = "done"
 
-  def batches(self, vectorized: bool) -> list[list[int]]:
-    """The members trained together: each group when vectorized, else one at a time."""
-    return self.groups if vectorized else [[i] for i in range(len(self.configs))]
+  def batches(self, vectorized: bool, shard: tuple[int, int] = (0, 1)) -> list[list[int]]:
+    """The members trained together (each group when vectorized, else one at a time), of
+    shard ``(index, count)``: every count-th batch from the index-th, so whole groups stay
+    together."""
+    batches = self.groups if vectorized else [[i] for i in range(len(self.configs))]
+    index, count = shard
+    return batches[index::count]
 
   def train(self, todo: list[int], quiet: bool, command: Sequence[str], log) -> None:
     """Trains members ``todo`` together; a member's error marks it failed, not the sweep."""
     for i in todo:
       self.members[i]["status"] = "running"
-    self.save("running")
+    self.save()
     log(f"training {', '.join(self.members[i]['name'] for i in todo)}"
         + (" together (vectorized)" if len(todo) > 1 else ""))
     try:
@@ -217,19 +240,24 @@ def _check_same_sweep(sweep: _Sweep) -> None:
 def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
               *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
               overwrite: bool = False, command: Sequence[str] = (), model: Any = None,
-              datasets: Any = None,
+              datasets: Any = None, shard: tuple[int, int] = (0, 1),
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
   """Trains every member of the sweep of ``base`` over ``axes`` in ``workdir``.
 
   Args (besides the sweep's):
     model: the model as a Python object (the API's), for every member.
     datasets: the base config's data, already built (e.g. from a Python data function).
+    shard: ``(index, count)``: train only this shard's members (several processes, e.g. a
+      SLURM job array, share one sweep folder); see ``parse_shard``.
 
   Returns:
     The members as written to sweep.json (name, overrides, group, status).
   """
   folder = pathlib.Path(workdir)
   _check_sweep_folder(folder)
+  if overwrite and shard[1] > 1:
+    raise ConfigError("--overwrite deletes the whole sweep, which other shards may be training; "
+                      "run it once without --shard, then start the shards")
   sweep = _plan(base, axes, folder, {"samples": samples, "sweep_seed": sweep_seed, "mode": mode,
                                      "command": command}, model, datasets)
   if not overwrite:
@@ -243,11 +271,36 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     split = splitting_axes(sweep.axis_keys, sweep.configs, sweep.groups)
     log(f"{len(sweep.groups)} groups: {', '.join(split) or 'the configs'} change shapes or code, "
         "so members that differ in them are trained in separate programs")
+  batches = sweep.batches(vectorized=chosen == "vectorized", shard=shard)
+  sweep.mine = frozenset(i for batch in batches for i in batch)
+  if shard[1] > 1:
+    log(f"shard {shard[0]}/{shard[1]}: {len(sweep.mine)} of {len(sweep.members)} members")
   sweep.mark_finished()
-  sweep.save("running")
-  for batch in sweep.batches(vectorized=chosen == "vectorized"):
+  sweep.save()
+  for batch in batches:
     todo = [i for i in batch if sweep.members[i]["status"] != "done"]
     if todo:
       sweep.train(todo, quiet, command, log)
-  sweep.save("done" if all(m["status"] == "done" for m in sweep.members) else "incomplete")
+  sweep.save()
   return sweep.members
+
+
+def parse_shard(text: str | None, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+  """``--shard I/N`` as ``(I, N)``; ``auto`` reads a SLURM job array's task id and count."""
+  if not text:
+    return (0, 1)
+  if text == "auto":
+    if "SLURM_ARRAY_TASK_ID" not in environ:
+      raise ConfigError("--shard auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, "
+                        "which are not set: run it in a SLURM job array, or pass --shard I/N")
+    first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+    index = int(environ["SLURM_ARRAY_TASK_ID"]) - first
+    count = int(environ.get("SLURM_ARRAY_TASK_COUNT", "1"))
+  else:
+    index_text, sep, count_text = text.partition("/")
+    if not sep or not index_text.isdigit() or not count_text.isdigit():
+      raise ConfigError(f"--shard {text!r}: write it as I/N (e.g. 0/4), or auto under SLURM")
+    index, count = int(index_text), int(count_text)
+  if count < 1 or not 0 <= index < count:
+    raise ConfigError(f"--shard {index}/{count}: the index must be in 0..{count - 1}")
+  return index, count

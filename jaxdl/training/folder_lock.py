@@ -7,6 +7,7 @@ names the holder (PID, host, start time) for the error a second process gets;
 on release it is emptied again, so a refused command leaves it as it was.
 """
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -14,6 +15,7 @@ import json
 import os
 import pathlib
 import socket
+from collections.abc import Iterator
 
 from jaxdl.errors import CheckpointError
 
@@ -83,3 +85,16 @@ def _read_holder(fd: int) -> str:
   if not info:
     return "another process"
   return f"PID {info.get('pid')} on host {info.get('host')} (since {info.get('since')})"
+
+
+@contextlib.contextmanager
+def waiting_lock(path: pathlib.Path) -> Iterator[None]:
+  """Holds ``path`` (a lock file) exclusively, waiting for it: for short read-modify-writes
+  that several processes make to one file (the shards of a sweep updating sweep.json)."""
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
