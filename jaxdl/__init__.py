@@ -19,6 +19,7 @@ if _os.environ.get("JAXDL_HOST_ALLOCATOR") == "tuned":  # The user's explicit op
 # light, and the jaxdl command tunes its allocator before any of them starts JAX.
 _EXPORTS = {
     "train": ("jaxdl.api", "train"), "sweep": ("jaxdl.api", "sweep"),
+    "tune": ("jaxdl.api", "tune"),
     "evaluate": ("jaxdl.api", "evaluate"), "load_run": ("jaxdl.api", "load_run"),
     "get_config": ("jaxdl.api", "get_config"), "Run": ("jaxdl.api", "Run"),
     "explain": ("jaxdl.interpret.run", "explain"), "report": ("jaxdl.sweeps.report", "report"),

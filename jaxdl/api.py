@@ -102,6 +102,30 @@ def sweep(config: Config, workdir: str | pathlib.Path,
                    datasets=_datasets(base, data), shard=parse_shard(shard))
 
 
+def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Mapping[str, Any],
+         overrides: Overrides = (), *, trials: int = 20, storage: str | None = None,
+         sampler: str = "tpe", seed: int = 0, parallel: int = 1, mode: str = "auto",
+         model: Any = None, data: Callable | None = None, quiet: bool = True) -> list[dict]:
+  """Searches ``search`` with Optuna until the study holds ``trials`` trials (see sweeps/tune.py).
+
+  Args:
+    search: ``["optim.learning_rate=loguniform(1e-4,1e-2)", ...]`` or ``{key: spec}``.
+    storage: an SQLAlchemy URL shared by workers (default: ``workdir/study.db``, SQLite).
+    parallel: trials asked at once (one vectorized program where they fit one).
+
+  Returns:
+    The trials this process ran: number, params, state, value.
+  """
+  from jaxdl.sweeps.tune import run_tune  # Optuna, only when searching.
+
+  axes = (axes_from_mapping(search) if isinstance(search, Mapping)
+          else [parse_axis(a) for a in search])
+  base = get_config(config, overrides, model=model, data=data)
+  return run_tune(base, axes, workdir, trials=trials, storage=storage, sampler=sampler,
+                  seed=seed, parallel=parallel, mode=mode, quiet=quiet, command=list(sys.argv),
+                  model=model, datasets=_datasets(base, data))
+
+
 def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
              data: Callable | None = None) -> dict[str, Any]:
   """Re-evaluates a run's selected (or last) checkpoint on its val and test splits."""

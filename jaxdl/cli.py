@@ -82,6 +82,19 @@ def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 1 if failed else 0
 
 
+def _tune(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl import api
+
+  ran = api.tune(args.config, args.workdir, args.search or [], _split_overrides(extra),
+                 trials=args.trials, storage=args.storage, sampler=args.sampler,
+                 seed=args.seed, parallel=args.parallel, mode=args.mode, quiet=args.quiet)
+  states = [t["state"] for t in ran]
+  print(f"ran {len(ran)} trial(s) ({states.count('complete')} complete, "
+        f"{states.count('pruned')} pruned, {states.count('failed')} failed); table: "
+        f"jaxdl report {args.workdir}")
+  return 1 if "failed" in states else 0
+
+
 def _report(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl.sweeps.report import report
 
@@ -193,6 +206,24 @@ def _add_training_commands(sub) -> None:
   sweep.set_defaults(handler=_sweep)
 
 
+def _add_tune_command(sub) -> None:
+  tune = sub.add_parser("tune", help="search hyperparameters with Optuna (each trial a run)")
+  tune.add_argument("config")
+  tune.add_argument("--workdir", required=True, help="search folder (rerun to continue)")
+  tune.add_argument("--search", action="append", metavar="KEY=SPEC",
+                    help="loguniform(lo,hi) | uniform(lo,hi) | randint(lo,hi) | choice(a,b) | "
+                    "a,b,c; repeatable")
+  tune.add_argument("--trials", type=int, default=20, help="trials in the study (all workers)")
+  tune.add_argument("--storage", help="SQLAlchemy URL of the study (default: WORKDIR/study.db)")
+  tune.add_argument("--sampler", default="tpe", choices=("tpe", "random"))
+  tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+  tune.add_argument("--parallel", type=int, default=1,
+                    help="trials asked at once, trained as one vectorized program where they fit")
+  tune.add_argument("--mode", default="auto", choices=("auto", "vectorized", "sequential"))
+  tune.add_argument("--quiet", action="store_true")
+  tune.set_defaults(handler=_tune)
+
+
 def _add_result_commands(sub) -> None:
   """report, plot, cite, reproduce, explain, bench-peak."""
   rep = sub.add_parser("report", help="a sweep's results over seeds as a table")
@@ -234,6 +265,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
   sub = parser.add_subparsers(dest="command", required=True)
   _add_training_commands(sub)
+  _add_tune_command(sub)
   _add_result_commands(sub)
   return parser
 

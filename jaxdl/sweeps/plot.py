@@ -110,8 +110,14 @@ def response(rows: list[dict], axis: str, metric: str, others: Sequence[str],
 
 def plot(folder: str | pathlib.Path, out_dir: str | pathlib.Path | None = None,
          metric: str | None = None) -> list[pathlib.Path]:
-  """Writes the figures of a sweep or run folder; returns their paths."""
+  """Writes the figures of a sweep, tune or run folder; returns their paths."""
   folder = pathlib.Path(folder)
+  if (folder / "tune.json").exists():
+    from jaxdl.sweeps.tune import plot_objective  # Optuna, only for tune folders.
+
+    out = pathlib.Path(out_dir) if out_dir else folder / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    return [plot_objective(folder, out / "objective.png")]
   rows, axis_keys, _ = load_rows(folder)
   if not rows:
     raise JaxdlError(f"{folder}: no finished runs to plot")

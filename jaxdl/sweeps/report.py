@@ -271,7 +271,14 @@ def render(groups: Sequence[Group], group_by: Sequence[str], metrics: Sequence[s
 
 def report(folder: str | pathlib.Path, fmt: str = "markdown", group_by: Sequence[str] | None = None,
            metrics: Sequence[str] | None = None) -> str:
-  """Loads ``folder`` and renders its table (grouped over seeds and folds unless ``group_by``)."""
+  """Loads ``folder`` and renders its table (grouped over seeds and folds unless ``group_by``).
+
+  A ``jaxdl tune`` folder gives its trials, the best by validation and the importances.
+  """
+  if (pathlib.Path(folder) / "tune.json").exists():
+    from jaxdl.sweeps.tune import tune_report  # Optuna, only for tune folders.
+
+    return tune_report(pathlib.Path(folder))
   rows, axis_keys, failures = load_rows(folder)
   if not rows:
     detail = f" ({len(failures)} failed: {failures[0].error})" if failures else ""

@@ -49,7 +49,7 @@ def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
           and not config_differences(read_json(saved), config_to_dict(config)))
 
 
-def _choose_mode(mode: str, config: ml_collections.ConfigDict, log: Callable[[str], None]) -> str:
+def choose_mode(mode: str, log: Callable[[str], None]) -> str:
   if mode not in MODES:
     raise JaxdlError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
   if mode != "auto":
@@ -262,7 +262,7 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
                                      "command": command}, model, datasets)
   if not overwrite:
     _check_same_sweep(sweep)
-  chosen = _choose_mode(mode, base, log)
+  chosen = choose_mode(mode, log)
   if overwrite and folder.is_dir():
     _clear_sweep(folder)
   folder.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,9 @@ class Progress:
                 self.partial_sums[member])}
 
 
+EpochHook = Callable[[Sequence[dict[str, Any]]], bool]
+
+
 def _partial_sums(restored: Sequence[dict], active: Sequence[int], step: int | None
                   ) -> list[dict] | None:
   """The unfinished epoch's metric sums of each member, where the group resumes mid-epoch.
@@ -135,10 +138,14 @@ class GroupTrainer:
     parallel: the device mesh.
     quiet: log lines instead of a progress bar.
     log: where messages go.
+    epoch_hooks: per member, None or ``hook(history) -> stop``, called once with each new
+      row (and with the restored history on resume); True stops that member (a search
+      pruning a trial).
   """
 
   def __init__(self, exps: Sequence[Experiment], runs: Sequence[RunFolder], group: MemberGroup,
-               parallel: DataParallel, quiet: bool, log: Callable[[str], None]):
+               parallel: DataParallel, quiet: bool, log: Callable[[str], None],
+               epoch_hooks: Sequence[EpochHook | None] | None = None):
     self.exps, self.runs, self.group, self.parallel = list(exps), list(runs), group, parallel
     # Member 0's experiment: its model, optimizer, data and schedule are every member's.
     self.shared, self.config = exps[0], exps[0].config
@@ -152,6 +159,8 @@ class GroupTrainer:
     self.state_sharding = parallel.state_shardings(state)
     self.train_step, self.eval_step = jit_steps(self.shared, group, parallel, self.state_sharding)
     self.writers: list[list] = [[] for _ in runs]  # TensorBoard / W&B, opened by run().
+    self.hooks = list(epoch_hooks or [None] * len(runs))
+    self.stopped = [False] * len(runs)  # Stopped by its hook.
 
   # --- resuming -------------------------------------------------------------------------------
 
@@ -167,9 +176,14 @@ class GroupTrainer:
         self.checkpointers[member].delete(step)
     return good
 
-  def is_done(self, history: Sequence[dict[str, Any]]) -> bool:
-    """A member is done after its last epoch, or once its selection rule stops it early."""
-    return len(history) >= self.config.num_epochs or self.shared.selection.should_stop(history)
+  def is_done(self, member: int, history: Sequence[dict[str, Any]]) -> bool:
+    """A member is done after its last epoch, or once its selection rule or hook stops it."""
+    return (len(history) >= self.config.num_epochs or self.stopped[member]
+            or self.shared.selection.should_stop(history))
+
+  def _call_hook(self, member: int, history: Sequence[dict[str, Any]]) -> None:
+    if self.hooks[member] is not None and history and not self.stopped[member]:
+      self.stopped[member] = bool(self.hooks[member](history))
 
   def resume(self) -> Progress:
     """Restores the latest point every unfinished member has a good checkpoint of.
@@ -180,7 +194,9 @@ class GroupTrainer:
     good = [self._good_steps(i) for i in range(self.group.size)]
     latest = [self.checkpointers[i].progress(steps[-1]) if steps else None
               for i, steps in enumerate(good)]
-    done = [p is not None and self.is_done(p["history"]) for p in latest]
+    for i, saved in enumerate(latest):
+      self._call_hook(i, saved["history"] if saved else [])
+    done = [p is not None and self.is_done(i, p["history"]) for i, p in enumerate(latest)]
     active = [i for i in range(self.group.size) if not done[i]]
     common = set.intersection(*(set(good[i]) for i in active)) if active else set()
     step = max(common) if common else None
@@ -206,7 +222,7 @@ class GroupTrainer:
     return states, restored
 
   def active(self, progress: Progress) -> list[int]:
-    return [i for i, h in enumerate(progress.histories) if not self.is_done(h)]
+    return [i for i, h in enumerate(progress.histories) if not self.is_done(i, h)]
 
   # --- checkpoints ----------------------------------------------------------------------------
 
@@ -330,6 +346,7 @@ class GroupTrainer:
       if self.exps[i].privacy:
         row["epsilon"] = epsilon_spent(self.exps[i].privacy, progress.step)
       progress.histories[i].append(row)
+      self._call_hook(i, progress.histories[i])
     progress.partial_sums = None
     # The checkpoint first, then metrics.jsonl: a row on disk is always in a checkpoint.
     self.save(progress, epoch_end=True)
@@ -338,7 +355,8 @@ class GroupTrainer:
       for writer in self.writers[i]:  # Copies for TensorBoard / W&B, after the truth.
         writer.rows(progress.histories[i])
       prefix = f"{self.runs[i].path.name}: " if self.group.size > 1 else ""
-      stopped = " (early stop)" if self.shared.selection.should_stop(progress.histories[i]) else ""
+      stopped = (" (stopped by its hook)" if self.stopped[i] else " (early stop)"
+                 if self.shared.selection.should_stop(progress.histories[i]) else "")
       reporter.log(prefix + format_row(progress.histories[i][-1]) + stopped)
 
   # --- the whole run ----------------------------------------------------------------------------
@@ -440,7 +458,8 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
                 workdirs: Sequence[str | pathlib.Path], *, vectorized: bool,
                 quiet: bool = False, overwrite: bool = False, command: Sequence[str] = (),
                 datasets: data_lib.Datasets | None = None, model: Any = None,
-                log: Callable[[str], None] = _stderr) -> list[dict[str, Any]]:
+                log: Callable[[str], None] = _stderr,
+                epoch_hooks: Sequence[EpochHook | None] | None = None) -> list[dict[str, Any]]:
   """Trains runs that differ only in values (seed, learning rate, ...) as one program.
 
   With ``vectorized``, the members' states are stacked on a leading axis and one
@@ -458,6 +477,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     datasets: the data, if already built from ``configs[0].data``.
     model: the model as a Python object (see ``build_experiment``), if not by name.
     log: where messages go.
+    epoch_hooks: per member, ``hook(history) -> stop`` after each epoch (see GroupTrainer).
 
   Returns:
     Each member's results (also written to its ``results.json``).
@@ -481,7 +501,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
       run.start(config_to_dict(exp.config), exp.datasets.spec.to_dict(), exp.datasets.vocab,
                 command, overwrite)
     _sync("jaxdl: run folders ready")
-    trainer = GroupTrainer(exps, runs, group, parallel, quiet, log)
+    trainer = GroupTrainer(exps, runs, group, parallel, quiet, log, epoch_hooks)
     try:
       return trainer.run(wall_start)
     except jax.errors.JaxRuntimeError as e:

@@ -1,0 +1,92 @@
+"""jaxdl tune: Optuna trials as run folders, a shared study, pruning through the loop."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import jaxdl
+from conftest import EXPERIMENTS, ROOT, experiment
+from jaxdl import cli
+from jaxdl.errors import ConfigError
+from jaxdl.sweeps import tune as tune_lib
+from jaxdl.sweeps.axes import parse_axis
+from jaxdl.training import train_group
+
+TINY = ["num_epochs=2", "batch_size=256", "data.augment_shift=0"]
+SEARCH = ["optim.learning_rate=loguniform(1e-4,1e-2)"]
+
+
+def test_a_search_runs_its_trials_as_run_folders_and_reports_the_best(tmp_path, capsys):
+  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, TINY, trials=3)
+  assert [t["trial"] for t in ran] == [0, 1, 2] and {t["state"] for t in ran} == {"complete"}
+  for t in ran:
+    results = json.loads((tmp_path / t["name"] / "results.json").read_text())
+    assert t["value"] == results["val_accuracy"]  # The objective: validation, never test.
+    config = json.loads((tmp_path / t["name"] / "config.json").read_text())
+    assert config["optim"]["learning_rate"] == pytest.approx(t["params"]["optim.learning_rate"])
+  assert jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, TINY, trials=3) == []
+  table = jaxdl.report(tmp_path)
+  best = max(ran, key=lambda t: t["value"])
+  assert f"Best: {best['name']}" in table and "val_accuracy" in table and "test_accuracy" in table
+  assert "Parameter importances (fANOVA): optim.learning_rate 1.00" in table
+  assert cli.main(["plot", str(tmp_path), "--out", str(tmp_path / "plots")]) == 0
+  assert (tmp_path / "plots" / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study_without_losing_or_repeating_a_trial(tmp_path):
+  argv = [sys.executable, "-m", "jaxdl.cli", "tune", str(EXPERIMENTS / "seed_cnn_digits.py"),
+          "--workdir", str(tmp_path), "--trials", "4", "--quiet", "--search", SEARCH[0],
+          *(f"--config.{o}" for o in TINY)]
+  workers = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+  outs = [w.communicate(timeout=600) for w in workers]
+  assert [w.returncode for w in workers] == [0, 0], [o[1][-2000:] for o in outs]
+  _, trials = tune_lib.load_trials(tmp_path)
+  assert sorted(t["trial"] for t in trials) == [0, 1, 2, 3]
+  assert {t["state"] for t in trials} == {"complete"}
+  for t in trials:  # Each trial trained once, by one worker.
+    sessions = json.loads((tmp_path / t["name"] / "provenance.json").read_text())["sessions"]
+    assert len(sessions) == 1
+
+
+class _FakeTrial:
+  def __init__(self, prune_after: int):
+    self.reports, self.prune_after = [], prune_after
+
+  def report(self, value, step):
+    self.reports.append((step, value))
+
+  def should_prune(self):
+    return len(self.reports) >= self.prune_after
+
+
+def test_a_pruned_trial_stops_after_the_epoch_its_pruner_names(tmp_path):
+  trial = _FakeTrial(prune_after=2)
+  hook = tune_lib.PruningHook(trial, "val_accuracy")
+  [results] = train_group([experiment("seed_cnn_digits", "num_epochs=5", "batch_size=256")],
+                          [tmp_path], vectorized=False, quiet=True, epoch_hooks=[hook])
+  assert results["epochs"] == 2 and results["stopped_early"] and hook.pruned
+  rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert trial.reports == [(r["epoch"], r["val_accuracy"]) for r in rows]  # Each epoch once.
+
+
+def test_search_axes_become_optuna_distributions():
+  space = tune_lib.distributions([parse_axis("a=loguniform(1e-4,1e-2)"),
+                                  parse_axis("b=uniform(0,0.5)"), parse_axis("c=randint(1,4)"),
+                                  parse_axis("d=choice(lstm,gru)"), parse_axis("e=(8,),(16,)")])
+  assert space["a"].log and (space["a"].low, space["a"].high) == (1e-4, 1e-2)
+  assert not space["b"].log and (space["c"].low, space["c"].high) == (1, 4)
+  assert space["d"].choices == ("lstm", "gru") and space["e"].choices == ("[8]", "[16]")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"search": []}, "no search axes"),
+    ({"search": SEARCH, "trials": 0}, "--trials and --parallel must be at least 1"),
+    ({"search": SEARCH, "overrides": ["data.val_fraction=0"]}, "needs a validation metric"),
+])
+def test_bad_searches_are_clear_errors(tmp_path, kwargs, message):
+  with pytest.raises(ConfigError, match=message):
+    jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, **{"overrides": TINY, **kwargs})
