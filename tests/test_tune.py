@@ -90,3 +90,20 @@ def test_search_axes_become_optuna_distributions():
 def test_bad_searches_are_clear_errors(tmp_path, kwargs, message):
   with pytest.raises(ConfigError, match=message):
     jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, **{"overrides": TINY, **kwargs})
+
+
+def test_parallel_trials_that_differ_in_values_train_as_one_vectorized_program(tmp_path,
+                                                                              monkeypatch):
+  groups = []
+  real = tune_lib.train_group
+
+  def recording(configs, workdirs, **kwargs):
+    groups.append((len(configs), kwargs["vectorized"]))
+    return real(configs, workdirs, **kwargs)
+
+  monkeypatch.setattr(tune_lib, "train_group", recording)
+  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, TINY, trials=2,
+                   parallel=2, mode="vectorized")
+  assert groups == [(2, True)] and [t["state"] for t in ran] == ["complete", "complete"]
+  values = {t["trial"]: t["value"] for t in ran}
+  assert values[0] != values[1]  # Each member its own learning rate.
