@@ -59,6 +59,33 @@ def assert_gradient_matches_finite_differences(loss, params, eps=1e-6, rtol=1e-6
                              atol=atol)
 
 
+class Crash(Exception):
+  """Stands for a process dying at this point."""
+
+
+def crash_at_batch(monkeypatch, n: int, action=None) -> dict:
+  """Makes the loop's ``n``-th training batch of this session crash (or call ``action``).
+
+  Returns the counter of batches drawn, so a test can assert the crash happened.
+  """
+  from jaxdl.training import loop as loop_module
+
+  real = loop_module.data_lib.train_batches
+  seen = {"n": 0}
+
+  def batches(*args, **kwargs):
+    for batch in real(*args, **kwargs):
+      seen["n"] += 1
+      if seen["n"] == n:
+        if action is None:
+          raise Crash
+        action()
+      yield batch
+
+  monkeypatch.setattr(loop_module.data_lib, "train_batches", batches)
+  return seen
+
+
 def experiment(name: str, *overrides: str):
   """The config of experiments/NAME.py with ``key=value`` overrides applied."""
   return apply_overrides(load_config(str(EXPERIMENTS / f"{name}.py")), overrides)

@@ -77,26 +77,16 @@ def test_metrics_are_reported_selected_on_and_a_users_loss_and_metric_train(tmp_
 
 
 def test_a_confusion_matrix_survives_a_mid_epoch_checkpoint(tmp_path, monkeypatch):
-  from conftest import comparable_files
-  from jaxdl.training import loop as loop_module
+  from conftest import Crash, comparable_files, crash_at_batch
   from jaxdl.training import train_and_evaluate
 
   cfg = experiment("seed_cnn_digits", "num_epochs=1", "batch_size=64",
                    "checkpoint_every_steps=5", "metrics=macro_f1")
   train_and_evaluate(cfg, tmp_path / "whole", quiet=True)
-  real, seen = loop_module.data_lib.train_batches, {"n": 0}
-
-  def crashing(*args, **kwargs):
-    for batch in real(*args, **kwargs):
-      seen["n"] += 1
-      if seen["n"] == 8:  # After the step-5 checkpoint, whose partial sums hold the matrix.
-        raise KeyboardInterrupt
-      yield batch
-
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", crashing)
-  with pytest.raises(KeyboardInterrupt):
-    train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", real)
+  with monkeypatch.context() as patch:
+    crash_at_batch(patch, 8)  # After the step-5 checkpoint, whose partial sums hold the matrix.
+    with pytest.raises(Crash):
+      train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
   train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
   assert comparable_files(tmp_path / "resumed") == comparable_files(tmp_path / "whole")
   assert "train_macro_f1" in comparable_files(tmp_path / "whole")[0][0]

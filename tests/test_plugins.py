@@ -10,7 +10,7 @@ from PIL import Image
 
 import jaxdl
 import plugin_models
-from conftest import EXPERIMENTS, comparable_files, experiment
+from conftest import EXPERIMENTS, Crash, comparable_files, crash_at_batch, experiment
 from jaxdl import cli
 from jaxdl.errors import ConfigError, DataError
 from jaxdl.training import load_run, train_and_evaluate, train_group
@@ -182,25 +182,14 @@ def test_explain_attributes_a_user_cnn_and_a_user_text_model(tmp_path):
 
 
 def test_a_user_model_resumes_bitwise(tmp_path, monkeypatch):
-  from jaxdl.training import loop as loop_module
-
   cfg = jaxdl.get_config("experiments/seed_cnn_digits.py", ["num_epochs=2", "batch_size=128",
                                                             "checkpoint_every_steps=3"],
                          model=plugin_models.TinyCNN)
   train_and_evaluate(cfg, tmp_path / "whole", quiet=True, model=plugin_models.TinyCNN)
-  real, seen = loop_module.data_lib.train_batches, {"n": 0}
-
-  def crashing(*args, **kwargs):
-    for batch in real(*args, **kwargs):
-      seen["n"] += 1
-      if seen["n"] == 16:
-        raise KeyboardInterrupt
-      yield batch
-
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", crashing)
-  with pytest.raises(KeyboardInterrupt):
-    train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", real)
+  with monkeypatch.context() as patch:
+    crash_at_batch(patch, 16)
+    with pytest.raises(Crash):
+      train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
   train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
   assert comparable_files(tmp_path / "resumed") == comparable_files(tmp_path / "whole")
   whole = load_run(tmp_path / "whole", model=plugin_models.TinyCNN)[1]

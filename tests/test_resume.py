@@ -14,8 +14,7 @@ import signal
 import chex
 import pytest
 
-from conftest import comparable_files, experiment
-from jaxdl import data
+from conftest import Crash, comparable_files, crash_at_batch, experiment
 from jaxdl.errors import Preempted
 from jaxdl.training import evaluation, load_run, train_and_evaluate
 from jaxdl.training import loop as loop_module
@@ -25,10 +24,6 @@ from jaxdl.training.run_folder import RunFolder
 STEPS_PER_EPOCH = 35
 OVERRIDES = ("num_epochs=3", "batch_size=37", "checkpoint_every_steps=35",
              "checkpoints_to_keep=1")
-
-
-class _Crash(Exception):
-  """Stands for a process dying at this point."""
 
 
 def _config():
@@ -42,24 +37,6 @@ def reference(tmp_path_factory):
   return workdir
 
 
-def _crash_at_batch(monkeypatch, n, action=None):
-  """Crashes (or calls ``action``) when the ``n``-th training batch of this session is drawn."""
-  real = data.train_batches
-  seen = {"n": 0}
-
-  def batches(*args, **kwargs):
-    for batch in real(*args, **kwargs):
-      seen["n"] += 1
-      if seen["n"] == n:
-        if action is None:
-          raise _Crash
-        action()
-      yield batch
-
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", batches)
-  return seen
-
-
 def _crash_on_call(monkeypatch, owner, name, n):
   """Makes the ``n``-th call of ``owner.name`` crash before it does anything."""
   real = getattr(owner, name)
@@ -68,7 +45,7 @@ def _crash_on_call(monkeypatch, owner, name, n):
   def wrapper(*args, **kwargs):
     calls["n"] += 1
     if calls["n"] == n:
-      raise _Crash
+      raise Crash
     return real(*args, **kwargs)
 
   monkeypatch.setattr(owner, name, wrapper)
@@ -77,7 +54,7 @@ def _crash_on_call(monkeypatch, owner, name, n):
 
 INTERRUPTIONS = {
     # Mid-epoch 3, after the step-70 checkpoint.
-    "mid_epoch": lambda mp: _crash_at_batch(mp, 2 * STEPS_PER_EPOCH + 10),
+    "mid_epoch": lambda mp: crash_at_batch(mp, 2 * STEPS_PER_EPOCH + 10),
     # After epoch 2's last step, before its validation (its checkpoint step is not yet written).
     "before_the_epoch_end_evaluation": lambda mp: _crash_on_call(
         mp, loop_module, "evaluate_group", 2),
@@ -103,7 +80,7 @@ def _crash_writing_checkpoint(monkeypatch, n):
       partial = self.directory / f"{int(state.step)}.orbax-checkpoint-tmp-1234"
       (partial / "state").mkdir(parents=True)
       (partial / "state" / "half_written").write_bytes(b"\0" * 100)
-      raise _Crash
+      raise Crash
     return real(self, state, *args, **kwargs)
 
   monkeypatch.setattr(Checkpointer, "save", save)
@@ -121,7 +98,7 @@ def test_an_interrupted_run_resumes_to_the_samecomparable_files(tmp_path, monkey
     calls = INTERRUPTIONS[point](patch)
     try:
       train_and_evaluate(_config(), tmp_path, quiet=True)
-    except _Crash:
+    except Crash:
       pass
   assert calls["n"] >= 1, "the interruption never happened"
   train_and_evaluate(_config(), tmp_path, quiet=True)
@@ -135,7 +112,7 @@ def test_a_stop_signal_at_an_epochs_last_step_keeps_its_row(tmp_path, monkeypatc
   # SIGTERM arrives while the last step of epoch 2 runs: the run finishes the
   # epoch (validation, row, checkpoint), then stops with Preempted.
   with monkeypatch.context() as patch:
-    seen = _crash_at_batch(patch, 2 * STEPS_PER_EPOCH,
+    seen = crash_at_batch(patch, 2 * STEPS_PER_EPOCH,
                            lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(Preempted, match=f"at step {2 * STEPS_PER_EPOCH}"):
       train_and_evaluate(_config(), tmp_path, quiet=True)
@@ -166,9 +143,9 @@ def test_a_resumed_run_evaluates_as_often_as_an_uninterrupted_one(tmp_path, monk
     return real(*args, **kwargs)
 
   with monkeypatch.context() as patch:
-    _crash_at_batch(patch, 2 * STEPS_PER_EPOCH + 10)
+    crash_at_batch(patch, 2 * STEPS_PER_EPOCH + 10)
     patch.setattr(loop_module, "evaluate_group", counting)
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
       train_and_evaluate(_config(), tmp_path, quiet=True)
     assert calls["n"] == 2  # Epochs 1 and 2.
   monkeypatch.setattr(loop_module, "evaluate_group", counting)

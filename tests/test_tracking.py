@@ -6,8 +6,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from conftest import experiment
-from jaxdl.training import loop as loop_module
+from conftest import Crash, crash_at_batch, experiment
 from jaxdl.training import train_and_evaluate, train_group
 
 QUICK = ("num_epochs=3", "batch_size=256", "data.augment_shift=0")
@@ -37,18 +36,9 @@ def _rows(run):
 def test_tensorboard_gets_every_row_once_and_the_hparams(tmp_path, monkeypatch):
   run = tmp_path / "run"
   cfg = experiment("seed_cnn_digits", *QUICK, "checkpoint_every_steps=2", "log.every_steps=2")
-  real, seen = loop_module.data_lib.train_batches, {"n": 0}
-
-  def crashing(*args, **kwargs):  # Dies in epoch 2, after a mid-epoch checkpoint.
-    for batch in real(*args, **kwargs):
-      seen["n"] += 1
-      if seen["n"] == 9:
-        raise KeyboardInterrupt
-      yield batch
-
   with monkeypatch.context() as patch:
-    patch.setattr(loop_module.data_lib, "train_batches", crashing)
-    with pytest.raises(KeyboardInterrupt):
+    crash_at_batch(patch, 9)  # Dies in epoch 2, after a mid-epoch checkpoint.
+    with pytest.raises(Crash):
       train_and_evaluate(cfg, run, quiet=True)
   train_and_evaluate(cfg, run, quiet=True)
   events = _events(run / "tb")

@@ -10,11 +10,10 @@ import optax
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import experiment
+from conftest import Crash, crash_at_batch, experiment
 from jaxdl import data, models
 from jaxdl.errors import CheckpointError, ConfigError
 from jaxdl.training import build_optimizer, create_train_state, load_run, make_train_step
-from jaxdl.training import loop as loop_module
 from jaxdl.training import train_and_evaluate
 from jaxdl.training.objectives import classification
 
@@ -137,29 +136,15 @@ def test_run_folder_is_self_describing(tmp_path):
   assert config["batch_size"] == 64
 
 
-class _Interrupt(Exception):
-  pass
-
-
 @pytest.mark.slow  # tests/test_resume.py covers every interruption point.
 def test_interrupted_then_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
   cfg = experiment("seed_cnn_digits", *SMALL)
   reference = train_and_evaluate(cfg, tmp_path / "whole", quiet=True)
 
-  real_batches = data.train_batches
-  seen = {"n": 0}
-
-  def interrupted(*args, **kwargs):
-    for batch in real_batches(*args, **kwargs):
-      seen["n"] += 1
-      if seen["n"] == 31:  # Mid epoch 2; the last checkpoint is at step 28.
-        raise _Interrupt
-      yield batch
-
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", interrupted)
-  with pytest.raises(_Interrupt):
-    train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", real_batches)
+  with monkeypatch.context() as patch:
+    crash_at_batch(patch, 31)  # Mid epoch 2; the last checkpoint is at step 28.
+    with pytest.raises(Crash):
+      train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
   resumed = train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
 
   _, state_a, _ = load_run(tmp_path / "whole")
