@@ -13,6 +13,8 @@ different order (float tolerance); on GPU and TPU it is one batched matmul.
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models import custom_gradients
+
 CHUNKS = 4  # Partial products of the long axis; enough for the threads of a laptop CPU.
 MIN_ROWS_TO_SPLIT = 4096  # Below this, one matmul is cheap enough.
 
@@ -54,10 +56,11 @@ project.defvjp(_project_fwd, _project_bwd)
 
 
 def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-  """A ``dot_general`` for ``nn.Dense(dot_general=...)``: Dense's contraction via ``project``."""
+  """A ``dot_general`` for ``nn.Dense(dot_general=...)``: Dense's contraction via ``project``
+  inside jaxdl's train step (custom_gradients.py), plain ``lax.dot_general`` elsewhere."""
   contracting, batch = dimension_numbers
-  if (contracting != ((lhs.ndim - 1,), (0,)) or batch != ((), ()) or precision is not None
-      or preferred_element_type is not None):
+  if (not custom_gradients.enabled() or contracting != ((lhs.ndim - 1,), (0,))
+      or batch != ((), ()) or precision is not None or preferred_element_type is not None):
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                                preferred_element_type=preferred_element_type)
   return project(lhs, rhs)

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models import custom_gradients
 from jaxdl.models.layers import glorot_uniform
 from jaxdl.models.lstm_scan import lstm_scan
 from jaxdl.models.matmul import dense_dot_general
@@ -232,9 +233,11 @@ class RecurrentLayer(nn.Module):
       with the inputs).
     unroll: time steps per scan iteration (a speed knob; the math is the same).
     lstm_vjp: run an LSTM cell through ``lstm_scan`` (a hand-written backward
-      pass, same math, faster) unless ``hidden_offsets`` are given; False uses
-      JAX's autodiff of the scan (kept as the reference the tests compare with).
-      ``unroll`` applies to the autodiff path only (on XLA:CPU it measured slower).
+      pass, same math, faster) inside jaxdl's train step (custom_gradients.py)
+      unless ``hidden_offsets`` are given; False, or any other context, uses JAX's
+      autodiff of the scan (the reference the tests compare with, and what
+      forward-mode differentiation needs). ``unroll`` applies to the autodiff path
+      only (on XLA:CPU it measured slower).
   """
 
   cell: CellFactory
@@ -265,7 +268,8 @@ class RecurrentLayer(nn.Module):
              else jnp.arange(time)[None, :] < lengths[:, None])
     params = cell.recurrent_params()
     time_major = lambda a: jnp.swapaxes(a, 0, 1)
-    if isinstance(cell, LSTMCell) and self.lstm_vjp and hidden_offsets is None:
+    if (isinstance(cell, LSTMCell) and self.lstm_vjp and custom_gradients.enabled()
+        and hidden_offsets is None):
       # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
       # transposed (nor their gradient), only the narrower inputs and outputs.
       projected = cell.project(time_major(x))

@@ -33,8 +33,6 @@ def flops_per_example(model: nn.Module, variables: Any, input_shape: tuple[int, 
                                **{k: jnp.asarray(v[:1]) for k, v in (extras or {}).items()}})
   if hasattr(model, "unroll") and len(input_shape) >= 1:
     model = model.clone(unroll=int(input_shape[0]))
-  if getattr(model, "lstm_vjp", False):  # Same math; the autodiff scan is the one that unrolls.
-    model = model.clone(lstm_vjp=False)
   analysis = jax.jit(lambda v, x: model.apply(v, x, **kwargs)).lower(variables, x).cost_analysis()
   if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per device program.
     analysis = analysis[0] if analysis else {}

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.part import call_kwargs
 from jaxdl.training.metric_sums import Sums
 from jaxdl.training.objectives import Objective
@@ -147,7 +148,8 @@ def _batch_gradient(model: nn.Module, objective: Objective, compute_dtype, state
     _, sums = objective(outputs, batch)
     return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
 
-  grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+  with custom_gradients():  # The fast reverse-mode kernels: this is a reverse-mode gradient.
+    grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
   if not updates:
     return grads, sums, state.batch_stats
   # Running statistics stay in their own (float32) dtype.
@@ -172,7 +174,8 @@ def _private_gradient(model: nn.Module, objective: Objective, compute_dtype,
     return sums["loss"], sums
 
   def chunk_sums(chunk, key):
-    grads, sums = per_example_grads(loss_of_one, state.params, chunk, key)
+    with custom_gradients():
+      grads, sums = per_example_grads(loss_of_one, state.params, chunk, key)
     summed, clipped = clipped_sum(grads, chunk["mask"], privacy["clip_norm"])
     return summed, jax.tree_util.tree_map(lambda s: s.sum(0), sums), clipped
 
