@@ -21,7 +21,14 @@ the median examples/s over ``--windows`` windows, with min and max. FLOPs per
 training example (3x the forward pass's, from XLA's cost analysis) and the
 float32 matmul peak are measured in the same run.
 
-  python scripts/benchmark.py [--quick] [--out results.jsonl] [--markdown table.md]
+Host settings are the same for every framework. ``--allocator`` picks them:
+``defaults`` leaves every worker's C allocator as its framework leaves it (jaxdl
+included: importing it changes nothing), ``same`` gives every worker, before its
+framework loads, the glibc settings the ``jaxdl`` command uses (jaxdl/host.py),
+and ``both`` (the default) measures the two modes one after the other.
+
+  python scripts/benchmark.py [--quick] [--allocator both] [--out results.jsonl]
+      [--markdown table.md]
 """
 
 import argparse
@@ -94,8 +101,11 @@ def _say(**message) -> None:
   sys.stdout.flush()
 
 
-def worker(impl: str, workload_name: str, threads: int) -> None:
+def worker(impl: str, workload_name: str, threads: int, allocator: str) -> None:
   """Builds one runner, warms it up, then runs the parent's commands from stdin."""
+  if allocator == "same":  # Before any framework starts its threads; every framework alike.
+    from jaxdl import host
+    host.tune_allocator()
   _limit_threads(threads)
   if impl == "peak":
     from benchmark_impls import jaxdl_impl
@@ -129,11 +139,13 @@ def worker(impl: str, workload_name: str, threads: int) -> None:
 class Worker:
   """A worker process and its line protocol."""
 
-  def __init__(self, impl: str, workload: str, threads: int):
+  def __init__(self, impl: str, workload: str, threads: int, allocator: str):
     self.impl, self.workload = impl, workload
+    env = {**os.environ, "JAXDL_HOST_ALLOCATOR": ""}  # The mode decides, not the environment.
     self.proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", impl, workload, "--threads", str(threads)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        [sys.executable, __file__, "--worker", impl, workload, "--threads", str(threads),
+         "--allocator", allocator],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
 
   def read(self) -> dict:
     for line in self.proc.stdout:
@@ -165,21 +177,22 @@ def available(impl: str) -> bool:
   return not missing
 
 
-def measure_peak(threads: int) -> dict:
-  worker_ = Worker("peak", "cnn", threads)
+def measure_peak(threads: int, allocator: str) -> dict:
+  worker_ = Worker("peak", "cnn", threads, allocator)
   try:
     return worker_.read()
   finally:
     worker_.proc.wait()
 
 
-def measure_group(pairs: list[tuple[str, str]], args) -> list[dict]:
+def measure_group(pairs: list[tuple[str, str]], args, allocator: str) -> list[dict]:
   """Warms up each (impl, workload) alone, then times interleaved windows of all."""
   workers, ready = [], []
   try:
     for impl, workload in pairs:
-      print(f"warming up {impl} on {workload} ...", file=sys.stderr, flush=True)
-      w = Worker(impl, workload, args.threads)
+      print(f"warming up {impl} on {workload} ({allocator} allocator) ...", file=sys.stderr,
+            flush=True)
+      w = Worker(impl, workload, args.threads, allocator)
       workers.append(w)
       ready.append(w.read())
     steps = []
@@ -200,7 +213,7 @@ def measure_group(pairs: list[tuple[str, str]], args) -> list[dict]:
   finally:
     for w in workers:
       w.close()
-  return [{"impl": w.impl, "workload": w.workload,
+  return [{"impl": w.impl, "workload": w.workload, "allocator": allocator,
            "examples_per_s": statistics.median(r), "min": min(r), "max": max(r),
            "windows": r, "steps_per_window": k, "compile_s": rd["compile_s"],
            "setup_s": rd["setup_s"], "examples_per_step": rd["examples_per_step"],
@@ -222,7 +235,8 @@ def markdown(results: list[dict], meta: dict) -> str:
   workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in results)]
   impls = [i for i in IMPLS if any(r["impl"] == i for r in results)]
   peak = meta["peak"]["flops_per_s"]
-  lines = [f"Machine: {meta['machine']['cpu']}, {meta['threads']} threads of "
+  lines = [f"Allocator: {meta['allocator']} (every worker alike). "
+           f"Machine: {meta['machine']['cpu']}, {meta['threads']} threads of "
            f"{meta['machine']['cores']} cores, {meta['machine']['date']}; JAX device: "
            f"{meta['peak']['machine']}; float32 matmul peak "
            f"{peak / 1e9:,.0f} GFLOP/s. Median examples/s over {meta['windows']} interleaved "
@@ -276,10 +290,13 @@ def main() -> None:
   parser.add_argument("--workloads", default=",".join(WORKLOADS))
   parser.add_argument("--out", help="JSON lines: one per implementation and workload")
   parser.add_argument("--markdown", help="also write the Markdown table here")
+  parser.add_argument("--allocator", default="both", choices=("defaults", "same", "both"),
+                      help="host allocator of every worker: each framework's defaults, jaxdl's "
+                      "command settings for all, or both modes in turn")
   parser.add_argument("--worker", nargs=2, metavar=("IMPL", "WORKLOAD"), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    worker(*args.worker, args.threads)
+    worker(*args.worker, args.threads, args.allocator)
     return
   if args.quick:
     args.windows, args.window_s = 5, 0.5
@@ -289,29 +306,41 @@ def main() -> None:
   if unknown:
     parser.error(f"unknown {unknown}; implementations: {IMPLS}, workloads: {tuple(WORKLOADS)}")
   impls = [i for i in impls if available(i)]
-  meta = {"machine": machine(), "threads": args.threads, "windows": args.windows,
-          "window_s": args.window_s, "peak": measure_peak(args.threads)}
-  results = []
-  for group in GROUPS:
-    pairs = [(i, w) for w in group if w in workloads for i in impls
-             if WORKLOADS[w].members == 1 or i in SWEEP_IMPLS]
-    if pairs:
-      results += measure_group(pairs, args)
-  table = markdown(results, meta)
+  modes = ("defaults", "same") if args.allocator == "both" else (args.allocator,)
+  results, tables = [], []
+  for mode in modes:
+    meta = {"machine": machine(), "threads": args.threads, "windows": args.windows,
+            "window_s": args.window_s, "peak": measure_peak(args.threads, mode),
+            "allocator": mode}
+    found = []
+    for group in GROUPS:
+      pairs = [(i, w) for w in group if w in workloads for i in impls
+               if WORKLOADS[w].members == 1 or i in SWEEP_IMPLS]
+      if pairs:
+        found += measure_group(pairs, args, mode)
+    results += [{**r, "meta": meta} for r in found]
+    tables.append(markdown(found, meta))
+  table = "\n".join(tables)
   print(table)
   if args.markdown:
     pathlib.Path(args.markdown).write_text(table)
   if args.out:
-    with open(args.out, "w") as f:
-      for r in results:
-        flops = r["info"].get("flops_per_example") or next(
-            (q["info"].get("flops_per_example") for q in results
-             if q["impl"] == "jaxdl" and q["workload"] == r["workload"]), None)
-        r = {**r, "flops_per_example": flops, "threads": args.threads,
-             "fraction_of_peak": (r["examples_per_s"] * flops / meta["peak"]["flops_per_s"]
-                                  if flops else None),
-             "matmul_peak_flops_per_s": meta["peak"]["flops_per_s"], "machine": meta["machine"]}
-        f.write(json.dumps(r) + "\n")
+    _write_jsonl(args.out, results, args.threads)
+
+
+def _write_jsonl(path: str, results: list[dict], threads: int) -> None:
+  """One line per implementation, workload and allocator mode, with FLOPs and peak."""
+  with open(path, "w") as f:
+    for r in results:
+      meta = r.pop("meta")
+      flops = r["info"].get("flops_per_example") or next(
+          (q["info"].get("flops_per_example") for q in results
+           if q["impl"] == "jaxdl" and q["workload"] == r["workload"]), None)
+      r = {**r, "flops_per_example": flops, "threads": threads,
+           "fraction_of_peak": (r["examples_per_s"] * flops / meta["peak"]["flops_per_s"]
+                                if flops else None),
+           "matmul_peak_flops_per_s": meta["peak"]["flops_per_s"], "machine": meta["machine"]}
+      f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def test_markdown_gives_jaxdl_over_each_peer_and_the_sweep_ratio(benchmark):
              _result("jaxdl", "lstm", 2000.0, 40e6), _result("jaxdl", "lstm-sweep8", 7000.0, 40e6),
              _result("keras-tfstep", "lstm", 4000.0)]
   meta = {"machine": {"cpu": "test cpu", "cores": 2, "date": "2026-11-26"}, "threads": 2,
-          "windows": 5, "window_s": 1.0, "peak": {"flops_per_s": 400e9, "machine": "cpu|cpu"}}
+          "windows": 5, "window_s": 1.0, "peak": {"flops_per_s": 400e9, "machine": "cpu|cpu"},
+          "allocator": "same"}
   table = benchmark.markdown(results, meta)
   assert "| torch-eager | 2.00x |  |  |" in table
   assert "| keras-tfstep |  | 0.50x |  |" in table

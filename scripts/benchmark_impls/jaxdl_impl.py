@@ -3,12 +3,7 @@
 import math
 import pathlib
 
-import jaxdl
-
-# As the jaxdl command does, before JAX starts its thread pools (see jaxdl/host.py).
-jaxdl.tune_host_allocator()
-
-import jax  # noqa: E402
+import jax
 import numpy as np
 
 from benchmark_impls import workloads
