@@ -157,13 +157,15 @@ class Run:
     """The model's outputs (logits, or regression outputs) for ``inputs``.
 
     Args:
-      inputs: ``[n, *spec.input_shape]`` (uint8 images are scaled to [0, 1] as in training).
+      inputs: ``[n, *spec.input_shape]``: the model's inputs, or uint8 images,
+        which are scaled as the training data was (its ``Split.scaling``; else to [0, 1]).
       batch_size: examples per call.
       **extras: per-example arrays the model takes (e.g. ``lengths`` for text).
     """
     inputs = np.asarray(inputs)
     if inputs.dtype == np.uint8:
-      inputs = inputs.astype(np.float32) / 255.0
+      scaling = self.experiment.datasets.train.scaling or data_lib.Scaling(255.0)
+      inputs = scaling(inputs)
     if inputs.shape[1:] != tuple(self.spec.input_shape):
       raise ValueError(f"inputs of shape {inputs.shape} do not fit this run's "
                        f"{list(self.spec.input_shape)} examples")

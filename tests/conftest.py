@@ -70,7 +70,7 @@ def crash_at_batch(monkeypatch, n: int, action=None) -> dict:
   """
   from jaxdl.training import loop as loop_module
 
-  real = loop_module.data_lib.train_batches
+  real = loop_module.stream_batches
   seen = {"n": 0}
 
   def batches(*args, **kwargs):
@@ -82,7 +82,7 @@ def crash_at_batch(monkeypatch, n: int, action=None) -> dict:
         action()
       yield batch
 
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", batches)
+  monkeypatch.setattr(loop_module, "stream_batches", batches)
   return seen
 
 

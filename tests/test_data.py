@@ -121,6 +121,34 @@ def test_images_of_the_wrong_shape_are_clear_errors():
   assert check_images(np.zeros((4, 5, 5)), "train").shape == (4, 5, 5, 1)
 
 
+@pytest.mark.parametrize("standardize", [False, True])
+def test_uint8_images_are_stored_as_uint8_and_scaled_like_float32(tmp_path, standardize):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (60, 12, 12), dtype=np.uint8)
+  write_idx(tmp_path / "train-images-idx3-ubyte", images)
+  write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(60) % 3)
+  cfg = experiment("seed_cnn_digits", f"data.name=idx:{tmp_path}", "data.image_size=0",
+                   f"data.standardize={standardize}")
+  d = data.build(cfg.data)
+  assert d.train.inputs.dtype == np.uint8 and d.spec.input_dtype == "float32"
+  # The float32 inputs the old whole-dataset path made, computed here with NumPy.
+  floats = images[..., None].astype(np.float32) / np.float32(255)
+  train_rows = _rows_of(images, d.train.inputs)
+  if standardize:
+    fit = floats[train_rows]
+    mean, std = fit.mean(axis=(0, 1, 2)), fit.std(axis=(0, 1, 2)) + 1e-6
+    floats = (floats - mean) / std
+  batch = next(data.eval_batches(d.train, 8))
+  np.testing.assert_array_equal(batch["inputs"], floats[train_rows[:8]])  # Bitwise.
+  assert batch["inputs"].dtype == np.float32
+
+
+def _rows_of(images: np.ndarray, stored: np.ndarray) -> np.ndarray:
+  """Which rows of ``images`` (``[n, h, w]``) the stored ``[m, h, w, 1]`` split holds, in order."""
+  lookup = {image.tobytes(): i for i, image in enumerate(images)}
+  return np.array([lookup[image[..., 0].tobytes()] for image in stored])
+
+
 def test_labels_beyond_a_pinned_class_count_are_rejected(tmp_path):
   write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((20, 28, 28)))
   write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(20) % 5)
@@ -136,6 +164,18 @@ def test_tfds_source_through_mock_data():
     d = data.build(cfg.data)
   assert d.spec.input_shape == (28, 28, 1) and d.spec.num_classes == 10
   assert d.spec.num_test == 40 and d.spec.num_train + d.spec.num_val == 40
+
+
+def test_tfds_images_read_when_needed_equal_those_read_whole():
+  name = ("seed_cnn_digits", "data.name=tfds:mnist", "data.image_size=0")
+  with tfds.testing.mock_data(num_examples=40):
+    whole = data.build(experiment(*name, "data.in_memory=yes").data)
+    lazy = data.build(experiment(*name, "data.in_memory=no").data)
+    assert lazy.train.lazy and not whole.train.lazy and whole.train.inputs.dtype == np.uint8
+    for a, b in zip(data.train_batches(lazy.train, 16, 0, 0), data.train_batches(whole.train, 16, 0, 0)):
+      np.testing.assert_array_equal(a["inputs"], b["inputs"])
+      np.testing.assert_array_equal(a["label"], b["label"])
+    assert lazy.train.inputs.base.reads >= lazy.spec.num_train  # They were read from TFDS.
 
 
 def test_tfds_missing_dataset_says_how_to_prepare_it(tmp_path):

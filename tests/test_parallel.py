@@ -124,3 +124,60 @@ def test_two_processes_with_jax_distributed_equal_one_process(tmp_path):
   multi = json.loads((tmp_path / "multi" / "results.json").read_text())
   assert multi["test_loss"] == pytest.approx(
       json.loads((tmp_path / "single" / "results.json").read_text())["test_loss"], rel=1e-6)
+
+
+_READS = """
+import jax, json, sys
+sys.path.insert(0, {tests!r})
+if {distributed!r}:
+  from jaxdl.training import distributed
+  distributed.initialize({coordinator!r}, 2, {process_id!r})
+from conftest import experiment
+from jaxdl import data
+from jaxdl.training import train_and_evaluate
+config = experiment("seed_cnn_digits", "data.name=arrayrecord:{folder}", "data.image_size=0",
+                    "data.in_memory=no", "num_epochs=1", "batch_size=64", "data.augment_shift=1",
+                    "model.name=plugin_models:TinyCNN", "optim.name=sgd")
+datasets = data.build(config.data)
+results = train_and_evaluate(config, {workdir!r}, quiet=True, datasets=datasets)
+print(json.dumps({{"train_reads": datasets.train.inputs.base.reads,
+                  "test_reads": datasets.test.inputs.reads,
+                  "test_loss": results["test_loss"]}}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_each_read_half_of_streamed_records(tmp_path):
+  from sklearn.datasets import load_digits
+
+  from jaxdl.data import arrayrecord
+
+  digits = load_digits()
+  images = (digits.images * 255 / 16).round().astype(np.uint8)[..., None]
+  folder = arrayrecord.write(tmp_path / "records", {"train": (images[:1400], digits.target[:1400]),
+                                                    "test": (images[1400:], digits.target[1400:])})
+  coordinator = f"127.0.0.1:{_free_port()}"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+  def driver(workdir, distributed=False, process_id=0):
+    return [sys.executable, "-c", _READS.format(
+        tests=str(ROOT / "tests"), distributed=distributed, coordinator=coordinator,
+        process_id=process_id, folder=folder, workdir=str(workdir))]
+
+  workers = [subprocess.Popen(driver(tmp_path / "multi", True, i), cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (1, 0)]
+  outputs = [w.communicate(timeout=300) for w in workers]
+  for worker, (_, err) in zip(workers, outputs):
+    assert worker.returncode == 0, err[-3000:]
+  single = subprocess.run(driver(tmp_path / "single"), cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          timeout=300)
+  assert single.returncode == 0, single.stderr[-3000:]
+  parts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+  whole = json.loads(single.stdout.strip().splitlines()[-1])
+  for key, setup in (("train_reads", 1), ("test_reads", 0)):  # Setup: one example shapes the model.
+    halves = [part[key] - setup for part in parts]
+    assert halves[0] == halves[1] > 0  # Each process read its half, no more.
+    assert sum(halves) == whole[key] - setup
+  assert parts[0]["test_loss"] == pytest.approx(whole["test_loss"], rel=1e-6)

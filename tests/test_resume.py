@@ -15,6 +15,7 @@ import chex
 import pytest
 
 from conftest import Crash, comparable_files, crash_at_batch, experiment
+from jaxdl.configs import apply_overrides
 from jaxdl.errors import Preempted
 from jaxdl.training import evaluation, load_run, train_and_evaluate
 from jaxdl.training import loop as loop_module
@@ -152,3 +153,17 @@ def test_a_resumed_run_evaluates_as_often_as_an_uninterrupted_one(tmp_path, monk
   results = train_and_evaluate(_config(), tmp_path, quiet=True)
   tests = 1 if results["selected_epoch"] == results["last_epoch"] else 2
   assert calls["n"] == 2 + 1 + tests  # Epoch 3's validation, then the test split.
+
+
+def test_a_run_with_worker_processes_resumes_bitwise(tmp_path, monkeypatch, reference):
+  # Batches computed in Grain worker processes: killed mid-epoch with one worker, resumed
+  # with two, the files and state equal the in-process uninterrupted run's.
+  workers = lambda n: apply_overrides(_config(), (f"data.workers={n}",))
+  with monkeypatch.context() as patch:
+    seen = crash_at_batch(patch, 2 * STEPS_PER_EPOCH + 10)
+    with pytest.raises(Crash):
+      train_and_evaluate(workers(1), tmp_path, quiet=True)
+  assert seen["n"] == 2 * STEPS_PER_EPOCH + 10
+  train_and_evaluate(workers(2), tmp_path, quiet=True, overwrite=False)
+  assert comparable_files(tmp_path) == comparable_files(reference)
+  chex.assert_trees_all_equal(load_run(tmp_path)[1], load_run(reference)[1])

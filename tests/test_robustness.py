@@ -114,17 +114,22 @@ def test_kill_9_at_any_moment_loses_no_completed_checkpoint(tmp_path, reference,
 
 
 def _poison_batches(monkeypatch, at_batch: int):
-  real = loop_module.data_lib.train_batches
+  """Makes the loop's ``at_batch``-th training batch (host side, before placing) all NaN."""
+  real = loop_module.stream_batches
   seen = {"n": 0}
 
-  def poisoned(*args, **kwargs):
-    for batch in real(*args, **kwargs):
+  def poisoned(plan, *args, **kwargs):
+    def poisoned_plan(step):
+      batch = plan(step)
       seen["n"] += 1
       if seen["n"] == at_batch:
         batch = {**batch, "inputs": batch["inputs"] * np.nan}
-      yield batch
+      return batch
 
-  monkeypatch.setattr(loop_module.data_lib, "train_batches", poisoned)
+    return real(poisoned_plan, *args, **kwargs)
+
+  monkeypatch.setattr(loop_module, "stream_batches", poisoned)
+  return seen
 
 
 def test_a_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

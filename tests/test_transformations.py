@@ -32,8 +32,8 @@ def _model_and_batch(name, overrides):
     cfg = experiment(name, *overrides)
     datasets = data.build(cfg.data)
     spec = datasets.spec
-    split = datasets.train.take(np.arange(4))
-    batch = {k: jnp.asarray(v) for k, v in split.arrays().items() if k != "label"}
+    rows, _ = datasets.train.rows(np.arange(4))
+    batch = {k: jnp.asarray(v) for k, v in rows.items() if k != "label"}
   batch["mask"] = jnp.ones((4,), jnp.float32)
   model = models.build(cfg, spec)
   return model, batch

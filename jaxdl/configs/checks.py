@@ -31,6 +31,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.num_test": _positive, "data.num_symbols": (lambda v: v >= 2, "at least 2"),
     "data.folds": (lambda v: v == 0 or v >= 2, "0 (off) or at least 2"),
     "data.fold": _non_negative,
+    "data.in_memory": (lambda v: v in ("auto", "yes", "no"), "auto, yes or no"),
+    "data.workers": _non_negative, "data.prefetch": _non_negative,
     "model.dropout_rate": _fraction, "model.embed_dim": _positive,
     "model.blocks_per_stage": _positive, "model.unroll": _positive,
     "model.widths": (lambda v: len(v) > 0 and all(isinstance(w, int) and w >= 1 for w in v),

@@ -47,6 +47,18 @@ def get_config() -> ml_collections.ConfigDict:
   # Training-time augmentation: shift each image by up to this many pixels
   # (zero fill), fresh for every batch; 0 disables it. Images only.
   c.data.augment_shift = 0
+  # The input pipeline (data/pipeline.py, on Grain): worker processes that
+  # read, decode and augment batches (0: a thread of this process), and how many
+  # batches are prepared ahead of the running step (0: none).
+  c.data.workers = 0
+  c.data.prefetch = 2
+  # Leave out (and count, as skipped_examples) examples whose file fails to
+  # read or decode, instead of stopping with an error naming the file.
+  c.data.skip_bad_examples = False
+  # Sources that can read examples on demand (image folders, ArrayRecord):
+  # 'auto' reads them whole into memory when that takes at most 2 GiB (and a
+  # quarter of the free memory), 'yes' always, 'no' never (bounded memory).
+  c.data.in_memory = "auto"
   # Pin the number of classes (0: from the data).
   c.data.num_classes = 0
   # Text: vocabulary size (PAD and OOV included), tokens per text, file encoding.

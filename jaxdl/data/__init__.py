@@ -5,8 +5,8 @@ from collections.abc import Callable
 import ml_collections
 
 from jaxdl import parts
-from jaxdl.data.arrays import (Batch, PoissonBatches, Split, eval_batches, num_batches,
-                               train_batches)
+from jaxdl.data.arrays import Batch, Scaling, Split
+from jaxdl.data.batches import PoissonBatches, eval_batches, num_batches, train_batches
 from jaxdl.data.sources import SOURCES, DataSource, resolve
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
@@ -32,5 +32,5 @@ def build(data_config: ml_collections.ConfigDict, experiment: str = "",
 
 
 __all__ = ["Batch", "DataSource", "DataSpec", "Datasets", "PoissonBatches", "SOURCES",
-           "SYNTHETIC", "Split", "build", "eval_batches", "num_batches", "resolve",
+           "SYNTHETIC", "Scaling", "Split", "build", "eval_batches", "num_batches", "resolve",
            "train_batches"]

@@ -1,46 +1,101 @@
-"""In-memory splits, their validation, and batching with padding masks.
+"""Splits of examples, their validation, and how test and validation sets are drawn.
 
-The classic datasets of this field (digits, MNIST, CIFAR-10, MR, SST-2) fit in
-host memory, so every source is read once into NumPy arrays and batched here.
-A batch is a dict of arrays with a leading batch axis: ``inputs``, ``label``
-and ``mask`` (1.0 for a real example, 0.0 for padding). Every batch has the
-same shape, so the jitted step compiles once; the last, partial batch of an
-epoch is padded and masked, so each example counts exactly once.
+A split holds one column per field (``inputs``, ``label``, extras such as
+``lengths``): NumPy arrays in memory, or lazy columns read from files on
+demand (columns.py). Batching lives in batches.py, the Grain pipeline that
+feeds the loop in pipeline.py.
 """
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 
+from jaxdl.data import columns
 from jaxdl.errors import DataError
 
 Batch = dict[str, np.ndarray]
 
 
-@dataclasses.dataclass(frozen=True)
-class Split:
-  """One split: arrays with the same leading length.
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scaling:
+  """How stored pixels become the model's inputs: ``(x / divisor - mean) / std``.
+
+  Images are stored as they come (uint8: a quarter of float32's memory) and
+  scaled a batch at a time.
 
   Attributes:
-    inputs: ``<float32>[n, height, width, channels]`` images (or tokens later).
-    label: ``<int32>[n]`` class ids for classification.
-    extra: further per-example arrays passed to the model (e.g. lengths).
+    divisor: the value of a white pixel (16 for digits, 255 for uint8 images).
+    mean, std: ``<float32>[channels]`` training-set statistics, or None.
+  """
+
+  divisor: float
+  mean: np.ndarray | None = None
+  std: np.ndarray | None = None
+
+  def __call__(self, pixels: np.ndarray) -> np.ndarray:
+    x = pixels.astype(np.float32) / np.float32(self.divisor)
+    if self.mean is not None:
+      x = (x - self.mean) / self.std
+    return x
+
+  def standardized(self, mean: np.ndarray, std: np.ndarray) -> "Scaling":
+    return dataclasses.replace(self, mean=np.asarray(mean, np.float32),
+                               std=np.asarray(std, np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split: columns with the same leading length.
+
+  Attributes:
+    inputs: ``[n, ...]`` model inputs as stored: images ``[n, height, width,
+      channels]`` (uint8 with ``scaling``, else float32), tokens ``<int32>[n, len]``.
+    label: ``<int32>[n]`` class ids (or float targets for regression).
+    extra: further per-example columns passed to the model (e.g. lengths).
+    scaling: turns stored ``inputs`` into the model's (None: they already are).
   """
 
   inputs: np.ndarray
   label: np.ndarray
   extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  scaling: Scaling | None = None
 
   def __len__(self) -> int:
     return len(self.label)
 
   def arrays(self) -> dict[str, np.ndarray]:
+    """The stored columns (lazy ones unread)."""
     return {"inputs": self.inputs, "label": self.label, **self.extra}
 
   def take(self, index: np.ndarray) -> "Split":
-    return Split(self.inputs[index], self.label[index],
-                 {k: v[index] for k, v in self.extra.items()})
+    return Split(columns.take(self.inputs, index), self.label[index],
+                 {k: columns.take(v, index) for k, v in self.extra.items()}, self.scaling)
+
+  @property
+  def lazy(self) -> bool:
+    """Whether examples are read from files on demand (not held in memory)."""
+    return any(columns.is_lazy(c) for c in self.arrays().values())
+
+  def rows(self, index: np.ndarray, skip_bad: bool = False) -> tuple[Batch, np.ndarray]:
+    """The examples ``index`` as model inputs, and which of them failed to read.
+
+    Returns:
+      ``({'inputs': ..., 'label': ..., **extra}, <bool>[len(index)])``; with
+      ``skip_bad`` an unreadable example is zeros and flagged, else its error
+      (naming the file or record) is raised.
+    """
+    inputs, bad = columns.read_rows(self.inputs, index, skip_bad)
+    if self.scaling is not None:
+      inputs = self.scaling(inputs)
+    out = {"inputs": inputs, "label": self.label[index]}
+    out.update({k: np.asarray(v[index]) for k, v in self.extra.items()})
+    return out, bad
+
+  def model_inputs(self, index) -> np.ndarray:
+    """Inputs ``index`` (an int or an index array) as the model sees them."""
+    single = isinstance(index, (int, np.integer))
+    batch, _ = self.rows(np.atleast_1d(np.asarray(index, np.int64)))
+    return batch["inputs"][0] if single else batch["inputs"]
 
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray:
@@ -143,119 +198,3 @@ def check_split_sizes(where: str, train: int, test: int) -> None:
   if test == 0:
     raise DataError(f"{where}: the test split is empty (train {train}); raise "
                     "data.test_fraction (or add a test split to the data)")
-
-
-def _pad_batch(arrays: dict[str, np.ndarray], index: np.ndarray, batch_size: int) -> Batch:
-  real = len(index)
-  padded = np.concatenate([index, np.zeros(batch_size - real, index.dtype)])
-  batch = {k: v[padded] for k, v in arrays.items()}
-  batch["mask"] = (np.arange(batch_size) < real).astype(np.float32)
-  return batch
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-  """The shuffled example order of one epoch: a pure function of (seed, epoch)."""
-  return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def num_batches(n: int, batch_size: int) -> int:
-  return -(-n // batch_size)
-
-
-def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-  """Translates each image by up to ``max_shift`` pixels per axis, filling with zeros.
-
-  Args:
-    images: ``<float32>[n, height, width, channels]``.
-    max_shift: the largest shift in pixels (each of dy, dx is uniform in [-s, s]).
-    rng: the source of the shifts.
-  """
-  n, h, w, _ = images.shape
-  s = max_shift
-  padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
-  dy, dx = rng.integers(0, 2 * s + 1, size=(2, n))
-  rows = dy[:, None] + np.arange(h)[None, :]  # [n, h]
-  cols = dx[:, None] + np.arange(w)[None, :]  # [n, w]
-  return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-def train_batches(split: Split, batch_size: int, seed: int, epoch: int, start: int = 0,
-                  shift: int = 0) -> Iterator[Batch]:
-  """Yields the shuffled, padded batches of one epoch, from batch ``start`` on.
-
-  The order, and the random shifts of ``shift`` > 0 pixels (image augmentation),
-  depend only on (seed, epoch, batch index), so a run resumed mid-epoch sees the
-  same batches as an uninterrupted one.
-  """
-  order = epoch_order(len(split), seed, epoch)
-  arrays = split.arrays()
-  for b in range(start, num_batches(len(split), batch_size)):
-    batch = _pad_batch(arrays, order[b * batch_size:(b + 1) * batch_size], batch_size)
-    yield _augment(batch, shift, seed, epoch, b)
-
-
-def _augment(batch: Batch, shift: int, seed: int, epoch: int, b: int) -> Batch:
-  if shift:
-    batch["inputs"] = shift_images(batch["inputs"], shift, np.random.default_rng([seed, epoch, b]))
-  return batch
-
-
-# Seeds the Poisson draws apart from the shuffles and shifts of the same (seed, epoch, step).
-_POISSON_STREAM = 0x9015
-
-
-class PoissonBatches:
-  """The batches of one epoch of Poisson sampling, as DP-SGD's accounting assumes.
-
-  Each step includes every training example independently with probability
-  ``rate`` (Abadi et al. 2016; Chua et al. 2024 show that shuffled fixed-size
-  batches do not get the privacy amplification that the accountant credits).
-  The chosen examples come first in a batch padded to ``padded_size`` and
-  masked, so every step has one shape (one compile). If more than
-  ``padded_size`` examples are drawn (the bound makes this about as likely as
-  ``privacy.resolve`` says), a random ``padded_size`` of them are kept; such a
-  batch says so in its ``truncated`` entry (1.0 in its first element), which
-  the train step counts as ``truncated_steps``.
-
-  Args:
-    split: the training split.
-    rate: q, the inclusion probability (batch_size / N).
-    padded_size: the padded batch length.
-    seed, epoch: the draws depend only on (seed, epoch, step), so resuming
-      mid-epoch replays them.
-    steps: steps in the epoch.
-    start: the first step to yield (resuming).
-    shift: image augmentation, as in :func:`train_batches`.
-  """
-
-  def __init__(self, split: Split, rate: float, padded_size: int, seed: int, epoch: int,
-               steps: int, start: int = 0, shift: int = 0):
-    self.split, self.rate, self.padded_size = split, rate, padded_size
-    self.seed, self.epoch, self.steps, self.start, self.shift = seed, epoch, steps, start, shift
-    self.truncated = 0
-
-  def indices(self, step: int) -> np.ndarray:
-    """The examples drawn at ``step`` (sorted; at most ``padded_size``)."""
-    rng = np.random.default_rng([self.seed, self.epoch, step, _POISSON_STREAM])
-    chosen = np.flatnonzero(rng.random(len(self.split)) < self.rate)
-    if len(chosen) > self.padded_size:
-      self.truncated += 1
-      chosen = np.sort(rng.choice(chosen, self.padded_size, replace=False))
-    return chosen
-
-  def __iter__(self) -> Iterator[Batch]:
-    arrays = self.split.arrays()
-    for step in range(self.start, self.steps):
-      before = self.truncated
-      batch = _pad_batch(arrays, self.indices(step), self.padded_size)
-      # Per example, so it shards like the rest of the batch; the step sums it.
-      batch["truncated"] = np.zeros(self.padded_size, np.float32)
-      batch["truncated"][0] = float(self.truncated > before)
-      yield _augment(batch, self.shift, self.seed, self.epoch, step)
-
-
-def eval_batches(split: Split, batch_size: int) -> Iterator[Batch]:
-  """Yields every example once, in order, in padded batches of ``batch_size``."""
-  arrays = split.arrays()
-  for start in range(0, len(split), batch_size):
-    yield _pad_batch(arrays, np.arange(start, min(start + batch_size, len(split))), batch_size)

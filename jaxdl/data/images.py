@@ -1,9 +1,10 @@
 """Image-classification datasets: digits, TFDS and IDX folders, split and normalised.
 
 Every image source returns raw splits; this module holds out test and
-validation sets where needed, scales pixels to [0, 1] as float32 NHWC,
-optionally resizes and standardises with training-set statistics, and checks
-labels and shapes.
+validation sets where needed, checks labels and shapes, and says how pixels
+become model inputs: scaled to [0, 1] float32 NHWC, optionally resized and
+standardised with training-set statistics. Integer images kept at their size
+are stored as uint8 and scaled a batch at a time (``Split.scaling``).
 """
 
 import dataclasses
@@ -12,9 +13,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdl.data import idx, tfds_source
+from jaxdl.data import arrayrecord, columns, idx, tfds_source
 from jaxdl.data.image_folder import load_image_folder
-from jaxdl.data.arrays import (Split, check_images, check_labels, check_split_sizes, hold_out_test,
+from jaxdl.data.arrays import (Scaling, Split, check_images, check_labels, check_split_sizes, hold_out_test,
                                refuse_folds, split_indices)
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
@@ -53,27 +54,44 @@ def _idx(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
 
 
 def _tfds(cfg: ml_collections.ConfigDict, name: str) -> _Raw:
-  keys = (cfg.image_key, cfg.label_key)
   splits = {}
   for split, tfds_split in (("train", cfg.train_split), ("test", cfg.test_split)):
     if tfds_split:
-      columns = tfds_source.load_split(name, tfds_split, cfg.data_dir, cfg.download, keys)
-      splits[split] = (columns[cfg.image_key], columns[cfg.label_key])
+      splits[split] = tfds_source.open_split(name, tfds_split, cfg.data_dir, cfg.download,
+                                             cfg.image_key, cfg.label_key, cfg.in_memory)
   images = splits["train"][0]
   max_value = float(np.iinfo(images.dtype).max) if np.issubdtype(images.dtype, np.integer) else 1.0
+  read = "read when needed" if columns.is_lazy(images) else "read into memory"
   return _Raw(splits, max_value, tfds_source.num_classes(name, cfg.label_key, cfg.data_dir),
-              (f"TFDS {name} (train split {cfg.train_split!r}, test split {cfg.test_split!r})",))
+              (f"TFDS {name} (train split {cfg.train_split!r}, test split {cfg.test_split!r}; "
+               f"{read})",))
 
 
 def _imagefolder(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
-  splits, classes, notes = load_image_folder(folder, cfg.image_size)
+  splits, classes, notes = load_image_folder(folder, cfg.image_size, cfg.in_memory)
   return _Raw(splits, 255.0, len(classes), tuple(notes), classes)
+
+
+def _arrayrecord(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
+  loaded, info = arrayrecord.load_splits(folder)
+  size = sum(columns.nbytes(column) for column, _, _ in loaded.values())
+  eager = columns.keep_in_memory(cfg.in_memory, size)
+  splits = {name: (columns.materialize(column) if eager else column, labels)
+            for name, (column, labels, _) in loaded.items()}
+  dtype = loaded["train"][0].dtype
+  max_value = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+  note = (f"ArrayRecord folder {folder} ({size / 2**20:.1f} MiB of inputs, "
+          + ("read into memory)" if eager else "read when needed)"))
+  return _Raw(splits, max_value, info.get("num_classes", 0), (note,),
+              tuple(info.get("class_names", ())))
 
 
 def _load_raw(cfg: ml_collections.ConfigDict) -> _Raw:
   kind, _, arg = cfg.name.partition(":")
   if kind == "imagefolder" and arg:
     return _imagefolder(cfg, arg)
+  if kind == "arrayrecord" and arg:
+    return _arrayrecord(cfg, arg)
   if kind == "digits" and not arg:
     return _digits(cfg)
   if kind == "idx" and arg:
@@ -81,7 +99,7 @@ def _load_raw(cfg: ml_collections.ConfigDict) -> _Raw:
   if kind == "tfds" and arg:
     return _tfds(cfg, arg)
   raise DataError(f"unknown data.name {cfg.name!r}; use 'digits', 'tfds:<name>' "
-                  "(e.g. tfds:mnist), 'idx:<folder>', 'imagefolder:<folder>', "
+                  "(e.g. tfds:mnist), 'idx:<folder>', 'imagefolder:<folder>', 'arrayrecord:<folder>', "
                   "'textfile:<folder>', 'py:PKG.MODULE:ATTR', 'adding', 'memory' or 'seq_digits'")
 
 
@@ -92,9 +110,60 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(jax.image.resize(images, (n, size, size, c), "linear", antialias=True))
 
 
+def _stored_inputs(raw: _Raw, train: np.ndarray, test: np.ndarray, keep: np.ndarray, cfg):
+  """The train and test images as stored, and the Scaling that makes them model inputs.
+
+  Integer pixels the model sees at their own size stay as they are (uint8: a
+  quarter of float32's memory), scaled a batch at a time; images to resize
+  are scaled and resized once, as float32. Standardising uses the statistics
+  of the training examples ``keep`` only, never validation or test.
+  """
+  size = cfg.image_size
+  resized = size > 0 and train.shape[1:3] != (size, size)
+  if columns.is_lazy(train) or columns.is_lazy(test):
+    return _lazy_inputs(raw, train, test, keep, cfg, resized)
+  if resized or not np.issubdtype(train.dtype, np.integer) or raw.max_value > 255:
+    scaling = Scaling(raw.max_value)
+    train, test = (_resize(scaling(x), size) for x in (train, test))
+    mean_std = _statistics(train[keep]) if cfg.standardize else None
+    if mean_std:
+      train, test = ((x - mean_std[0]) / mean_std[1] for x in (train, test))
+    return train, test, None
+  scaling = Scaling(raw.max_value)
+  if cfg.standardize:
+    scaling = scaling.standardized(*_statistics(scaling(train[keep])))
+  return train.astype(np.uint8), test.astype(np.uint8), scaling
+
+
+# Training examples whose pixels give the standardising statistics of data read on demand.
+STATISTICS_SAMPLE = 10_000
+
+
+def _lazy_inputs(raw: _Raw, train, test, keep: np.ndarray, cfg, resized: bool):
+  """Inputs read on demand: stored as they come, scaled (and standardised) a batch at a time."""
+  if resized:
+    raise DataError(f"{cfg.name}: its examples are {list(train.shape[1:3])} pixels and are read "
+                    f"when needed, so they are not resized; set data.image_size=0 (or "
+                    f"{train.shape[1]}), or data.in_memory=yes to resize them all at load")
+  scaling = Scaling(raw.max_value)
+  if cfg.standardize:  # From a fixed sample of the training examples (all of them if fewer).
+    sample = keep[np.linspace(0, len(keep) - 1, min(len(keep), STATISTICS_SAMPLE)).astype(int)]
+    scaling = scaling.standardized(*_statistics(scaling(train[sample])))
+  return train, test, scaling
+
+
+def _statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std (+1e-6) of ``<float32>[n, h, w, c]`` images."""
+  return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2)) + 1e-6
+
+
 def _checked_split(raw: _Raw, split: str, num_classes: int, cfg) -> tuple[np.ndarray, np.ndarray]:
   images, labels = raw.splits[split]
-  return (check_images(images, f"{cfg.name} {split} images"),
+  if columns.is_lazy(images):  # Checked by shape now, and each example as it is read.
+    check_images(np.zeros((0, *images.shape[1:]), images.dtype), f"{cfg.name} {split} images")
+  else:
+    images = check_images(images, f"{cfg.name} {split} images")
+  return (images,
           check_labels(labels, num_classes, f"{cfg.name} {split} labels"))
 
 
@@ -110,7 +179,8 @@ def _test_split(raw: _Raw, train: tuple, num_classes: int, cfg, notes: list[str]
     return train, test
   keep, held, note = hold_out_test(train_labels, cfg, cfg.name)
   notes.append(note)
-  return (train_images[keep], train_labels[keep]), (train_images[held], train_labels[held])
+  return ((columns.take(train_images, keep), train_labels[keep]),
+          (columns.take(train_images, held), train_labels[held]))
 
 
 def _val_indices(raw: _Raw, train: tuple, num_classes: int, cfg):
@@ -123,7 +193,7 @@ def _val_indices(raw: _Raw, train: tuple, num_classes: int, cfg):
   val_images, val_labels = _checked_split(raw, "val", num_classes, cfg)
   keep = np.arange(len(train_labels))
   held = np.arange(len(train_labels), len(train_labels) + len(val_labels))
-  return ((np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])),
+  return ((columns.concat(train_images, val_images), np.concatenate([train_labels, val_labels])),
           keep, held)
 
 
@@ -141,16 +211,10 @@ def build_image_data(cfg: ml_collections.ConfigDict) -> Datasets:
   (train_images, train_labels), keep, held = _val_indices(raw, train, num_classes, cfg)
   check_split_sizes(cfg.name, len(keep), len(test_labels))
 
-  def prepare(images):
-    return _resize(images.astype(np.float32) / raw.max_value, cfg.image_size)
-
-  train_x, test_x = prepare(train_images), prepare(test_images)
-  if cfg.standardize:
-    fit = train_x[keep]  # Statistics of the training examples only, never val or test.
-    mean, std = fit.mean(axis=(0, 1, 2)), fit.std(axis=(0, 1, 2)) + 1e-6
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-  train_all = Split(train_x, train_labels)
-  train, val, test = train_all.take(keep), train_all.take(held), Split(test_x, test_labels)
+  train_x, test_x, scaling = _stored_inputs(raw, train_images, test_images, keep, cfg)
+  train_all = Split(train_x, train_labels, scaling=scaling)
+  train, val, test = (train_all.take(keep), train_all.take(held),
+                      Split(test_x, test_labels, scaling=scaling))
   if "val" in raw.splits:
     notes.append("validation set: the source's own val split")
   elif len(val):

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl import parts
-from jaxdl.data.arrays import (Split, check_labels, check_split_sizes, hold_out_test,
+from jaxdl.data.arrays import (Scaling, Split, check_labels, check_split_sizes, hold_out_test,
                                refuse_folds, split_indices)
 from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
@@ -53,9 +53,9 @@ def _as_split(name: str, value: Any, where: str) -> dict[str, np.ndarray]:
 
 
 def _convert(arrays: dict[str, np.ndarray], task: str, num_classes: int, where: str) -> Split:
-  inputs = arrays["inputs"]
-  if inputs.dtype == np.uint8:
-    inputs = inputs.astype(np.float32) / 255.0
+  inputs, scaling = arrays["inputs"], None
+  if inputs.dtype == np.uint8:  # Pixels: stored as they are, scaled to [0, 1] a batch at a time.
+    scaling = Scaling(255.0)
   elif np.issubdtype(inputs.dtype, np.integer):
     inputs = inputs.astype(np.int32)
   elif np.issubdtype(inputs.dtype, np.floating) or inputs.dtype == bool:
@@ -70,7 +70,7 @@ def _convert(arrays: dict[str, np.ndarray], task: str, num_classes: int, where: 
       raise DataError(f"{where}: regression targets must be one number per example, got shape "
                       f"{label.shape}")
   extra = {k: v for k, v in arrays.items() if k not in ("inputs", "label")}
-  return Split(inputs, label, extra)
+  return Split(inputs, label, extra, scaling)
 
 
 def _call(source: Callable, cfg: ml_collections.ConfigDict) -> Mapping[str, Any]:
@@ -147,11 +147,12 @@ def _assemble(cfg, splits: dict[str, Split], val_name: str | None, task: str, nu
     if split.inputs.shape[1:] != train.inputs.shape[1:] or split.inputs.dtype != train.inputs.dtype:
       raise DataError(f"{where}: {name} inputs are {split.inputs.dtype}{list(split.inputs.shape[1:])}"
                       f" but train inputs are {train.inputs.dtype}{list(train.inputs.shape[1:])}")
-  tokens = np.issubdtype(train.inputs.dtype, np.integer)
+  tokens = train.scaling is None and np.issubdtype(train.inputs.dtype, np.integer)
   vocab = meta.get("vocab_size") or (int(max(s.inputs.max() for s in (train, val, test)
                                              if len(s))) + 1 if tokens else 0)
   spec = DataSpec(name=where, task=task, input_shape=tuple(train.inputs.shape[1:]),
-                  input_dtype=str(train.inputs.dtype), num_classes=num_classes,
+                  input_dtype="float32" if train.scaling else str(train.inputs.dtype),
+                  num_classes=num_classes,
                   num_train=len(train), num_val=len(val), num_test=len(test), notes=tuple(notes),
                   vocab_size=vocab, class_names=tuple(meta.get("class_names", ())))
   return Datasets(train, val, test, spec)

@@ -76,6 +76,8 @@ SOURCES = (
                "text classification files in a folder"),
     DataSource("imagefolder:", _images, lambda n: [], "one sub-folder of images per class",
                user_data=True),
+    DataSource("arrayrecord:", _images, _known,
+               "image examples in ArrayRecord files (jaxdl.data.arrayrecord.Writer)"),
     DataSource(PY, lambda cfg, e, s: build_python_data(cfg, s, e), lambda n: [],
                "a function returning the splits", user_data=True),
     DataSource("adding", _synthetic, lambda n: ["hochreiter1997long", "le2015simple"],

@@ -1,7 +1,10 @@
 """TFDS datasets read through ``tfds.data_source`` (no TensorFlow needed once prepared)."""
 
+from typing import Any
+
 import numpy as np
 
+from jaxdl.data.columns import LazyColumn, keep_in_memory
 from jaxdl.errors import DataError
 
 _PREPARE_HINT = ("prepare it once on a machine with internet: pip install -e '.[tf]' && "
@@ -22,9 +25,8 @@ def _open(name: str, split: str, data_dir: str, download: bool):
                     f"{hint}") from e
 
 
-def load_split(name: str, split: str, data_dir: str, download: bool, feature_keys: tuple[str, ...],
-               chunk: int = 4096) -> dict[str, np.ndarray]:
-  """Reads a whole split into memory as ``{feature_key: array}``."""
+def _opened(name: str, split: str, data_dir: str, download: bool, feature_keys: tuple[str, ...]):
+  """The split's data source and its first record, checked for ``feature_keys``."""
   source = _open(name, split, data_dir, download)
   if len(source) == 0:
     raise DataError(f"TFDS dataset {name!r} split {split!r} is empty")
@@ -33,6 +35,66 @@ def load_split(name: str, split: str, data_dir: str, download: bool, feature_key
   if missing:
     raise DataError(f"TFDS dataset {name!r} has no feature {missing[0]!r}; its features are "
                     f"{', '.join(sorted(first))} (set data.image_key / data.label_key)")
+  return source, first
+
+
+class TfdsColumn(LazyColumn):
+  """One feature of a TFDS split, read (and decoded) record by record through ``tfds.data_source``."""
+
+  def __init__(self, name: str, split: str, data_dir: str, key: str, length: int,
+               example_shape, dtype):
+    super().__init__(length, example_shape, dtype)
+    self.name, self.split, self.data_dir, self.key = name, split, data_dir, key
+    self.reads = 0
+    self._source = None
+
+  def __getstate__(self):  # Picklable for Grain's workers: they open their own source.
+    return {**self.__dict__, "_source": None}
+
+  @property
+  def source(self):
+    if self._source is None:
+      self._source = _open(self.name, self.split, self.data_dir, False)
+    return self._source
+
+  def read(self, i: int) -> np.ndarray:
+    self.reads += 1
+    return np.asarray(self.source[i][self.key])
+
+  def read_many(self, indices: np.ndarray) -> np.ndarray:
+    self.reads += len(indices)
+    records = _read(self.source, [int(i) for i in indices])
+    return np.stack([np.asarray(r[self.key]) for r in records]).reshape(-1, *self.example_shape)
+
+  def describe(self, i: int) -> str:
+    return f"TFDS {self.name} split {self.split!r} record {i}"
+
+
+def open_split(name: str, split: str, data_dir: str, download: bool, image_key: str,
+               label_key: str, in_memory: str, chunk: int = 4096) -> tuple[Any, np.ndarray]:
+  """A split's images (in memory, or a :class:`TfdsColumn`) and its labels.
+
+  ``in_memory`` (``data.in_memory``) decides from the images' size; the
+  labels are read now either way (records are decoded whole, so this reads
+  every image once, keeping none).
+  """
+  source, first = _opened(name, split, data_dir, download, (image_key, label_key))
+  image = np.asarray(first[image_key])
+  if keep_in_memory(in_memory, image.nbytes * len(source)):
+    columns = load_split(name, split, data_dir, download, (image_key, label_key), chunk)
+    return columns[image_key], columns[label_key]
+  labels = []
+  for start in range(0, len(source), chunk):
+    labels += [r[label_key] for r in _read(source, list(range(start, min(start + chunk,
+                                                                          len(source)))))]
+  column = TfdsColumn(name, split, data_dir, image_key, len(source), image.shape, image.dtype)
+  return column, np.asarray(labels)
+
+
+def load_split(name: str, split: str, data_dir: str, download: bool, feature_keys: tuple[str, ...],
+               chunk: int = 4096) -> dict[str, np.ndarray]:
+  """Reads a whole split into memory as ``{feature_key: array}``."""
+  source, _ = _opened(name, split, data_dir, download, feature_keys)
   columns = {k: [] for k in feature_keys}
   for start in range(0, len(source), chunk):
     records = _read(source, list(range(start, min(start + chunk, len(source)))))

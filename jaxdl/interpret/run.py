@@ -36,7 +36,8 @@ from jaxdl.training.steps import apply_model  # noqa: E402
 
 def _example(split, i: int) -> dict[str, Any]:
   """Example ``i`` of ``split`` as a batch of one (with its mask and extras)."""
-  one = {k: jnp.asarray(v[i:i + 1]) for k, v in split.arrays().items() if k != "label"}
+  batch, _ = split.rows(np.array([i]))
+  one = {k: jnp.asarray(v) for k, v in batch.items() if k != "label"}
   return {**one, "mask": jnp.ones((1,), jnp.float32)}
 
 
@@ -60,15 +61,14 @@ def _explain_images(exp, state, out: pathlib.Path, n: int, steps: int) -> list[d
                                                 "mask": jnp.ones((1,), jnp.float32)}, c)
     fig, axes = plt.subplots(3, len(index), figsize=(1.8 * len(index), 5.6), squeeze=False)
     for j, i in enumerate(index):
-      x = jnp.asarray(test.inputs[i])
+      x = jnp.asarray(test.model_inputs(i))
       sal = np.abs(np.asarray(saliency(f, x))).max(-1)
       ig, error = integrated_gradients(f, x, jnp.zeros_like(x), steps)
       ig = np.asarray(ig).sum(-1)
       gap = float(f(x) - f(jnp.zeros_like(x)))
       records.append({"example": int(i), "class": c, "completeness_error": float(error),
                       "f(x)-f(baseline)": gap})
-      image = np.asarray(test.inputs[i])[..., 0] if test.inputs.shape[-1] == 1 else \
-          np.asarray(test.inputs[i])
+      image = np.asarray(x)[..., 0] if x.shape[-1] == 1 else np.asarray(x)
       limit = np.abs(ig).max() or 1.0
       axes[0, j].imshow(image, cmap="gray")
       axes[1, j].imshow(image, cmap="gray")
@@ -128,7 +128,7 @@ def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
   parts, records = [], []
   for i in range(min(n, len(test))):
     batch = _example(test, i)
-    tokens, label = test.inputs[i], int(test.label[i])
+    tokens, label = test.model_inputs(i), int(test.label[i])
     length = int(test.extra["lengths"][i]) if "lengths" in test.extra else len(tokens)
     predicted = int(jnp.argmax(_output(exp, variables, batch, None)))
     f = lambda e, c=predicted: _with_embedded(exp, variables, batch, e, c)
@@ -163,7 +163,7 @@ def _explain_sequences(exp, state, out: pathlib.Path, n: int, steps: int) -> lis
                            squeeze=False)
   records = []
   for row, i in zip(axes[:, 0], range(min(n, len(test)))):
-    x = jnp.asarray(test.inputs[i])
+    x = jnp.asarray(test.model_inputs(i))
     target = None if regression else int(test.label[i])
     batch = _example(test, i)
     f = lambda x, t=target, b=batch: _output(exp, variables, {**b, "inputs": x[None]}, t)
@@ -189,10 +189,10 @@ def _gate_figure(exp, state, out: pathlib.Path, n: int) -> bool:
   fig, axes = plt.subplots(count, 2, figsize=(11, 2.8 * count), squeeze=False)
   for k in range(count):
     if TOKENS.fits(exp.datasets.spec):
-      length = int(test.extra["lengths"][k]) if "lengths" in test.extra else test.inputs.shape[1]
+      length = int(test.extra["lengths"][k]) if "lengths" in test.extra else test.model_inputs(k).shape[0]
       x = _embedded(exp, state.variables(), _example(test, k))[:length]
     else:
-      x = jnp.asarray(test.inputs[k])
+      x = jnp.asarray(test.model_inputs(k))
     trace = lstm_gate_trace(cell, x)
     t = np.arange(1, len(x) + 1)
     for name, color in (("input_gate", "C0"), ("forget_gate", "C1"), ("output_gate", "C2")):

@@ -4,13 +4,15 @@ Every example of a split counts exactly once: the last batch is padded and
 masked, and the metric sums are merged before they are divided (metric_sums.py).
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 
-from jaxdl import data
+from jaxdl.data import pipeline
 from jaxdl.data.arrays import Split
+from jaxdl.data.batches import InOrderPlan
 from jaxdl.errors import NonFiniteError
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.metric_sums import merge
@@ -22,14 +24,24 @@ _merge = jax.jit(merge)
 
 
 def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, split: Split,
-                   batch_size: int, parallel: DataParallel | None = None
-                   ) -> list[dict[str, float]]:
-  """Each member's mean metrics over every example of ``split`` ({} for an empty split)."""
+                   batch_size: int, parallel: DataParallel | None = None, *, workers: int = 0,
+                   prefetch: int = 0, skip_bad: bool = False) -> list[dict[str, float]]:
+  """Each member's mean metrics over every example of ``split`` ({} for an empty split).
+
+  ``workers`` and ``prefetch`` set the input pipeline (pipeline.py); with
+  ``skip_bad`` unreadable examples are left out and counted (``skipped_examples``).
+  """
   if len(split) == 0:
     return [{} for _ in range(group.size)]
+  multi = parallel is not None and jax.process_count() > 1
+  plan = InOrderPlan(split, batch_size, parallel.local_rows(batch_size) if multi else None,
+                     skip_bad)
+  place = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
+           if parallel else None)
   sums = None
-  for batch in data.eval_batches(split, batch_size):
-    batch_sums = eval_step(state, parallel.shard(batch, stacked=False) if parallel else batch)
+  for batch in pipeline.batches(plan, 0, plan.steps, workers=workers, prefetch=prefetch,
+                                place=place):
+    batch_sums = eval_step(state, batch)
     sums = batch_sums if sums is None else _merge(sums, batch_sums)
   return group.means(sums)
 

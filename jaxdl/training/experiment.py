@@ -122,7 +122,7 @@ def _objective(config: ml_collections.ConfigDict, spec) -> Objective:
 def _initial_state(config: ml_collections.ConfigDict, module, part: models.ModelPart, tx,
                    datasets: data.Datasets) -> TrainState:
   """The state at step 0, initialised on one real training example (extras included)."""
-  example = {**datasets.train.take(np.arange(1)).arrays(), "mask": np.ones(1, np.float32)}
+  example = {**datasets.train.rows(np.arange(1))[0], "mask": np.ones(1, np.float32)}
   try:
     return create_train_state(jax.random.PRNGKey(config.seed), module, tx, datasets.spec,
                               example)

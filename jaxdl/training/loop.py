@@ -13,6 +13,7 @@ TPU. A lone run is a group of one, so there is one loop:
 
 import contextlib
 import dataclasses
+import functools
 import pathlib
 import signal
 import sys
@@ -27,6 +28,9 @@ import numpy as np
 
 from jaxdl import models
 from jaxdl import data as data_lib
+from jaxdl.data import batches as batches_lib
+from jaxdl.data.batches import Rows
+from jaxdl.data.pipeline import batches as stream_batches
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
 from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
@@ -243,19 +247,38 @@ class GroupTrainer:
 
   # --- one epoch --------------------------------------------------------------------------------
 
-  def _epoch_batches(self, epoch: int, start_batch: int):
-    per_member = []
+  def rows(self, batch_length: int) -> Rows:
+    """This process's rows of a global batch (None: all of them, one process)."""
+    return self.parallel.local_rows(batch_length) if jax.process_count() > 1 else None
+
+  def epoch_plan(self, epoch: int) -> batches_lib.GroupPlan:
+    """Every member's batches of ``epoch`` as one plan (batches.py)."""
+    plans = []
     for exp in self.exps:
       c = exp.config
+      common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch, shift=c.data.augment_shift,
+                    skip_bad=c.data.skip_bad_examples)
       if exp.privacy:
-        per_member.append(data_lib.PoissonBatches(
-            exp.datasets.train, exp.privacy["sampling_rate"], exp.privacy["padded_batch"],
-            c.seed, epoch, exp.steps_per_epoch, start_batch, c.data.augment_shift))
+        size = exp.privacy["padded_batch"]
+        plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
+                                             steps=exp.steps_per_epoch, rows=self.rows(size),
+                                             **common))
       else:
-        per_member.append(data_lib.train_batches(exp.datasets.train, exp.batch_length, c.seed,
-                                             epoch, start=start_batch,
-                                             shift=c.data.augment_shift))
-    return zip(*per_member)
+        plans.append(batches_lib.ShuffledPlan(batch_length=exp.batch_length,
+                                              rows=self.rows(exp.batch_length), **common))
+    return batches_lib.GroupPlan(plans, self.group.vectorized)
+
+  @property
+  def input_settings(self) -> dict[str, Any]:
+    data = self.config.data
+    return dict(workers=data.workers, prefetch=data.prefetch, skip_bad=data.skip_bad_examples)
+
+  def stream(self, plan, start: int, stop: int, batch_length: int, stacked: bool):
+    """The batches ``plan(start..stop-1)`` on the devices, through the Grain pipeline."""
+    data = self.config.data
+    return stream_batches(plan, start, stop, workers=data.workers, prefetch=data.prefetch,
+                          place=functools.partial(self.parallel.shard, stacked=stacked,
+                                                  batch_length=batch_length))
 
   def train_epoch(self, progress: Progress, epoch: int, stop: _StopSignals,
                   reporter: Reporter) -> tuple[Any, int]:
@@ -273,17 +296,19 @@ class GroupTrainer:
                             "train it again with --overwrite")
     if start_batch:
       sums = self.group.stack([from_json(s) for s in progress.partial_sums])
-    examples, t_mark = 0, time.perf_counter()
-    for batches in self._epoch_batches(epoch, start_batch):
+    # Real examples this session trains on (all members): the counts summed by the steps.
+    before = sum(s["count"] for s in progress.partial_sums) if start_batch else 0.0
+    t_mark = time.perf_counter()
+    plan = self.epoch_plan(epoch)
+    length = self.shared.privacy["padded_batch"] if self.shared.privacy else self.shared.batch_length
+    for batch in self.stream(plan, start_batch, spe, length, self.group.vectorized):
       t_step = time.perf_counter()
-      progress.state, step_sums = self.train_step(
-          progress.state, self.parallel.shard(self.group.stack(batches)))
+      progress.state, step_sums = self.train_step(progress.state, batch)
       if progress.compile_s is None:
         # Dispatch is asynchronous: wait, so the first step's time includes the compile.
         jax.block_until_ready(progress.state.step)
         progress.compile_s = time.perf_counter() - t_step
       sums = step_sums if sums is None else _merge(sums, step_sums)
-      examples += int(batches[0]["mask"].sum()) * self.group.size
       progress.step += 1
       epoch_ends = progress.step == (epoch + 1) * spe
       if not epoch_ends and (progress.step % self.config.checkpoint_every_steps == 0
@@ -298,7 +323,7 @@ class GroupTrainer:
       self._log_running(progress, sums)
     jax.block_until_ready(progress.state.step)
     progress.train_s += time.perf_counter() - t_mark
-    return sums, examples
+    return sums, int(sum(h["count"] for h in self.group.host_sums(sums)) - before)
 
   def _save_partial(self, progress: Progress, sums: Any) -> None:
     host = self.group.host_sums(sums)
@@ -337,7 +362,8 @@ class GroupTrainer:
     self._check_finite(progress, host)
     active = self.active(progress)
     vals = evaluate_group(self.group, self.eval_step, progress.state, self.shared.datasets.val,
-                          self.eval_batch_size, self.parallel)
+                          self.eval_batch_size, self.parallel,
+                          **self.input_settings)
     for i in active:
       row = epoch_row(epoch + 1, progress.step, means(host[i]), vals[i], examples, seconds)
       for key in ("nonfinite_steps", "truncated_steps"):
@@ -392,7 +418,8 @@ class GroupTrainer:
         raise CheckpointError(f"cannot test the checkpoint of step {step}: {e}") from e
     state = self.parallel.place_state(self.group.stack(states))
     return evaluate_group(self.group, self.eval_step, state, self.shared.datasets.test,
-                          self.eval_batch_size, self.parallel)
+                          self.eval_batch_size, self.parallel,
+                          **self.input_settings)
 
   def results(self, progress: Progress, wall_start: float) -> list[dict[str, Any]]:
     """Tests the selected and the last checkpoints and writes each member's results.json."""

@@ -20,7 +20,10 @@ Sums = dict[str, jax.Array]
 PER_STEP = ("grad_norm", "clipped")
 # Bookkeeping that is not a mean: min-reduced step numbers and counts.
 MIN_REDUCED = ("first_nonfinite_loss", "first_nonfinite_grad")
-_NOT_MEANS = ("count", "steps", "nonfinite_steps", "truncated_steps", "confusion", *MIN_REDUCED)
+# Counts reported as they are (not divided).
+COUNTS = ("skipped_examples",)
+_NOT_MEANS = ("count", "steps", "nonfinite_steps", "truncated_steps", "confusion", *COUNTS,
+              *MIN_REDUCED)
 
 
 def merge(a: Sums, b: Sums) -> Sums:
@@ -37,6 +40,7 @@ def means(sums: Mapping[str, Any]) -> dict[str, float]:
   count, steps = float(sums["count"]), float(sums.get("steps", 0.0))
   out = {k: float(v) / max(steps if k in PER_STEP else count, 1.0)
          for k, v in sums.items() if k not in _NOT_MEANS}
+  out.update({k: float(sums[k]) for k in COUNTS if k in sums})
   if "confusion" in sums:
     from jaxdl.training.metrics import from_confusion  # metrics.py imports this module.
 

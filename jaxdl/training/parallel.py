@@ -8,8 +8,9 @@ parameter (and its optimizer state) is split over the k devices of the
 sharding of large layers; small ones stay replicated). The train step is the
 same jitted function on one device or many: only its shardings change, and
 XLA inserts the collectives. With several processes (``jax.distributed``),
-every process builds the same global batch from the seed on its host and
-places on its own devices only the part they hold.
+each process reads only its rows of every global batch (:meth:`local_rows`)
+and the global array is assembled from the processes' parts
+(``jax.make_array_from_process_local_data``).
 """
 
 import dataclasses
@@ -92,6 +93,42 @@ class DataParallel:
     # Each process supplies, from its full host copy, only its own devices' part.
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
-  def shard(self, batch: dict[str, np.ndarray], stacked: bool | None = None) -> dict[str, jax.Array]:
+  def local_rows(self, batch_length: int) -> tuple[int, int]:
+    """``[start, stop)``: the rows of a global batch that this process's devices hold.
+
+    The mesh lists devices process by process, so a process's part of the
+    data axis is one contiguous block of rows.
+    """
+    sharding = NamedSharding(self.mesh, P("data"))
+    slices = [index[0] for index in
+              sharding.addressable_devices_indices_map((batch_length,)).values()]
+    start = min(s.start or 0 for s in slices)
+    stop = max(batch_length if s.stop is None else s.stop for s in slices)
+    covered = sum((batch_length if s.stop is None else s.stop) - (s.start or 0)
+                  for s in {(s.start, s.stop): s for s in slices}.values())
+    if covered != stop - start:
+      raise ConfigError("this process's devices do not hold one contiguous block of the batch; "
+                        "jaxdl needs the mesh's data axis ordered by process")
+    return start, stop
+
+  def shard(self, batch: dict[str, np.ndarray], stacked: bool | None = None,
+            batch_length: int | None = None) -> dict[str, jax.Array]:
+    """A global batch on the devices, from this process's rows of it.
+
+    Args:
+      batch: ``{name: [(members,) rows, ...]}``, the rows :meth:`local_rows`
+        names (the whole batch in a single process).
+      stacked: whether arrays have a leading members axis.
+      batch_length: the global batch's rows (default: this batch's, one process).
+    """
+    stacked = self.stacked if stacked is None else stacked
     sharding = self.batch_sharding(stacked)
-    return {k: self._place(v, sharding) for k, v in batch.items()}
+    axis = 1 if stacked else 0
+
+    def place(local):
+      local = np.asarray(local)
+      shape = list(local.shape)
+      shape[axis] = batch_length or shape[axis]
+      return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
+
+    return {k: place(v) for k, v in batch.items()}

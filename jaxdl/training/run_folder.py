@@ -99,8 +99,9 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
   }
 
 
-# Config keys that say where the code came from, not what was run.
-IGNORED_KEYS = ("experiment",)
+# Config keys that say where the code came from or how fast the input is read, not what
+# was run: the batches are the same whatever the workers and prefetch depth.
+IGNORED_KEYS = ("experiment", "data.workers", "data.prefetch")
 
 
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -109,7 +110,8 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
   A key only one of them has (added to jaxdl since, or a field of another
   model that an older jaxdl saved) is not a difference: old runs stay
   resumable after an upgrade. Where the experiment file lives is not part of
-  the run (``experiment``): a run folder can be resumed from another checkout.
+  the run (``experiment``): a run folder can be resumed from another checkout,
+  and with other input-pipeline settings.
   """
   old, new = flatten(old), flatten(new)
   return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new))

@@ -20,7 +20,7 @@ from jaxdl.training.objectives import Objective
 from jaxdl.training.privacy import add_noise, clipped_sum, per_example_grads
 from jaxdl.training.state import TrainState
 
-_NOT_MODEL_INPUTS = ("label", "mask", "truncated")
+_NOT_MODEL_INPUTS = ("label", "mask", "truncated", "skipped")
 
 TrainStep = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, Sums]]
 EvalStep = Callable[[TrainState, Mapping[str, jax.Array]], Sums]
@@ -113,6 +113,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # And counts no examples.
     if "truncated" in batch:  # Poisson batches (DP-SGD) count their overflowed steps.
       extra["truncated_steps"] = batch["truncated"].sum()
+    extra.update(skipped_sums(batch))
     step = state.step.astype(jnp.int32) + 1
     return new_state, {**sums, **extra, "grad_norm": jnp.where(ok, grad_norm, 0.0),
                        "steps": ok.astype(jnp.float32),
@@ -209,6 +210,11 @@ def make_eval_step(model: nn.Module, objective: Objective, compute_dtype=None) -
     variables = state.replace(params=cast(state.params, compute_dtype)).variables()
     outputs = apply_model(model, variables, batch, train=False, compute_dtype=compute_dtype)
     _, sums = objective(outputs, batch)
-    return sums
+    return {**sums, **skipped_sums(batch)}
 
   return eval_step
+
+
+def skipped_sums(batch: Mapping[str, jax.Array]) -> Sums:
+  """``skipped_examples``: examples left out because they failed to read (data.skip_bad_examples)."""
+  return {"skipped_examples": batch["skipped"].sum()} if "skipped" in batch else {}

@@ -1,0 +1,224 @@
+"""Batches as pure functions of (seed, epoch, step): shuffled, Poisson-sampled, or in order.
+
+A batch is a dict of arrays with a leading batch axis: the model's inputs
+(``inputs`` and extras such as ``lengths``), ``label`` and ``mask`` (1.0 for
+a real example, 0.0 for padding). Every batch has the same shape, so the
+jitted step compiles once; the last, partial batch of an epoch is padded and
+masked, so each example counts exactly once.
+
+A *plan* computes the batch of a step from the step number alone. Plans are
+small and picklable, so Grain can run them in worker processes, and a run
+resumed mid-epoch replays the same batches (pipeline.py). With several
+processes a plan builds only ``rows``, this process's slice of the global
+batch, and reads only those examples.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from jaxdl.data.arrays import Batch, Split
+
+Rows = tuple[int, int] | None  # [start, stop) of the global batch's rows; None: all.
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The shuffled example order of one epoch: a pure function of (seed, epoch)."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+  return -(-n // batch_size)
+
+
+def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator,
+                 rows: Rows = None, batch_length: int = 0) -> np.ndarray:
+  """Translates each image by up to ``max_shift`` pixels per axis, filling with zeros.
+
+  Args:
+    images: ``<float32>[n, height, width, channels]``: rows ``rows`` of a batch.
+    max_shift: the largest shift in pixels (each of dy, dx is uniform in [-s, s]).
+    rng: the source of the shifts, drawn for the whole batch of ``batch_length``
+      rows, so that each process shifts its rows as a single process would.
+    rows: which rows of the batch ``images`` are (None: all of it).
+    batch_length: the whole batch's rows (0: ``n``).
+  """
+  n, h, w, _ = images.shape
+  lo, hi = rows or (0, n)
+  s = max_shift
+  padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+  dy, dx = rng.integers(0, 2 * s + 1, size=(2, batch_length or n))[:, lo:hi]
+  row_index = dy[:, None] + np.arange(h)[None, :]  # [n, h]
+  col_index = dx[:, None] + np.arange(w)[None, :]  # [n, w]
+  return padded[np.arange(n)[:, None, None], row_index[:, :, None], col_index[:, None, :]]
+
+
+def padded_batch(split: Split, index: np.ndarray, batch_length: int, rows: Rows = None,
+                 skip_bad: bool = False) -> Batch:
+  """Examples ``index`` padded to ``batch_length`` and masked; only ``rows`` of it.
+
+  With ``skip_bad`` an example that fails to read is masked out and flagged in
+  ``skipped`` (counted by the pipeline); padding repeats example 0, masked.
+  """
+  real = len(index)
+  padded = np.concatenate([index, np.zeros(batch_length - real, index.dtype)])
+  mask = (np.arange(batch_length) < real).astype(np.float32)
+  lo, hi = rows or (0, batch_length)
+  batch, bad = split.rows(padded[lo:hi], skip_bad)
+  mask = mask[lo:hi]
+  if skip_bad:
+    batch["skipped"] = (bad & (mask > 0)).astype(np.float32)
+    mask = np.where(bad, np.float32(0.0), mask)
+  batch["mask"] = mask
+  return batch
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShuffledPlan:
+  """The shuffled batches of one epoch; random shifts of ``shift`` pixels if > 0."""
+
+  split: Split
+  batch_length: int
+  seed: int
+  epoch: int
+  shift: int = 0
+  rows: Rows = None
+  skip_bad: bool = False
+
+  @property
+  def steps(self) -> int:
+    return num_batches(len(self.split), self.batch_length)
+
+  @functools.cached_property
+  def order(self) -> np.ndarray:
+    return epoch_order(len(self.split), self.seed, self.epoch)
+
+  def __call__(self, step: int) -> Batch:
+    index = self.order[step * self.batch_length:(step + 1) * self.batch_length]
+    batch = padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad)
+    return augment(batch, self.shift, self.seed, self.epoch, step, self.rows,
+                   self.batch_length)
+
+
+def augment(batch: Batch, shift: int, seed: int, epoch: int, step: int, rows: Rows,
+            batch_length: int) -> Batch:
+  """Random shifts drawn from (seed, epoch, step): each process shifts its rows alike."""
+  if shift:
+    batch["inputs"] = shift_images(batch["inputs"], shift,
+                                   np.random.default_rng([seed, epoch, step]), rows, batch_length)
+  return batch
+
+
+# Seeds the Poisson draws apart from the shuffles and shifts of the same (seed, epoch, step).
+_POISSON_STREAM = 0x9015
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PoissonPlan:
+  """The batches of one epoch of Poisson sampling, as DP-SGD's accounting assumes.
+
+  Each step includes every training example independently with probability
+  ``rate`` (Abadi et al. 2016; Chua et al. 2024 show that shuffled fixed-size
+  batches do not get the privacy amplification that the accountant credits).
+  The chosen examples come first in a batch padded to ``padded_size`` and
+  masked, so every step has one shape (one compile). If more than
+  ``padded_size`` examples are drawn (the bound makes this about as likely as
+  ``privacy.resolve`` says), a random ``padded_size`` of them are kept; such a
+  batch says so in its ``truncated`` entry (1.0 in its first element), which
+  the train step counts as ``truncated_steps``.
+  """
+
+  split: Split
+  rate: float
+  padded_size: int
+  seed: int
+  epoch: int
+  steps: int
+  shift: int = 0
+  rows: Rows = None
+  skip_bad: bool = False
+
+  def indices(self, step: int) -> tuple[np.ndarray, bool]:
+    """The examples drawn at ``step`` (sorted; at most ``padded_size``), and if truncated."""
+    rng = np.random.default_rng([self.seed, self.epoch, step, _POISSON_STREAM])
+    chosen = np.flatnonzero(rng.random(len(self.split)) < self.rate)
+    if len(chosen) <= self.padded_size:
+      return chosen, False
+    return np.sort(rng.choice(chosen, self.padded_size, replace=False)), True
+
+  def __call__(self, step: int) -> Batch:
+    chosen, truncated = self.indices(step)
+    batch = padded_batch(self.split, chosen, self.padded_size, self.rows, self.skip_bad)
+    # Per example, so it shards like the rest of the batch; the step sums it.
+    flag = np.zeros(self.padded_size, np.float32)
+    flag[0] = float(truncated)
+    lo, hi = self.rows or (0, self.padded_size)
+    batch["truncated"] = flag[lo:hi]
+    return augment(batch, self.shift, self.seed, self.epoch, step, self.rows, self.padded_size)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InOrderPlan:
+  """Every example once, in order, in padded batches (evaluation)."""
+
+  split: Split
+  batch_length: int
+  rows: Rows = None
+  skip_bad: bool = False
+
+  @property
+  def steps(self) -> int:
+    return num_batches(len(self.split), self.batch_length)
+
+  def __call__(self, step: int) -> Batch:
+    start = step * self.batch_length
+    index = np.arange(start, min(start + self.batch_length, len(self.split)))
+    return padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GroupPlan:
+  """The batches of several members trained as one program, stacked on axis 0."""
+
+  members: Sequence[ShuffledPlan | PoissonPlan]
+  stacked: bool
+
+  @property
+  def steps(self) -> int:
+    return self.members[0].steps
+
+  def __call__(self, step: int) -> Batch:
+    batches = [plan(step) for plan in self.members]
+    if not self.stacked:
+      return batches[0]
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def train_batches(split: Split, batch_size: int, seed: int, epoch: int, start: int = 0,
+                  shift: int = 0) -> Iterator[Batch]:
+  """Yields the shuffled, padded batches of one epoch, from batch ``start`` on."""
+  plan = ShuffledPlan(split, batch_size, seed, epoch, shift)
+  return (plan(step) for step in range(start, plan.steps))
+
+
+def eval_batches(split: Split, batch_size: int) -> Iterator[Batch]:
+  """Yields every example once, in order, in padded batches of ``batch_size``."""
+  plan = InOrderPlan(split, batch_size)
+  return (plan(step) for step in range(plan.steps))
+
+
+class PoissonBatches:
+  """Iterates a :class:`PoissonPlan` from step ``start``; ``truncated`` counts overflows."""
+
+  def __init__(self, split: Split, rate: float, padded_size: int, seed: int, epoch: int,
+               steps: int, start: int = 0, shift: int = 0):
+    self.plan = PoissonPlan(split, rate, padded_size, seed, epoch, steps, shift)
+    self.start, self.truncated = start, 0
+
+  def __iter__(self) -> Iterator[Batch]:
+    for step in range(self.start, self.plan.steps):
+      batch = self.plan(step)
+      self.truncated += int(batch["truncated"].sum())
+      yield batch

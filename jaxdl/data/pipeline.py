@@ -1,0 +1,76 @@
+"""The loop's input pipeline, on Grain: batch plans run ahead, in threads or worker processes.
+
+::
+
+  grain.MapDataset.range(start, steps).map(plan)  # the batch of each step (batches.py)
+    .to_iter_dataset(ReadOptions(...))            # computed ahead in a background thread
+    .mp_prefetch(workers)                         # data.workers > 0: in worker processes
+    .map(place)                                   # onto the devices (this process's rows)
+  ThreadPrefetchIterDataset(prefetch)             # transfers overlap the running step
+
+A plan is a pure function of the step number, so the order of batches is
+fixed by (seed, epoch) whatever the workers and prefetch depth. The
+pipeline's state is the next step number, which every checkpoint holds (the
+train state's step): a resumed run builds the pipeline from that step, which
+is exactly what restoring Grain's index-based iterator state would do.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from jaxdl.data.arrays import Batch
+from jaxdl.errors import ConfigError
+
+
+def check_settings(workers: int, prefetch: int) -> None:
+  if workers < 0:
+    raise ConfigError(f"data.workers={workers} must be >= 0 (0 reads in this process)")
+  if prefetch < 0:
+    raise ConfigError(f"data.prefetch={prefetch} must be >= 0 (0: no batches ahead)")
+
+
+def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int = 0,
+            prefetch: int = 2, place: Callable[[Batch], Any] | None = None) -> Iterator[Any]:
+  """The batches ``plan(step)`` for ``step`` in ``[start, stop)``, in order.
+
+  Args:
+    plan: a picklable ``step -> batch`` (batches.py); it runs in worker
+      processes when ``workers`` > 0.
+    start, stop: the steps to yield (``start`` > 0 when resuming mid-epoch).
+    workers: Grain worker processes computing batches (0: a thread of this process).
+    prefetch: batches computed (and placed) ahead of the one in use; 0 computes
+      each when asked, in this thread.
+    place: moves a host batch onto the devices (e.g. ``DataParallel.shard``).
+  """
+  check_settings(workers, prefetch)
+  if stop <= start:
+    return iter(())
+  if workers == 0 and prefetch == 0:  # Nothing ahead: plain, in order, in this thread.
+    return (place(plan(step)) if place else plan(step) for step in range(start, stop))
+  import grain  # Imported here: the in-memory path above needs none of it.
+
+  dataset = grain.MapDataset.range(start, stop).map(plan).to_iter_dataset(
+      grain.ReadOptions(num_threads=1, prefetch_buffer_size=max(prefetch, 1)))
+  if workers:
+    _allow_unparsed_flags()
+    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=workers, per_worker_buffer_size=max(prefetch, 1)))
+  if place is not None:
+    dataset = dataset.map(place)
+  if prefetch:
+    dataset = grain.experimental.ThreadPrefetchIterDataset(dataset,
+                                                           prefetch_buffer_size=prefetch)
+  return iter(dataset)
+
+
+def _allow_unparsed_flags() -> None:
+  """Lets Grain's worker processes start in a program that does not use absl's flags.
+
+  Grain 0.2.18 reads one of its absl flags when starting workers and fails if
+  the program never parsed flags (google/grain#1355, fixed after 0.2.18). Only
+  then are the flags marked parsed, keeping their defaults (what the fix does).
+  """
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
