@@ -9,9 +9,10 @@ generated into a temporary folder (never committed):
    launch to its first training step, and examples/s. The reference is the same
    run on the in-memory digits (the model's own needs).
 2. **No speed lost in memory**: MNIST-size data (60,000 28x28 uint8 images in an
-   IDX folder) trained by this checkout and by ``--old`` (a checkout of the
-   code before the pipeline, e.g. a ``git worktree``), interleaved
-   (old, new, new, old, ...), each over the same steps.
+   IDX folder) and the default experiment (digits), trained by this checkout
+   (prefetch 2, the default, and 0) and by ``--old`` (a checkout of the code
+   before the pipeline, e.g. a ``git worktree``), in rotated order, each over
+   the same steps.
 3. **Pipeline alone**: examples/s of the image folder's batches (decode + pad,
    no model) with 0, 1, 2 and 4 Grain worker processes.
 
@@ -169,7 +170,7 @@ def summary(values: list[float]) -> dict:
 
 def bounded_memory(tmp: pathlib.Path, sizes_gb, png_counts, steps: int) -> dict:
   common = ["data.in_memory=no", "data.image_size=0", "data.augment_shift=0", "batch_size=128",
-            "num_epochs=1", "data.val_fraction=0.001"]
+            "num_epochs=1000", "data.val_fraction=0.001"]
   out = {"digits_in_memory": train(["batch_size=128", "num_epochs=100"], steps, 10,
                                    tmp / "run-digits")}
   for gb in sizes_gb:
@@ -185,17 +186,27 @@ def bounded_memory(tmp: pathlib.Path, sizes_gb, png_counts, steps: int) -> dict:
 
 
 def in_memory_speed(tmp: pathlib.Path, old: pathlib.Path | None, repeats: int, steps: int) -> dict:
+  """Examples/s on MNIST-size data and on the default experiment: old code vs new, interleaved."""
   folder = write_idx(tmp / "mnist-size", 60_000)
-  overrides = [f"data.name=idx:{folder}", "data.image_size=0", "data.augment_shift=0",
-               "batch_size=128", "num_epochs=1"]
-  runs = {"new": [], "old": []}
-  order = ["old", "new", "new", "old"] * repeats
-  for i, which in enumerate(order[:2 * repeats] if old else ["new"] * repeats):
-    path = old if which == "old" else ROOT
-    runs[which].append(train(overrides, steps, 20, tmp / f"speed-{i}", path)["examples_per_s"])
-  out = {k: summary(v) for k, v in runs.items() if v}
+  workloads = {"mnist_size": [f"data.name=idx:{folder}", "data.image_size=0",
+                              "data.augment_shift=0", "batch_size=128", "num_epochs=1000"],
+               "default_digits": ["num_epochs=1000"]}  # experiments/seed_cnn_digits.py as is.
+  variants = {"new": (ROOT, []), "new_prefetch0": (ROOT, ["data.prefetch=0"])}
   if old:
-    out["ratio_new_over_old"] = out["new"]["median"] / out["old"]["median"]
+    variants["old"] = (old, [])
+  out = {}
+  for workload, overrides in workloads.items():
+    runs = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(repeats):  # Rotated order: a noisy spell hits every variant alike.
+      for name in names[r % len(names):] + names[:r % len(names)]:
+        path, extra = variants[name]
+        runs[name].append(train([*overrides, *extra], steps, 20, tmp / f"speed-{workload}-{name}-{r}",
+                                path)["examples_per_s"])
+    out[workload] = {name: summary(values) for name, values in runs.items()}
+    if old:
+      out[workload]["ratio_new_over_old"] = (out[workload]["new"]["median"]
+                                             / out[workload]["old"]["median"])
   return out
 
 

@@ -167,6 +167,10 @@ def test_in_memory_auto_and_bad_settings():
   assert columns.keep_in_memory("yes", 64 << 30) and not columns.keep_in_memory("no", 1)
   with pytest.raises(ConfigError, match="data.workers=-1 must be >= 0"):
     pipeline.check_settings(-1, 2)
+  # Auto prefetch: ahead when reading files or feeding an accelerator, not for in-memory CPU runs.
+  assert pipeline.prefetch_depth(-1, False, "cpu") == 0
+  assert pipeline.prefetch_depth(-1, True, "cpu") == pipeline.prefetch_depth(-1, False, "gpu") == 2
+  assert pipeline.prefetch_depth(3, False, "cpu") == 3
 
 
 def test_a_missing_or_foreign_folder_is_a_clear_error(tmp_path):

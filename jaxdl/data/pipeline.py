@@ -22,11 +22,29 @@ from jaxdl.data.arrays import Batch
 from jaxdl.errors import ConfigError
 
 
+AUTO = -1  # data.prefetch: let the pipeline decide (see ``prefetch_depth``).
+
+
 def check_settings(workers: int, prefetch: int) -> None:
   if workers < 0:
     raise ConfigError(f"data.workers={workers} must be >= 0 (0 reads in this process)")
-  if prefetch < 0:
-    raise ConfigError(f"data.prefetch={prefetch} must be >= 0 (0: no batches ahead)")
+  if prefetch < AUTO:
+    raise ConfigError(f"data.prefetch={prefetch} must be >= 0 (0: no batches ahead), or -1 "
+                      "(auto)")
+
+
+def prefetch_depth(setting: int, read_on_demand: bool, backend: str) -> int:
+  """The batches to prepare ahead: ``setting``, or for auto (-1) what measured fastest.
+
+  On CPU with data in memory a batch is a cheap gather the step's own threads
+  would wait for anyway, and a prefetch thread only contends with them (the
+  default experiment ran 0.94x with 2 batches ahead on 2 cores; docs/benchmarks.md):
+  none. Reading files, or feeding an accelerator, the host work overlaps the
+  step: 2.
+  """
+  if setting != AUTO:
+    return setting
+  return 2 if read_on_demand or backend != "cpu" else 0
 
 
 def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int = 0,
@@ -39,10 +57,14 @@ def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int
     start, stop: the steps to yield (``start`` > 0 when resuming mid-epoch).
     workers: Grain worker processes computing batches (0: a thread of this process).
     prefetch: batches computed (and placed) ahead of the one in use; 0 computes
-      each when asked, in this thread.
+      each when asked, in this thread; -1 decides (``prefetch_depth``).
     place: moves a host batch onto the devices (e.g. ``DataParallel.shard``).
   """
   check_settings(workers, prefetch)
+  if prefetch == AUTO:
+    import jax
+
+    prefetch = prefetch_depth(prefetch, workers > 0, jax.default_backend())
   if stop <= start:
     return iter(())
   if workers == 0 and prefetch == 0:  # Nothing ahead: plain, in order, in this thread.

@@ -30,7 +30,7 @@ from jaxdl import models
 from jaxdl import data as data_lib
 from jaxdl.data import batches as batches_lib
 from jaxdl.data.batches import Rows
-from jaxdl.data.pipeline import batches as stream_batches
+from jaxdl.data.pipeline import batches as stream_batches, prefetch_depth
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
 from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
@@ -270,13 +270,17 @@ class GroupTrainer:
 
   @property
   def input_settings(self) -> dict[str, Any]:
-    data = self.config.data
-    return dict(workers=data.workers, prefetch=data.prefetch, skip_bad=data.skip_bad_examples)
+    data, datasets = self.config.data, self.shared.datasets
+    lazy = any(split.lazy for split in (datasets.train, datasets.val, datasets.test))
+    return dict(workers=data.workers, skip_bad=data.skip_bad_examples,
+                prefetch=prefetch_depth(data.prefetch, lazy or data.workers > 0,
+                                        jax.default_backend()))
 
   def stream(self, plan, start: int, stop: int, batch_length: int, stacked: bool):
     """The batches ``plan(start..stop-1)`` on the devices, through the Grain pipeline."""
-    data = self.config.data
-    return stream_batches(plan, start, stop, workers=data.workers, prefetch=data.prefetch,
+    settings = self.input_settings
+    return stream_batches(plan, start, stop, workers=settings["workers"],
+                          prefetch=settings["prefetch"],
                           place=functools.partial(self.parallel.shard, stacked=stacked,
                                                   batch_length=batch_length))
 
