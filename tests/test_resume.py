@@ -155,6 +155,7 @@ def test_a_resumed_run_evaluates_as_often_as_an_uninterrupted_one(tmp_path, monk
   assert calls["n"] == 2 + 1 + tests  # Epoch 3's validation, then the test split.
 
 
+@pytest.mark.slow
 def test_a_run_with_worker_processes_resumes_bitwise(tmp_path, monkeypatch, reference):
   # Batches computed in Grain worker processes: killed mid-epoch with one worker, resumed
   # with two, the files and state equal the in-process uninterrupted run's.

@@ -63,6 +63,7 @@ def test_arrayrecord_read_on_demand_equals_in_memory(digits_folder):
   np.testing.assert_array_equal(eager.test.inputs, images[1500:])
 
 
+@pytest.mark.slow
 def test_a_run_on_streamed_records_equals_the_in_memory_run_bitwise(digits_folder, tmp_path):
   common = ("num_epochs=3", "batch_size=32", "data.standardize=True", "data.augment_shift=1")
   train_and_evaluate(_config(digits_folder, "data.in_memory=yes", "data.prefetch=0", *common),

@@ -129,18 +129,8 @@ def read_tree(paths: list[pathlib.Path], root: pathlib.Path, size: int) -> np.nd
   return stacked
 
 
-def load_image_folder(folder: str, size: int, in_memory: str = "auto"
-                      ) -> tuple[dict, tuple[str, ...], list[str]]:
-  """``({split: (images, labels)}, class names, notes)`` of an image folder.
-
-  The images are decoded now (``<uint8>[n, h, w, c]`` arrays) or when read
-  (:class:`ImageFileColumn`), as ``in_memory`` (``data.in_memory``) decides
-  from their decoded size.
-  """
-  root = pathlib.Path(folder)
-  if not root.is_dir():
-    raise DataError(f"image folder {folder!r} does not exist; set data.name to "
-                    "imagefolder:<folder with one sub-folder per class>")
+def _layout(root: pathlib.Path) -> tuple[dict[str, pathlib.Path], list[str], str]:
+  """``({split: its folder}, class names, a description)``; bad class folders are errors."""
   split_roots = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
   if "train" in split_roots:
     classes = [p.name for p in _class_folders(split_roots["train"])]
@@ -157,6 +147,22 @@ def load_image_folder(folder: str, size: int, in_memory: str = "auto"
     if extra:
       raise DataError(f"{path}: class folder {extra[0]!r} is not in the training tree's classes "
                       f"({', '.join(classes)})")
+  return split_roots, classes, layout
+
+
+def load_image_folder(folder: str, size: int, in_memory: str = "auto"
+                      ) -> tuple[dict, tuple[str, ...], list[str]]:
+  """``({split: (images, labels)}, class names, notes)`` of an image folder.
+
+  The images are decoded now (``<uint8>[n, h, w, c]`` arrays) or when read
+  (:class:`ImageFileColumn`), as ``in_memory`` (``data.in_memory``) decides
+  from their decoded size.
+  """
+  root = pathlib.Path(folder)
+  if not root.is_dir():
+    raise DataError(f"image folder {folder!r} does not exist; set data.name to "
+                    "imagefolder:<folder with one sub-folder per class>")
+  split_roots, classes, layout = _layout(root)
   listed = {split: list_tree(path, classes) for split, path in split_roots.items()}
   first = lazy_tree(listed["train"][0], size)
   decoded_bytes = sum(len(paths) for paths, _ in listed.values()) * int(np.prod(first.example_shape))

@@ -119,6 +119,13 @@ def build_python_data(cfg: ml_collections.ConfigDict,
   return _assemble(cfg, splits, val_name, task, num_classes, meta)
 
 
+def _check_same_inputs(where: str, train: Split, others: dict[str, Split]) -> None:
+  for name, split in others.items():
+    if split.inputs.shape[1:] != train.inputs.shape[1:] or split.inputs.dtype != train.inputs.dtype:
+      raise DataError(f"{where}: {name} inputs are {split.inputs.dtype}{list(split.inputs.shape[1:])}"
+                      f" but train inputs are {train.inputs.dtype}{list(train.inputs.shape[1:])}")
+
+
 def _assemble(cfg, splits: dict[str, Split], val_name: str | None, task: str, num_classes: int,
               meta: dict) -> Datasets:
   where, notes = cfg.name, [f"the data function {cfg.name}", *meta.get("notes", ())]
@@ -143,10 +150,7 @@ def _assemble(cfg, splits: dict[str, Split], val_name: str | None, task: str, nu
                                train.label if task == "classification" else None, "validation")
     train, val = train.take(keep), train.take(held)
   check_split_sizes(where, len(train), len(test))
-  for name, split in (("val", val), ("test", test)):
-    if split.inputs.shape[1:] != train.inputs.shape[1:] or split.inputs.dtype != train.inputs.dtype:
-      raise DataError(f"{where}: {name} inputs are {split.inputs.dtype}{list(split.inputs.shape[1:])}"
-                      f" but train inputs are {train.inputs.dtype}{list(train.inputs.shape[1:])}")
+  _check_same_inputs(where, train, {"val": val, "test": test})
   tokens = train.scaling is None and np.issubdtype(train.inputs.dtype, np.integer)
   vocab = meta.get("vocab_size") or (int(max(s.inputs.max() for s in (train, val, test)
                                              if len(s))) + 1 if tokens else 0)

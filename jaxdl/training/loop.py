@@ -200,10 +200,7 @@ class GroupTrainer:
               for i, steps in enumerate(good)]
     for i, saved in enumerate(latest):
       self._call_hook(i, saved["history"] if saved else [])
-    done = [p is not None and self.is_done(i, p["history"]) for i, p in enumerate(latest)]
-    active = [i for i in range(self.group.size) if not done[i]]
-    common = set.intersection(*(set(good[i]) for i in active)) if active else set()
-    step = max(common) if common else None
+    active, step = self._resume_point(good, latest)
     states, restored = self._restore_members(step, active, latest)
     timing = restored[active[0] if active else 0]
     return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
@@ -211,6 +208,14 @@ class GroupTrainer:
                     partial_sums=_partial_sums(restored, active, step),
                     train_s=float(timing.get("train_s", 0.0)),
                     compile_s=timing.get("compile_s"), saved_step=step)
+
+  def _resume_point(self, good: Sequence[list[int]], latest: Sequence[dict | None]
+                    ) -> tuple[list[int], int | None]:
+    """The unfinished members, and the latest step all of them have a good checkpoint of."""
+    active = [i for i, saved in enumerate(latest)
+              if saved is None or not self.is_done(i, saved["history"])]
+    common = set.intersection(*(set(good[i]) for i in active)) if active else set()
+    return active, (max(common) if common else None)
 
   def _restore_members(self, step: int | None, active: Sequence[int],
                        latest: Sequence[dict | None]) -> tuple[list, list[dict]]:
@@ -293,19 +298,13 @@ class GroupTrainer:
     """
     spe = self.shared.steps_per_epoch
     start_batch = progress.step - epoch * spe  # > 0 when resuming mid-epoch.
-    sums = None
-    if start_batch and progress.partial_sums is None:
-      raise CheckpointError(f"{self.names[0]}: the checkpoint at step {progress.step} has no "
-                            "metric sums of its unfinished epoch; the run folder is inconsistent: "
-                            "train it again with --overwrite")
-    if start_batch:
-      sums = self.group.stack([from_json(s) for s in progress.partial_sums])
+    sums = self._restored_sums(progress, start_batch)
     # Real examples this session trains on (all members): the counts summed by the steps.
     before = sum(s["count"] for s in progress.partial_sums) if start_batch else 0.0
     t_mark = time.perf_counter()
-    plan = self.epoch_plan(epoch)
     length = self.shared.privacy["padded_batch"] if self.shared.privacy else self.shared.batch_length
-    for batch in self.stream(plan, start_batch, spe, length, self.group.vectorized):
+    for batch in self.stream(self.epoch_plan(epoch), start_batch, spe, length,
+                             self.group.vectorized):
       t_step = time.perf_counter()
       progress.state, step_sums = self.train_step(progress.state, batch)
       if progress.compile_s is None:
@@ -314,20 +313,39 @@ class GroupTrainer:
         progress.compile_s = time.perf_counter() - t_step
       sums = step_sums if sums is None else _merge(sums, step_sums)
       progress.step += 1
-      epoch_ends = progress.step == (epoch + 1) * spe
-      if not epoch_ends and (progress.step % self.config.checkpoint_every_steps == 0
-                             or stop.received):
-        jax.block_until_ready(progress.state.step)  # Time the steps, not the queue.
-        progress.train_s += time.perf_counter() - t_mark
-        self._save_partial(progress, sums)
-        t_mark = time.perf_counter()
-        if stop.received:
-          raise stop.preempted(progress.step)
+      t_mark = self._checkpoint_mid_epoch(progress, epoch, sums, stop, t_mark)
       self._advance(reporter, progress.step, sums)
       self._log_running(progress, sums)
     jax.block_until_ready(progress.state.step)
     progress.train_s += time.perf_counter() - t_mark
     return sums, int(sum(h["count"] for h in self.group.host_sums(sums)) - before)
+
+  def _restored_sums(self, progress: Progress, start_batch: int) -> Any:
+    """The metric sums of the epoch's steps before ``start_batch`` (None at its start)."""
+    if not start_batch:
+      return None
+    if progress.partial_sums is None:
+      raise CheckpointError(f"{self.names[0]}: the checkpoint at step {progress.step} has no "
+                            "metric sums of its unfinished epoch; the run folder is inconsistent: "
+                            "train it again with --overwrite")
+    return self.group.stack([from_json(s) for s in progress.partial_sums])
+
+  def _checkpoint_mid_epoch(self, progress: Progress, epoch: int, sums: Any, stop: _StopSignals,
+                            t_mark: float) -> float:
+    """Checkpoints every ``checkpoint_every_steps`` and on a stop signal; returns the time mark.
+
+    Not at the epoch's last step: that checkpoint is written with the epoch's row.
+    """
+    epoch_ends = progress.step == (epoch + 1) * self.shared.steps_per_epoch
+    if epoch_ends or not (progress.step % self.config.checkpoint_every_steps == 0
+                          or stop.received):
+      return t_mark
+    jax.block_until_ready(progress.state.step)  # Time the steps, not the queue.
+    progress.train_s += time.perf_counter() - t_mark
+    self._save_partial(progress, sums)
+    if stop.received:
+      raise stop.preempted(progress.step)
+    return time.perf_counter()
 
   def _save_partial(self, progress: Progress, sums: Any) -> None:
     host = self.group.host_sums(sums)
@@ -538,14 +556,19 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     except jax.errors.JaxRuntimeError as e:
       if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
         raise
-      params = models.count_params(first.initial_state.params)
-      raise JaxdlError(
-          f"the device ran out of memory running {group.size} member(s) of {params:,} "
-          f"parameters at batch_size={first.config.batch_size} on {jax.device_count()} "
-          f"device(s) ({str(e).strip().splitlines()[0][:200]}); lower batch_size (or "
-          "eval_batch_size, or the model), or add devices; the last checkpoint is kept") from e
+      raise _out_of_memory(e, first, group.size) from e
     finally:
       trainer.close()
+
+
+def _out_of_memory(error: Exception, exp: Experiment, members: int) -> JaxdlError:
+  """A device OOM as one line with the sizes that caused it and what to change."""
+  params = models.count_params(exp.initial_state.params)
+  return JaxdlError(
+      f"the device ran out of memory running {members} member(s) of {params:,} "
+      f"parameters at batch_size={exp.config.batch_size} on {jax.device_count()} "
+      f"device(s) ({str(error).strip().splitlines()[0][:200]}); lower batch_size (or "
+      "eval_batch_size, or the model), or add devices; the last checkpoint is kept")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,

@@ -111,9 +111,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       kept = state.replace(step=state.step + 1)
       new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
       sums = {k: jnp.where(ok, v, 0.0) for k, v in sums.items()}  # And counts no examples.
-    if "truncated" in batch:  # Poisson batches (DP-SGD) count their overflowed steps.
-      extra["truncated_steps"] = batch["truncated"].sum()
-    extra.update(skipped_sums(batch))
+    extra.update(batch_counts(batch))
     step = state.step.astype(jnp.int32) + 1
     return new_state, {**sums, **extra, "grad_norm": jnp.where(ok, grad_norm, 0.0),
                        "steps": ok.astype(jnp.float32),
@@ -210,11 +208,18 @@ def make_eval_step(model: nn.Module, objective: Objective, compute_dtype=None) -
     variables = state.replace(params=cast(state.params, compute_dtype)).variables()
     outputs = apply_model(model, variables, batch, train=False, compute_dtype=compute_dtype)
     _, sums = objective(outputs, batch)
-    return {**sums, **skipped_sums(batch)}
+    return {**sums, **batch_counts(batch)}
 
   return eval_step
 
 
-def skipped_sums(batch: Mapping[str, jax.Array]) -> Sums:
-  """``skipped_examples``: examples left out because they failed to read (data.skip_bad_examples)."""
-  return {"skipped_examples": batch["skipped"].sum()} if "skipped" in batch else {}
+def batch_counts(batch: Mapping[str, jax.Array]) -> Sums:
+  """What a batch says of itself, as sums: Poisson batches (DP-SGD) that overflowed their
+  padded size (``truncated_steps``), examples left out because they failed to read
+  (``skipped_examples``, with data.skip_bad_examples)."""
+  counts = {}
+  if "truncated" in batch:
+    counts["truncated_steps"] = batch["truncated"].sum()
+  if "skipped" in batch:
+    counts["skipped_examples"] = batch["skipped"].sum()
+  return counts
