@@ -50,6 +50,16 @@ def test_two_workers_share_one_sqlite_study_without_losing_or_repeating_a_trial(
   for t in trials:  # Each trial trained once, by one worker.
     sessions = json.loads((tmp_path / t["name"] / "provenance.json").read_text())["sessions"]
     assert len(sessions) == 1
+  # Workers asking at once get different proposals (a shared sampler seed once gave both
+  # the same ones): every trial's parameters differ.
+  assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 4
+
+
+def test_a_trials_proposal_depends_on_the_seed_and_its_number_only():
+  draws = {(seed, number): tune_lib.trial_sampler("random", seed, number)._rng.rng.random_sample()
+           for seed in (0, 1) for number in (0, 1)}
+  assert len(set(draws.values())) == 4
+  assert tune_lib.trial_sampler("random", 0, 1)._rng.rng.random_sample() == draws[(0, 1)]
 
 
 class _FakeTrial:

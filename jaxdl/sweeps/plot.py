@@ -112,16 +112,15 @@ def plot(folder: str | pathlib.Path, out_dir: str | pathlib.Path | None = None,
          metric: str | None = None) -> list[pathlib.Path]:
   """Writes the figures of a sweep, tune or run folder; returns their paths."""
   folder = pathlib.Path(folder)
+  out_dir = pathlib.Path(out_dir) if out_dir else folder / "plots"
   if (folder / "tune.json").exists():
     from jaxdl.sweeps.tune import plot_objective  # Optuna, only for tune folders.
 
-    out = pathlib.Path(out_dir) if out_dir else folder / "plots"
-    out.mkdir(parents=True, exist_ok=True)
-    return [plot_objective(folder, out / "objective.png")]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [plot_objective(folder, out_dir / "objective.png")]
   rows, axis_keys, _ = load_rows(folder)
   if not rows:
     raise JaxdlError(f"{folder}: no finished runs to plot")
-  out_dir = pathlib.Path(out_dir) if out_dir else folder / "plots"
   out_dir.mkdir(parents=True, exist_ok=True)
   by = [k for k in axis_keys if k not in REPETITION_AXES]
   written = [learning_curves(folder, _runs_by_group(folder, rows, axis_keys, by),

@@ -283,12 +283,7 @@ def report(folder: str | pathlib.Path, fmt: str = "markdown", group_by: Sequence
   if not rows:
     detail = f" ({len(failures)} failed: {failures[0].error})" if failures else ""
     raise JaxdlError(f"{folder}: no finished members yet{detail}")
-  group_by = (list(group_by) if group_by
-              else [k for k in axis_keys if k not in REPETITION_AXES])
-  unknown = [k for k in group_by if all(k not in r for r in rows)]
-  if unknown:
-    raise JaxdlError(f"--group-by {unknown[0]!r} is not a swept axis or result; axes: "
-                     f"{', '.join(axis_keys) or 'none'}")
+  group_by = _group_keys(rows, axis_keys, group_by)
   metrics = list(metrics) if metrics else default_metrics(rows)
   if not metrics:
     raise JaxdlError(f"{folder}: no metric is in every member's results; name them with --metric")
@@ -299,6 +294,17 @@ def report(folder: str | pathlib.Path, fmt: str = "markdown", group_by: Sequence
     table += (f"{unfinished} member(s) have not finished yet (pending or running, e.g. in "
               "other shards): the table covers the finished ones.\n")
   return table
+
+
+def _group_keys(rows: list[dict], axis_keys: Sequence[str],
+                group_by: Sequence[str] | None) -> list[str]:
+  """``group_by``, checked against the rows; by default every swept axis but the repetitions."""
+  keys = list(group_by) if group_by else [k for k in axis_keys if k not in REPETITION_AXES]
+  unknown = [k for k in keys if all(k not in r for r in rows)]
+  if unknown:
+    raise JaxdlError(f"--group-by {unknown[0]!r} is not a swept axis or result; axes: "
+                     f"{', '.join(axis_keys) or 'none'}")
+  return keys
 
 
 def _unfinished(folder: pathlib.Path, accounted: int) -> int:

@@ -267,14 +267,7 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     _clear_sweep(folder)
   folder.mkdir(parents=True, exist_ok=True)
   sweep.record["mode_used"] = chosen
-  if chosen == "vectorized" and len(sweep.groups) > 1:
-    split = splitting_axes(sweep.axis_keys, sweep.configs, sweep.groups)
-    log(f"{len(sweep.groups)} groups: {', '.join(split) or 'the configs'} change shapes or code, "
-        "so members that differ in them are trained in separate programs")
-  batches = sweep.batches(vectorized=chosen == "vectorized", shard=shard)
-  sweep.mine = frozenset(i for batch in batches for i in batch)
-  if shard[1] > 1:
-    log(f"shard {shard[0]}/{shard[1]}: {len(sweep.mine)} of {len(sweep.members)} members")
+  batches = _my_batches(sweep, chosen, shard, log)
   sweep.mark_finished()
   sweep.save()
   for batch in batches:
@@ -283,6 +276,20 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
       sweep.train(todo, quiet, command, log)
   sweep.save()
   return sweep.members
+
+
+def _my_batches(sweep, chosen: str, shard: tuple[int, int], log: Callable[[str], None]
+                ) -> list[list[int]]:
+  """This shard's members, in the batches they train in (groups kept whole); says how."""
+  if chosen == "vectorized" and len(sweep.groups) > 1:
+    split = splitting_axes(sweep.axis_keys, sweep.configs, sweep.groups)
+    log(f"{len(sweep.groups)} groups: {', '.join(split) or 'the configs'} change shapes or code, "
+        "so members that differ in them are trained in separate programs")
+  batches = sweep.batches(vectorized=chosen == "vectorized", shard=shard)
+  sweep.mine = frozenset(i for batch in batches for i in batch)
+  if shard[1] > 1:
+    log(f"shard {shard[0]}/{shard[1]}: {len(sweep.mine)} of {len(sweep.members)} members")
+  return batches
 
 
 def parse_shard(text: str | None, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from jaxdl.configs.loading import apply_overrides, config_to_dict
 from jaxdl.errors import ConfigError, JaxdlError
@@ -83,14 +84,29 @@ def _study(base: ml_collections.ConfigDict, folder: pathlib.Path, storage: str |
   if sampler not in SAMPLERS:
     raise ConfigError(f"unknown --sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  chosen = (optuna.samplers.TPESampler(seed=seed) if sampler == "tpe"
-            else optuna.samplers.RandomSampler(seed=seed))
+  chosen = trial_sampler(sampler, seed, 0)
   pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
   # Workers starting at once would race to create the database's tables: one at a time.
   with waiting_lock(folder / ".tune.lock"):
     return optuna.create_study(study_name="jaxdl", storage=storage, sampler=chosen,
                                pruner=pruner, load_if_exists=True,
                                direction="maximize" if direction == "max" else "minimize")
+
+
+def trial_sampler(sampler: str, seed: int, number: int):
+  """The sampler that proposes trial ``number``: seeded by (``seed``, ``number``).
+
+  Samplers keep no history of their own (it is in the study's database), so
+  a fresh one per trial loses nothing. Seeded by the trial's number, workers
+  that ask at the same moment get different proposals (one shared seed gave
+  two workers the same ones), and one worker's search stays reproducible.
+  """
+  import optuna
+
+  trial_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+  if sampler == "tpe":
+    return optuna.samplers.TPESampler(seed=trial_seed)
+  return optuna.samplers.RandomSampler(seed=trial_seed)
 
 
 class PruningHook:
@@ -158,7 +174,7 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
   space = distributions(axes)
   vectorized = choose_mode(mode, log) == "vectorized"
   ran: list[dict] = []
-  while batch := _ask(study, space, parallel, trials):
+  while batch := _ask(study, space, parallel, trials, folder, sampler, seed):
     configs = [apply_overrides(base, _overrides(t.params, axes)) for t in batch]
     groups = group_members(configs) if vectorized else [[i] for i in range(len(batch))]
     for group in groups:
@@ -168,13 +184,16 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
   return ran
 
 
-def _ask(study, space: dict, parallel: int, trials: int) -> list:
+def _ask(study, space: dict, parallel: int, trials: int, folder: pathlib.Path, sampler: str,
+         seed: int) -> list:
   """Up to ``parallel`` new trials; those numbered past the budget are closed, not run."""
   from optuna.trial import TrialState
 
   asked = []
   for _ in range(parallel):
-    trial = study.ask(space)
+    with waiting_lock(folder / ".tune.lock"):  # Numbers are taken one worker at a time.
+      study.sampler = trial_sampler(sampler, seed, len(study.get_trials(deepcopy=False)))
+      trial = study.ask(space)
     if trial.number >= trials:  # Other workers took the last ones: the database numbers them.
       trial.set_user_attr("jaxdl", "not run: over the trial budget")
       study.tell(trial, state=TrialState.FAIL)
@@ -243,6 +262,19 @@ def importances(folder: pathlib.Path) -> dict[str, float]:
   return dict(optuna.importance.get_param_importances(study))
 
 
+def _trial_row(trial: dict, keys: list[str], test_key: str, best: bool) -> str:
+  """One trial as a Markdown table row: name, state, parameters, objective, test result."""
+  value = "–" if trial["value"] is None else f"{trial['value']:.4f}"
+  test = trial["results"].get(test_key)
+  params = [trial["params"].get(k) for k in keys]
+  cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in params]
+  state = trial["state"] + (f" (after {trial['epochs_reported']} epochs)"
+                            if trial["state"] == "pruned" else "")
+  row = [trial["name"], state, *cells, f"**{value}**" if best else value,
+         "–" if test is None else f"{test:.4f}"]
+  return "| " + " | ".join(row) + " |"
+
+
 def tune_report(folder: pathlib.Path) -> str:
   """The trials as a Markdown table, the best by the validation metric with its test result."""
   record, trials = load_trials(folder)
@@ -253,15 +285,7 @@ def tune_report(folder: pathlib.Path) -> str:
            "|" + "---|" * (len(keys) + 4)]
   scored = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
   best = (max if direction == "max" else min)(scored, key=lambda t: t["value"]) if scored else None
-  for t in trials:
-    value = "–" if t["value"] is None else f"{t['value']:.4f}"
-    test = t["results"].get(test_key)
-    cells = [f"{t['params'].get(k):.4g}" if isinstance(t["params"].get(k), float)
-             else str(t["params"].get(k)) for k in keys]
-    row = [t["name"], t["state"] + (f" (after {t['epochs_reported']} epochs)"
-                                    if t["state"] == "pruned" else ""), *cells,
-           f"**{value}**" if t is best else value, "–" if test is None else f"{test:.4f}"]
-    lines.append("| " + " | ".join(row) + " |")
+  lines += [_trial_row(t, keys, test_key, t is best) for t in trials]
   notes = [f"\n{len(trials)} trial(s) of {record['trials']}; the objective is the selected "
            f"epoch's {metric} ({'higher' if direction == 'max' else 'lower'} is better), so the "
            "test set never steered the search."]
