@@ -45,9 +45,9 @@ def _train_on(devices: int, workdir, name="seed_cnn_digits", overrides=()):
                  marks=pytest.mark.slow),
     # SGD: linear in the gradient, so the split matmuls' rounding stays at float32 level
     # (Adam's normalised steps turn it into ~1e-3 where a gradient is ~0).
-    ("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0",
-                         "optim.name=sgd", "optim.learning_rate=0.05",
-                         "parallel.model_axis=2")),
+    pytest.param("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0",
+                                     "optim.name=sgd", "optim.learning_rate=0.05",
+                                     "parallel.model_axis=2"), marks=pytest.mark.slow),
     ("adding_lstm", ("num_epochs=1", "data.num_train=512", "data.num_test=100", "data.seq_len=10",
                      "model.hidden_sizes=(8,)")),
     # A researcher's own model (batch norm and dropout: statistics and masks are global).

@@ -312,6 +312,7 @@ def test_report_averages_over_cross_validation_folds(tmp_path):
   assert float(lines[0]["test_accuracy_mean"]) == pytest.approx(0.71)
 
 
+@pytest.mark.slow
 def test_shards_of_one_sweep_run_at_once_without_clobbering_it(tmp_path):
   import subprocess
   import sys

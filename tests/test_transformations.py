@@ -39,7 +39,9 @@ def _model_and_batch(name, overrides):
   return model, batch
 
 
-@pytest.mark.parametrize("name, overrides", CASES)
+# The seed CNN's forward-mode Jacobian over 28x28 inputs is the slowest case: slow suite.
+@pytest.mark.parametrize("name, overrides", [pytest.param(*case, marks=pytest.mark.slow)
+                                             if case == CASES[0] else case for case in CASES])
 def test_forward_mode_vmap_and_second_order_on_a_built_in_model(getkey, name, overrides):
   model, batch = _model_and_batch(name, overrides)
   params = model.init(getkey(), batch["inputs"][:1],
