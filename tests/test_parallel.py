@@ -48,8 +48,9 @@ def _train_on(devices: int, workdir, name="seed_cnn_digits", overrides=()):
     pytest.param("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0",
                                      "optim.name=sgd", "optim.learning_rate=0.05",
                                      "parallel.model_axis=2"), marks=pytest.mark.slow),
-    ("adding_lstm", ("num_epochs=1", "data.num_train=512", "data.num_test=100", "data.seq_len=10",
-                     "model.hidden_sizes=(8,)")),
+    pytest.param("adding_lstm", ("num_epochs=1", "data.num_train=512", "data.num_test=100",
+                                 "data.seq_len=10", "model.hidden_sizes=(8,)"),
+                 marks=pytest.mark.slow),
     # A researcher's own model (batch norm and dropout: statistics and masks are global).
     pytest.param("seed_cnn_digits", ("num_epochs=1", "batch_size=64", "data.augment_shift=0",
                                      "model.name=plugin_models:TinyCNN", "optim.name=sgd",
