@@ -18,13 +18,16 @@ Resuming replays nothing twice: each writer remembers the last epoch it wrote
 """
 
 import json
+import os
 import pathlib
 import secrets
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import ml_collections
+import numpy as np
 
 from jaxdl.configs.loading import config_to_dict, flatten
 from jaxdl.errors import ConfigError
@@ -64,17 +67,57 @@ def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
   return out
 
 
+class EventFile:
+  """One TensorBoard event file: tensorboard's record format and protos on a plain file.
+
+  Written here because tensorboard's own writers (``summary.Writer``,
+  ``EventFileWriter``) import TensorFlow for its file layer whenever it is
+  installed (seconds, and TensorFlow's threads and logs in the run's process);
+  these are the same records, and TensorFlow is never loaded.
+  """
+
+  def __init__(self, folder: pathlib.Path, suffix: str = ""):
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+            f"{os.getpid()}.{time.monotonic_ns()}{suffix}")
+    self._file = open(folder / name, "wb")
+    self._records = RecordWriter(self._file)
+    self.add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def add(self, event) -> None:
+    self._records.write(event.SerializeToString())
+
+  def scalar(self, tag: str, value: float, step: int) -> None:
+    """A scalar as tensorboard.summary writes one: a float32 tensor, scalars plugin."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.util import tensor_util
+
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DataClass.DATA_CLASS_SCALAR)
+    event = event_pb2.Event(wall_time=time.time(), step=step)
+    event.summary.value.add(tag=tag, tensor=tensor_util.make_tensor_proto(np.float32(value)),
+                            metadata=metadata)
+    self.add(event)
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
 class TensorBoardWriter:
   """Event files in ``folder`` (a run folder's ``tb/``)."""
 
   def __init__(self, folder: pathlib.Path, hparams: Mapping[str, Any]):
-    from tensorboard.summary import Writer as SummaryWriter  # No TensorFlow needed.
-
     self.folder = folder
     folder.mkdir(parents=True, exist_ok=True)
     self._marker = folder / "logged.json"
     self._last = json.loads(self._marker.read_text())["epoch"] if self._marker.exists() else 0
-    self._writer = SummaryWriter(str(folder))
+    self._writer = EventFile(folder)
     if not self._last:
       _write_hparams(folder, hparams)
 
@@ -82,7 +125,7 @@ class TensorBoardWriter:
     new = [row for row in rows if row["epoch"] > self._last]
     for row in new:
       for tag, value in _scalars(row).items():
-        self._writer.add_scalar(tag, value, step=int(row["step"]))
+        self._writer.scalar(tag, value, step=int(row["step"]))
     if new:
       self._writer.flush()
       self._last = new[-1]["epoch"]
@@ -90,7 +133,7 @@ class TensorBoardWriter:
 
   def running(self, step: int, values: Mapping[str, float]) -> None:
     for name, value in values.items():
-      self._writer.add_scalar(f"train_running/{name}", value, step=step)
+      self._writer.scalar(f"train_running/{name}", value, step=step)
     self._writer.flush()
 
   def close(self) -> None:
@@ -101,7 +144,6 @@ def _write_hparams(folder: pathlib.Path, hparams: Mapping[str, Any]) -> None:
   """The HParams plugin's session-start record (built from tensorboard's protos, no TF)."""
   from tensorboard.compat.proto import event_pb2, summary_pb2
   from tensorboard.plugins.hparams import metadata, plugin_data_pb2
-  from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
   info = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
   for key, value in hparams.items():
@@ -116,8 +158,8 @@ def _write_hparams(folder: pathlib.Path, hparams: Mapping[str, Any]) -> None:
   summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
       tag=metadata.SESSION_START_INFO_TAG,
       metadata=metadata.create_summary_metadata(content))])
-  writer = EventFileWriter(str(folder), filename_suffix=".hparams")
-  writer.add_event(event_pb2.Event(wall_time=time.time(), summary=summary))
+  writer = EventFile(folder, suffix=".hparams")
+  writer.add(event_pb2.Event(wall_time=time.time(), summary=summary))
   writer.close()
 
 

@@ -1,6 +1,9 @@
 """TensorBoard event files and W&B runs: copies of metrics.jsonl, written once, read back."""
 
+import importlib.util
 import json
+import subprocess
+import sys
 
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
@@ -79,3 +82,17 @@ def test_weights_and_biases_offline_continues_the_same_run(tmp_path, monkeypatch
   offline = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
   assert len(offline) == 1 and any(offline[0].glob("*.wandb"))
   del wandb
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                    reason="TensorFlow is not installed, so nothing could import it")
+def test_event_files_are_written_without_loading_tensorflow(tmp_path):
+  # tensorboard's own writers import TensorFlow whenever it is installed; jaxdl's must not.
+  code = ("import sys; from jaxdl.tracking import TensorBoardWriter; "
+          f"w = TensorBoardWriter(__import__('pathlib').Path({str(tmp_path)!r}), {{'seed': 0}}); "
+          "w.rows([{'epoch': 1, 'step': 5, 'train_loss': 0.5}]); w.close(); "
+          "print('tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == "False"
+  assert _Events(tmp_path).scalars("train/loss") == [(5, pytest.approx(0.5))]
