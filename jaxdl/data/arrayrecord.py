@@ -40,19 +40,11 @@ class ArrayRecordColumn(LazyColumn):
   def __init__(self, paths: list[str], length: int, example_shape, dtype):
     super().__init__(length, example_shape, dtype)
     self.paths = [str(p) for p in paths]
-    self.reads = 0  # Examples read by this process (tests check who reads what).
-    self._source = None
 
-  def __getstate__(self):  # Picklable for Grain's workers: they open their own readers.
-    return {**self.__dict__, "_source": None}
+  def open(self):
+    import grain  # Imported here: in-memory data needs none of it.
 
-  @property
-  def source(self):
-    if self._source is None:
-      import grain  # Imported here: in-memory data needs none of it.
-
-      self._source = grain.sources.ArrayRecordDataSource(self.paths)
-    return self._source
+    return grain.sources.ArrayRecordDataSource(self.paths)
 
   def read(self, i: int) -> np.ndarray:
     self.reads += 1

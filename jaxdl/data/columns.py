@@ -20,7 +20,8 @@ class LazyColumn:
   """Examples read on demand; a subclass implements :meth:`read` (one example).
 
   Subclasses must be picklable (Grain's worker processes receive them), so
-  they hold paths, not open files.
+  they hold paths, not open files; one that reads through a reader implements
+  :meth:`open`, and :attr:`source` opens it once per process.
 
   Args:
     length: the number of examples.
@@ -30,6 +31,21 @@ class LazyColumn:
 
   def __init__(self, length: int, example_shape: Sequence[int], dtype):
     self.length, self.example_shape, self.dtype = length, tuple(example_shape), np.dtype(dtype)
+    self.reads = 0  # Examples read by this process (tests check who reads what).
+    self._source = None
+
+  def open(self):
+    """The reader of a column that reads through one (a data source), opened on first use."""
+    raise NotImplementedError
+
+  @property
+  def source(self):
+    if self._source is None:
+      self._source = self.open()
+    return self._source
+
+  def __getstate__(self):  # Picklable for Grain's workers: each opens its own reader.
+    return {**self.__dict__, "_source": None}
 
   def read(self, i: int) -> np.ndarray:
     """Example ``i`` as ``<dtype>[*example_shape]`` (raise DataError naming the record)."""

@@ -36,7 +36,6 @@ class ImageFileColumn(LazyColumn):
   def __init__(self, paths: list[pathlib.Path], example_shape: tuple[int, int, int], size: int):
     super().__init__(len(paths), example_shape, np.uint8)
     self.paths, self.size = [str(p) for p in paths], size
-    self.reads = 0  # Files decoded by this process (tests check who reads what).
 
   def read(self, i: int) -> np.ndarray:
     self.reads += 1

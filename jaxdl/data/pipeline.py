@@ -18,6 +18,8 @@ is exactly what restoring Grain's index-based iterator state would do.
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
+
 from jaxdl.data.arrays import Batch
 from jaxdl.errors import ConfigError
 
@@ -48,7 +50,8 @@ def prefetch_depth(setting: int, read_on_demand: bool, backend: str) -> int:
 
 
 def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int = 0,
-            prefetch: int = 2, place: Callable[[Batch], Any] | None = None) -> Iterator[Any]:
+            prefetch: int = 2, read_on_demand: bool = False,
+            place: Callable[[Batch], Any] | None = None) -> Iterator[Any]:
   """The batches ``plan(step)`` for ``step`` in ``[start, stop)``, in order.
 
   Args:
@@ -58,13 +61,11 @@ def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int
     workers: Grain worker processes computing batches (0: a thread of this process).
     prefetch: batches computed (and placed) ahead of the one in use; 0 computes
       each when asked, in this thread; -1 decides (``prefetch_depth``).
+    read_on_demand: whether the plan reads files (lazy columns), for ``prefetch_depth``.
     place: moves a host batch onto the devices (e.g. ``DataParallel.shard``).
   """
   check_settings(workers, prefetch)
-  if prefetch == AUTO:
-    import jax
-
-    prefetch = prefetch_depth(prefetch, workers > 0, jax.default_backend())
+  prefetch = prefetch_depth(prefetch, read_on_demand or workers > 0, jax.default_backend())
   if stop <= start:
     return iter(())
   if workers == 0 and prefetch == 0:  # Nothing ahead: plain, in order, in this thread.

@@ -45,17 +45,9 @@ class TfdsColumn(LazyColumn):
                example_shape, dtype):
     super().__init__(length, example_shape, dtype)
     self.name, self.split, self.data_dir, self.key = name, split, data_dir, key
-    self.reads = 0
-    self._source = None
 
-  def __getstate__(self):  # Picklable for Grain's workers: they open their own source.
-    return {**self.__dict__, "_source": None}
-
-  @property
-  def source(self):
-    if self._source is None:
-      self._source = _open(self.name, self.split, self.data_dir, False)
-    return self._source
+  def open(self):
+    return _open(self.name, self.split, self.data_dir, False)
 
   def read(self, i: int) -> np.ndarray:
     self.reads += 1
@@ -81,20 +73,22 @@ def open_split(name: str, split: str, data_dir: str, download: bool, image_key: 
   source, first = _opened(name, split, data_dir, download, (image_key, label_key))
   image = np.asarray(first[image_key])
   if keep_in_memory(in_memory, image.nbytes * len(source)):
-    columns = load_split(name, split, data_dir, download, (image_key, label_key), chunk)
+    columns = _read_columns(source, (image_key, label_key), chunk)
     return columns[image_key], columns[label_key]
-  labels = []
-  for start in range(0, len(source), chunk):
-    labels += [r[label_key] for r in _read(source, list(range(start, min(start + chunk,
-                                                                          len(source)))))]
+  labels = _read_columns(source, (label_key,), chunk)[label_key]
   column = TfdsColumn(name, split, data_dir, image_key, len(source), image.shape, image.dtype)
-  return column, np.asarray(labels)
+  return column, labels
 
 
 def load_split(name: str, split: str, data_dir: str, download: bool, feature_keys: tuple[str, ...],
                chunk: int = 4096) -> dict[str, np.ndarray]:
   """Reads a whole split into memory as ``{feature_key: array}``."""
   source, _ = _opened(name, split, data_dir, download, feature_keys)
+  return _read_columns(source, feature_keys, chunk)
+
+
+def _read_columns(source, feature_keys: tuple[str, ...], chunk: int) -> dict[str, np.ndarray]:
+  """Every record of an opened split, ``chunk`` at a time, as ``{feature_key: array}``."""
   columns = {k: [] for k in feature_keys}
   for start in range(0, len(source), chunk):
     records = _read(source, list(range(start, min(start + chunk, len(source)))))

@@ -25,22 +25,22 @@ _merge = jax.jit(merge)
 
 def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, split: Split,
                    batch_size: int, parallel: DataParallel | None = None, *, workers: int = 0,
-                   prefetch: int = 0, skip_bad: bool = False) -> list[dict[str, float]]:
+                   prefetch: int = 0, read_on_demand: bool = False, skip_bad: bool = False
+                   ) -> list[dict[str, float]]:
   """Each member's mean metrics over every example of ``split`` ({} for an empty split).
 
-  ``workers`` and ``prefetch`` set the input pipeline (pipeline.py); with
+  ``workers``, ``prefetch`` and ``read_on_demand`` set the input pipeline (pipeline.py); with
   ``skip_bad`` unreadable examples are left out and counted (``skipped_examples``).
   """
   if len(split) == 0:
     return [{} for _ in range(group.size)]
-  multi = parallel is not None and jax.process_count() > 1
-  plan = InOrderPlan(split, batch_size, parallel.local_rows(batch_size) if multi else None,
+  plan = InOrderPlan(split, batch_size, parallel.process_rows(batch_size) if parallel else None,
                      skip_bad)
   place = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
            if parallel else None)
   sums = None
   for batch in pipeline.batches(plan, 0, plan.steps, workers=workers, prefetch=prefetch,
-                                place=place):
+                                read_on_demand=read_on_demand, place=place):
     batch_sums = eval_step(state, batch)
     sums = batch_sums if sums is None else _merge(sums, batch_sums)
   return group.means(sums)

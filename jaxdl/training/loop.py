@@ -29,8 +29,7 @@ import numpy as np
 from jaxdl import models
 from jaxdl import data as data_lib
 from jaxdl.data import batches as batches_lib
-from jaxdl.data.batches import Rows
-from jaxdl.data.pipeline import batches as stream_batches, prefetch_depth
+from jaxdl.data.pipeline import batches as stream_batches
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
 from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
@@ -252,10 +251,6 @@ class GroupTrainer:
 
   # --- one epoch --------------------------------------------------------------------------------
 
-  def rows(self, batch_length: int) -> Rows:
-    """This process's rows of a global batch (None: all of them, one process)."""
-    return self.parallel.local_rows(batch_length) if jax.process_count() > 1 else None
-
   def epoch_plan(self, epoch: int) -> batches_lib.GroupPlan:
     """Every member's batches of ``epoch`` as one plan (batches.py)."""
     plans = []
@@ -266,32 +261,33 @@ class GroupTrainer:
       if exp.privacy:
         size = exp.privacy["padded_batch"]
         plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
-                                             steps=exp.steps_per_epoch, rows=self.rows(size),
+                                             steps=exp.steps_per_epoch, rows=self.parallel.process_rows(size),
                                              **common))
       else:
         plans.append(batches_lib.ShuffledPlan(batch_length=exp.batch_length,
-                                              rows=self.rows(exp.batch_length), **common))
+                                              rows=self.parallel.process_rows(exp.batch_length), **common))
     return batches_lib.GroupPlan(plans, self.group.vectorized)
 
   @property
   def input_settings(self) -> dict[str, Any]:
+    """``data.*``'s pipeline settings, as ``pipeline.batches`` and ``evaluate_group`` take them."""
     data, datasets = self.config.data, self.shared.datasets
     lazy = any(split.lazy for split in (datasets.train, datasets.val, datasets.test))
-    return dict(workers=data.workers, skip_bad=data.skip_bad_examples,
-                prefetch=prefetch_depth(data.prefetch, lazy or data.workers > 0,
-                                        jax.default_backend()))
+    return dict(workers=data.workers, prefetch=data.prefetch, read_on_demand=lazy,
+                skip_bad=data.skip_bad_examples)
 
   def stream(self, plan, start: int, stop: int, batch_length: int, stacked: bool):
     """The batches ``plan(start..stop-1)`` on the devices, through the Grain pipeline."""
     settings = self.input_settings
     return stream_batches(plan, start, stop, workers=settings["workers"],
                           prefetch=settings["prefetch"],
+                          read_on_demand=settings["read_on_demand"],
                           place=functools.partial(self.parallel.shard, stacked=stacked,
                                                   batch_length=batch_length))
 
   def train_epoch(self, progress: Progress, epoch: int, stop: _StopSignals,
-                  reporter: Reporter) -> tuple[Any, int]:
-    """Trains the rest of ``epoch``; returns its metric sums and the examples seen.
+                  reporter: Reporter) -> tuple[Any, float]:
+    """Trains the rest of ``epoch``; returns its metric sums and the examples they held before.
 
     Checkpoints every ``checkpoint_every_steps`` and on a stop signal, except at
     the epoch's last step, whose checkpoint is written with the epoch's row.
@@ -299,7 +295,7 @@ class GroupTrainer:
     spe = self.shared.steps_per_epoch
     start_batch = progress.step - epoch * spe  # > 0 when resuming mid-epoch.
     sums = self._restored_sums(progress, start_batch)
-    # Real examples this session trains on (all members): the counts summed by the steps.
+    # Examples (all members) counted before this session: restored with the epoch's sums.
     before = sum(s["count"] for s in progress.partial_sums) if start_batch else 0.0
     t_mark = time.perf_counter()
     length = self.shared.privacy["padded_batch"] if self.shared.privacy else self.shared.batch_length
@@ -318,7 +314,7 @@ class GroupTrainer:
       self._log_running(progress, sums)
     jax.block_until_ready(progress.state.step)
     progress.train_s += time.perf_counter() - t_mark
-    return sums, int(sum(h["count"] for h in self.group.host_sums(sums)) - before)
+    return sums, before
 
   def _restored_sums(self, progress: Progress, start_batch: int) -> Any:
     """The metric sums of the epoch's steps before ``start_batch`` (None at its start)."""
@@ -377,10 +373,15 @@ class GroupTrainer:
     live = self.group.means(sums)
     reporter.advance(step, {k: float(np.mean([m[k] for m in live])) for k in live[0]})
 
-  def end_epoch(self, progress: Progress, epoch: int, sums: Any, examples: int,
+  def end_epoch(self, progress: Progress, epoch: int, sums: Any, counted_before: float,
                 seconds: float, reporter: Reporter) -> None:
-    """Validates, appends each unfinished member's row, checkpoints, and writes metrics.jsonl."""
+    """Validates, appends each unfinished member's row, checkpoints, and writes metrics.jsonl.
+
+    ``counted_before``: examples in ``sums`` from an earlier session (resumed mid-epoch),
+    left out of this session's throughput.
+    """
     host = self.group.host_sums(sums)
+    examples = int(sum(h["count"] for h in host) - counted_before)
     self._check_finite(progress, host)
     active = self.active(progress)
     vals = evaluate_group(self.group, self.eval_step, progress.state, self.shared.datasets.val,
@@ -424,8 +425,9 @@ class GroupTrainer:
                                 f"{progress.step} has {epoch} epochs of history; the run folder "
                                 "is inconsistent: train it again with --overwrite")
         t_epoch = time.perf_counter()
-        sums, examples = self.train_epoch(progress, epoch, stop, reporter)
-        self.end_epoch(progress, epoch, sums, examples, time.perf_counter() - t_epoch, reporter)
+        sums, counted_before = self.train_epoch(progress, epoch, stop, reporter)
+        self.end_epoch(progress, epoch, sums, counted_before, time.perf_counter() - t_epoch,
+                       reporter)
         if stop.received:
           raise stop.preempted(progress.step)
     return progress.step - start_step

@@ -93,6 +93,10 @@ class DataParallel:
     # Each process supplies, from its full host copy, only its own devices' part.
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
+  def process_rows(self, batch_length: int) -> tuple[int, int] | None:
+    """This process's rows of a global batch, or None (all of them) in a single process."""
+    return self.local_rows(batch_length) if jax.process_count() > 1 else None
+
   def local_rows(self, batch_length: int) -> tuple[int, int]:
     """``[start, stop)``: the rows of a global batch that this process's devices hold.
 
