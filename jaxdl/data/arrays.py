@@ -21,7 +21,9 @@ class Scaling:
   """How stored pixels become the model's inputs: ``(x / divisor - mean) / std``.
 
   Images are stored as they come (uint8: a quarter of float32's memory) and
-  scaled a batch at a time.
+  scaled a batch at a time: on the host (``__call__``), or for uint8 pixels on
+  the device by looking each value up in :meth:`table` (on_device.py), which
+  gives bitwise the same numbers.
 
   Attributes:
     divisor: the value of a white pixel (16 for digits, 255 for uint8 images).
@@ -37,6 +39,15 @@ class Scaling:
     if self.mean is not None:
       x = (x - self.mean) / self.std
     return x
+
+  def table(self, channels: int) -> np.ndarray:
+    """``<float32>[256, channels]``: what each uint8 value becomes in each channel.
+
+    Computed by ``__call__`` itself, so looking pixels up in it is bitwise
+    equal to scaling them (an elementwise result depends only on the value).
+    """
+    values = self(np.arange(256, dtype=np.uint8).reshape(256, 1))
+    return np.ascontiguousarray(np.broadcast_to(values, (256, channels)), np.float32)
 
   def standardized(self, mean: np.ndarray, std: np.ndarray) -> "Scaling":
     return dataclasses.replace(self, mean=np.asarray(mean, np.float32),
@@ -72,12 +83,23 @@ class Split:
                  {k: columns.take(v, index) for k, v in self.extra.items()}, self.scaling)
 
   @property
+  def device_scaling(self) -> "Scaling | None":
+    """The scaling the device can do (uint8 pixels, by table lookup), else None."""
+    if self.scaling is not None and np.dtype(self.inputs.dtype) == np.uint8:
+      return self.scaling
+    return None
+
+  @property
   def lazy(self) -> bool:
     """Whether examples are read from files on demand (not held in memory)."""
     return any(columns.is_lazy(c) for c in self.arrays().values())
 
-  def rows(self, index: np.ndarray, skip_bad: bool = False) -> tuple[Batch, np.ndarray]:
+  def rows(self, index: np.ndarray, skip_bad: bool = False,
+           on_device: bool = False) -> tuple[Batch, np.ndarray]:
     """The examples ``index`` as model inputs, and which of them failed to read.
+
+    With ``on_device`` the inputs the device can scale (:attr:`device_scaling`)
+    stay uint8, for on_device.py to scale after the transfer.
 
     Returns:
       ``({'inputs': ..., 'label': ..., **extra}, <bool>[len(index)])``; with
@@ -85,7 +107,7 @@ class Split:
       (naming the file or record) is raised.
     """
     inputs, bad = columns.read_rows(self.inputs, index, skip_bad)
-    if self.scaling is not None:
+    if self.scaling is not None and not (on_device and self.device_scaling):
       inputs = self.scaling(inputs)
     out = {"inputs": inputs, "label": self.label[index]}
     out.update({k: np.asarray(v[index]) for k, v in self.extra.items()})

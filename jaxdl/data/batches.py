@@ -33,32 +33,40 @@ def num_batches(n: int, batch_size: int) -> int:
   return -(-n // batch_size)
 
 
-def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator,
-                 rows: Rows = None, batch_length: int = 0) -> np.ndarray:
-  """Translates each image by up to ``max_shift`` pixels per axis, filling with zeros.
+def shift_offsets(max_shift: int, rng: np.random.Generator, rows: Rows,
+                  batch_length: int) -> np.ndarray:
+  """``<int32>[rows, 2]``: each image's (dy, dx) window offset into its padded copy.
+
+  Drawn for the whole batch of ``batch_length`` rows, so that each process
+  shifts its ``rows`` as a single process would; each offset is uniform in
+  ``[0, 2 * max_shift]`` (a shift of ``offset - max_shift`` pixels).
+  """
+  lo, hi = rows or (0, batch_length)
+  offsets = rng.integers(0, 2 * max_shift + 1, size=(2, batch_length))[:, lo:hi]
+  return np.ascontiguousarray(offsets.T, np.int32)
+
+
+def shift_images(images: np.ndarray, offsets: np.ndarray, max_shift: int) -> np.ndarray:
+  """Translates each image by its offset (``shift_offsets``), filling with zeros.
 
   Args:
-    images: ``<float32>[n, height, width, channels]``: rows ``rows`` of a batch.
-    max_shift: the largest shift in pixels (each of dy, dx is uniform in [-s, s]).
-    rng: the source of the shifts, drawn for the whole batch of ``batch_length``
-      rows, so that each process shifts its rows as a single process would.
-    rows: which rows of the batch ``images`` are (None: all of it).
-    batch_length: the whole batch's rows (0: ``n``).
+    images: ``[n, height, width, channels]``.
+    offsets: ``<int>[n, 2]`` (dy, dx), each in ``[0, 2 * max_shift]``.
+    max_shift: the largest shift in pixels per axis.
   """
   n, h, w, _ = images.shape
-  lo, hi = rows or (0, n)
   s = max_shift
   padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
-  dy, dx = rng.integers(0, 2 * s + 1, size=(2, batch_length or n))[:, lo:hi]
-  row_index = dy[:, None] + np.arange(h)[None, :]  # [n, h]
-  col_index = dx[:, None] + np.arange(w)[None, :]  # [n, w]
+  row_index = offsets[:, 0, None] + np.arange(h)[None, :]  # [n, h]
+  col_index = offsets[:, 1, None] + np.arange(w)[None, :]  # [n, w]
   return padded[np.arange(n)[:, None, None], row_index[:, :, None], col_index[:, None, :]]
 
 
 def padded_batch(split: Split, index: np.ndarray, batch_length: int, rows: Rows = None,
-                 skip_bad: bool = False) -> Batch:
+                 skip_bad: bool = False, on_device: bool = False) -> Batch:
   """Examples ``index`` padded to ``batch_length`` and masked; only ``rows`` of it.
 
+  With ``on_device`` pixels the device can scale stay uint8 (``Split.rows``).
   With ``skip_bad`` an example that fails to read is masked out and flagged in
   ``skipped`` (counted by the pipeline); padding repeats example 0, masked.
   """
@@ -66,7 +74,7 @@ def padded_batch(split: Split, index: np.ndarray, batch_length: int, rows: Rows 
   padded = np.concatenate([index, np.zeros(batch_length - real, index.dtype)])
   mask = (np.arange(batch_length) < real).astype(np.float32)
   lo, hi = rows or (0, batch_length)
-  batch, bad = split.rows(padded[lo:hi], skip_bad)
+  batch, bad = split.rows(padded[lo:hi], skip_bad, on_device)
   mask = mask[lo:hi]
   if skip_bad:
     batch["skipped"] = (bad & (mask > 0)).astype(np.float32)
@@ -86,6 +94,7 @@ class ShuffledPlan:
   shift: int = 0
   rows: Rows = None
   skip_bad: bool = False
+  on_device: bool = False
 
   @property
   def steps(self) -> int:
@@ -97,17 +106,26 @@ class ShuffledPlan:
 
   def __call__(self, step: int) -> Batch:
     index = self.order[step * self.batch_length:(step + 1) * self.batch_length]
-    batch = padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad)
+    batch = padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad,
+                         self.on_device)
     return augment(batch, self.shift, self.seed, self.epoch, step, self.rows,
-                   self.batch_length)
+                   self.batch_length, self.on_device)
 
 
 def augment(batch: Batch, shift: int, seed: int, epoch: int, step: int, rows: Rows,
-            batch_length: int) -> Batch:
-  """Random shifts drawn from (seed, epoch, step): each process shifts its rows alike."""
+            batch_length: int, on_device: bool = False) -> Batch:
+  """Random shifts drawn from (seed, epoch, step): each process shifts its rows alike.
+
+  With ``on_device`` the offsets go with the batch (``shift``), for the device
+  to apply after scaling (on_device.py); else the images are shifted here.
+  """
   if shift:
-    batch["inputs"] = shift_images(batch["inputs"], shift,
-                                   np.random.default_rng([seed, epoch, step]), rows, batch_length)
+    offsets = shift_offsets(shift, np.random.default_rng([seed, epoch, step]), rows,
+                            batch_length)
+    if on_device:
+      batch["shift"] = offsets
+    else:
+      batch["inputs"] = shift_images(batch["inputs"], offsets, shift)
   return batch
 
 
@@ -139,6 +157,7 @@ class PoissonPlan:
   shift: int = 0
   rows: Rows = None
   skip_bad: bool = False
+  on_device: bool = False
 
   def indices(self, step: int) -> tuple[np.ndarray, bool]:
     """The examples drawn at ``step`` (sorted; at most ``padded_size``), and if truncated."""
@@ -150,13 +169,15 @@ class PoissonPlan:
 
   def __call__(self, step: int) -> Batch:
     chosen, truncated = self.indices(step)
-    batch = padded_batch(self.split, chosen, self.padded_size, self.rows, self.skip_bad)
+    batch = padded_batch(self.split, chosen, self.padded_size, self.rows, self.skip_bad,
+                         self.on_device)
     # Per example, so it shards like the rest of the batch; the step sums it.
     flag = np.zeros(self.padded_size, np.float32)
     flag[0] = float(truncated)
     lo, hi = self.rows or (0, self.padded_size)
     batch["truncated"] = flag[lo:hi]
-    return augment(batch, self.shift, self.seed, self.epoch, step, self.rows, self.padded_size)
+    return augment(batch, self.shift, self.seed, self.epoch, step, self.rows, self.padded_size,
+                   self.on_device)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -167,6 +188,7 @@ class InOrderPlan:
   batch_length: int
   rows: Rows = None
   skip_bad: bool = False
+  on_device: bool = False
 
   @property
   def steps(self) -> int:
@@ -175,7 +197,8 @@ class InOrderPlan:
   def __call__(self, step: int) -> Batch:
     start = step * self.batch_length
     index = np.arange(start, min(start + self.batch_length, len(self.split)))
-    return padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad)
+    return padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad,
+                        self.on_device)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -5,7 +5,8 @@
   grain.MapDataset.range(start, steps).map(plan)  # the batch of each step (batches.py)
     .to_iter_dataset(ReadOptions(...))            # computed ahead in a background thread
     .mp_prefetch(workers)                         # data.workers > 0: in worker processes
-    .map(place)                                   # onto the devices (this process's rows)
+    .map(place)                                   # onto the devices (this process's rows),
+                                                  # uint8 pixels scaled there (on_device.py)
   ThreadPrefetchIterDataset(prefetch)             # transfers overlap the running step
 
 A plan is a pure function of the step number, so the order of batches is
@@ -84,6 +85,20 @@ def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int
     dataset = grain.experimental.ThreadPrefetchIterDataset(dataset,
                                                            prefetch_buffer_size=prefetch)
   return iter(dataset)
+
+
+def chain(*steps: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+  """The ``place`` that runs ``steps`` (Nones left out) in order; None if there are none."""
+  steps = [step for step in steps if step is not None]
+  if len(steps) <= 1:
+    return steps[0] if steps else None
+
+  def run(batch):
+    for step in steps:
+      batch = step(batch)
+    return batch
+
+  return run
 
 
 def _allow_unparsed_flags() -> None:

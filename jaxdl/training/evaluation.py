@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from jaxdl.data import pipeline
+from jaxdl.data import on_device, pipeline
 from jaxdl.data.arrays import Split
 from jaxdl.data.batches import InOrderPlan
 from jaxdl.errors import NonFiniteError
@@ -34,10 +34,12 @@ def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, s
   """
   if len(split) == 0:
     return [{} for _ in range(group.size)]
+  finish = on_device.finisher([split], 0, stacked=False)
   plan = InOrderPlan(split, batch_size, parallel.process_rows(batch_size) if parallel else None,
-                     skip_bad)
-  place = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
+                     skip_bad, on_device=finish is not None)
+  shard = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
            if parallel else None)
+  place = pipeline.chain(shard, finish)
   sums = None
   for batch in pipeline.batches(plan, 0, plan.steps, workers=workers, prefetch=prefetch,
                                 read_on_demand=read_on_demand, place=place):

@@ -29,7 +29,8 @@ import numpy as np
 from jaxdl import models
 from jaxdl import data as data_lib
 from jaxdl.data import batches as batches_lib
-from jaxdl.data.pipeline import batches as stream_batches
+from jaxdl.data import on_device
+from jaxdl.data.pipeline import batches as stream_batches, chain
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
 from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
@@ -254,10 +255,11 @@ class GroupTrainer:
   def epoch_plan(self, epoch: int) -> batches_lib.GroupPlan:
     """Every member's batches of ``epoch`` as one plan (batches.py)."""
     plans = []
+    device_side = self.train_finisher is not None
     for exp in self.exps:
       c = exp.config
       common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch, shift=c.data.augment_shift,
-                    skip_bad=c.data.skip_bad_examples)
+                    skip_bad=c.data.skip_bad_examples, on_device=device_side)
       if exp.privacy:
         size = exp.privacy["padded_batch"]
         plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
@@ -276,14 +278,20 @@ class GroupTrainer:
     return dict(workers=data.workers, prefetch=data.prefetch, read_on_demand=lazy,
                 skip_bad=data.skip_bad_examples)
 
+  @property
+  def train_finisher(self) -> on_device.Finisher | None:
+    """Scales (and shifts) the training batches on the devices (on_device.py), or None."""
+    return on_device.finisher([exp.datasets.train for exp in self.exps],
+                              self.config.data.augment_shift, self.group.vectorized)
+
   def stream(self, plan, start: int, stop: int, batch_length: int, stacked: bool):
     """The batches ``plan(start..stop-1)`` on the devices, through the Grain pipeline."""
     settings = self.input_settings
+    shard = functools.partial(self.parallel.shard, stacked=stacked, batch_length=batch_length)
     return stream_batches(plan, start, stop, workers=settings["workers"],
                           prefetch=settings["prefetch"],
                           read_on_demand=settings["read_on_demand"],
-                          place=functools.partial(self.parallel.shard, stacked=stacked,
-                                                  batch_length=batch_length))
+                          place=chain(shard, self.train_finisher))
 
   def train_epoch(self, progress: Progress, epoch: int, stop: _StopSignals,
                   reporter: Reporter) -> tuple[Any, float]:
