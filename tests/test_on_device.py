@@ -68,9 +68,11 @@ def test_nothing_to_finish_gives_no_finisher_and_leaves_float_inputs_on_the_host
   split = _digits_split()
   floats = dataclasses.replace(split, inputs=split.scaling(split.inputs))
   assert floats.device_scaling is None
-  assert on_device.finisher([floats], 0, stacked=False) is None
-  batch = batches.InOrderPlan(floats, 16, on_device=True)(0)
-  assert batch["inputs"].dtype == np.float32
+  assert on_device.finisher([floats], 2, stacked=False) is None
+  batch = batches.ShuffledPlan(floats, 16, 0, 0, shift=2, on_device=True)(0)
+  assert batch["inputs"].dtype == np.float32 and "shift" not in batch  # Shifted here.
+  np.testing.assert_array_equal(batch["inputs"],
+                                batches.ShuffledPlan(floats, 16, 0, 0, shift=2)(0)["inputs"])
 
 
 def test_finishers_are_compiled_once_per_split():

@@ -109,15 +109,16 @@ class ShuffledPlan:
     batch = padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad,
                          self.on_device)
     return augment(batch, self.shift, self.seed, self.epoch, step, self.rows,
-                   self.batch_length, self.on_device)
+                   self.batch_length, self.on_device and self.split.device_scaling is not None)
 
 
 def augment(batch: Batch, shift: int, seed: int, epoch: int, step: int, rows: Rows,
             batch_length: int, on_device: bool = False) -> Batch:
   """Random shifts drawn from (seed, epoch, step): each process shifts its rows alike.
 
-  With ``on_device`` the offsets go with the batch (``shift``), for the device
-  to apply after scaling (on_device.py); else the images are shifted here.
+  With ``on_device`` (uint8 pixels the device scales) the offsets go with the
+  batch (``shift``), for the device to apply after scaling (on_device.py); else
+  the images are shifted here.
   """
   if shift:
     offsets = shift_offsets(shift, np.random.default_rng([seed, epoch, step]), rows,
@@ -177,7 +178,7 @@ class PoissonPlan:
     lo, hi = self.rows or (0, self.padded_size)
     batch["truncated"] = flag[lo:hi]
     return augment(batch, self.shift, self.seed, self.epoch, step, self.rows, self.padded_size,
-                   self.on_device)
+                   self.on_device and self.split.device_scaling is not None)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -30,6 +30,9 @@ _CACHE: dict[int, dict] = {}
 def finisher(splits: Sequence[Split], max_shift: int, stacked: bool) -> Finisher | None:
   """The jitted function that finishes placed batches of ``splits``, or None if nothing to do.
 
+  There is something to do where every split stores uint8 pixels the device
+  can scale (``Split.device_scaling``); float inputs are prepared on the host.
+
   Args:
     splits: the split each member's batches come from (one unless ``stacked``).
     max_shift: the plans' ``shift`` (0: no ``shift`` offsets in the batches).
@@ -48,24 +51,22 @@ def finisher(splits: Sequence[Split], max_shift: int, stacked: bool) -> Finisher
 
 def _compiled(splits: Sequence[Split], max_shift: int, stacked: bool) -> Finisher | None:
   scalings = [split.device_scaling for split in splits]
-  if not max_shift and not any(scalings):
+  if any(s is None for s in scalings):
+    # Inputs already float: shifting them here would move no fewer bytes than the host's.
     return None
   channels = splits[0].inputs.shape[-1]
-  tables = None
-  if any(scalings):
-    tables = np.stack([s.table(channels) for s in scalings])  # [members, 256, channels]
+  tables = np.stack([s.table(channels) for s in scalings])  # [members, 256, channels]
   return jax.jit(lambda batch: _finish(batch, tables, max_shift, stacked))
 
 
-def _finish(batch: dict[str, jax.Array], tables: np.ndarray | None, max_shift: int,
+def _finish(batch: dict[str, jax.Array], tables: np.ndarray, max_shift: int,
             stacked: bool) -> dict[str, jax.Array]:
   batch = dict(batch)
   inputs = batch["inputs"]
-  if tables is not None:
-    if stacked:
-      inputs = jax.vmap(_look_up)(jnp.asarray(tables), inputs)
-    else:
-      inputs = _look_up(jnp.asarray(tables[0]), inputs)
+  if stacked:
+    inputs = jax.vmap(_look_up)(jnp.asarray(tables), inputs)
+  else:
+    inputs = _look_up(jnp.asarray(tables[0]), inputs)
   if max_shift:
     inputs = _over_leading(lambda image, offset: _shifted(image, offset, max_shift),
                            inputs.ndim - _IMAGE_DIMS)(inputs, batch.pop("shift"))
