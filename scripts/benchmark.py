@@ -6,7 +6,8 @@ with sequences -> LSTM 64 -> Dense 10), batch 128, float32, Adam 1e-3, random
 data; and the seed LSTM as a vectorized sweep of 8 members (jaxdl only).
 
 Implementations: ``jaxdl`` (the step ``jaxdl train`` runs, built from the
-experiments through jaxdl's API), ``keras-fit`` (the seed's own code: compile +
+experiments through jaxdl's API), ``jaxdl-native`` (the same with
+``model.lstm_kernel=native``: jaxdl's C++ LSTM recurrence; LSTM workloads only), ``keras-fit`` (the seed's own code: compile +
 model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
 ``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
 is skipped with a message.
@@ -49,13 +50,16 @@ sys.path.insert(0, str(HERE))
 
 from benchmark_impls.workloads import WORKLOADS  # noqa: E402
 
-IMPLS = ("jaxdl", "keras-fit", "keras-tfstep", "torch-eager", "torch-compile")
+IMPLS = ("jaxdl", "jaxdl-native", "keras-fit", "keras-tfstep", "torch-eager", "torch-compile")
+OURS = ("jaxdl", "jaxdl-native")
 # What each implementation needs installed (pip install -e '.[bench]').
-REQUIRES = {"jaxdl": ("jax",), "keras-fit": ("tensorflow", "keras"),
+REQUIRES = {"jaxdl": ("jax",), "jaxdl-native": ("jax",), "keras-fit": ("tensorflow", "keras"),
             "keras-tfstep": ("tensorflow", "keras"), "torch-eager": ("torch",),
             "torch-compile": ("torch",)}
 # Workloads an implementation runs; the vectorized sweep is jaxdl's alone.
-SWEEP_IMPLS = ("jaxdl",)
+SWEEP_IMPLS = OURS
+# Workloads an implementation is limited to (the native kernel changes only the LSTM).
+ONLY = {"jaxdl-native": ("lstm", "lstm-sweep8")}
 # Workloads measured in one interleaved group (the sweep is compared with one member).
 GROUPS = (("cnn",), ("lstm", "lstm-sweep8"))
 PROTOCOL = "@@bench "  # Prefix of the worker's protocol lines (frameworks print too).
@@ -82,9 +86,9 @@ def _limit_threads(threads: int) -> None:
 
 def _build(impl: str, workload_name: str, threads: int):
   workload = WORKLOADS[workload_name]
-  if impl == "jaxdl":
+  if impl in OURS:
     from benchmark_impls import jaxdl_impl
-    return jaxdl_impl.build(workload)
+    return jaxdl_impl.build(workload, lstm_kernel="native" if impl == "jaxdl-native" else "xla")
   if impl.startswith("keras"):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -260,17 +264,18 @@ def markdown(results: list[dict], meta: dict) -> str:
     fractions.append(f"{r['examples_per_s'] * flops / peak:.0%} of peak "
                      f"({flops / 1e6:.1f} MFLOP/example)" if flops else "")
   lines.append("| jaxdl, fraction of matmul peak | " + " | ".join(fractions) + " | |")
-  lines += ["", "| jaxdl / peer (median ratio) | " + " | ".join(workloads) + " |",
-            "|---|" + "---|" * len(workloads)]
-  for impl in impls:
-    if impl == "jaxdl":
-      continue
-    cells = []
-    for w in workloads:
-      ours, theirs = by.get(("jaxdl", w)), by.get((impl, w))
-      cells.append(f"{ours['examples_per_s'] / theirs['examples_per_s']:.2f}x"
-                   if ours and theirs else "")
-    lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+  for our in (o for o in OURS if o in impls):
+    lines += ["", f"| {our} / peer (median ratio) | " + " | ".join(workloads) + " |",
+              "|---|" + "---|" * len(workloads)]
+    for impl in impls:
+      if impl == our:
+        continue
+      cells = []
+      for w in workloads:
+        ours, theirs = by.get((our, w)), by.get((impl, w))
+        cells.append(f"{ours['examples_per_s'] / theirs['examples_per_s']:.2f}x"
+                     if ours and theirs else "")
+      lines.append(f"| {impl} | " + " | ".join(cells) + " |")
   sweep, one = by.get(("jaxdl", "lstm-sweep8")), by.get(("jaxdl", "lstm"))
   if sweep and one:
     lines += ["", f"Vectorized sweep of 8 seed LSTMs: {sweep['examples_per_s']:,.0f} examples/s "
@@ -315,7 +320,7 @@ def main() -> None:
     found = []
     for group in GROUPS:
       pairs = [(i, w) for w in group if w in workloads for i in impls
-               if WORKLOADS[w].members == 1 or i in SWEEP_IMPLS]
+               if (WORKLOADS[w].members == 1 or i in SWEEP_IMPLS) and w in ONLY.get(i, (w,))]
       if pairs:
         found += measure_group(pairs, args, mode)
     results += [{**r, "meta": meta} for r in found]

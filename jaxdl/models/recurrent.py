@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxdl.models import custom_gradients
 from jaxdl.models.layers import glorot_uniform
+from jaxdl.models import native_lstm
 from jaxdl.models.lstm_scan import lstm_scan
 from jaxdl.models.matmul import dense_dot_general
 
@@ -238,6 +239,10 @@ class RecurrentLayer(nn.Module):
       autodiff of the scan (the reference the tests compare with, and what
       forward-mode differentiation needs). ``unroll`` applies to the autodiff path
       only (on XLA:CPU it measured slower).
+    lstm_kernel: where ``lstm_scan`` runs the recurrence: 'xla' (lax.scan) or
+      'native' (jaxdl's C++ kernel, native_lstm.py, float32 on CPU; elsewhere,
+      or where it cannot be built, 'xla' after a one-line warning). Same math
+      to float tolerance, not bitwise.
   """
 
   cell: CellFactory
@@ -246,6 +251,7 @@ class RecurrentLayer(nn.Module):
   reverse: bool = False
   unroll: int = 1
   lstm_vjp: bool = True
+  lstm_kernel: str = "xla"
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
@@ -274,7 +280,9 @@ class RecurrentLayer(nn.Module):
       # transposed (nor their gradient), only the narrower inputs and outputs.
       projected = cell.project(time_major(x))
       c0, h0 = cell.initialize_carry(batch, projected.dtype)
-      c_last, h_last, outputs = lstm_scan(params["kernel"], projected, time_major(valid), c0, h0)
+      native = self.lstm_kernel == "native" and native_lstm.usable(projected.dtype)
+      c_last, h_last, outputs = lstm_scan(params["kernel"], projected, time_major(valid), c0, h0,
+                                          native)
       return self._finish((c_last, h_last), time_major(outputs), lengths)
     projected = cell.project(x)  # All time steps in one matmul.
     step = cell.step_fn()
@@ -329,7 +337,7 @@ class StackFields(nn.Module):
     hidden_sizes: one H per layer (the seed's model: (64, 64)).
     bidirectional: wrap each layer in Bidirectional.
     dropout_rate: dropout between layers (and, in the models, before the head).
-    unroll, lstm_vjp: passed to every layer (see RecurrentLayer).
+    unroll, lstm_vjp, lstm_kernel: passed to every layer (see RecurrentLayer).
   """
 
   cell: CellFactory = LSTMCell
@@ -338,10 +346,11 @@ class StackFields(nn.Module):
   dropout_rate: float = 0.0
   unroll: int = 1
   lstm_vjp: bool = True
+  lstm_kernel: str = "xla"
 
   def stack_fields(self) -> dict[str, Any]:
     return {f: getattr(self, f) for f in ("cell", "hidden_sizes", "bidirectional",
-                                          "dropout_rate", "unroll", "lstm_vjp")}
+                                          "dropout_rate", "unroll", "lstm_vjp", "lstm_kernel")}
 
 
 class RecurrentStack(StackFields):
@@ -367,7 +376,7 @@ class RecurrentStack(StackFields):
       sequences = self.return_sequences or i < len(self.hidden_sizes) - 1
       layer = lambda reverse, name: RecurrentLayer(
           self.cell, size, return_sequences=sequences, reverse=reverse, unroll=self.unroll,
-          lstm_vjp=self.lstm_vjp, name=name)
+          lstm_vjp=self.lstm_vjp, lstm_kernel=self.lstm_kernel, name=name)
       if self.bidirectional:
         x = Bidirectional(layer(False, f"forward_{i}"), layer(True, f"backward_{i}"))(x, lengths)
       else:

@@ -95,6 +95,7 @@ RECURRENT_FIELDS = {
     "activation": "tanh",  # rnn cell only.
     "forget_bias": 1.0,  # lstm cell only (Keras's unit_forget_bias).
     "unroll": 1,  # Scan steps per loop iteration: speed only, same math.
+    "lstm_kernel": "xla",  # LSTM training recurrence: 'xla' or 'native' (C++, CPU; same math).
 }
 _CELL_PAPERS = {"rnn": "elman1990finding", "lstm": "hochreiter1997long", "gru": "cho2014learning"}
 
@@ -108,7 +109,7 @@ def _stack_kwargs(model_config) -> dict:
                       forget_bias=model_config.forget_bias)
   return dict(cell=cell, hidden_sizes=tuple(model_config.hidden_sizes),
               bidirectional=model_config.bidirectional, dropout_rate=model_config.dropout_rate,
-              unroll=model_config.unroll)
+              unroll=model_config.unroll, lstm_kernel=model_config.lstm_kernel)
 
 
 def first_lstm_cell(params: dict) -> dict | None:

@@ -12,6 +12,7 @@ from jaxdl import cost, data, models, peak
 from jaxdl.configs import load_config
 from jaxdl.data import DataSpec, Datasets, Split
 from jaxdl.host import allocator_state
+from jaxdl.models import native_lstm
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.loop import jit_steps
@@ -39,7 +40,7 @@ def _datasets(workload: Workload) -> Datasets:
   return Datasets(train, empty, empty, spec)
 
 
-def _config(workload: Workload, seed: int):
+def _config(workload: Workload, seed: int, lstm_kernel: str):
   config = load_config(str(EXPERIMENTS / EXPERIMENT_FILES[workload.model]))
   config.unlock()
   config.seed = seed
@@ -50,13 +51,15 @@ def _config(workload: Workload, seed: int):
   config.optim.schedule = "constant"
   config.data.augment_shift = 0
   config.dtype = "float32"
+  if workload.model == "lstm":
+    config.model.lstm_kernel = lstm_kernel
   return config
 
 
 class Runner(workloads.Runner):
-  def __init__(self, workload: Workload):
+  def __init__(self, workload: Workload, lstm_kernel: str = "xla"):
     datasets = _datasets(workload)
-    configs = [_config(workload, seed) for seed in range(workload.members)]
+    configs = [_config(workload, seed, lstm_kernel) for seed in range(workload.members)]
     exps = [build_experiment(c, datasets) for c in configs]
     vectorized = workload.members > 1
     self.members = MemberGroup(workload.members, vectorized)
@@ -75,7 +78,8 @@ class Runner(workloads.Runner):
     self.info = {"flops_per_example": (cost.TRAINING_FLOPS_PER_FORWARD * flops
                                        if math.isfinite(flops) else None),
                  "devices": [str(d) for d in jax.devices()],
-                 "host_allocator": allocator_state()}
+                 "host_allocator": allocator_state(),
+                 "lstm_kernel": _resolved(lstm_kernel) if workload.model == "lstm" else None}
     self.step = 0
 
   def run(self, steps: int) -> None:
@@ -88,8 +92,16 @@ class Runner(workloads.Runner):
     jax.block_until_ready((self.state, self.sums))
 
 
-def build(workload: Workload) -> Runner:
-  return Runner(workload)
+def _resolved(lstm_kernel: str) -> str:
+  """The recurrence that actually runs: 'native' falls back to 'xla' where it cannot build."""
+  if lstm_kernel == "native" and not native_lstm.usable(np.float32):
+    return "xla (native kernel unavailable)"
+  return lstm_kernel
+
+
+def build(workload: Workload, lstm_kernel: str = "xla") -> Runner:
+  """jaxdl's runner; ``lstm_kernel`` is ``model.lstm_kernel`` for the LSTM workloads."""
+  return Runner(workload, lstm_kernel)
 
 
 def matmul_peak() -> dict:

@@ -1,0 +1,131 @@
+"""jaxdl's C++ LSTM kernel (models/native_lstm.py) against the pure-JAX recurrence it replaces.
+
+Same math, not the same rounding: outputs and gradients must agree to float
+tolerance, masks must hold the state exactly, and where the kernel cannot be
+built the layer must fall back with one warning, never an error.
+"""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl.models import LSTMCell, RecurrentLayer, native_lstm
+from jaxdl.models.custom_gradients import custom_gradients
+from jaxdl.models.lstm_scan import lstm_scan
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler here")
+
+
+@pytest.fixture(autouse=True)
+def kernel_built():
+  assert native_lstm.available(), "the kernel must build where g++ is installed"
+
+
+def _arguments(key, t, b, h, lengths):
+  keys = jax.random.split(key, 5)
+  kernel = jax.random.normal(keys[0], (h, 4 * h)) * 0.3
+  projected = jax.random.normal(keys[1], (t, b, 4 * h))
+  valid = jnp.arange(t)[:, None] < jnp.asarray(lengths)[None, :]
+  c0, h0 = (jax.random.normal(k, (b, h)) * 0.5 for k in keys[2:4])
+  weights = jax.random.normal(keys[4], (t, b, h))
+  return (kernel, projected, valid, c0, h0), weights
+
+
+def _value_and_grads(native, args, weights):
+  def loss(kernel, projected, c0, h0):
+    c_last, h_last, outputs = lstm_scan(kernel, projected, args[2], c0, h0, native)
+    return jnp.sum(outputs * weights) + jnp.sum(jnp.sin(c_last)) + 0.5 * jnp.sum(h_last ** 2)
+  kernel, projected, _, c0, h0 = args
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(kernel, projected, c0, h0)
+
+
+# Shapes that reach every path of the kernel: 4H below, at and past one 64-column block,
+# batches that are and are not a multiple of its 4-row blocks, and one time step.
+@pytest.mark.parametrize("t, b, h, lengths", [
+    (7, 4, 5, [7, 3, 1, 5]),
+    (9, 11, 16, [9, 9, 0, 4, 9, 2, 9, 9, 1, 7, 9]),
+    (3, 8, 20, [3] * 8),
+    (1, 5, 32, [1, 0, 1, 1, 1]),
+])
+def test_the_kernel_matches_the_xla_recurrence(getkey, t, b, h, lengths):
+  args, weights = _arguments(getkey(), t, b, h, lengths)
+  value, grads = _value_and_grads(True, args, weights)
+  ref_value, ref_grads = _value_and_grads(False, args, weights)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for name, got, want in zip(("kernel", "projected", "c0", "h0"), grads, ref_grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
+  # Where a step is not valid no gradient reaches its gate inputs, exactly.
+  invalid = ~np.asarray(args[2])
+  np.testing.assert_array_equal(np.asarray(grads[1])[invalid], 0.0)
+  # The forward pass alone: outputs zero where not valid, states held there.
+  outputs, c_all, h_all, gates = native_lstm.forward(*args)
+  ref = lstm_scan(*args, False)
+  np.testing.assert_allclose(outputs, ref[2], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(outputs)[invalid], 0.0)
+  np.testing.assert_allclose(c_all[-1], ref[0], rtol=1e-5, atol=1e-6)
+  assert gates.shape == (t, b, 4 * h) and np.all((np.asarray(gates) >= -1) & (np.asarray(gates) <= 1))
+
+
+def test_a_layer_asking_for_the_kernel_trains_as_the_xla_layer(getkey):
+  x = jax.random.normal(getkey(), (6, 12, 3))
+  lengths = jnp.asarray([12, 5, 1, 12, 8, 3])
+  native = RecurrentLayer(LSTMCell, 8, return_sequences=True, lstm_kernel="native")
+  variables = native.init(getkey(), x, lengths)
+
+  def grads(layer):
+    loss = lambda p, x: jnp.sum(jnp.tanh(layer.apply({"params": p}, x, lengths)) ** 2)
+    with custom_gradients():  # The train step's context, where the kernel runs.
+      fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+      jaxpr = str(jax.make_jaxpr(fn)(variables["params"], x))
+      return fn(variables["params"], x), jaxpr
+
+  (value, got), jaxpr = grads(native)
+  (ref_value, want), ref_jaxpr = grads(native.clone(lstm_kernel="xla"))
+  assert native_lstm.FORWARD in jaxpr and native_lstm.FORWARD not in ref_jaxpr
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_members_of_a_vectorized_sweep_each_get_their_own_recurrence(getkey):
+  args, weights = _arguments(getkey(), 5, 4, 8, [5, 2, 5, 1])
+  kernels = jnp.stack([args[0], 0.5 * args[0], -args[0]])
+  per_member = lambda native: jax.vmap(
+      lambda k: _value_and_grads(native, (k, *args[1:]), weights)[1][0])(kernels)
+  np.testing.assert_allclose(per_member(True), per_member(False), rtol=1e-4, atol=1e-5)
+
+
+def test_without_a_compiler_the_layer_warns_once_and_runs_the_xla_recurrence(
+    getkey, monkeypatch, tmp_path):
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+  monkeypatch.setenv("JAXDL_KERNEL_CACHE", str(tmp_path / "kernels"))
+  native_lstm.available.cache_clear()
+  try:
+    with pytest.warns(RuntimeWarning, match="native LSTM kernel is unavailable .*no-such-compiler"):
+      assert not native_lstm.available()
+    assert not native_lstm.usable(jnp.float32)
+    x = jax.random.normal(getkey(), (2, 4, 3))
+    layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="native")
+    variables = layer.init(getkey(), x)
+    with custom_gradients():
+      fell_back = jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x)))(variables["params"])
+      xla = jax.grad(lambda p: jnp.sum(layer.clone(lstm_kernel="xla").apply({"params": p}, x)))(
+          variables["params"])
+    for a, b in zip(jax.tree_util.tree_leaves(fell_back), jax.tree_util.tree_leaves(xla)):
+      np.testing.assert_array_equal(a, b)
+    assert not (tmp_path / "kernels").exists() or not any((tmp_path / "kernels").glob("*.so"))
+  finally:
+    native_lstm.available.cache_clear()
+
+
+def test_the_build_is_cached_by_source_flags_and_cpu(monkeypatch, tmp_path):
+  monkeypatch.setenv("JAXDL_KERNEL_CACHE", str(tmp_path))
+  path = native_lstm.library_path("g++")
+  assert path.parent == tmp_path and path.suffix == ".so"
+  native_lstm.build("g++", path)
+  assert path.stat().st_size > 0 and list(tmp_path.iterdir()) == [path]  # No partial files.
+  monkeypatch.setattr(native_lstm, "FLAGS", (*native_lstm.FLAGS, "-DJAXDL_OTHER"))
+  assert native_lstm.library_path("g++") != path
