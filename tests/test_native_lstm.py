@@ -24,49 +24,61 @@ def kernel_built():
   assert native_lstm.available(), "the kernel must build where g++ is installed"
 
 
-def _arguments(key, t, b, h, lengths):
-  keys = jax.random.split(key, 5)
-  kernel = jax.random.normal(keys[0], (h, 4 * h)) * 0.3
-  projected = jax.random.normal(keys[1], (t, b, 4 * h))
+def _arguments(key, t, b, d, h, lengths):
+  keys = jax.random.split(key, 7)
+  kernel_x = jax.random.normal(keys[0], (d, 4 * h)) * 0.4
+  bias = jax.random.normal(keys[1], (4 * h,)) * 0.1
+  kernel_h = jax.random.normal(keys[2], (h, 4 * h)) * 0.3
+  x = jax.random.normal(keys[3], (t, b, d))
   valid = jnp.arange(t)[:, None] < jnp.asarray(lengths)[None, :]
-  c0, h0 = (jax.random.normal(k, (b, h)) * 0.5 for k in keys[2:4])
-  weights = jax.random.normal(keys[4], (t, b, h))
-  return (kernel, projected, valid, c0, h0), weights
+  c0, h0 = (jax.random.normal(k, (b, h)) * 0.5 for k in keys[4:6])
+  weights = jax.random.normal(keys[6], (t, b, h))
+  return (kernel_x, bias, kernel_h, x, valid, c0, h0), weights
 
 
-def _value_and_grads(native, args, weights):
-  def loss(kernel, projected, c0, h0):
-    c_last, h_last, outputs = lstm_scan(kernel, projected, args[2], c0, h0, native)
+def _reference(kernel_x, bias, kernel_h, x, valid, c0, h0):
+  """The pure-JAX layer: input projection, then the XLA recurrence."""
+  return lstm_scan(kernel_h, x @ kernel_x + bias[None, None], valid, c0, h0)
+
+
+def _value_and_grads(layer, args, weights):
+  valid = args[4]
+
+  def loss(kernel_x, bias, kernel_h, x, c0, h0):
+    c_last, h_last, outputs = layer(kernel_x, bias, kernel_h, x, valid, c0, h0)
     return jnp.sum(outputs * weights) + jnp.sum(jnp.sin(c_last)) + 0.5 * jnp.sum(h_last ** 2)
-  kernel, projected, _, c0, h0 = args
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(kernel, projected, c0, h0)
+  differentiable = (*args[:4], *args[5:])
+  return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6))))(*differentiable)
 
 
 # Shapes that reach every path of the kernel: 4H below, at and past one 64-column block,
-# batches that are and are not a multiple of its 4-row blocks, and one time step.
-@pytest.mark.parametrize("t, b, h, lengths", [
-    (7, 4, 5, [7, 3, 1, 5]),
-    (9, 11, 16, [9, 9, 0, 4, 9, 2, 9, 9, 1, 7, 9]),
-    (3, 8, 20, [3] * 8),
-    (1, 5, 32, [1, 0, 1, 1, 1]),
+# inputs narrower and wider than H, batches that are and are not a multiple of its 6- and
+# 4-row blocks, and one time step.
+@pytest.mark.parametrize("t, b, d, h, lengths", [
+    (7, 4, 3, 5, [7, 3, 1, 5]),
+    (9, 11, 16, 16, [9, 9, 0, 4, 9, 2, 9, 9, 1, 7, 9]),
+    (3, 14, 70, 20, [3] * 14),
+    (1, 5, 2, 32, [1, 0, 1, 1, 1]),
 ])
-def test_the_kernel_matches_the_xla_recurrence(getkey, t, b, h, lengths):
-  args, weights = _arguments(getkey(), t, b, h, lengths)
-  value, grads = _value_and_grads(True, args, weights)
-  ref_value, ref_grads = _value_and_grads(False, args, weights)
+def test_the_kernel_matches_the_xla_layer(getkey, t, b, d, h, lengths):
+  args, weights = _arguments(getkey(), t, b, d, h, lengths)
+  value, grads = _value_and_grads(native_lstm.lstm_layer, args, weights)
+  ref_value, ref_grads = _value_and_grads(_reference, args, weights)
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  for name, got, want in zip(("kernel", "projected", "c0", "h0"), grads, ref_grads):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
-  # Where a step is not valid no gradient reaches its gate inputs, exactly.
-  invalid = ~np.asarray(args[2])
-  np.testing.assert_array_equal(np.asarray(grads[1])[invalid], 0.0)
-  # The forward pass alone: outputs zero where not valid, states held there.
+  names = ("kernel_x", "bias", "kernel_h", "x", "c0", "h0")
+  for name, got, want in zip(names, grads, ref_grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5, err_msg=name)
+  # Where a step is not valid its input gets no gradient, exactly.
+  invalid = ~np.asarray(args[4])
+  np.testing.assert_array_equal(np.asarray(grads[3])[invalid], 0.0)
+  # The forward pass alone: outputs zero where not valid, the final states the reference's.
   outputs, c_all, h_all, gates = native_lstm.forward(*args)
-  ref = lstm_scan(*args, False)
+  ref = _reference(*args)
   np.testing.assert_allclose(outputs, ref[2], rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(np.asarray(outputs)[invalid], 0.0)
   np.testing.assert_allclose(c_all[-1], ref[0], rtol=1e-5, atol=1e-6)
-  assert gates.shape == (t, b, 4 * h) and np.all((np.asarray(gates) >= -1) & (np.asarray(gates) <= 1))
+  np.testing.assert_allclose(h_all[-1], ref[1], rtol=1e-5, atol=1e-6)
+  assert gates.shape == (t, b, 4 * h) and np.all(np.abs(np.asarray(gates)) <= 1)
 
 
 def test_a_layer_asking_for_the_kernel_trains_as_the_xla_layer(getkey):
@@ -90,12 +102,13 @@ def test_a_layer_asking_for_the_kernel_trains_as_the_xla_layer(getkey):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_members_of_a_vectorized_sweep_each_get_their_own_recurrence(getkey):
-  args, weights = _arguments(getkey(), 5, 4, 8, [5, 2, 5, 1])
-  kernels = jnp.stack([args[0], 0.5 * args[0], -args[0]])
-  per_member = lambda native: jax.vmap(
-      lambda k: _value_and_grads(native, (k, *args[1:]), weights)[1][0])(kernels)
-  np.testing.assert_allclose(per_member(True), per_member(False), rtol=1e-4, atol=1e-5)
+def test_members_of_a_vectorized_sweep_each_get_their_own_layer(getkey):
+  args, weights = _arguments(getkey(), 5, 4, 3, 8, [5, 2, 5, 1])
+  kernels = jnp.stack([args[2], 0.5 * args[2], -args[2]])
+  per_member = lambda layer: jax.vmap(
+      lambda k: _value_and_grads(layer, (*args[:2], k, *args[3:]), weights)[1])(kernels)
+  for got, want in zip(per_member(native_lstm.lstm_layer), per_member(_reference)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
 def test_without_a_compiler_the_layer_warns_once_and_runs_the_xla_recurrence(

@@ -13,21 +13,13 @@ is one large matmul after the loop. Measured on 2 CPU cores, the seed LSTM's
 training step runs 1.3x faster (62 -> 46 ms at batch 128; docs/benchmarks.md);
 tests check it against the autodiff'd scan.
 
-With ``native=True`` the forward and backward recurrences run in jaxdl's C++
-kernel instead (native_lstm.py: all T steps in one call, the batch split over
-the cores), same math to float tolerance; the kernel's gradient is still one
-XLA matmul.
-
 Shapes are time-major: T steps, B sequences, H units, gates stacked as
 ``[..., 4H]`` in the order i, f, c~, o (Keras's, and ``LSTMCell``'s).
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models import native_lstm
 from jaxdl.models.matmul import weight_gradient
 
 
@@ -59,9 +51,9 @@ def _forward(kernel, projected, valid, c0, h0):
   return (c_last, h_last, outputs), stacks
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+@jax.custom_vjp
 def lstm_scan(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
-              h0: jax.Array, native: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+              h0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Runs the LSTM over time.
 
   Args:
@@ -69,39 +61,21 @@ def lstm_scan(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax
     projected: each step's input part of the gates, ``x_t W_x + b``: ``[T, B, 4H]``.
     valid: ``<bool>[T, B]``; where False the state is held and the output is zero.
     c0, h0: the initial cell and hidden states ``[B, H]``.
-    native: run the recurrences in the C++ kernel (check ``native_lstm.usable`` first).
 
   Returns:
     ``(c_last, h_last, outputs)``: the final states ``[B, H]`` and ``[T, B, H]`` outputs.
   """
-  return _lstm_scan_fwd(kernel, projected, valid, c0, h0, native)[0]
+  return _forward(kernel, projected, valid, c0, h0)[0]
 
 
-def _lstm_scan_fwd(kernel, projected, valid, c0, h0, native):
-  if native:
-    outputs, c_all, h_all, gates = native_lstm.forward(kernel, projected, valid, c0, h0)
-    return (c_all[-1], h_all[-1], outputs), (kernel, valid, c0, h0, c_all, h_all, gates)
+def _lstm_scan_fwd(kernel, projected, valid, c0, h0):
   out, (c_all, h_all, i, f, g, o) = _forward(kernel, projected, valid, c0, h0)
   return out, (kernel, valid, c0, h0, c_all, h_all, i, f, g, o)
 
 
-def _lstm_scan_bwd(native, residuals, cotangents):
+def _lstm_scan_bwd(residuals, cotangents):
+  kernel, valid, c0, h0, c_all, h_all, i, f, g, o = residuals
   dc_last, dh_last, d_outputs = cotangents
-  if native:
-    kernel, valid, c0, h0, c_all, h_all, gates = residuals
-    d_projected, dc0, dh0 = native_lstm.backward(kernel, valid, c0, c_all, gates, dc_last,
-                                                 dh_last, d_outputs)
-  else:
-    kernel, valid, c0, h0, c_all, h_all, i, f, g, o = residuals
-    d_projected, dc0, dh0 = _backward(kernel, valid, c0, c_all, (i, f, g, o), dc_last,
-                                      dh_last, d_outputs)
-  h_prev = _shift_in(h0, h_all)
-  d_kernel = weight_gradient(h_prev, d_projected).astype(kernel.dtype)
-  return d_kernel, d_projected, None, dc0, dh0
-
-
-def _backward(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs):
-  i, f, g, o = gates
   c_prev = _shift_in(c0, c_all)
   kernel_t = kernel.T  # [4H, H], laid out once outside the loop.
 
@@ -122,7 +96,9 @@ def _backward(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs):
 
   (dc0, dh0), d_projected = jax.lax.scan(
       step, (dc_last, dh_last), (d_outputs, c_prev, c_all, i, f, g, o, valid), reverse=True)
-  return d_projected, dc0, dh0
+  h_prev = _shift_in(h0, h_all)
+  d_kernel = weight_gradient(h_prev, d_projected).astype(kernel.dtype)
+  return d_kernel, d_projected, None, dc0, dh0
 
 
 lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)

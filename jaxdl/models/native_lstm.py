@@ -8,8 +8,9 @@ across runs. Where it cannot be built or loaded (no compiler, another
 platform) ``available()`` is False after a one-line warning, and callers run
 the pure-JAX recurrence (lstm_scan.py), which stays the reference.
 
-Both handlers are registered for the CPU platform only; ``ffi_call`` runs them
-once per member under ``vmap`` (``vmap_method="sequential"``).
+``lstm_layer`` is the differentiable layer (input projection and recurrence);
+both handlers are registered for the CPU platform only, and ``ffi_call`` runs
+them once per member under ``vmap`` (``vmap_method="sequential"``).
 """
 
 import ctypes
@@ -24,6 +25,8 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+
+from jaxdl.models.matmul import weight_gradient
 
 SOURCE = pathlib.Path(__file__).resolve().parent / "native" / "lstm_cpu.cc"
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno",
@@ -105,30 +108,73 @@ def _f32(*shape: int) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(shape, jnp.float32)
 
 
-def forward(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
-            h0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """The recurrence over all steps (lstm_scan's arguments).
+def forward(kernel_x: jax.Array, bias: jax.Array, kernel_h: jax.Array, x: jax.Array,
+            valid: jax.Array, c0: jax.Array, h0: jax.Array
+            ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """The layer over all steps: gates from ``x_t @ kernel_x + bias + h @ kernel_h``.
+
+  Args:
+    kernel_x, bias: the input projection ``[D, 4H]``, ``[4H]``.
+    kernel_h: the recurrent kernel ``[H, 4H]``.
+    x: time-major inputs ``[T, B, D]``.
+    valid: ``<bool>[T, B]``; where False the state is held and the output is zero.
+    c0, h0: the initial states ``[B, H]``.
 
   Returns:
-    ``(outputs, c_all, h_all, gates)``: ``[T, B, H]`` outputs (zero where not
-    valid), the cell and hidden states after each step ``[T, B, H]``, and the
-    activated gates i, f, g, o ``[T, B, 4H]``.
+    ``(outputs, c_all, h_all, gates)``: ``[T, B, H]`` outputs, the cell and
+    hidden states after each step ``[T, B, H]``, and the activated gates i, f,
+    g, o ``[T, B, 4H]``.
   """
   _require()
-  t, b, g = projected.shape
-  h = g // 4
-  call = jax.ffi.ffi_call(FORWARD, (_f32(t, b, h), _f32(t, b, h), _f32(t, b, h), _f32(t, b, g)),
-                          vmap_method="sequential")
-  return call(kernel, projected, valid, c0, h0)
+  t, b, _ = x.shape
+  h = kernel_h.shape[0]
+  call = jax.ffi.ffi_call(FORWARD, (_f32(t, b, h), _f32(t, b, h), _f32(t, b, h),
+                                    _f32(t, b, 4 * h)), vmap_method="sequential")
+  return call(kernel_x, bias, kernel_h, x, valid, c0, h0)
 
 
-def backward(kernel: jax.Array, valid: jax.Array, c0: jax.Array, c_all: jax.Array,
-             gates: jax.Array, dc_last: jax.Array, dh_last: jax.Array, d_outputs: jax.Array
-             ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Cotangents ``(d_projected [T, B, 4H], dc0 [B, H], dh0 [B, H])`` from ``forward``'s residuals."""
+def backward(kernel_x: jax.Array, kernel_h: jax.Array, valid: jax.Array, c0: jax.Array,
+             c_all: jax.Array, gates: jax.Array, dc_last: jax.Array, dh_last: jax.Array,
+             d_outputs: jax.Array) -> tuple[jax.Array, ...]:
+  """From ``forward``'s residuals and the cotangents of ``(c_last, h_last, outputs)``:
+  ``(d_gates [T, B, 4H], dx [T, B, D], d_bias [4H], dc0 [B, H], dh0 [B, H])``, where
+  ``d_gates`` are the gates' pre-activation gradients."""
   _require()
   t, b, g = gates.shape
-  h = g // 4
-  call = jax.ffi.ffi_call(BACKWARD, (_f32(t, b, g), _f32(b, h), _f32(b, h)),
-                          vmap_method="sequential")
-  return call(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs)
+  d, h = kernel_x.shape[0], kernel_h.shape[0]
+  call = jax.ffi.ffi_call(BACKWARD, (_f32(t, b, g), _f32(t, b, d), _f32(g), _f32(b, h),
+                                     _f32(b, h)), vmap_method="sequential")
+  return call(kernel_x, kernel_h, valid, c0, c_all, gates, dc_last, dh_last, d_outputs)
+
+
+@jax.custom_vjp
+def lstm_layer(kernel_x: jax.Array, bias: jax.Array, kernel_h: jax.Array, x: jax.Array,
+               valid: jax.Array, c0: jax.Array, h0: jax.Array
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """An LSTM layer over time in the kernel, differentiable in reverse mode.
+
+  The same function as ``LSTMCell.project`` followed by ``lstm_scan`` (the
+  arguments are ``forward``'s). Returns ``(c_last, h_last, outputs)``: the final
+  states ``[B, H]`` and the ``[T, B, H]`` outputs.
+  """
+  return _lstm_layer_fwd(kernel_x, bias, kernel_h, x, valid, c0, h0)[0]
+
+
+def _lstm_layer_fwd(kernel_x, bias, kernel_h, x, valid, c0, h0):
+  outputs, c_all, h_all, gates = forward(kernel_x, bias, kernel_h, x, valid, c0, h0)
+  residuals = (kernel_x, kernel_h, x, valid, c0, h0, c_all, h_all, gates)
+  return (c_all[-1], h_all[-1], outputs), residuals
+
+
+def _lstm_layer_bwd(residuals, cotangents):
+  kernel_x, kernel_h, x, valid, c0, h0, c_all, h_all, gates = residuals
+  d_gates, dx, d_bias, dc0, dh0 = backward(kernel_x, kernel_h, valid, c0, c_all, gates,
+                                           *cotangents)
+  h_prev = jnp.concatenate([h0[None], h_all[:-1]], axis=0)
+  # The kernels' gradients: contractions over all T x B rows, one large product each.
+  d_kernel_x = weight_gradient(x, d_gates)
+  d_kernel_h = weight_gradient(h_prev, d_gates)
+  return d_kernel_x, d_bias, d_kernel_h, dx, None, dc0, dh0
+
+
+lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)

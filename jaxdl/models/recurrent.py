@@ -239,10 +239,11 @@ class RecurrentLayer(nn.Module):
       autodiff of the scan (the reference the tests compare with, and what
       forward-mode differentiation needs). ``unroll`` applies to the autodiff path
       only (on XLA:CPU it measured slower).
-    lstm_kernel: where ``lstm_scan`` runs the recurrence: 'xla' (lax.scan) or
-      'native' (jaxdl's C++ kernel, native_lstm.py, float32 on CPU; elsewhere,
-      or where it cannot be built, 'xla' after a one-line warning). Same math
-      to float tolerance, not bitwise.
+    lstm_kernel: what runs an LSTM layer where ``lstm_vjp`` applies: 'xla'
+      (the input projection, then ``lstm_scan``) or 'native' (both inside
+      jaxdl's C++ kernel, native_lstm.py; float32 on CPU; elsewhere, or where it
+      cannot be built, 'xla' after a one-line warning). Same math to float
+      tolerance, not bitwise.
   """
 
   cell: CellFactory
@@ -276,13 +277,20 @@ class RecurrentLayer(nn.Module):
     time_major = lambda a: jnp.swapaxes(a, 0, 1)
     if (isinstance(cell, LSTMCell) and self.lstm_vjp and custom_gradients.enabled()
         and hidden_offsets is None):
+      if (self.lstm_kernel == "native" and not self.is_initializing()
+          and native_lstm.usable(x.dtype)):
+        # The input projection runs inside the kernel, a step at a time.
+        dense = cell.input_projection.variables["params"]
+        c0, h0 = cell.initialize_carry(batch, x.dtype)
+        c_last, h_last, outputs = native_lstm.lstm_layer(
+            dense["kernel"], dense["bias"], params["kernel"], time_major(x), time_major(valid),
+            c0, h0)
+        return self._finish((c_last, h_last), time_major(outputs), lengths)
       # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
       # transposed (nor their gradient), only the narrower inputs and outputs.
       projected = cell.project(time_major(x))
       c0, h0 = cell.initialize_carry(batch, projected.dtype)
-      native = self.lstm_kernel == "native" and native_lstm.usable(projected.dtype)
-      c_last, h_last, outputs = lstm_scan(params["kernel"], projected, time_major(valid), c0, h0,
-                                          native)
+      c_last, h_last, outputs = lstm_scan(params["kernel"], projected, time_major(valid), c0, h0)
       return self._finish((c_last, h_last), time_major(outputs), lengths)
     projected = cell.project(x)  # All time steps in one matmul.
     step = cell.step_fn()

@@ -2,8 +2,12 @@
 //
 // Called through XLA's typed FFI (jax.ffi); jaxdl/models/native_lstm.py builds this file
 // with the machine's C++ compiler on first use and registers both handlers. The math is
-// lstm_scan.py's (the reference the tests compare with): gates i, f, g (c~), o stacked as
-// [..., 4H]; where `valid` is false the state is held and the output is zero.
+// that of LSTMCell's input projection followed by lstm_scan.py's recurrence (the
+// reference the tests compare with): gates i, f, g (c~), o stacked as [..., 4H]; where
+// `valid` is false the state is held and the output is zero. The input projection runs
+// inside, a step at a time, so the [T, B, 4H] gate inputs are never written out, and the
+// backward pass returns the input and bias gradients too; the kernels' gradients are left
+// to XLA (one large matrix product each).
 //
 // Why a kernel: on XLA:CPU every time step of a scan costs a loop iteration of several
 // small fusions on one thread. Here each thread owns a block of the batch's rows for the
@@ -113,41 +117,61 @@ int Threads(int64_t rows) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cores, rows / 4)));
 }
 
-// Runs body(row_begin, row_end) over [0, rows) split into contiguous blocks, one per thread.
+// Runs body(thread, row_begin, row_end) over [0, rows) split into contiguous blocks, one
+// per thread; returns the number of threads.
 template <typename Body>
-void ParallelRows(int64_t rows, Body body) {
+int ParallelRows(int64_t rows, Body body) {
   const int threads = Threads(rows);
-  if (threads == 1) return body(int64_t{0}, rows);
+  if (threads == 1) {
+    body(0, int64_t{0}, rows);
+    return 1;
+  }
   // Blocks of whole 6-row groups, so each thread's products stay register-blocked.
   const int64_t groups = (rows + kRowBlock - 1) / kRowBlock;
   std::vector<std::thread> pool;
   int64_t begin = 0;
   for (int t = 0; t < threads; ++t) {
     const int64_t end = std::min(rows, (groups * (t + 1) / threads) * kRowBlock);
-    if (t == threads - 1) body(begin, end);
-    else pool.emplace_back(body, begin, end);
+    if (t == threads - 1) body(t, begin, end);
+    else pool.emplace_back(body, t, begin, end);
     begin = end;
   }
   for (auto& th : pool) th.join();
+  return threads;
+}
+
+// [rows, cols] row-major -> [cols, rows] row-major.
+std::vector<float> Transposed(const float* m, int64_t rows, int64_t cols) {
+  std::vector<float> out(rows * cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = m[r * cols + c];
+  return out;
 }
 
 struct Dims {
-  int64_t T, B, H;
+  int64_t T, B, D, H;  // Time steps, batch, input features, units.
+};
+
+// The layer's parameters: z = x_t @ kernel_x + bias + h @ kernel_h, gates stacked [..., 4H].
+struct Params {
+  const float* kernel_x;  // [D, 4H]
+  const float* bias;      // [4H]
+  const float* kernel_h;  // [H, 4H]
 };
 
 // Forward over rows [b0, b1): outputs [T,B,H], c_all/h_all [T,B,H] (the state after each
-// step), gates [T,B,4H] (activated i, f, g, o), from projected [T,B,4H] and kernel [H,4H].
-void ForwardRows(Dims d, const float* kernel, const float* projected, const bool* valid,
-                 const float* c0, const float* h0, float* outputs, float* c_all, float* h_all,
-                 float* gates, int64_t b0, int64_t b1) {
-  const int64_t T = d.T, B = d.B, H = d.H, G = 4 * H, rows = b1 - b0;
+// step), gates [T,B,4H] (activated i, f, g, o), from x [T,B,D].
+void ForwardRows(Dims d, Params p, const float* x, const bool* valid, const float* c0,
+                 const float* h0, float* outputs, float* c_all, float* h_all, float* gates,
+                 int64_t b0, int64_t b1) {
+  const int64_t T = d.T, B = d.B, D = d.D, H = d.H, G = 4 * H, rows = b1 - b0;
   std::vector<float> z(rows * G);
   const float* c_prev = c0 + b0 * H;
   const float* h_prev = h0 + b0 * H;
-  int64_t prev_stride = H;  // Row stride of c_prev/h_prev: [B, H] either way.
   for (int64_t t = 0; t < T; ++t) {
-    std::memcpy(z.data(), projected + (t * B + b0) * G, sizeof(float) * rows * G);
-    MatMulAdd(h_prev, prev_stride, kernel, H, G, z.data(), G, rows);
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(z.data() + r * G, p.bias, sizeof(float) * G);
+    MatMulAdd(x + (t * B + b0) * D, D, p.kernel_x, D, G, z.data(), G, rows);
+    MatMulAdd(h_prev, H, p.kernel_h, H, G, z.data(), G, rows);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = t * B + b0 + r;
       float* zr = z.data() + r * G;
@@ -159,8 +183,8 @@ void ForwardRows(Dims d, const float* kernel, const float* projected, const bool
         gr[2 * H + j] = Tanh(zr[2 * H + j]);
         gr[3 * H + j] = Sigmoid(zr[3 * H + j]);
       }
-      const float* cp = c_prev + r * prev_stride;
-      const float* hp = h_prev + r * prev_stride;
+      const float* cp = c_prev + r * H;
+      const float* hp = h_prev + r * H;
       float* c = c_all + row * H;
       float* h = h_all + row * H;
       float* out = outputs + row * H;
@@ -182,17 +206,19 @@ void ForwardRows(Dims d, const float* kernel, const float* projected, const bool
   }
 }
 
-// Backward over rows [b0, b1): d_projected [T,B,4H], dc0/dh0 [B,H], from the forward's
-// residuals and the cotangents of (c_last, h_last, outputs). kernel_t is kernel's [4H,H]
-// transpose.
-void BackwardRows(Dims d, const float* kernel_t, const bool* valid, const float* c0,
-                  const float* c_all, const float* gates, const float* dc_last,
-                  const float* dh_last, const float* d_outputs, float* d_projected, float* dc0,
-                  float* dh0, int64_t b0, int64_t b1) {
-  const int64_t T = d.T, B = d.B, H = d.H, G = 4 * H, rows = b1 - b0;
+// Backward over rows [b0, b1): d_gates [T,B,4H] (the gates' pre-activation gradients), dx
+// [T,B,D], this block's part of d_bias [4H], dc0/dh0 [B,H], from the forward's residuals
+// and the cotangents of (c_last, h_last, outputs). kernel_x_t and kernel_h_t are the
+// kernels transposed ([4H, D] and [4H, H]).
+void BackwardRows(Dims d, const float* kernel_x_t, const float* kernel_h_t, const bool* valid,
+                  const float* c0, const float* c_all, const float* gates, const float* dc_last,
+                  const float* dh_last, const float* d_outputs, float* d_gates, float* dx,
+                  float* d_bias, float* dc0, float* dh0, int64_t b0, int64_t b1) {
+  const int64_t T = d.T, B = d.B, D = d.D, H = d.H, G = 4 * H, rows = b1 - b0;
   std::vector<float> dc_next(dc_last + b0 * H, dc_last + b1 * H);
   std::vector<float> dh_next(dh_last + b0 * H, dh_last + b1 * H);
   std::vector<float> dh_in(rows * H);
+  std::fill(d_bias, d_bias + G, 0.0f);
   for (int64_t t = T - 1; t >= 0; --t) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = t * B + b0 + r;
@@ -200,7 +226,7 @@ void BackwardRows(Dims d, const float* kernel_t, const bool* valid, const float*
       const float* c_new = c_all + row * H;
       const float* c_in = t > 0 ? c_all + ((t - 1) * B + b0 + r) * H : c0 + (b0 + r) * H;
       const float* d_out = d_outputs + row * H;
-      float* dz = d_projected + row * G;
+      float* dz = d_gates + row * G;
       float* dcn = dc_next.data() + r * H;
       float* dhn = dh_next.data() + r * H;
       float* dhi = dh_in.data() + r * H;
@@ -218,64 +244,83 @@ void BackwardRows(Dims d, const float* kernel_t, const bool* valid, const float*
           dcn[j] = dc * f;
           dhi[j] = 0.0f;
         }
+#pragma omp simd
+        for (int64_t j = 0; j < G; ++j) d_bias[j] += dz[j];
       } else {  // The state was held: gradients pass straight through; the gates get none.
         std::memset(dz, 0, sizeof(float) * G);
         std::memcpy(dhi, dhn, sizeof(float) * H);
       }
     }
-    MatMulAdd(d_projected + (t * B + b0) * G, G, kernel_t, G, H, dh_in.data(), H, rows);
+    const float* dz_t = d_gates + (t * B + b0) * G;
+    float* dx_t = dx + (t * B + b0) * D;
+    std::memset(dx_t, 0, sizeof(float) * rows * D);
+    MatMulAdd(dz_t, G, kernel_x_t, G, D, dx_t, D, rows);
+    MatMulAdd(dz_t, G, kernel_h_t, G, H, dh_in.data(), H, rows);
     dh_next.swap(dh_in);
   }
   std::memcpy(dc0 + b0 * H, dc_next.data(), sizeof(float) * rows * H);
   std::memcpy(dh0 + b0 * H, dh_next.data(), sizeof(float) * rows * H);
 }
 
-ffi::Error CheckShapes(Dims d, ffi::Buffer<ffi::F32>& kernel, ffi::Buffer<ffi::PRED>& valid) {
-  auto k = kernel.dimensions();
+// Dims from x [T, B, D] (or gates [T, B, 4H] with kernel_x) and kernel_h [H, 4H]; an error
+// naming the first argument whose shape does not fit.
+ffi::Error CheckDims(Dims d, ffi::Buffer<ffi::F32>& kernel_x, ffi::Buffer<ffi::F32>& kernel_h,
+                     ffi::Buffer<ffi::PRED>& valid) {
+  auto kx = kernel_x.dimensions();
+  auto kh = kernel_h.dimensions();
   auto v = valid.dimensions();
-  if (k.size() != 2 || k[1] != 4 * k[0]) return ffi::Error::InvalidArgument("kernel must be [H, 4H]");
+  if (kh.size() != 2 || kh[1] != 4 * kh[0]) return ffi::Error::InvalidArgument("kernel_h must be [H, 4H]");
+  if (kx.size() != 2 || kx[0] != d.D || kx[1] != 4 * d.H)
+    return ffi::Error::InvalidArgument("kernel_x must be [D, 4H]");
   if (v.size() != 2 || v[0] != d.T || v[1] != d.B) return ffi::Error::InvalidArgument("valid must be [T, B]");
   return ffi::Error::Success();
 }
 
-Dims DimsOf(ffi::Buffer<ffi::F32>& projected, ffi::Buffer<ffi::F32>& kernel) {
-  auto p = projected.dimensions();
-  return Dims{p[0], p[1], kernel.dimensions()[0]};
-}
-
-ffi::Error LstmForward(ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::F32> projected,
+ffi::Error LstmForward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> bias,
+                       ffi::Buffer<ffi::F32> kernel_h, ffi::Buffer<ffi::F32> x,
                        ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::F32> c0,
                        ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> outputs,
                        ffi::ResultBuffer<ffi::F32> c_all, ffi::ResultBuffer<ffi::F32> h_all,
                        ffi::ResultBuffer<ffi::F32> gates) {
-  const Dims d = DimsOf(projected, kernel);
-  if (auto error = CheckShapes(d, kernel, valid); error.failure()) return error;
-  ParallelRows(d.B, [&](int64_t b0, int64_t b1) {
-    ForwardRows(d, kernel.typed_data(), projected.typed_data(), valid.typed_data(),
-                c0.typed_data(), h0.typed_data(), outputs->typed_data(), c_all->typed_data(),
-                h_all->typed_data(), gates->typed_data(), b0, b1);
+  auto xd = x.dimensions();
+  if (xd.size() != 3) return ffi::Error::InvalidArgument("x must be [T, B, D]");
+  const Dims d{xd[0], xd[1], xd[2], kernel_h.dimensions()[0]};
+  if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
+  const Params p{kernel_x.typed_data(), bias.typed_data(), kernel_h.typed_data()};
+  ParallelRows(d.B, [&](int, int64_t b0, int64_t b1) {
+    ForwardRows(d, p, x.typed_data(), valid.typed_data(), c0.typed_data(), h0.typed_data(),
+                outputs->typed_data(), c_all->typed_data(), h_all->typed_data(),
+                gates->typed_data(), b0, b1);
   });
   return ffi::Error::Success();
 }
 
-ffi::Error LstmBackward(ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::PRED> valid,
-                        ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> c_all,
-                        ffi::Buffer<ffi::F32> gates, ffi::Buffer<ffi::F32> dc_last,
-                        ffi::Buffer<ffi::F32> dh_last, ffi::Buffer<ffi::F32> d_outputs,
-                        ffi::ResultBuffer<ffi::F32> d_projected, ffi::ResultBuffer<ffi::F32> dc0,
-                        ffi::ResultBuffer<ffi::F32> dh0) {
-  const Dims d = DimsOf(gates, kernel);
-  if (auto error = CheckShapes(d, kernel, valid); error.failure()) return error;
-  const int64_t H = d.H, G = 4 * H;
-  std::vector<float> kernel_t(G * H);
-  for (int64_t k = 0; k < H; ++k)
-    for (int64_t j = 0; j < G; ++j) kernel_t[j * H + k] = kernel.typed_data()[k * G + j];
-  ParallelRows(d.B, [&](int64_t b0, int64_t b1) {
-    BackwardRows(d, kernel_t.data(), valid.typed_data(), c0.typed_data(), c_all.typed_data(),
-                 gates.typed_data(), dc_last.typed_data(), dh_last.typed_data(),
-                 d_outputs.typed_data(), d_projected->typed_data(), dc0->typed_data(),
+ffi::Error LstmBackward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> kernel_h,
+                        ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::F32> c0,
+                        ffi::Buffer<ffi::F32> c_all, ffi::Buffer<ffi::F32> gates,
+                        ffi::Buffer<ffi::F32> dc_last, ffi::Buffer<ffi::F32> dh_last,
+                        ffi::Buffer<ffi::F32> d_outputs, ffi::ResultBuffer<ffi::F32> d_gates,
+                        ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> d_bias,
+                        ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0) {
+  auto gd = gates.dimensions();
+  if (gd.size() != 3) return ffi::Error::InvalidArgument("gates must be [T, B, 4H]");
+  const Dims d{gd[0], gd[1], kernel_x.dimensions()[0], kernel_h.dimensions()[0]};
+  if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
+  const int64_t G = 4 * d.H;
+  const std::vector<float> kernel_x_t = Transposed(kernel_x.typed_data(), d.D, G);
+  const std::vector<float> kernel_h_t = Transposed(kernel_h.typed_data(), d.H, G);
+  std::vector<float> partial_bias(Threads(d.B) * G);  // One d_bias per thread, summed below.
+  const int threads = ParallelRows(d.B, [&](int thread, int64_t b0, int64_t b1) {
+    BackwardRows(d, kernel_x_t.data(), kernel_h_t.data(), valid.typed_data(), c0.typed_data(),
+                 c_all.typed_data(), gates.typed_data(), dc_last.typed_data(),
+                 dh_last.typed_data(), d_outputs.typed_data(), d_gates->typed_data(),
+                 dx->typed_data(), partial_bias.data() + thread * G, dc0->typed_data(),
                  dh0->typed_data(), b0, b1);
   });
+  float* db = d_bias->typed_data();
+  std::fill(db, db + G, 0.0f);
+  for (int t = 0; t < threads; ++t)
+    for (int64_t j = 0; j < G; ++j) db[j] += partial_bias[t * G + j];
   return ffi::Error::Success();
 }
 
@@ -283,8 +328,10 @@ ffi::Error LstmBackward(ffi::Buffer<ffi::F32> kernel, ffi::Buffer<ffi::PRED> val
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmForward, LstmForward,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel [H, 4H]
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // projected [T, B, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel_x [D, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // bias [4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel_h [H, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x [T, B, D]
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // valid [T, B]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // c0 [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // h0 [B, H]
@@ -295,7 +342,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmForward, LstmForward,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmBackward, LstmBackward,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel [H, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel_x [D, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel_h [H, 4H]
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // valid [T, B]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // c0 [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // c_all [T, B, H]
@@ -303,6 +351,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmBackward, LstmBackward,
                                   .Arg<ffi::Buffer<ffi::F32>>()   // dc_last [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // dh_last [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // d_outputs [T, B, H]
-                                  .Ret<ffi::Buffer<ffi::F32>>()   // d_projected [T, B, 4H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // d_gates [T, B, 4H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dx [T, B, D]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // d_bias [4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dc0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()); // dh0 [B, H]
