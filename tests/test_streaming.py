@@ -166,8 +166,14 @@ def test_in_memory_auto_and_bad_settings():
   assert columns.keep_in_memory("auto", 1 << 20)
   assert not columns.keep_in_memory("auto", 64 << 30)
   assert columns.keep_in_memory("yes", 64 << 30) and not columns.keep_in_memory("no", 1)
-  with pytest.raises(ConfigError, match="data.workers=-1 must be >= 0"):
-    pipeline.check_settings(-1, 2)
+  with pytest.raises(ConfigError, match="data.workers=-2 must be >= 0"):
+    pipeline.check_settings(-2, 2)
+  # Auto workers: none on a CPU backend or for data in memory; half the cores, at most 8,
+  # reading files for an accelerator.
+  assert pipeline.worker_count(-1, True, "cpu", 16) == pipeline.worker_count(-1, False, "gpu", 16) == 0
+  assert pipeline.worker_count(-1, True, "gpu", 16) == 8
+  assert pipeline.worker_count(-1, True, "gpu", 6) == 3
+  assert pipeline.worker_count(2, False, "cpu", 2) == 2
   # Auto prefetch: ahead when reading files or feeding an accelerator, not for in-memory CPU runs.
   assert pipeline.prefetch_depth(-1, False, "cpu") == 0
   assert pipeline.prefetch_depth(-1, True, "cpu") == pipeline.prefetch_depth(-1, False, "gpu") == 2

@@ -32,7 +32,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.folds": (lambda v: v == 0 or v >= 2, "0 (off) or at least 2"),
     "data.fold": _non_negative,
     "data.in_memory": (lambda v: v in ("auto", "yes", "no"), "auto, yes or no"),
-    "data.workers": _non_negative, "data.prefetch": (lambda v: v >= -1, ">= 0, or -1 (auto)"),
+    "data.workers": (lambda v: v >= -1, ">= 0, or -1 (auto)"), "data.prefetch": (lambda v: v >= -1, ">= 0, or -1 (auto)"),
     "model.dropout_rate": _fraction, "model.embed_dim": _positive,
     "model.blocks_per_stage": _positive, "model.unroll": _positive,
     "model.lstm_kernel": (lambda v: v in ("xla", "native"), "xla or native"),

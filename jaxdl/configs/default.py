@@ -48,10 +48,11 @@ def get_config() -> ml_collections.ConfigDict:
   # (zero fill), fresh for every batch; 0 disables it. Images only.
   c.data.augment_shift = 0
   # The input pipeline (data/pipeline.py, on Grain): worker processes that
-  # read, decode and augment batches (0: this process), and how many batches
-  # are prepared ahead of the running step (0: none; -1: 2 when reading files
-  # or feeding an accelerator, else none, as measured fastest).
-  c.data.workers = 0
+  # read, decode and augment batches (0: this process; -1: none on a CPU backend
+  # or for data in memory, as measured fastest, else half the cores, at most 8),
+  # and how many batches are prepared ahead of the running step (0: none; -1: 2
+  # when reading files or feeding an accelerator, else none, as measured fastest).
+  c.data.workers = -1
   c.data.prefetch = -1
   # Leave out (and count, as skipped_examples) examples whose file fails to
   # read or decode, instead of stopping with an error naming the file.

@@ -16,6 +16,7 @@ train state's step): a resumed run builds the pipeline from that step, which
 is exactly what restoring Grain's index-based iterator state would do.
 """
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,8 +30,9 @@ AUTO = -1  # data.prefetch: let the pipeline decide (see ``prefetch_depth``).
 
 
 def check_settings(workers: int, prefetch: int) -> None:
-  if workers < 0:
-    raise ConfigError(f"data.workers={workers} must be >= 0 (0 reads in this process)")
+  if workers < AUTO:
+    raise ConfigError(f"data.workers={workers} must be >= 0 (0 reads in this process), or -1 "
+                      "(auto)")
   if prefetch < AUTO:
     raise ConfigError(f"data.prefetch={prefetch} must be >= 0 (0: no batches ahead), or -1 "
                       "(auto)")
@@ -50,6 +52,29 @@ def prefetch_depth(setting: int, read_on_demand: bool, backend: str) -> int:
   return 2 if read_on_demand or backend != "cpu" else 0
 
 
+# Auto workers on an accelerator host: at most this many, and at most half the cores (the
+# rest dispatch steps and run XLA's host work).
+MAX_AUTO_WORKERS = 8
+
+
+def worker_count(setting: int, read_on_demand: bool, backend: str, cores: int) -> int:
+  """Grain worker processes: ``setting``, or for auto (-1) none unless they can help.
+
+  On 2 CPU cores workers were slower at every count (pipeline alone on 100k PNGs:
+  9,936 ex/s in a thread, 6,690 / 5,978 / 3,722 with 1 / 2 / 4 workers;
+  docs/benchmarks.md): on a CPU backend they compete with the step for the same
+  cores, and data in memory needs no decoding. Reading and decoding files for an
+  accelerator, one thread bounds the input rate (about 10k PNGs/s here, while an
+  H100 trains the seed CNN at 73k examples/s), so auto starts half the cores, at
+  most ``MAX_AUTO_WORKERS`` (not yet measured on a many-core host).
+  """
+  if setting != AUTO:
+    return setting
+  if not read_on_demand or backend == "cpu":
+    return 0
+  return max(0, min(MAX_AUTO_WORKERS, cores // 2))
+
+
 def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int = 0,
             prefetch: int = 2, read_on_demand: bool = False,
             place: Callable[[Batch], Any] | None = None) -> Iterator[Any]:
@@ -59,14 +84,17 @@ def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int
     plan: a picklable ``step -> batch`` (batches.py); it runs in worker
       processes when ``workers`` > 0.
     start, stop: the steps to yield (``start`` > 0 when resuming mid-epoch).
-    workers: Grain worker processes computing batches (0: a thread of this process).
+    workers: Grain worker processes computing batches (0: a thread of this process; -1
+      decides, ``worker_count``).
     prefetch: batches computed (and placed) ahead of the one in use; 0 computes
       each when asked, in this thread; -1 decides (``prefetch_depth``).
     read_on_demand: whether the plan reads files (lazy columns), for ``prefetch_depth``.
     place: moves a host batch onto the devices (e.g. ``DataParallel.shard``).
   """
   check_settings(workers, prefetch)
-  prefetch = prefetch_depth(prefetch, read_on_demand or workers > 0, jax.default_backend())
+  backend = jax.default_backend()
+  workers = worker_count(workers, read_on_demand, backend, len(os.sched_getaffinity(0)))
+  prefetch = prefetch_depth(prefetch, read_on_demand or workers > 0, backend)
   if stop <= start:
     return iter(())
   if workers == 0 and prefetch == 0:  # Nothing ahead: plain, in order, in this thread.
