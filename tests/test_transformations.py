@@ -42,10 +42,12 @@ def _model_and_batch(name, overrides):
   return model, batch
 
 
-# The seed CNN's forward-mode Jacobian over 28x28 inputs and the two-layer text LSTM are the
-# slowest cases: slow suite (the deep CNN and the adding-problem LSTM and GRU stay quick).
+# The seed CNN's forward-mode Jacobian over 28x28 inputs, the two-layer text LSTM and the
+# native-kernel setting are the slowest cases: slow suite (the deep CNN and the
+# adding-problem LSTM and GRU stay quick).
 @pytest.mark.parametrize("name, overrides", [pytest.param(*case, marks=pytest.mark.slow)
-                                             if case in CASES[0:3:2] else case for case in CASES])
+                                             if case in (*CASES[0:3:2], CASES[5]) else case
+                                             for case in CASES])
 def test_forward_mode_vmap_and_second_order_on_a_built_in_model(getkey, name, overrides):
   model, batch = _model_and_batch(name, overrides)
   params = model.init(getkey(), batch["inputs"][:1],

@@ -14,6 +14,7 @@ them once per member under ``vmap`` (``vmap_method="sequential"``).
 """
 
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
@@ -77,7 +78,11 @@ def available() -> bool:
   try:
     path = library_path(compiler)
     if not path.exists():
-      build(compiler, path)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      with open(path.with_suffix(".lock"), "w") as lock:  # One build when processes race.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+          build(compiler, path)
     library = ctypes.cdll.LoadLibrary(str(path))
     for name, symbol in ((FORWARD, library.JaxdlLstmForward),
                          (BACKWARD, library.JaxdlLstmBackward)):
