@@ -3,6 +3,8 @@
 Importing jaxdl changes nothing in the process (allocator, flags, logging). The
 ``jaxdl`` command tunes the host allocator for its own process (see host.py);
 a script opts in with :func:`tune_host_allocator` or ``JAXDL_HOST_ALLOCATOR=tuned``.
+XLA:CPU flags that speed up convolutions are opt-in for both (:func:`tune_xla_flags`,
+``JAXDL_XLA_CPU=tuned``).
 """
 
 __version__ = "0.1.0"
@@ -11,9 +13,12 @@ import os as _os
 
 from jaxdl.errors import CheckpointError, ConfigError, DataError, JaxdlError
 from jaxdl.host import tune_allocator as tune_host_allocator
+from jaxdl.host import tune_xla_flags
 
 if _os.environ.get("JAXDL_HOST_ALLOCATOR") == "tuned":  # The user's explicit opt-in.
   tune_host_allocator()
+if _os.environ.get("JAXDL_XLA_CPU") == "tuned":  # Likewise.
+  tune_xla_flags()
 
 # The API, by name. They import JAX, so they load on first use: `import jaxdl` stays
 # light, and the jaxdl command tunes its allocator before any of them starts JAX.
@@ -40,4 +45,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "JaxdlError", "__version__",
-           "tune_host_allocator", *_EXPORTS]
+           "tune_host_allocator", "tune_xla_flags", *_EXPORTS]

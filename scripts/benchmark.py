@@ -6,8 +6,9 @@ with sequences -> LSTM 64 -> Dense 10), batch 128, float32, Adam 1e-3, random
 data; and the seed LSTM as a vectorized sweep of 8 members (jaxdl only).
 
 Implementations: ``jaxdl`` (the step ``jaxdl train`` runs, built from the
-experiments through jaxdl's API), ``jaxdl-native`` (the same with
-``model.lstm_kernel=native``: jaxdl's C++ LSTM recurrence; LSTM workloads only), ``keras-fit`` (the seed's own code: compile +
+experiments through jaxdl's API), ``jaxdl-tuned`` (the same with jaxdl's opt-in
+speed settings: ``model.lstm_kernel=native``, its C++ LSTM layer, and
+``jaxdl.tune_xla_flags()``, XLA's own convolution kernels), ``keras-fit`` (the seed's own code: compile +
 model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
 ``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
 is skipped with a message.
@@ -50,16 +51,14 @@ sys.path.insert(0, str(HERE))
 
 from benchmark_impls.workloads import WORKLOADS  # noqa: E402
 
-IMPLS = ("jaxdl", "jaxdl-native", "keras-fit", "keras-tfstep", "torch-eager", "torch-compile")
-OURS = ("jaxdl", "jaxdl-native")
+IMPLS = ("jaxdl", "jaxdl-tuned", "keras-fit", "keras-tfstep", "torch-eager", "torch-compile")
+OURS = ("jaxdl", "jaxdl-tuned")
 # What each implementation needs installed (pip install -e '.[bench]').
-REQUIRES = {"jaxdl": ("jax",), "jaxdl-native": ("jax",), "keras-fit": ("tensorflow", "keras"),
+REQUIRES = {"jaxdl": ("jax",), "jaxdl-tuned": ("jax",), "keras-fit": ("tensorflow", "keras"),
             "keras-tfstep": ("tensorflow", "keras"), "torch-eager": ("torch",),
             "torch-compile": ("torch",)}
 # Workloads an implementation runs; the vectorized sweep is jaxdl's alone.
 SWEEP_IMPLS = OURS
-# Workloads an implementation is limited to (the native kernel changes only the LSTM).
-ONLY = {"jaxdl-native": ("lstm", "lstm-sweep8")}
 # Workloads measured in one interleaved group (the sweep is compared with one member).
 GROUPS = (("cnn",), ("lstm", "lstm-sweep8"))
 PROTOCOL = "@@bench "  # Prefix of the worker's protocol lines (frameworks print too).
@@ -88,7 +87,7 @@ def _build(impl: str, workload_name: str, threads: int):
   workload = WORKLOADS[workload_name]
   if impl in OURS:
     from benchmark_impls import jaxdl_impl
-    return jaxdl_impl.build(workload, lstm_kernel="native" if impl == "jaxdl-native" else "xla")
+    return jaxdl_impl.build(workload, lstm_kernel="native" if impl == "jaxdl-tuned" else "xla")
   if impl.startswith("keras"):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -110,6 +109,9 @@ def worker(impl: str, workload_name: str, threads: int, allocator: str) -> None:
   if allocator == "same":  # Before any framework starts its threads; every framework alike.
     from jaxdl import host
     host.tune_allocator()
+  if impl == "jaxdl-tuned":  # jaxdl's own compiler flags: before JAX starts, in its worker only.
+    from jaxdl import host
+    host.tune_xla_flags()
   _limit_threads(threads)
   if impl == "peak":
     from benchmark_impls import jaxdl_impl
@@ -320,7 +322,7 @@ def main() -> None:
     found = []
     for group in GROUPS:
       pairs = [(i, w) for w in group if w in workloads for i in impls
-               if (WORKLOADS[w].members == 1 or i in SWEEP_IMPLS) and w in ONLY.get(i, (w,))]
+               if WORKLOADS[w].members == 1 or i in SWEEP_IMPLS]
       if pairs:
         found += measure_group(pairs, args, mode)
     results += [{**r, "meta": meta} for r in found]

@@ -73,3 +73,38 @@ def test_the_command_keeps_compiled_programs_for_the_next_run(tmp_path):
                        env={**env, "JAXDL_COMPILATION_CACHE": "off"}, capture_output=True,
                        text=True, check=True)
   assert json.loads(off.stdout) is None
+
+
+_CONV = ("import jaxdl, jax, jax.numpy as jnp, json, os; {before}"
+         "x, w = jnp.ones((16, 13, 13, 32)), jnp.ones((3, 3, 32, 64)); "
+         "conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID', "
+         "dimension_numbers=('NHWC', 'HWIO', 'NHWC')); "
+         "text = jax.jit(conv).lower(x, w).compile().as_text(); "
+         "print(json.dumps({{'ynn_conv': '__ynn_fusion' in text, 'flags': os.environ.get('XLA_FLAGS', ''), "
+         "'state': jaxdl.host.xla_flags_state()}}))")
+
+
+def _conv_in_fresh_process(env_extra: dict, before: str = "") -> dict:
+  env = {**os.environ, "XLA_FLAGS": "", "JAXDL_XLA_CPU": "", **env_extra}
+  out = subprocess.run([sys.executable, "-c", _CONV.format(before=before)], env=env,
+                       capture_output=True, text=True, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("env, before", [({"JAXDL_XLA_CPU": "tuned"}, ""),
+                                         ({}, "jaxdl.tune_xla_flags(); ")])
+def test_xla_flags_are_opt_in_and_change_how_convolutions_compile(env, before):
+  untouched = _conv_in_fresh_process({})
+  assert untouched["flags"] == "" and untouched["state"]["applied"] is False
+  tuned = _conv_in_fresh_process(env, before)
+  assert tuned["state"]["applied"] and tuned["flags"] == " ".join(host.XLA_CPU_FLAGS)
+  # The flag reached XLA: YNNPACK compiled the convolution before, XLA's own kernel now.
+  assert untouched["ynn_conv"] and not tuned["ynn_conv"]
+
+
+def test_xla_flags_come_too_late_once_jax_has_started_and_keep_the_users_own():
+  late = _conv_in_fresh_process({}, "jax.devices(); jaxdl.tune_xla_flags(); ")
+  assert not late["state"]["applied"] and "too late" in late["state"]["reason"]
+  own = _conv_in_fresh_process({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot",
+                                "JAXDL_XLA_CPU": "tuned"})
+  assert own["flags"] == "--xla_cpu_experimental_ynn_fusion_type=dot" and own["ynn_conv"] is False

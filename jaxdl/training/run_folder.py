@@ -92,6 +92,7 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
       "device_kind": devices[0].device_kind,
       "process_count": jax.process_count(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "xla_tuning": host.xla_flags_state(),
       "host_allocator": host.allocator_state(),
       "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
       "command": list(command),

@@ -1,6 +1,7 @@
 """jaxdl: the training step ``jaxdl train`` runs, built through jaxdl's API from the experiments."""
 
 import math
+import os
 import pathlib
 
 import jax
@@ -79,6 +80,7 @@ class Runner(workloads.Runner):
                                        if math.isfinite(flops) else None),
                  "devices": [str(d) for d in jax.devices()],
                  "host_allocator": allocator_state(),
+                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
                  "lstm_kernel": _resolved(lstm_kernel) if workload.model == "lstm" else None}
     self.step = 0
 
