@@ -1,4 +1,4 @@
-"""jaxdl's C++ LSTM kernel (models/native_lstm.py) against the pure-JAX recurrence it replaces.
+"""jaxdl's C++ LSTM kernel (models/native/) against the pure-JAX layer it replaces.
 
 Same math, not the same rounding: outputs and gradients must agree to float
 tolerance, masks must hold the state exactly, and where the kernel cannot be
@@ -6,13 +6,16 @@ built the layer must fall back with one warning, never an error.
 """
 
 import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl.models import LSTMCell, RecurrentLayer, native_lstm
+from jaxdl.models import LSTMCell, RecurrentLayer
+from jaxdl.models.native import build
+from jaxdl.models.native import lstm as native_lstm
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.lstm_scan import lstm_scan
 
@@ -111,35 +114,49 @@ def test_members_of_a_vectorized_sweep_each_get_their_own_layer(getkey):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
-def test_without_a_compiler_the_layer_warns_once_and_runs_the_xla_recurrence(
-    getkey, monkeypatch, tmp_path):
+@pytest.fixture
+def fresh_build_state():
+  """Forgets which kernels loaded and which warnings were given, before and after a test."""
+  build.load.cache_clear()
+  build.unavailable.cache_clear()
+  yield
+  build.load.cache_clear()
+  build.unavailable.cache_clear()
+
+
+def test_without_a_compiler_the_layer_warns_once_and_runs_the_xla_layer(
+    getkey, monkeypatch, tmp_path, fresh_build_state):
   monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
   monkeypatch.setenv("JAXDL_KERNEL_CACHE", str(tmp_path / "kernels"))
-  native_lstm.available.cache_clear()
-  try:
-    with pytest.warns(RuntimeWarning, match="native LSTM kernel is unavailable .*no-such-compiler"):
-      assert not native_lstm.available()
+  with pytest.warns(RuntimeWarning, match="native LSTM kernel is unavailable .*no-such-compiler"):
+    assert not native_lstm.available()
+  x = jax.random.normal(getkey(), (2, 4, 3))
+  layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="native")
+  variables = layer.init(getkey(), x)
+  grad = lambda layer: jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x)))(
+      variables["params"])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # Once: a second ask does not warn again.
     assert not native_lstm.usable(jnp.float32)
-    x = jax.random.normal(getkey(), (2, 4, 3))
-    layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="native")
-    variables = layer.init(getkey(), x)
     with custom_gradients():
-      fell_back = jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x)))(variables["params"])
-      xla = jax.grad(lambda p: jnp.sum(layer.clone(lstm_kernel="xla").apply({"params": p}, x)))(
-          variables["params"])
-    for a, b in zip(jax.tree_util.tree_leaves(fell_back), jax.tree_util.tree_leaves(xla)):
-      np.testing.assert_array_equal(a, b)
-    assert not (tmp_path / "kernels").exists() or not any((tmp_path / "kernels").glob("*.so"))
-  finally:
-    native_lstm.available.cache_clear()
+      fell_back, xla = grad(layer), grad(layer.clone(lstm_kernel="xla"))
+  for a, b in zip(jax.tree_util.tree_leaves(fell_back), jax.tree_util.tree_leaves(xla)):
+    np.testing.assert_array_equal(a, b)
+  assert not list((tmp_path / "kernels").glob("*.so"))
+
+
+def test_bfloat16_warns_and_is_not_sent_to_the_kernel(fresh_build_state):
+  with pytest.warns(RuntimeWarning, match="float32 only, not bfloat16"):
+    assert not native_lstm.usable(jnp.bfloat16)
+  assert native_lstm.usable(jnp.float32)
 
 
 def test_the_build_is_cached_by_source_flags_and_cpu(monkeypatch, tmp_path):
   monkeypatch.setenv("JAXDL_KERNEL_CACHE", str(tmp_path))
-  path = native_lstm.library_path("g++")
-  assert path.parent == tmp_path and path.suffix == ".so"
-  native_lstm.build("g++", path)
+  path = build.library_path(native_lstm.SOURCE, "g++")
+  assert path.parent == tmp_path and path.name.startswith("lstm_cpu-") and path.suffix == ".so"
+  build.compile_library(native_lstm.SOURCE, "g++", path)
   assert path.stat().st_size > 0 and list(tmp_path.glob("*.so")) == [path]  # No partial files.
   assert not [p for p in tmp_path.iterdir() if p.is_dir()]
-  monkeypatch.setattr(native_lstm, "FLAGS", (*native_lstm.FLAGS, "-DJAXDL_OTHER"))
-  assert native_lstm.library_path("g++") != path
+  monkeypatch.setattr(build, "FLAGS", (*build.FLAGS, "-DJAXDL_OTHER"))
+  assert build.library_path(native_lstm.SOURCE, "g++") != path

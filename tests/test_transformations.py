@@ -19,7 +19,7 @@ CASES = [
                      "model.hidden_sizes=(4,)")),
     ("adding_lstm", ("data.seq_len=6", "data.num_train=64", "data.num_test=16",
                      "model.hidden_sizes=(4,)", "model.cell=gru")),
-    # The C++ recurrence (native_lstm.py) sits under the train step's gradient only.
+    # The C++ recurrence (models/native/lstm.py) sits under the train step's gradient only.
     ("adding_lstm", ("data.seq_len=6", "data.num_train=64", "data.num_test=16",
                      "model.hidden_sizes=(4,)", "model.lstm_kernel=native")),
 ]

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxdl.models import custom_gradients
 from jaxdl.models.layers import glorot_uniform
-from jaxdl.models import native_lstm
+from jaxdl.models.native import lstm as native_lstm
 from jaxdl.models.lstm_scan import lstm_scan
 from jaxdl.models.matmul import dense_dot_general
 
@@ -241,7 +241,7 @@ class RecurrentLayer(nn.Module):
       only (on XLA:CPU it measured slower).
     lstm_kernel: what runs an LSTM layer where ``lstm_vjp`` applies: 'xla'
       (the input projection, then ``lstm_scan``) or 'native' (both inside
-      jaxdl's C++ kernel, native_lstm.py; float32 on CPU; elsewhere, or where it
+      jaxdl's C++ kernel, native/lstm.py; float32 on CPU; elsewhere, or where it
       cannot be built, 'xla' after a one-line warning). Same math to float
       tolerance, not bitwise.
   """

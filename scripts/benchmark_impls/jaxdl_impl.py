@@ -13,7 +13,7 @@ from jaxdl import cost, data, models, peak
 from jaxdl.configs import load_config
 from jaxdl.data import DataSpec, Datasets, Split
 from jaxdl.host import allocator_state
-from jaxdl.models import native_lstm
+from jaxdl.models.native import lstm as native_lstm
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.loop import jit_steps

@@ -1,7 +1,8 @@
-// The LSTM recurrence over all T steps in one call, forward and backward, for XLA:CPU.
+// An LSTM layer (input projection and recurrence) over all T steps in one call, forward and
+// backward, for XLA:CPU.
 //
-// Called through XLA's typed FFI (jax.ffi); jaxdl/models/native_lstm.py builds this file
-// with the machine's C++ compiler on first use and registers both handlers. The math is
+// Called through XLA's typed FFI (jax.ffi); build.py beside it builds this file with the
+// machine's C++ compiler on first use, and lstm.py registers and calls both handlers. The math is
 // that of LSTMCell's input projection followed by lstm_scan.py's recurrence (the
 // reference the tests compare with): gates i, f, g (c~), o stacked as [..., 4H]; where
 // `valid` is false the state is held and the output is zero. The input projection runs

@@ -1,112 +1,52 @@
-"""jaxdl's native LSTM recurrence for XLA:CPU (native/lstm_cpu.cc), called through ``jax.ffi``.
+"""jaxdl's native LSTM layer for XLA:CPU (lstm_cpu.cc), called through ``jax.ffi``.
 
-The kernel is C++ that this machine's compiler builds on first use (``g++``,
-or ``$CXX``) into a cache folder (``$JAXDL_KERNEL_CACHE``, else
-``~/.cache/jaxdl/kernels``), keyed by the source, the flags, jaxlib's version
-and the CPU, so ``pip install -e .`` stays pure Python and a build is reused
-across runs. Where it cannot be built or loaded (no compiler, another
-platform) ``available()`` is False after a one-line warning, and callers run
-the pure-JAX recurrence (lstm_scan.py), which stays the reference.
+build.py compiles the kernel on first use. Where it cannot be built or loaded
+(no compiler, another platform), or the arrays are not float32 on a CPU,
+``usable()`` is False after a one-line warning, and callers run the pure-JAX
+layer (the input projection, then lstm_scan.py), which stays the reference.
 
 ``lstm_layer`` is the differentiable layer (input projection and recurrence);
 both handlers are registered for the CPU platform only, and ``ffi_call`` runs
 them once per member under ``vmap`` (``vmap_method="sequential"``).
 """
 
-import ctypes
-import fcntl
-import functools
-import hashlib
-import os
 import pathlib
-import platform
-import subprocess
-import tempfile
-import warnings
 
 import jax
 import jax.numpy as jnp
 
 from jaxdl.models.matmul import weight_gradient
+from jaxdl.models.native import build
 
-SOURCE = pathlib.Path(__file__).resolve().parent / "native" / "lstm_cpu.cc"
-FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno",
-         "-fno-trapping-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread", "-w")
+SOURCE = pathlib.Path(__file__).resolve().parent / "lstm_cpu.cc"
 FORWARD, BACKWARD = "jaxdl_lstm_forward", "jaxdl_lstm_backward"
+_SYMBOLS = ((FORWARD, "JaxdlLstmForward"), (BACKWARD, "JaxdlLstmBackward"))
+WHAT = "jaxdl's native LSTM kernel"
 
 
-def cache_dir() -> pathlib.Path:
-  default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
-  return pathlib.Path(os.environ.get("JAXDL_KERNEL_CACHE", default / "jaxdl" / "kernels"))
-
-
-def _cpu_identity() -> str:
-  """The CPU model and its flags: ``-march=native`` code is only valid on such a CPU."""
-  try:
-    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-  except OSError:
-    return platform.processor()
-  return "\n".join(sorted({l for l in lines if l.startswith(("model name", "flags"))}))
-
-
-def library_path(compiler: str) -> pathlib.Path:
-  import jaxlib
-
-  key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, *FLAGS, jaxlib.__version__,
-                                  _cpu_identity()]).encode()).hexdigest()[:16]
-  return cache_dir() / f"lstm_cpu-{key}.so"
-
-
-def build(compiler: str, path: pathlib.Path) -> None:
-  """Compiles the kernel into ``path`` (atomically: concurrent builds cannot see a partial file)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-    out = pathlib.Path(tmp) / path.name
-    command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-      raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
-    os.replace(out, path)
-
-
-@functools.cache
 def available() -> bool:
   """Whether the kernel is built, loaded and registered (warns once, in one line, if not)."""
-  if platform.system() != "Linux":
-    return _unavailable(f"it is built for Linux only, not {platform.system()}")
-  compiler = os.environ.get("CXX", "g++")
-  try:
-    path = library_path(compiler)
-    if not path.exists():
-      path.parent.mkdir(parents=True, exist_ok=True)
-      with open(path.with_suffix(".lock"), "w") as lock:  # One build when processes race.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.exists():
-          build(compiler, path)
-    library = ctypes.cdll.LoadLibrary(str(path))
-    for name, symbol in ((FORWARD, library.JaxdlLstmForward),
-                         (BACKWARD, library.JaxdlLstmBackward)):
-      jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(symbol), platform="cpu")
-  except (OSError, RuntimeError, AttributeError) as e:
-    return _unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
-  return True
-
-
-def _unavailable(why: str) -> bool:
-  warnings.warn(f"jaxdl's native LSTM kernel is unavailable ({why}); using the pure-JAX "
-                "recurrence", RuntimeWarning, stacklevel=3)
-  return False
+  return build.load(SOURCE, _SYMBOLS, WHAT, "the pure-JAX LSTM layer")
 
 
 def usable(dtype) -> bool:
-  """Whether arrays of ``dtype`` can run through the kernel here (float32, on CPU)."""
-  return jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32 and available()
+  """Whether arrays of ``dtype`` run through the kernel here: float32 on CPU, once it is built.
+
+  Anything else warns once (naming why) and the caller runs the pure-JAX layer.
+  """
+  backend = jax.default_backend()
+  if backend != "cpu":
+    return build.unavailable(WHAT, f"it runs on CPU only, not {backend}", "the pure-JAX LSTM layer")
+  if jnp.dtype(dtype) != jnp.float32:
+    return build.unavailable(WHAT, f"it computes in float32 only, not {jnp.dtype(dtype).name}",
+                             "the pure-JAX LSTM layer")
+  return available()
 
 
 def _require() -> None:
   if not available():
-    raise RuntimeError("jaxdl's native LSTM kernel is unavailable here (see the warning); "
-                       "check native_lstm.usable() before asking for it")
+    raise RuntimeError(f"{WHAT} is unavailable here (see the warning); check "
+                       "native.lstm.usable() before asking for it")
 
 
 def _f32(*shape: int) -> jax.ShapeDtypeStruct:

@@ -1,0 +1,100 @@
+"""Builds jaxdl's C++ kernels on first use and registers their XLA FFI handlers.
+
+A kernel is one ``.cc`` file beside this one. The machine's compiler (``g++``,
+or ``$CXX``) builds it into a cache folder (``$JAXDL_KERNEL_CACHE``, else
+``$XDG_CACHE_HOME/jaxdl/kernels``, i.e. ``~/.cache/jaxdl/kernels``), under a
+name keyed by the source, the flags, jaxlib's version (its FFI headers) and the
+CPU (``-march=native``), so ``pip install -e .`` stays pure Python and a build
+is reused by every later run. Processes that race to build take a file lock and
+build once; the library appears atomically. A kernel that cannot be built or
+loaded is reported once, in one line, and its caller falls back to pure JAX.
+"""
+
+import ctypes
+import fcntl
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+import subprocess
+import tempfile
+import warnings
+
+import jax
+
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno",
+         "-fno-trapping-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread", "-w")
+
+
+def cache_dir() -> pathlib.Path:
+  default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+  return pathlib.Path(os.environ.get("JAXDL_KERNEL_CACHE", default / "jaxdl" / "kernels"))
+
+
+def _cpu_identity() -> str:
+  """The CPU model and its flags: ``-march=native`` code is only valid on such a CPU."""
+  try:
+    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+  except OSError:
+    return platform.processor()
+  return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
+
+
+def library_path(source: pathlib.Path, compiler: str) -> pathlib.Path:
+  """Where the build of ``source`` by ``compiler`` for this jaxlib and CPU lives."""
+  import jaxlib
+
+  key = hashlib.sha256("\0".join([source.read_text(), compiler, *FLAGS, jaxlib.__version__,
+                                  _cpu_identity()]).encode()).hexdigest()[:16]
+  return cache_dir() / f"{source.stem}-{key}.so"
+
+
+def compile_library(source: pathlib.Path, compiler: str, path: pathlib.Path) -> None:
+  """Compiles ``source`` into ``path`` (atomically: no process sees a partial file)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+    out = pathlib.Path(tmp) / path.name
+    command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(source), "-o", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+      raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+    os.replace(out, path)
+
+
+def _built(source: pathlib.Path, compiler: str) -> pathlib.Path:
+  path = library_path(source, compiler)
+  if not path.exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:  # One build when processes race.
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      if not path.exists():
+        compile_library(source, compiler, path)
+  return path
+
+
+@functools.cache
+def load(source: pathlib.Path, symbols: tuple[tuple[str, str], ...], what: str,
+         fallback: str) -> bool:
+  """Builds (if needed) and loads ``source``; registers each ``(ffi target, C symbol)`` for CPU.
+
+  Returns whether it worked; if not, warns once that ``what`` is unavailable and
+  ``fallback`` runs instead. Call ``load.cache_clear()`` to try again.
+  """
+  if platform.system() != "Linux":
+    return unavailable(what, f"it is built for Linux only, not {platform.system()}", fallback)
+  try:
+    library = ctypes.cdll.LoadLibrary(str(_built(source, os.environ.get("CXX", "g++"))))
+    for target, symbol in symbols:
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                  platform="cpu")
+  except (OSError, RuntimeError, AttributeError) as e:
+    return unavailable(what, str(e).splitlines()[0] if str(e) else type(e).__name__, fallback)
+  return True
+
+
+@functools.cache
+def unavailable(what: str, why: str, fallback: str) -> bool:
+  """Warns (once per reason) that ``what`` cannot run and ``fallback`` will; returns False."""
+  warnings.warn(f"{what} is unavailable ({why}); using {fallback}", RuntimeWarning, stacklevel=3)
+  return False
