@@ -160,3 +160,20 @@ def test_the_build_is_cached_by_source_flags_and_cpu(monkeypatch, tmp_path):
   assert not [p for p in tmp_path.iterdir() if p.is_dir()]
   monkeypatch.setattr(build, "FLAGS", (*build.FLAGS, "-DJAXDL_OTHER"))
   assert build.library_path(native_lstm.SOURCE, "g++") != path
+
+
+@pytest.mark.slow
+def test_the_seed_lstm_learns_movie_reviews_as_the_xla_layer_does(tmp_path):
+  """Real data: the seed LSTM on MR, one epoch each way, selected and tested alike."""
+  from conftest import experiment, shared_data
+  from jaxdl.training import train_and_evaluate
+
+  shared_data("mr")
+  runs = {kernel: train_and_evaluate(experiment("seed_lstm_mr", "num_epochs=1",
+                                                f"model.lstm_kernel={kernel}"),
+                                     tmp_path / kernel, quiet=True)
+          for kernel in ("xla", "native")}
+  assert runs["native"]["val_accuracy"] > 0.68  # Learned: MR is balanced, chance is 0.5.
+  for key in ("val_accuracy", "test_accuracy"):  # Rounding-level differences, not learning.
+    assert abs(runs["native"][key] - runs["xla"][key]) < 0.01, key
+  np.testing.assert_allclose(runs["native"]["test_loss"], runs["xla"]["test_loss"], rtol=1e-3)
