@@ -15,18 +15,21 @@ from jaxdl.sweeps.axes import parse_axis
 from jaxdl.training import train_group
 
 TINY = ["num_epochs=2", "batch_size=256", "data.augment_shift=0"]
+# In this process: a one-conv model on the 8x8 digits (the search machinery is under test).
+SMALL_MODEL = ["data.image_size=0", "model.name=plugin_models:TinyCNN"]
+SMALL = [*TINY, *SMALL_MODEL]
 SEARCH = ["optim.learning_rate=loguniform(1e-4,1e-2)"]
 
 
 def test_a_search_runs_its_trials_as_run_folders_and_reports_the_best(tmp_path, capsys):
-  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, TINY, trials=3)
+  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, SMALL, trials=3)
   assert [t["trial"] for t in ran] == [0, 1, 2] and {t["state"] for t in ran} == {"complete"}
   for t in ran:
     results = json.loads((tmp_path / t["name"] / "results.json").read_text())
     assert t["value"] == results["val_accuracy"]  # The objective: validation, never test.
     config = json.loads((tmp_path / t["name"] / "config.json").read_text())
     assert config["optim"]["learning_rate"] == pytest.approx(t["params"]["optim.learning_rate"])
-  assert jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, TINY, trials=3) == []
+  assert jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, SMALL, trials=3) == []
   table = jaxdl.report(tmp_path)
   best = max(ran, key=lambda t: t["value"])
   assert f"Best: {best['name']}" in table and "val_accuracy" in table and "test_accuracy" in table
@@ -76,7 +79,8 @@ class _FakeTrial:
 def test_a_pruned_trial_stops_after_the_epoch_its_pruner_names(tmp_path):
   trial = _FakeTrial(prune_after=2)
   hook = tune_lib.PruningHook(trial, "val_accuracy")
-  [results] = train_group([experiment("seed_cnn_digits", "num_epochs=5", "batch_size=256")],
+  [results] = train_group([experiment("seed_cnn_digits", "num_epochs=5", "batch_size=256",
+                                     *SMALL_MODEL)],
                           [tmp_path], vectorized=False, quiet=True, epoch_hooks=[hook])
   assert results["epochs"] == 2 and results["stopped_early"] and hook.pruned
   rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -112,7 +116,7 @@ def test_parallel_trials_that_differ_in_values_train_as_one_vectorized_program(t
     return real(configs, workdirs, **kwargs)
 
   monkeypatch.setattr(tune_lib, "train_group", recording)
-  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, TINY, trials=2,
+  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, SMALL, trials=2,
                    parallel=2, mode="vectorized")
   assert groups == [(2, True)] and [t["state"] for t in ran] == ["complete", "complete"]
   values = {t["trial"]: t["value"] for t in ran}
