@@ -112,10 +112,12 @@ void MatMulAdd(const float* a, int64_t lda, const float* m, int64_t K, int64_t N
     }
 }
 
+// Threads for `rows` batch rows: one per core this process may use, but no more than there
+// are 6-row blocks (a thread with fewer rows would leave its registers half used).
 int Threads(int64_t rows) {
   cpu_set_t set;
   int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cores, rows / 4)));
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cores, rows / kRowBlock)));
 }
 
 // Runs body(thread, row_begin, row_end) over [0, rows) split into contiguous blocks, one
