@@ -72,7 +72,7 @@ def worker_count(setting: int, read_on_demand: bool, backend: str, cores: int) -
     return setting
   if not read_on_demand or backend == "cpu":
     return 0
-  return max(0, min(MAX_AUTO_WORKERS, cores // 2))
+  return min(MAX_AUTO_WORKERS, cores // 2)
 
 
 def batches(plan: Callable[[int], Batch], start: int, stop: int, *, workers: int = 0,
