@@ -6,10 +6,10 @@ with sequences -> LSTM 64 -> Dense 10), batch 128, float32, Adam 1e-3, random
 data; and the seed LSTM as a vectorized sweep of 8 members (jaxdl only).
 
 Implementations: ``jaxdl`` (the step ``jaxdl train`` runs, built from the
-experiments through jaxdl's API), ``jaxdl-tuned`` (the same with jaxdl's opt-in
-speed settings: ``model.lstm_kernel=native``, its C++ LSTM layer, and
-``jaxdl.tune_xla_flags()``, XLA's own convolution kernels), ``keras-fit`` (the seed's own code: compile +
-model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
+experiments through jaxdl's API; on CPU its LSTM layers run jaxdl's C++ kernel,
+the default ``model.lstm_kernel=auto``), ``jaxdl-tuned`` (the same with jaxdl's
+opt-in ``jaxdl.tune_xla_flags()``: XLA's own convolution kernels), ``keras-fit``
+(the seed's own code: compile + model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
 ``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
 is skipped with a message.
 
@@ -87,7 +87,7 @@ def _build(impl: str, workload_name: str, threads: int):
   workload = WORKLOADS[workload_name]
   if impl in OURS:
     from benchmark_impls import jaxdl_impl
-    return jaxdl_impl.build(workload, lstm_kernel="native" if impl == "jaxdl-tuned" else "xla")
+    return jaxdl_impl.build(workload)
   if impl.startswith("keras"):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)

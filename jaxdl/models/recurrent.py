@@ -240,10 +240,11 @@ class RecurrentLayer(nn.Module):
       forward-mode differentiation needs). ``unroll`` applies to the autodiff path
       only (on XLA:CPU it measured slower).
     lstm_kernel: what runs an LSTM layer where ``lstm_vjp`` applies: 'xla'
-      (the input projection, then ``lstm_scan``) or 'native' (both inside
+      (the input projection, then ``lstm_scan``), 'native' (both inside
       jaxdl's C++ kernel, native/lstm.py; float32 on CPU; elsewhere, or where it
-      cannot be built, 'xla' after a one-line warning). Same math to float
-      tolerance, not bitwise.
+      cannot be built, 'xla' after a one-line warning) or 'auto' (native for
+      float32 on CPU, silently 'xla' on other backends and dtypes; a failed
+      build still warns). Same math to float tolerance, not bitwise.
   """
 
   cell: CellFactory
@@ -252,7 +253,7 @@ class RecurrentLayer(nn.Module):
   reverse: bool = False
   unroll: int = 1
   lstm_vjp: bool = True
-  lstm_kernel: str = "xla"
+  lstm_kernel: str = "auto"
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
@@ -277,8 +278,8 @@ class RecurrentLayer(nn.Module):
     time_major = lambda a: jnp.swapaxes(a, 0, 1)
     if (isinstance(cell, LSTMCell) and self.lstm_vjp and custom_gradients.enabled()
         and hidden_offsets is None):
-      if (self.lstm_kernel == "native" and not self.is_initializing()
-          and native_lstm.usable(x.dtype)):
+      if (self.lstm_kernel != "xla" and not self.is_initializing()
+          and native_lstm.usable(x.dtype, quiet=self.lstm_kernel == "auto")):
         # The input projection runs inside the kernel, a step at a time.
         dense = cell.input_projection.variables["params"]
         c0, h0 = cell.initialize_carry(batch, x.dtype)
@@ -354,7 +355,7 @@ class StackFields(nn.Module):
   dropout_rate: float = 0.0
   unroll: int = 1
   lstm_vjp: bool = True
-  lstm_kernel: str = "xla"
+  lstm_kernel: str = "auto"
 
   def stack_fields(self) -> dict[str, Any]:
     return {f: getattr(self, f) for f in ("cell", "hidden_sizes", "bidirectional",

@@ -31,6 +31,7 @@ from jaxdl import data as data_lib
 from jaxdl.data import batches as batches_lib
 from jaxdl.data import on_device
 from jaxdl.data.pipeline import batches as stream_batches, chain
+from jaxdl.models.native import build as native_build
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
 from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
@@ -468,7 +469,8 @@ class GroupTrainer:
                 self.shared.model, variables, spec.input_shape, spec.input_dtype,
                 self.shared.datasets.train.extra)}
     timing = {"train_s": progress.train_s, "compile_s": progress.compile_s,
-              "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step}
+              "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step,
+              "native_kernels": native_build.loaded()}
     all_results = []
     for exp, run, history, sel, lst in zip(self.exps, self.runs, progress.histories,
                                            selected_test, last_test):

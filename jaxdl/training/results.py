@@ -50,8 +50,9 @@ def run_results(exp: Experiment, history: Sequence[Mapping[str, Any]],
     selected_test: test means of the selected checkpoint.
     last_test: test means of the last epoch's checkpoint.
     size: ``num_params`` and ``flops_per_example``.
-    timing: ``train_s``, ``compile_s``, ``wall_s`` and ``group_steps`` (the steps the
-      group trained, for throughput).
+    timing: ``train_s``, ``compile_s``, ``wall_s``, ``group_steps`` (the steps the
+      group trained, for throughput) and ``native_kernels`` (those loaded in the
+      training process: what may have run instead of pure JAX).
     members: the size of the group it was trained in.
   """
   config, spec, chosen = exp.config, exp.datasets.spec, exp.selection
@@ -84,6 +85,7 @@ def run_results(exp: Experiment, history: Sequence[Mapping[str, Any]],
       "train_s_per_epoch": train_s / epochs_trained if epochs_trained else None,
       "compile_s": timing["compile_s"],
       "wall_s": timing["wall_s"],
+      "native_kernels": timing["native_kernels"],
       "seed": config.seed,
       "model": config.model.name,
       "data": spec.name,

@@ -41,7 +41,7 @@ def _datasets(workload: Workload) -> Datasets:
   return Datasets(train, empty, empty, spec)
 
 
-def _config(workload: Workload, seed: int, lstm_kernel: str):
+def _config(workload: Workload, seed: int):
   config = load_config(str(EXPERIMENTS / EXPERIMENT_FILES[workload.model]))
   config.unlock()
   config.seed = seed
@@ -52,15 +52,13 @@ def _config(workload: Workload, seed: int, lstm_kernel: str):
   config.optim.schedule = "constant"
   config.data.augment_shift = 0
   config.dtype = "float32"
-  if workload.model == "lstm":
-    config.model.lstm_kernel = lstm_kernel
   return config
 
 
 class Runner(workloads.Runner):
-  def __init__(self, workload: Workload, lstm_kernel: str = "xla"):
+  def __init__(self, workload: Workload):
     datasets = _datasets(workload)
-    configs = [_config(workload, seed, lstm_kernel) for seed in range(workload.members)]
+    configs = [_config(workload, seed) for seed in range(workload.members)]
     exps = [build_experiment(c, datasets) for c in configs]
     vectorized = workload.members > 1
     self.members = MemberGroup(workload.members, vectorized)
@@ -81,7 +79,8 @@ class Runner(workloads.Runner):
                  "devices": [str(d) for d in jax.devices()],
                  "host_allocator": allocator_state(),
                  "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                 "lstm_kernel": _resolved(lstm_kernel) if workload.model == "lstm" else None}
+                 "lstm_kernel": (_resolved(configs[0].model.lstm_kernel)
+                                 if workload.model == "lstm" else None)}
     self.step = 0
 
   def run(self, steps: int) -> None:
@@ -95,15 +94,17 @@ class Runner(workloads.Runner):
 
 
 def _resolved(lstm_kernel: str) -> str:
-  """The recurrence that actually runs: 'native' falls back to 'xla' where it cannot build."""
-  if lstm_kernel == "native" and not native_lstm.usable(np.float32):
-    return "xla (native kernel unavailable)"
-  return lstm_kernel
+  """The recurrence that actually runs ('auto' and 'native' run 'xla' where the kernel cannot)."""
+  if lstm_kernel == "xla":
+    return "xla"
+  if native_lstm.usable(np.float32, quiet=lstm_kernel == "auto"):
+    return "native"
+  return "xla (native kernel unavailable)"
 
 
-def build(workload: Workload, lstm_kernel: str = "xla") -> Runner:
-  """jaxdl's runner; ``lstm_kernel`` is ``model.lstm_kernel`` for the LSTM workloads."""
-  return Runner(workload, lstm_kernel)
+def build(workload: Workload) -> Runner:
+  """jaxdl's runner, with the experiment's own settings (``model.lstm_kernel`` included)."""
+  return Runner(workload)
 
 
 def matmul_peak() -> dict:

@@ -23,6 +23,8 @@ import warnings
 
 import jax
 
+_LOADED: list[str] = []  # What load() registered in this process, for results.json.
+
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno",
          "-fno-trapping-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread", "-w")
 
@@ -90,7 +92,13 @@ def load(source: pathlib.Path, symbols: tuple[tuple[str, str], ...], what: str,
                                   platform="cpu")
   except (OSError, RuntimeError, AttributeError) as e:
     return unavailable(what, str(e).splitlines()[0] if str(e) else type(e).__name__, fallback)
+  _LOADED.append(what)
   return True
+
+
+def loaded() -> list[str]:
+  """The native kernels loaded in this process so far (the ones a run could have used)."""
+  return list(_LOADED)
 
 
 @functools.cache

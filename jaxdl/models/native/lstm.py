@@ -29,18 +29,21 @@ def available() -> bool:
   return build.load(SOURCE, _SYMBOLS, WHAT, "the pure-JAX LSTM layer")
 
 
-def usable(dtype) -> bool:
+def usable(dtype, quiet: bool = False) -> bool:
   """Whether arrays of ``dtype`` run through the kernel here: float32 on CPU, once it is built.
 
-  Anything else warns once (naming why) and the caller runs the pure-JAX layer.
+  Anything else warns once (naming why) and the caller runs the pure-JAX layer;
+  ``quiet`` (``lstm_kernel='auto'``) skips the warning for another backend or
+  dtype, where the pure-JAX layer is the intended one, but not for a failed build.
   """
   backend = jax.default_backend()
   if backend != "cpu":
-    return build.unavailable(WHAT, f"it runs on CPU only, not {backend}", "the pure-JAX LSTM layer")
-  if jnp.dtype(dtype) != jnp.float32:
-    return build.unavailable(WHAT, f"it computes in float32 only, not {jnp.dtype(dtype).name}",
-                             "the pure-JAX LSTM layer")
-  return available()
+    why = f"it runs on CPU only, not {backend}"
+  elif jnp.dtype(dtype) != jnp.float32:
+    why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+  else:
+    return available()
+  return False if quiet else build.unavailable(WHAT, why, "the pure-JAX LSTM layer")
 
 
 def _require() -> None:
