@@ -112,3 +112,15 @@ def key(getkey):
 def maybe_jit(fn, jit: bool):
   """``fn`` jitted or not: tests run both, as chex.variants did."""
   return jax.jit(fn) if jit else fn
+
+
+@pytest.fixture
+def fresh_build_state():
+  """Forgets which native kernels loaded and which warnings were given, before and after."""
+  from jaxdl.models.native import build
+
+  build.load.cache_clear()
+  build.unavailable.cache_clear()
+  yield
+  build.load.cache_clear()
+  build.unavailable.cache_clear()

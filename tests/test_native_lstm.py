@@ -114,16 +114,6 @@ def test_members_of_a_vectorized_sweep_each_get_their_own_layer(getkey):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
-@pytest.fixture
-def fresh_build_state():
-  """Forgets which kernels loaded and which warnings were given, before and after a test."""
-  build.load.cache_clear()
-  build.unavailable.cache_clear()
-  yield
-  build.load.cache_clear()
-  build.unavailable.cache_clear()
-
-
 def test_without_a_compiler_the_layer_warns_once_and_runs_the_xla_layer(
     getkey, monkeypatch, tmp_path, fresh_build_state):
   monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))

@@ -36,6 +36,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dropout_rate": _fraction, "model.embed_dim": _positive,
     "model.blocks_per_stage": _positive, "model.unroll": _positive,
     "model.lstm_kernel": (lambda v: v in ("auto", "xla", "native"), "auto, xla or native"),
+    "model.conv_kernel": (lambda v: v in ("auto", "xla", "native"), "auto, xla or native"),
     "model.widths": (lambda v: len(v) > 0 and all(isinstance(w, int) and w >= 1 for w in v),
                      "one positive int per stage, e.g. (32, 64)"),
     "model.hidden_sizes": (lambda v: len(v) > 0 and all(isinstance(w, int) and w >= 1

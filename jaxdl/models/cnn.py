@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.convolution import convolution
 from jaxdl.models.layers import glorot_uniform, max_pool, require_spatial
 from jaxdl.models.part import IMAGES, ModelPart
 
@@ -21,9 +22,12 @@ class SeedCNN(nn.Module):
 
   Attributes:
     num_classes: size of the output layer.
+    conv_kernel: what runs the convolutions in the train step: 'auto', 'xla'
+      or 'native' (see convolution.py).
   """
 
   num_classes: int = 10
+  conv_kernel: str = "auto"
 
   @nn.compact
   def __call__(self, inputs: jax.Array, *, train: bool = False,
@@ -35,7 +39,8 @@ class SeedCNN(nn.Module):
     """
     del train, mask
     conv = lambda features: nn.Conv(features, (3, 3), padding="VALID",
-                                    kernel_init=glorot_uniform)
+                                    kernel_init=glorot_uniform,
+                                    conv_general_dilated=convolution(self.conv_kernel))
     x = nn.relu(conv(32)(inputs))
     x = max_pool(x)
     require_spatial(x, "SeedCNN", "its second convolution", 18)
@@ -59,11 +64,13 @@ class ConvBlock(nn.Module):
   features: int
   batch_norm: bool
   residual: bool
+  conv_kernel: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None) -> jax.Array:
+    convolve = convolution(self.conv_kernel)
     y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=not self.batch_norm,
-                kernel_init=nn.initializers.he_normal())(x)
+                kernel_init=nn.initializers.he_normal(), conv_general_dilated=convolve)(x)
     if self.batch_norm:
       bn_mask = None if mask is None else jnp.broadcast_to(
           mask[:, None, None, None] > 0, y.shape)
@@ -71,7 +78,8 @@ class ConvBlock(nn.Module):
     if not self.residual:
       return nn.relu(y)
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=glorot_uniform)(x)
+      x = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=glorot_uniform,
+                  conv_general_dilated=convolve)(x)
     return nn.relu(x + y)
 
 
@@ -90,6 +98,7 @@ class DeepCNN(nn.Module):
     batch_norm: batch norm after each conv (running averages in eval).
     residual: identity (or 1x1-projected) skip connections around each block.
     dropout_rate: dropout before the output layer.
+    conv_kernel: what runs the convolutions in the train step (see convolution.py).
   """
 
   num_classes: int = 10
@@ -98,6 +107,7 @@ class DeepCNN(nn.Module):
   batch_norm: bool = True
   residual: bool = True
   dropout_rate: float = 0.0
+  conv_kernel: str = "auto"
 
   @nn.compact
   def __call__(self, inputs: jax.Array, *, train: bool = False,
@@ -115,7 +125,8 @@ class DeepCNN(nn.Module):
     for stage, width in enumerate(self.widths):
       require_spatial(x, "DeepCNN", f"stage {stage + 1}", min_input)
       for _ in range(self.blocks_per_stage):
-        x = ConvBlock(width, self.batch_norm, self.residual)(x, train=train, mask=mask)
+        x = ConvBlock(width, self.batch_norm, self.residual, self.conv_kernel)(
+            x, train=train, mask=mask)
       if stage < len(self.widths) - 1:
         x = max_pool(x)
     x = jnp.mean(x, axis=(1, 2))
@@ -128,12 +139,16 @@ def _deep_cnn(config, model_config, spec) -> DeepCNN:
   return DeepCNN(num_classes=spec.num_classes, widths=tuple(model_config.widths),
                  blocks_per_stage=model_config.blocks_per_stage,
                  batch_norm=model_config.batch_norm, residual=model_config.residual,
-                 dropout_rate=model_config.dropout_rate)
+                 dropout_rate=model_config.dropout_rate, conv_kernel=model_config.conv_kernel)
 
+
+# Convolutions in the train step: auto (jaxdl's C++ kernel for float32 on CPU), xla or native.
+CONV_FIELDS = {"conv_kernel": "auto"}
 
 SEED_CNN = ModelPart(
-    "seed_cnn", lambda config, model_config, spec: SeedCNN(num_classes=spec.num_classes),
-    fields={}, inputs=IMAGES, cite_keys=lambda fields: ["lecun1998gradient"],
+    "seed_cnn", lambda config, model_config, spec: SeedCNN(
+        num_classes=spec.num_classes, conv_kernel=model_config.conv_kernel),
+    fields=dict(CONV_FIELDS), inputs=IMAGES, cite_keys=lambda fields: ["lecun1998gradient"],
     description="the seed's Keras CNN (SeedCNN)")
 
 DEEP_CNN = ModelPart(
@@ -144,6 +159,7 @@ DEEP_CNN = ModelPart(
         "batch_norm": True,
         "residual": True,
         "dropout_rate": 0.0,  # Before the output layer.
+        **CONV_FIELDS,
     },
     inputs=IMAGES,
     cite_keys=lambda f: (["simonyan2015very"] + ["ioffe2015batch"] * bool(f["batch_norm"])

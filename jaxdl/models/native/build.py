@@ -20,8 +20,10 @@ import platform
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 _LOADED: list[str] = []  # What load() registered in this process, for results.json.
 
@@ -92,8 +94,22 @@ def load(source: pathlib.Path, symbols: tuple[tuple[str, str], ...], what: str,
                                   platform="cpu")
   except (OSError, RuntimeError, AttributeError) as e:
     return unavailable(what, str(e).splitlines()[0] if str(e) else type(e).__name__, fallback)
-  _LOADED.append(what)
+  if what not in _LOADED:
+    _LOADED.append(what)
   return True
+
+
+def usable_on_cpu(dtype, quiet: bool, available: Callable[[], bool], what: str,
+                  fallback: str) -> bool:
+  """Whether a kernel for float32 on CPU serves arrays of ``dtype`` here (see lstm.usable)."""
+  backend = jax.default_backend()
+  if backend != "cpu":
+    why = f"it runs on CPU only, not {backend}"
+  elif jnp.dtype(dtype) != jnp.float32:
+    why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+  else:
+    return available()
+  return False if quiet else unavailable(what, why, fallback)
 
 
 def loaded() -> list[str]:

@@ -22,11 +22,12 @@ SOURCE = pathlib.Path(__file__).resolve().parent / "lstm_cpu.cc"
 FORWARD, BACKWARD = "jaxdl_lstm_forward", "jaxdl_lstm_backward"
 _SYMBOLS = ((FORWARD, "JaxdlLstmForward"), (BACKWARD, "JaxdlLstmBackward"))
 WHAT = "jaxdl's native LSTM kernel"
+FALLBACK = "the pure-JAX LSTM layer"
 
 
 def available() -> bool:
   """Whether the kernel is built, loaded and registered (warns once, in one line, if not)."""
-  return build.load(SOURCE, _SYMBOLS, WHAT, "the pure-JAX LSTM layer")
+  return build.load(SOURCE, _SYMBOLS, WHAT, FALLBACK)
 
 
 def usable(dtype, quiet: bool = False) -> bool:
@@ -36,14 +37,7 @@ def usable(dtype, quiet: bool = False) -> bool:
   ``quiet`` (``lstm_kernel='auto'``) skips the warning for another backend or
   dtype, where the pure-JAX layer is the intended one, but not for a failed build.
   """
-  backend = jax.default_backend()
-  if backend != "cpu":
-    why = f"it runs on CPU only, not {backend}"
-  elif jnp.dtype(dtype) != jnp.float32:
-    why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
-  else:
-    return available()
-  return False if quiet else build.unavailable(WHAT, why, "the pure-JAX LSTM layer")
+  return build.usable_on_cpu(dtype, quiet, available, WHAT, FALLBACK)
 
 
 def _require() -> None:

@@ -1,0 +1,157 @@
+"""jaxdl's C++ convolution kernel (models/native/conv*) against XLA's convolution.
+
+Same math, not the same rounding: outputs and both gradients must agree with
+``lax.conv_general_dilated`` to float tolerance, under ``vmap`` too (sweep
+members, DP-SGD's per-example gradients), and where the kernel cannot run the
+layer must fall back with at most one warning, never an error.
+"""
+
+import shutil
+import warnings
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxdl.models import SeedCNN
+from jaxdl.models.convolution import convolution
+from jaxdl.models.custom_gradients import custom_gradients
+from jaxdl.models.native import conv as native_conv
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler here")
+
+
+@pytest.fixture(autouse=True)
+def kernel_built():
+  assert native_conv.available(), "the kernel must build where g++ is installed"
+
+
+def _reference(x, w, padding):
+  return lax.conv_general_dilated(x, w, (1, 1), padding,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _value_and_grads(conv, x, w, weights, padding):
+  loss = lambda x, w: jnp.sum(conv(x, w, padding) * weights) + jnp.sum(jnp.sin(w))
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, w)
+
+
+# Shapes that reach every path: one input channel (the first layer), output channels in
+# 32-wide blocks, a 16-wide block and a scalar tail (20 = 16 + 4, 80 = 32 + 32 + 16, 7),
+# pixel counts off the 12-pixel block, kernels 1x1 to 5x5 and one-sided padding.
+@pytest.mark.parametrize("b, h, w, c, f, k, padding", [
+    (3, 9, 9, 1, 32, 3, ((0, 0), (0, 0))),
+    (2, 7, 6, 5, 20, 3, ((1, 1), (1, 1))),
+    (5, 8, 8, 3, 80, 2, ((0, 1), (1, 0))),
+    (4, 5, 5, 7, 64, 1, ((0, 0), (0, 0))),
+    (1, 9, 11, 4, 7, 5, ((2, 2), (0, 3))),
+])
+def test_the_kernel_matches_xla_convolution(getkey, b, h, w, c, f, k, padding):
+  x = jax.random.normal(getkey(), (b, h, w, c))
+  kernel = jax.random.normal(getkey(), (k, k, c, f)) * 0.3
+  y = _reference(x, kernel, padding)
+  weights = jax.random.normal(getkey(), y.shape)
+  np.testing.assert_allclose(native_conv.conv2d(x, kernel, padding), y, rtol=1e-5, atol=1e-5)
+  (value, grads), (ref_value, ref_grads) = (
+      _value_and_grads(conv, x, kernel, weights, padding)
+      for conv in (native_conv.conv2d, _reference))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for got, want in zip(grads, ref_grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_per_example_gradients_and_sweep_members_match_xla(getkey):
+  """Under vmap: a shared kernel folds the mapped axis into the batch; own kernels run apart."""
+  x = jax.random.normal(getkey(), (4, 6, 6, 3))
+  kernels = jax.random.normal(getkey(), (3, 3, 3, 3, 16)) * 0.3
+  padding = ((1, 1), (1, 1))
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, padding)) ** 2)
+
+  per_example = lambda conv: jax.jit(jax.vmap(jax.grad(loss(conv), 1), (0, None)))(
+      x[:, None], kernels[0])
+  per_member = lambda conv: jax.jit(jax.vmap(jax.grad(loss(conv), (0, 1)), (None, 0)))(
+      x, kernels)
+  np.testing.assert_allclose(per_example(native_conv.conv2d), per_example(_reference),
+                             rtol=1e-4, atol=1e-5)
+  for got, want in zip(per_member(native_conv.conv2d), per_member(_reference)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_asking_for_the_kernel_trains_as_with_xla(getkey):
+  x = jax.random.uniform(getkey(), (5, 28, 28, 1))
+  labels = jnp.arange(5) % 10
+  model = SeedCNN(conv_kernel="native")
+  params = model.init(getkey(), x)["params"]
+
+  def grads(model):
+    def loss(p):
+      logits = model.apply({"params": p}, x)
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(5), labels])
+    with custom_gradients():  # The train step's context, where the kernel runs.
+      fn = jax.jit(jax.value_and_grad(loss))
+      return fn(params), str(jax.make_jaxpr(fn)(params))
+
+  (value, got), jaxpr = grads(model)
+  (ref_value, want), ref_jaxpr = grads(model.clone(conv_kernel="xla"))
+  assert native_conv.CONV in jaxpr and native_conv.KERNEL_GRAD in jaxpr
+  assert native_conv.CONV not in ref_jaxpr
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_outside_the_train_step_and_where_it_does_not_apply_xla_convolves(getkey):
+  x = jax.random.normal(getkey(), (2, 8, 8, 3))
+  w = jax.random.normal(getkey(), (3, 3, 3, 4))
+  convolve = convolution("native")
+  nhwc = ("NHWC", "HWIO", "NHWC")
+  traced = lambda *args, **kw: str(jax.make_jaxpr(
+      lambda x, w: convolve(x, w, *args, dimension_numbers=nhwc, **kw))(x, w))
+  assert native_conv.CONV not in traced((1, 1), "SAME")  # Not in the train step: plain XLA.
+  with custom_gradients():
+    assert native_conv.CONV in traced((1, 1), "SAME")
+    assert native_conv.CONV not in traced((2, 2), "SAME")  # Strided.
+    assert native_conv.CONV not in traced((1, 1), "SAME", rhs_dilation=(2, 2))
+  # Forward mode through a model still works: the kernel is reverse-mode only.
+  module = nn.Conv(4, (3, 3), conv_general_dilated=convolution("native"))
+  params = module.init(getkey(), x)
+  tangent = jax.jvp(lambda x: module.apply(params, x), (x,), (jnp.ones_like(x),))[1]
+  assert tangent.shape == (2, 8, 8, 4)
+
+
+def test_an_unknown_kernel_name_is_refused():
+  with pytest.raises(ValueError, match="unknown convolution kernel 'cudnn'; choose one of"):
+    convolution("cudnn")
+
+
+def test_without_a_compiler_auto_warns_once_and_convolves_with_xla(
+    getkey, monkeypatch, tmp_path, fresh_build_state):
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+  monkeypatch.setenv("JAXDL_KERNEL_CACHE", str(tmp_path / "kernels"))
+  x = jax.random.uniform(getkey(), (2, 28, 28, 1))
+  model = SeedCNN(conv_kernel="auto")
+  params = model.init(getkey(), x)["params"]
+  grad = lambda model: jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x)))(params)
+  with custom_gradients():
+    with pytest.warns(RuntimeWarning, match="native convolution kernel is unavailable"):
+      fell_back = grad(model)
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")  # Once: a second ask does not warn again.
+      xla = grad(model.clone(conv_kernel="xla"))
+      grad(model)
+  for a, b in zip(jax.tree_util.tree_leaves(fell_back), jax.tree_util.tree_leaves(xla)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_auto_is_silent_for_bfloat16_and_native_warns(fresh_build_state):
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert not native_conv.usable(jnp.bfloat16, quiet=True)
+  with pytest.warns(RuntimeWarning, match="float32 only, not bfloat16"):
+    assert not native_conv.usable(jnp.bfloat16)
+  assert native_conv.usable(jnp.float32)
