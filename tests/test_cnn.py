@@ -73,6 +73,20 @@ def test_max_pool_is_the_seed_formula(shape):
   np.testing.assert_allclose(y[0, :, :, 0], seed_pooling(x, 2), rtol=1e-6)
 
 
+def test_max_pool_sends_each_window_gradient_to_its_first_maximum():
+  """Ties (a relu's zeros, a flat background) go to the first maximum, as in Keras and PyTorch."""
+  x = np.array([[1, 3, 0, 0, 5], [3, 2, 0, 0, 5], [7, 7, 1, 1, 9]], np.float32)
+  weights = np.array([[10, 20]], np.float32)
+  grad = jax.grad(lambda x: jnp.sum(max_pool(x[None, :, :, None])[0, :, :, 0] * weights))(
+      jnp.asarray(x))
+  want = np.zeros_like(x)
+  want[0, 1], want[0, 2] = 10, 20  # 3 = 3 in the first window; four zeros in the second.
+  np.testing.assert_array_equal(grad, want)  # The cropped last row and column get nothing.
+  tangent = jax.jvp(lambda x: max_pool(x[None, :, :, None]), (jnp.asarray(x),),
+                    (jnp.asarray(np.arange(15, dtype=np.float32).reshape(3, 5)),))[1]
+  np.testing.assert_array_equal(tangent[0, :, :, 0], [[1, 2]])
+
+
 def test_max_pool_gradient_matches_reduce_window(key):
   x = jax.random.normal(key, (2, 8, 6, 3))
   ours = jax.grad(lambda x: jnp.sum(max_pool(x) ** 2))(x)
