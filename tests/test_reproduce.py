@@ -51,3 +51,14 @@ def test_verdicts_are_computed_from_the_runs(quick):
     mses = [float(r["test_mse"]) for r in csv.DictReader(f)]
   mean = sum(mses) / len(mses)
   assert f"{mean:.4f}" in text
+
+
+def test_study_configs_carry_the_named_model_s_own_fields():
+  """A study config is complete like a loaded experiment: the default model's fields too."""
+  from jaxdl.studies.common import config
+
+  assert config(data__name="digits").model.to_dict() == {"name": "seed_cnn",
+                                                          "conv_kernel": "auto"}
+  assert config(model__name="deep_cnn").model.conv_kernel == "auto"
+  recurrent = config(model__name="seq_rnn").model
+  assert "conv_kernel" not in recurrent and recurrent.lstm_kernel == "auto"
