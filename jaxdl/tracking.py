@@ -129,7 +129,11 @@ class TensorBoardWriter:
     if new:
       self._writer.flush()
       self._last = new[-1]["epoch"]
-      self._marker.write_text(json.dumps({"epoch": self._last}))
+      # Atomically (a temporary file, then a rename): a kill between open and write left an
+      # empty marker, and resuming the run failed on it.
+      tmp = self._marker.with_name(self._marker.name + ".tmp")
+      tmp.write_text(json.dumps({"epoch": self._last}))
+      os.replace(tmp, self._marker)
 
   def running(self, step: int, values: Mapping[str, float]) -> None:
     for name, value in values.items():

@@ -96,3 +96,26 @@ def test_event_files_are_written_without_loading_tensorflow(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip() == "False"
   assert _Events(tmp_path).scalars("train/loss") == [(5, pytest.approx(0.5))]
+
+
+def test_a_kill_while_the_logged_marker_is_written_leaves_the_old_one(tmp_path, monkeypatch):
+  """The marker of rows already in TensorBoard is replaced atomically (a kill -9 had left it
+  empty, and resuming the run then failed)."""
+  import os
+
+  from jaxdl.tracking import TensorBoardWriter
+
+  writer = TensorBoardWriter(tmp_path, {"seed": 0})
+  writer.rows([{"epoch": 1, "step": 10, "train_loss": 1.0}])
+
+  def killed(src, dst):
+    raise KeyboardInterrupt  # The process dies before the rename.
+  monkeypatch.setattr(os, "replace", killed)
+  with pytest.raises(KeyboardInterrupt):
+    writer.rows([{"epoch": 2, "step": 20, "train_loss": 0.5}])
+  writer.close()
+  assert json.loads((tmp_path / "logged.json").read_text()) == {"epoch": 1}
+  monkeypatch.undo()
+  resumed = TensorBoardWriter(tmp_path, {"seed": 0})
+  resumed.close()
+  assert resumed._last == 1  # Resuming reads it.
