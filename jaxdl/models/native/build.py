@@ -11,6 +11,7 @@ loaded is reported once, in one line, and its caller falls back to pure JAX.
 """
 
 import ctypes
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -20,7 +21,6 @@ import platform
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -99,17 +99,48 @@ def load(source: pathlib.Path, symbols: tuple[tuple[str, str], ...], what: str,
   return True
 
 
-def usable_on_cpu(dtype, quiet: bool, available: Callable[[], bool], what: str,
-                  fallback: str) -> bool:
-  """Whether a kernel for float32 on CPU serves arrays of ``dtype`` here (see lstm.usable)."""
-  backend = jax.default_backend()
-  if backend != "cpu":
-    why = f"it runs on CPU only, not {backend}"
-  elif jnp.dtype(dtype) != jnp.float32:
-    why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
-  else:
-    return available()
-  return False if quiet else unavailable(what, why, fallback)
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+  """One ``.cc`` file's kernel: where it is, its FFI targets, and what runs without it.
+
+  Attributes:
+    source: the ``.cc`` file.
+    symbols: ``(ffi target, C symbol)`` pairs to register for CPU.
+    what: its name in warnings and errors.
+    fallback: what its callers run instead, for the warning.
+  """
+
+  source: pathlib.Path
+  symbols: tuple[tuple[str, str], ...]
+  what: str
+  fallback: str
+
+  def available(self) -> bool:
+    """Whether it is built, loaded and registered (warns once, in one line, if not)."""
+    return load(self.source, self.symbols, self.what, self.fallback)
+
+  def usable(self, dtype, quiet: bool = False) -> bool:
+    """Whether arrays of ``dtype`` run through it here: float32 on CPU, once it is built.
+
+    Anything else warns once (naming why) and the caller runs the fallback;
+    ``quiet`` (the ``auto`` settings) skips the warning for another backend or
+    dtype, where the fallback is the intended path, but not for a failed build.
+    """
+    backend = jax.default_backend()
+    if backend != "cpu":
+      why = f"it runs on CPU only, not {backend}"
+    elif jnp.dtype(dtype) != jnp.float32:
+      why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+    else:
+      return self.available()
+    return False if quiet else unavailable(self.what, why, self.fallback)
+
+  def require(self) -> None:
+    """Raises unless it is available: callers check ``usable()`` first."""
+    if not self.available():
+      module = self.source.stem.removesuffix("_cpu")
+      raise RuntimeError(f"{self.what} is unavailable here (see the warning); check "
+                         f"native.{module}.usable() before asking for it")
 
 
 def loaded() -> list[str]:

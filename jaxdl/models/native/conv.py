@@ -25,22 +25,9 @@ from jaxdl.models.native import build
 SOURCE = pathlib.Path(__file__).resolve().parent / "conv_cpu.cc"
 CONV, KERNEL_GRAD = "jaxdl_conv", "jaxdl_conv_kernel_grad"
 _SYMBOLS = ((CONV, "JaxdlConv"), (KERNEL_GRAD, "JaxdlConvKernelGrad"))
-WHAT = "jaxdl's native convolution kernel"
-FALLBACK = "XLA's convolution"
-
-
-def available() -> bool:
-  """Whether the kernel is built, loaded and registered (warns once, in one line, if not)."""
-  return build.load(SOURCE, _SYMBOLS, WHAT, FALLBACK)
-
-
-def usable(dtype, quiet: bool = False) -> bool:
-  """Whether arrays of ``dtype`` run through the kernel here: float32 on CPU, once it is built.
-
-  ``quiet`` skips the warning for another backend or dtype (where XLA's
-  convolution is the intended path), but not for a failed build.
-  """
-  return build.usable_on_cpu(dtype, quiet, available, WHAT, FALLBACK)
+KERNEL = build.Kernel(SOURCE, _SYMBOLS, "jaxdl's native convolution kernel",
+                      "XLA's convolution")
+available, usable = KERNEL.available, KERNEL.usable
 
 
 def _valid_conv_call(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -122,9 +109,7 @@ def conv2d(x: jax.Array, w: jax.Array,
     ``[batch, height + top + bottom - kernel_height + 1, ..., out_channels]``, as
     ``lax.conv_general_dilated(x, w, (1, 1), padding)`` with NHWC/HWIO dimensions.
   """
-  if not available():
-    raise RuntimeError(f"{WHAT} is unavailable here (see the warning); check "
-                       "native.conv.usable() before asking for it")
+  KERNEL.require()
   if any(p for pair in padding for p in pair):
     x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   return _conv(x, w)

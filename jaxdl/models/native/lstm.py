@@ -21,29 +21,9 @@ from jaxdl.models.native import build
 SOURCE = pathlib.Path(__file__).resolve().parent / "lstm_cpu.cc"
 FORWARD, BACKWARD = "jaxdl_lstm_forward", "jaxdl_lstm_backward"
 _SYMBOLS = ((FORWARD, "JaxdlLstmForward"), (BACKWARD, "JaxdlLstmBackward"))
-WHAT = "jaxdl's native LSTM kernel"
-FALLBACK = "the pure-JAX LSTM layer"
-
-
-def available() -> bool:
-  """Whether the kernel is built, loaded and registered (warns once, in one line, if not)."""
-  return build.load(SOURCE, _SYMBOLS, WHAT, FALLBACK)
-
-
-def usable(dtype, quiet: bool = False) -> bool:
-  """Whether arrays of ``dtype`` run through the kernel here: float32 on CPU, once it is built.
-
-  Anything else warns once (naming why) and the caller runs the pure-JAX layer;
-  ``quiet`` (``lstm_kernel='auto'``) skips the warning for another backend or
-  dtype, where the pure-JAX layer is the intended one, but not for a failed build.
-  """
-  return build.usable_on_cpu(dtype, quiet, available, WHAT, FALLBACK)
-
-
-def _require() -> None:
-  if not available():
-    raise RuntimeError(f"{WHAT} is unavailable here (see the warning); check "
-                       "native.lstm.usable() before asking for it")
+KERNEL = build.Kernel(SOURCE, _SYMBOLS, "jaxdl's native LSTM kernel",
+                      "the pure-JAX LSTM layer")
+available, usable = KERNEL.available, KERNEL.usable
 
 
 def _f32(*shape: int) -> jax.ShapeDtypeStruct:
@@ -67,7 +47,7 @@ def forward(kernel_x: jax.Array, bias: jax.Array, kernel_h: jax.Array, x: jax.Ar
     hidden states after each step ``[T, B, H]``, and the activated gates i, f,
     g, o ``[T, B, 4H]``.
   """
-  _require()
+  KERNEL.require()
   t, b, _ = x.shape
   h = kernel_h.shape[0]
   call = jax.ffi.ffi_call(FORWARD, (_f32(t, b, h), _f32(t, b, h), _f32(t, b, h),
@@ -81,7 +61,7 @@ def backward(kernel_x: jax.Array, kernel_h: jax.Array, valid: jax.Array, c0: jax
   """From ``forward``'s residuals and the cotangents of ``(c_last, h_last, outputs)``:
   ``(d_gates [T, B, 4H], dx [T, B, D], d_bias [4H], dc0 [B, H], dh0 [B, H])``, where
   ``d_gates`` are the gates' pre-activation gradients."""
-  _require()
+  KERNEL.require()
   t, b, g = gates.shape
   d, h = kernel_x.shape[0], kernel_h.shape[0]
   call = jax.ffi.ffi_call(BACKWARD, (_f32(t, b, g), _f32(t, b, d), _f32(g), _f32(b, h),
