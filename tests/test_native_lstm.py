@@ -152,6 +152,17 @@ def test_the_build_is_cached_by_source_flags_and_cpu(monkeypatch, tmp_path):
   assert build.library_path(native_lstm.SOURCE, "g++") != path
 
 
+def test_a_changed_header_is_a_new_build(tmp_path):
+  """Kernels include the headers beside them (parallel.h): a change to one rebuilds."""
+  source = tmp_path / "kernel_cpu.cc"
+  source.write_text('#include "parallel.h"\n')
+  (tmp_path / "parallel.h").write_text("// one\n")
+  before = build.library_path(source, "g++")
+  (tmp_path / "parallel.h").write_text("// two\n")
+  assert build.library_path(source, "g++") != before
+  assert (native_lstm.SOURCE.parent / "parallel.h").exists()
+
+
 @pytest.mark.slow
 def test_the_seed_lstm_learns_movie_reviews_as_the_xla_layer_does(tmp_path):
   """Real data: the seed LSTM on MR, one epoch each way, selected and tested alike."""

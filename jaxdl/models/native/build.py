@@ -49,8 +49,9 @@ def library_path(source: pathlib.Path, compiler: str) -> pathlib.Path:
   """Where the build of ``source`` by ``compiler`` for this jaxlib and CPU lives."""
   import jaxlib
 
-  key = hashlib.sha256("\0".join([source.read_text(), compiler, *FLAGS, jaxlib.__version__,
-                                  _cpu_identity()]).encode()).hexdigest()[:16]
+  headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # What it may include.
+  key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, *FLAGS,
+                                  jaxlib.__version__, _cpu_identity()]).encode()).hexdigest()[:16]
   return cache_dir() / f"{source.stem}-{key}.so"
 
 

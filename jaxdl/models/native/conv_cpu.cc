@@ -18,15 +18,14 @@
 // 12 x 32 blocks at 86 (half as many bytes per multiply-add).
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using jaxdl::ParallelParts;
 
 namespace {
 
@@ -38,32 +37,6 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)
 
 inline Vec Load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
 inline void Store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
-
-// Runs body(part) for every part in [0, parts): on the calling thread and on XLA's own
-// intra-op threads, so the kernel shares the cores with the other operations XLA runs at
-// the same time instead of starting threads of its own (which measured slower: XLA runs
-// independent operations, such as a convolution's two gradients, side by side).
-//
-// Whoever is free takes the next part. The caller takes parts too and then waits only for
-// parts that other threads have started, so it never waits on a task that is still queued
-// behind busy threads; a task that starts after every part is taken returns at once.
-template <typename Body>
-void ParallelParts(ffi::ThreadPool& pool, int64_t parts, const Body& body) {
-  struct Progress {
-    std::atomic<int64_t> next{0}, done{0};
-  };
-  auto progress = std::make_shared<Progress>();
-  auto work = [progress, parts, &body] {
-    for (int64_t part; (part = progress->next.fetch_add(1)) < parts;) {
-      body(part);
-      progress->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), parts - 1);
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([work] { work(); });
-  work();
-  while (progress->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
-}
 
 struct Shape {
   int64_t B, H, W, C;  // Input: batch, height, width, channels.

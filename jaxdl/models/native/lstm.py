@@ -15,7 +15,6 @@ import pathlib
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.matmul import weight_gradient
 from jaxdl.models.native import build
 
 SOURCE = pathlib.Path(__file__).resolve().parent / "lstm_cpu.cc"
@@ -55,18 +54,21 @@ def forward(kernel_x: jax.Array, bias: jax.Array, kernel_h: jax.Array, x: jax.Ar
   return call(kernel_x, bias, kernel_h, x, valid, c0, h0)
 
 
-def backward(kernel_x: jax.Array, kernel_h: jax.Array, valid: jax.Array, c0: jax.Array,
-             c_all: jax.Array, gates: jax.Array, dc_last: jax.Array, dh_last: jax.Array,
+def backward(kernel_x: jax.Array, kernel_h: jax.Array, valid: jax.Array, x: jax.Array,
+             c0: jax.Array, h0: jax.Array, c_all: jax.Array, h_all: jax.Array,
+             gates: jax.Array, dc_last: jax.Array, dh_last: jax.Array,
              d_outputs: jax.Array) -> tuple[jax.Array, ...]:
-  """From ``forward``'s residuals and the cotangents of ``(c_last, h_last, outputs)``:
-  ``(d_gates [T, B, 4H], dx [T, B, D], d_bias [4H], dc0 [B, H], dh0 [B, H])``, where
-  ``d_gates`` are the gates' pre-activation gradients."""
+  """From the inputs, ``forward``'s residuals and the cotangents of ``(c_last, h_last,
+  outputs)``: ``(dx [T, B, D], d_bias [4H], d_kernel_x [D, 4H], d_kernel_h [H, 4H],
+  dc0 [B, H], dh0 [B, H])``."""
   KERNEL.require()
-  t, b, g = gates.shape
-  d, h = kernel_x.shape[0], kernel_h.shape[0]
-  call = jax.ffi.ffi_call(BACKWARD, (_f32(t, b, g), _f32(t, b, d), _f32(g), _f32(b, h),
-                                     _f32(b, h)), vmap_method="sequential")
-  return call(kernel_x, kernel_h, valid, c0, c_all, gates, dc_last, dh_last, d_outputs)
+  t, b, d = x.shape
+  h = kernel_h.shape[0]
+  call = jax.ffi.ffi_call(BACKWARD, (_f32(t, b, d), _f32(4 * h), _f32(d, 4 * h),
+                                     _f32(h, 4 * h), _f32(b, h), _f32(b, h)),
+                          vmap_method="sequential")
+  return call(kernel_x, kernel_h, valid, x, c0, h0, c_all, h_all, gates, dc_last, dh_last,
+              d_outputs)
 
 
 @jax.custom_vjp
@@ -90,12 +92,8 @@ def _lstm_layer_fwd(kernel_x, bias, kernel_h, x, valid, c0, h0):
 
 def _lstm_layer_bwd(residuals, cotangents):
   kernel_x, kernel_h, x, valid, c0, h0, c_all, h_all, gates = residuals
-  d_gates, dx, d_bias, dc0, dh0 = backward(kernel_x, kernel_h, valid, c0, c_all, gates,
-                                           *cotangents)
-  h_prev = jnp.concatenate([h0[None], h_all[:-1]], axis=0)
-  # The kernels' gradients: contractions over all T x B rows, one large product each.
-  d_kernel_x = weight_gradient(x, d_gates)
-  d_kernel_h = weight_gradient(h_prev, d_gates)
+  dx, d_bias, d_kernel_x, d_kernel_h, dc0, dh0 = backward(
+      kernel_x, kernel_h, valid, x, c0, h0, c_all, h_all, gates, *cotangents)
   return d_kernel_x, d_bias, d_kernel_h, dx, None, dc0, dh0
 
 

@@ -7,11 +7,11 @@
 // reference the tests compare with): gates i, f, g (c~), o stacked as [..., 4H]; where
 // `valid` is false the state is held and the output is zero. The input projection runs
 // inside, a step at a time, so the [T, B, 4H] gate inputs are never written out, and the
-// backward pass returns the input and bias gradients too; the kernels' gradients are left
-// to XLA (one large matrix product each).
+// backward pass returns every gradient: the input's and all the parameters'. Its gate
+// gradients live one step at a time, so they are never written out either.
 //
 // Why a kernel: on XLA:CPU every time step of a scan costs a loop iteration of several
-// small fusions on one thread. Here each thread owns a block of the batch's rows for the
+// small fusions on one thread. Here each thread takes a block of the batch's rows for the
 // whole sequence (rows are independent), so the threads never wait for each other, and
 // each step is a register-blocked matrix product plus one pass of vectorized gate math.
 
@@ -19,11 +19,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include <sched.h>
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -63,9 +63,10 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)
 inline Vec Load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
 inline void Store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
 
-// out[r0:r0+R, n0:n0+64] += a[r0:r0+R, :] @ m[:, n0:n0+64]: R x 4 vector sums stay in
-// registers while m's rows stream past (4 loads and R broadcasts feed 4R FMAs).
-template <int R>
+// out[r0:r0+R, n0:n0+64] += A[r0:r0+R, :] @ m[:, n0:n0+64]: R x 4 vector sums stay in
+// registers while m's rows stream past (4 loads and R broadcasts feed 4R FMAs). A is a
+// (row stride lda), or a's transpose when kTransA (a is then [K, rows], row stride lda).
+template <int R, bool kTransA>
 inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_t N, float* out,
                   int64_t ldo, int64_t r0, int64_t n0) {
   Vec acc[R][kVecs];
@@ -80,7 +81,7 @@ inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_
     for (int c = 0; c < kVecs; ++c) w[c] = Load(mk + c * kLanes);
 #pragma GCC unroll 8
     for (int q = 0; q < R; ++q) {
-      const float s = a[(r0 + q) * lda + k];
+      const float s = kTransA ? a[k * lda + r0 + q] : a[(r0 + q) * lda + k];
 #pragma GCC unroll 4
       for (int c = 0; c < kVecs; ++c) acc[q][c] += s * w[c];
     }
@@ -91,56 +92,55 @@ inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_
     for (int c = 0; c < kVecs; ++c) Store(out + (r0 + q) * ldo + n0 + c * kLanes, acc[q][c]);
 }
 
-// out[r, :] += a[r, :] @ m for `rows` rows: a is [rows, K] (row stride lda), m is [K, N]
-// row-major, out has row stride ldo. Blocks of 6 (then 4, then 1) rows by 64 columns; the
-// columns past the last full block, if any, in plain loops.
+// out[r, :] += A[r, :] @ m for `rows` rows: A is a ([rows, K], row stride lda) or, when
+// kTransA, a's transpose (a is [K, rows]); m is [K, N] row-major, out has row stride ldo.
+// Blocks of 6 (then 4, then 1) rows by 64 columns; the columns past the last full block, if
+// any, in plain loops.
+template <bool kTransA = false>
 void MatMulAdd(const float* a, int64_t lda, const float* m, int64_t K, int64_t N, float* out,
                int64_t ldo, int64_t rows) {
   const int64_t full = N - N % kColBlock;
   int64_t r = 0;
   for (; r + kRowBlock <= rows; r += kRowBlock)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<kRowBlock>(a, lda, m, K, N, out, ldo, r, n0);
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
+      Block<kRowBlock, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
   for (; r + 4 <= rows; r += 4)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<4>(a, lda, m, K, N, out, ldo, r, n0);
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<4, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
   for (; r < rows; ++r)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<1>(a, lda, m, K, N, out, ldo, r, n0);
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<1, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
   if (full == N) return;
   for (int64_t q = 0; q < rows; ++q)
     for (int64_t k = 0; k < K; ++k) {
-      const float aq = a[q * lda + k];
+      const float aq = kTransA ? a[k * lda + q] : a[q * lda + k];
       for (int64_t j = full; j < N; ++j) out[q * ldo + j] += aq * m[k * N + j];
     }
 }
 
-// Threads for `rows` batch rows: one per core this process may use, but no more than there
-// are 6-row blocks (a thread with fewer rows would leave its registers half used).
-int Threads(int64_t rows) {
+// Blocks to split `rows` batch rows into: one per core this process may use, but no more
+// than there are 6-row groups (a block with fewer rows would leave registers half used).
+// Blocks depend on the cores, not on which threads are free, so the sums over blocks in
+// the backward pass are the same from run to run on a machine.
+int Blocks(int64_t rows) {
   cpu_set_t set;
   int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cores, rows / kRowBlock)));
 }
 
-// Runs body(thread, row_begin, row_end) over [0, rows) split into contiguous blocks, one
-// per thread; returns the number of threads.
+// Runs body(block, row_begin, row_end) for each of Blocks(rows) contiguous blocks of whole
+// 6-row groups, on XLA's threads and the caller's (parallel.h); returns the block count.
+// Each block is a batch slice's whole sequence: rows are independent, so blocks never wait
+// for each other.
 template <typename Body>
-int ParallelRows(int64_t rows, Body body) {
-  const int threads = Threads(rows);
-  if (threads == 1) {
-    body(0, int64_t{0}, rows);
-    return 1;
-  }
-  // Blocks of whole 6-row groups, so each thread's products stay register-blocked.
+int ParallelRows(ffi::ThreadPool& pool, int64_t rows, const Body& body) {
+  const int blocks = Blocks(rows);
   const int64_t groups = (rows + kRowBlock - 1) / kRowBlock;
-  std::vector<std::thread> pool;
-  int64_t begin = 0;
-  for (int t = 0; t < threads; ++t) {
-    const int64_t end = std::min(rows, (groups * (t + 1) / threads) * kRowBlock);
-    if (t == threads - 1) body(t, begin, end);
-    else pool.emplace_back(body, t, begin, end);
-    begin = end;
-  }
-  for (auto& th : pool) th.join();
-  return threads;
+  auto bounds = [&](int64_t block) {
+    return std::min(rows, (groups * block / blocks) * kRowBlock);
+  };
+  jaxdl::ParallelParts(pool, blocks, [&](int64_t block) {
+    body(static_cast<int>(block), bounds(block), block + 1 == blocks ? rows : bounds(block + 1));
+  });
+  return blocks;
 }
 
 // [rows, cols] row-major -> [cols, rows] row-major.
@@ -209,31 +209,55 @@ void ForwardRows(Dims d, Params p, const float* x, const bool* valid, const floa
   }
 }
 
-// Backward over rows [b0, b1): d_gates [T,B,4H] (the gates' pre-activation gradients), dx
-// [T,B,D], this block's part of d_bias [4H], dc0/dh0 [B,H], from the forward's residuals
-// and the cotangents of (c_last, h_last, outputs). kernel_x_t and kernel_h_t are the
-// kernels transposed ([4H, D] and [4H, H]).
-void BackwardRows(Dims d, const float* kernel_x_t, const float* kernel_h_t, const bool* valid,
-                  const float* c0, const float* c_all, const float* gates, const float* dc_last,
-                  const float* dh_last, const float* d_outputs, float* d_gates, float* dx,
-                  float* d_bias, float* dc0, float* dh0, int64_t b0, int64_t b1) {
+// The gradients of one block of rows: written for the block's rows (dx, dc0, dh0) or summed
+// over them (the parameters'; each block has its own, added up after).
+struct Grads {
+  float* dx;        // [T, B, D]
+  float* d_bias;    // [4H]
+  float* d_kx;      // [D, 4H]
+  float* d_kh;      // [H, 4H]
+  float* dc0;       // [B, H]
+  float* dh0;       // [B, H]
+};
+
+// The forward's inputs and residuals the backward reads (all [T, B, .] time-major).
+struct Residuals {
+  const bool* valid;   // [T, B]
+  const float* x;      // [T, B, D]
+  const float* c0;     // [B, H]
+  const float* h0;     // [B, H]
+  const float* c_all;  // [T, B, H]
+  const float* h_all;  // [T, B, H]
+  const float* gates;  // [T, B, 4H], activated
+};
+
+// Backward over rows [b0, b1), from the cotangents of (c_last, h_last, outputs). Each step's
+// pre-activation gate gradients dz [rows, 4H] live only for that step: they give dx_t and
+// the recurrent gradient, and add x_t^T dz and h_{t-1}^T dz to the kernels' gradients.
+// kernel_x_t and kernel_h_t are the kernels transposed ([4H, D] and [4H, H]).
+void BackwardRows(Dims d, const float* kernel_x_t, const float* kernel_h_t, Residuals res,
+                  const float* dc_last, const float* dh_last, const float* d_outputs, Grads out,
+                  int64_t b0, int64_t b1) {
   const int64_t T = d.T, B = d.B, D = d.D, H = d.H, G = 4 * H, rows = b1 - b0;
   std::vector<float> dc_next(dc_last + b0 * H, dc_last + b1 * H);
   std::vector<float> dh_next(dh_last + b0 * H, dh_last + b1 * H);
   std::vector<float> dh_in(rows * H);
-  std::fill(d_bias, d_bias + G, 0.0f);
+  std::vector<float> dz_rows(rows * G);
+  std::fill(out.d_bias, out.d_bias + G, 0.0f);
+  std::fill(out.d_kx, out.d_kx + D * G, 0.0f);
+  std::fill(out.d_kh, out.d_kh + H * G, 0.0f);
   for (int64_t t = T - 1; t >= 0; --t) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = t * B + b0 + r;
-      const float* g = gates + row * G;
-      const float* c_new = c_all + row * H;
-      const float* c_in = t > 0 ? c_all + ((t - 1) * B + b0 + r) * H : c0 + (b0 + r) * H;
+      const float* g = res.gates + row * G;
+      const float* c_new = res.c_all + row * H;
+      const float* c_in = t > 0 ? res.c_all + ((t - 1) * B + b0 + r) * H : res.c0 + (b0 + r) * H;
       const float* d_out = d_outputs + row * H;
-      float* dz = d_gates + row * G;
+      float* dz = dz_rows.data() + r * G;
       float* dcn = dc_next.data() + r * H;
       float* dhn = dh_next.data() + r * H;
       float* dhi = dh_in.data() + r * H;
-      if (valid[row]) {
+      if (res.valid[row]) {
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
@@ -248,21 +272,24 @@ void BackwardRows(Dims d, const float* kernel_x_t, const float* kernel_h_t, cons
           dhi[j] = 0.0f;
         }
 #pragma omp simd
-        for (int64_t j = 0; j < G; ++j) d_bias[j] += dz[j];
+        for (int64_t j = 0; j < G; ++j) out.d_bias[j] += dz[j];
       } else {  // The state was held: gradients pass straight through; the gates get none.
         std::memset(dz, 0, sizeof(float) * G);
         std::memcpy(dhi, dhn, sizeof(float) * H);
       }
     }
-    const float* dz_t = d_gates + (t * B + b0) * G;
-    float* dx_t = dx + (t * B + b0) * D;
+    const float* x_t = res.x + (t * B + b0) * D;
+    const float* h_prev = t > 0 ? res.h_all + ((t - 1) * B + b0) * H : res.h0 + b0 * H;
+    float* dx_t = out.dx + (t * B + b0) * D;
     std::memset(dx_t, 0, sizeof(float) * rows * D);
-    MatMulAdd(dz_t, G, kernel_x_t, G, D, dx_t, D, rows);
-    MatMulAdd(dz_t, G, kernel_h_t, G, H, dh_in.data(), H, rows);
+    MatMulAdd(dz_rows.data(), G, kernel_x_t, G, D, dx_t, D, rows);
+    MatMulAdd(dz_rows.data(), G, kernel_h_t, G, H, dh_in.data(), H, rows);
+    MatMulAdd</*kTransA=*/true>(x_t, D, dz_rows.data(), rows, G, out.d_kx, G, D);
+    MatMulAdd</*kTransA=*/true>(h_prev, H, dz_rows.data(), rows, G, out.d_kh, G, H);
     dh_next.swap(dh_in);
   }
-  std::memcpy(dc0 + b0 * H, dc_next.data(), sizeof(float) * rows * H);
-  std::memcpy(dh0 + b0 * H, dh_next.data(), sizeof(float) * rows * H);
+  std::memcpy(out.dc0 + b0 * H, dc_next.data(), sizeof(float) * rows * H);
+  std::memcpy(out.dh0 + b0 * H, dh_next.data(), sizeof(float) * rows * H);
 }
 
 // Dims from x [T, B, D] (or gates [T, B, 4H] with kernel_x) and kernel_h [H, 4H]; an error
@@ -279,7 +306,7 @@ ffi::Error CheckDims(Dims d, ffi::Buffer<ffi::F32>& kernel_x, ffi::Buffer<ffi::F
   return ffi::Error::Success();
 }
 
-ffi::Error LstmForward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> bias,
+ffi::Error LstmForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> bias,
                        ffi::Buffer<ffi::F32> kernel_h, ffi::Buffer<ffi::F32> x,
                        ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::F32> c0,
                        ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> outputs,
@@ -290,7 +317,7 @@ ffi::Error LstmForward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> bia
   const Dims d{xd[0], xd[1], xd[2], kernel_h.dimensions()[0]};
   if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
   const Params p{kernel_x.typed_data(), bias.typed_data(), kernel_h.typed_data()};
-  ParallelRows(d.B, [&](int, int64_t b0, int64_t b1) {
+  ParallelRows(pool, d.B, [&](int, int64_t b0, int64_t b1) {
     ForwardRows(d, p, x.typed_data(), valid.typed_data(), c0.typed_data(), h0.typed_data(),
                 outputs->typed_data(), c_all->typed_data(), h_all->typed_data(),
                 gates->typed_data(), b0, b1);
@@ -298,32 +325,50 @@ ffi::Error LstmForward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> bia
   return ffi::Error::Success();
 }
 
-ffi::Error LstmBackward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> kernel_h,
-                        ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::F32> c0,
-                        ffi::Buffer<ffi::F32> c_all, ffi::Buffer<ffi::F32> gates,
-                        ffi::Buffer<ffi::F32> dc_last, ffi::Buffer<ffi::F32> dh_last,
-                        ffi::Buffer<ffi::F32> d_outputs, ffi::ResultBuffer<ffi::F32> d_gates,
+ffi::Error LstmBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> kernel_h,
+                        ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::F32> x,
+                        ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> h0,
+                        ffi::Buffer<ffi::F32> c_all, ffi::Buffer<ffi::F32> h_all,
+                        ffi::Buffer<ffi::F32> gates, ffi::Buffer<ffi::F32> dc_last,
+                        ffi::Buffer<ffi::F32> dh_last, ffi::Buffer<ffi::F32> d_outputs,
                         ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> d_bias,
-                        ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0) {
-  auto gd = gates.dimensions();
-  if (gd.size() != 3) return ffi::Error::InvalidArgument("gates must be [T, B, 4H]");
-  const Dims d{gd[0], gd[1], kernel_x.dimensions()[0], kernel_h.dimensions()[0]};
+                        ffi::ResultBuffer<ffi::F32> d_kernel_x,
+                        ffi::ResultBuffer<ffi::F32> d_kernel_h, ffi::ResultBuffer<ffi::F32> dc0,
+                        ffi::ResultBuffer<ffi::F32> dh0) {
+  auto xd = x.dimensions();
+  if (xd.size() != 3) return ffi::Error::InvalidArgument("x must be [T, B, D]");
+  const Dims d{xd[0], xd[1], xd[2], kernel_h.dimensions()[0]};
   if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
   const int64_t G = 4 * d.H;
   const std::vector<float> kernel_x_t = Transposed(kernel_x.typed_data(), d.D, G);
   const std::vector<float> kernel_h_t = Transposed(kernel_h.typed_data(), d.H, G);
-  std::vector<float> partial_bias(Threads(d.B) * G);  // One d_bias per thread, summed below.
-  const int threads = ParallelRows(d.B, [&](int thread, int64_t b0, int64_t b1) {
-    BackwardRows(d, kernel_x_t.data(), kernel_h_t.data(), valid.typed_data(), c0.typed_data(),
-                 c_all.typed_data(), gates.typed_data(), dc_last.typed_data(),
-                 dh_last.typed_data(), d_outputs.typed_data(), d_gates->typed_data(),
-                 dx->typed_data(), partial_bias.data() + thread * G, dc0->typed_data(),
-                 dh0->typed_data(), b0, b1);
+  // Each block sums its rows' parameter gradients into its own slot; added up below in
+  // block order, so a run is bitwise repeatable for a given number of cores.
+  const int64_t slot = G * (1 + d.D + d.H);
+  std::vector<float> partial(Blocks(d.B) * slot);
+  const Residuals res{valid.typed_data(), x.typed_data(), c0.typed_data(), h0.typed_data(),
+                      c_all.typed_data(), h_all.typed_data(), gates.typed_data()};
+  const int blocks = ParallelRows(pool, d.B, [&](int block, int64_t b0, int64_t b1) {
+    float* own = partial.data() + block * slot;
+    const Grads grads{dx->typed_data(), own, own + G, own + G * (1 + d.D), dc0->typed_data(),
+                      dh0->typed_data()};
+    BackwardRows(d, kernel_x_t.data(), kernel_h_t.data(), res, dc_last.typed_data(),
+                 dh_last.typed_data(), d_outputs.typed_data(), grads, b0, b1);
   });
-  float* db = d_bias->typed_data();
-  std::fill(db, db + G, 0.0f);
-  for (int t = 0; t < threads; ++t)
-    for (int64_t j = 0; j < G; ++j) db[j] += partial_bias[t * G + j];
+  // d_bias, d_kernel_x and d_kernel_h are consecutive in each slot; split them on the way out.
+  float* const targets[3] = {d_bias->typed_data(), d_kernel_x->typed_data(),
+                             d_kernel_h->typed_data()};
+  const int64_t sizes[3] = {G, d.D * G, d.H * G};
+  int64_t offset = 0;
+  for (int part = 0; part < 3; ++part) {
+    float* target = targets[part];
+    std::fill(target, target + sizes[part], 0.0f);
+    for (int block = 0; block < blocks; ++block) {
+      const float* from = partial.data() + block * slot + offset;
+      for (int64_t j = 0; j < sizes[part]; ++j) target[j] += from[j];
+    }
+    offset += sizes[part];
+  }
   return ffi::Error::Success();
 }
 
@@ -331,6 +376,7 @@ ffi::Error LstmBackward(ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> ke
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmForward, LstmForward,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()         // XLA's intra-op threads
                                   .Arg<ffi::Buffer<ffi::F32>>()   // kernel_x [D, 4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // bias [4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // kernel_h [H, 4H]
@@ -345,17 +391,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmForward, LstmForward,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlLstmBackward, LstmBackward,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()         // XLA's intra-op threads
                                   .Arg<ffi::Buffer<ffi::F32>>()   // kernel_x [D, 4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // kernel_h [H, 4H]
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // valid [T, B]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x [T, B, D]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // c0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // h0 [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // c_all [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // h_all [T, B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // gates [T, B, 4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // dc_last [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // dh_last [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // d_outputs [T, B, H]
-                                  .Ret<ffi::Buffer<ffi::F32>>()   // d_gates [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dx [T, B, D]
                                   .Ret<ffi::Buffer<ffi::F32>>()   // d_bias [4H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // d_kernel_x [D, 4H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // d_kernel_h [H, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dc0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()); // dh0 [B, H]
