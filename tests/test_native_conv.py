@@ -82,6 +82,23 @@ def test_per_example_gradients_and_sweep_members_match_xla(getkey):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_padding_is_never_written_out_and_more_than_a_kernel_reaches_still_works(getkey):
+  """The zeros around the input (forward) and the output gradient (input gradient) are the
+  kernel's attributes, not padded arrays; padding past the kernel's reach is written out."""
+  x = jax.random.normal(getkey(), (2, 6, 6, 3))
+  w = jax.random.normal(getkey(), (3, 3, 3, 8))
+  cases = ((((0, 0), (0, 0)), False), (((1, 1), (1, 1)), True), (((3, 0), (0, 4)), True))
+  for padding, pads_in_jax in cases:
+    loss = lambda x, w: jnp.sum(jnp.sin(native_conv.conv2d(x, w, padding)))
+    hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).as_text()
+    # A padded layer pads x once, for the kernel gradient; a 'VALID' one pads nothing.
+    assert ("stablehlo.pad" in hlo) == pads_in_jax, padding
+    assert hlo.count(f"@{native_conv.CONV}(") == 2 and "pad_top" in hlo  # Forward, input grad.
+    ref = lambda x, w: jnp.sum(jnp.sin(_reference(x, w, padding)))
+    for got, want in zip(jax.grad(loss, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_a_model_asking_for_the_kernel_trains_as_with_xla(getkey):
   x = jax.random.uniform(getkey(), (5, 28, 28, 1))
   labels = jnp.arange(5) % 10

@@ -6,22 +6,27 @@ one-line warning where one is due) and callers run ``lax.conv_general_dilated``,
 which stays the reference.
 
 ``conv2d`` is the differentiable layer: NHWC inputs, HWIO kernels, stride 1,
-explicit padding. Two handlers serve it: a 'VALID' convolution (the forward
-pass, and the input gradient as the convolution of the padded output gradient
-with the flipped, transposed kernel) and the kernel gradient. Under ``vmap``
+explicit padding. Two handlers serve it: a convolution of the input as if padded
+with zeros, whose products with the zeros are skipped and which are never
+written (the forward pass, and the input gradient as the convolution of the
+output gradient, padded by the kernel's size less one, with the flipped,
+transposed kernel), and the 'VALID' kernel gradient. Under ``vmap``
 (members of a sweep, DP-SGD's per-example gradients) the batching rule folds
 the mapped axis into the batch when the kernel is shared, and runs the members
 one after the other when each has its own.
 """
 
 import pathlib
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdl.models.native import build
 
+Padding = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 SOURCE = pathlib.Path(__file__).resolve().parent / "conv_cpu.cc"
 CONV, KERNEL_GRAD = "jaxdl_conv", "jaxdl_conv_kernel_grad"
 _SYMBOLS = ((CONV, "JaxdlConv"), (KERNEL_GRAD, "JaxdlConvKernelGrad"))
@@ -30,11 +35,14 @@ KERNEL = build.Kernel(SOURCE, _SYMBOLS, "jaxdl's native convolution kernel",
 available, usable = KERNEL.available, KERNEL.usable
 
 
-def _valid_conv_call(x: jax.Array, w: jax.Array) -> jax.Array:
+def _padded_conv_call(x: jax.Array, w: jax.Array, padding: Padding) -> jax.Array:
   b, h, wd, _ = x.shape
   kh, kw, _, f = w.shape
-  out = jax.ShapeDtypeStruct((b, h - kh + 1, wd - kw + 1, f), jnp.float32)
-  return jax.ffi.ffi_call(CONV, out)(x, w)
+  (top, bottom), (left, right) = padding
+  out = jax.ShapeDtypeStruct((b, h + top + bottom - kh + 1, wd + left + right - kw + 1, f),
+                             jnp.float32)
+  return jax.ffi.ffi_call(CONV, out)(x, w, pad_top=np.int64(top), pad_bottom=np.int64(bottom),
+                                      pad_left=np.int64(left), pad_right=np.int64(right))
 
 
 def _kernel_grad_call(x: jax.Array, dy: jax.Array) -> jax.Array:
@@ -67,29 +75,41 @@ def _fold(call, shared_last: bool):
   return batched
 
 
-valid_conv = _fold(_valid_conv_call, shared_last=True)
-"""``lax.conv_general_dilated(x, w, (1, 1), 'VALID')`` for NHWC ``x`` and HWIO ``w``."""
+@functools.cache
+def padded_conv(padding: Padding):
+  """``lax.conv_general_dilated(x, w, (1, 1), padding)`` for NHWC ``x`` and HWIO ``w``,
+  as a function of ``(x, w)`` (one per padding, which the kernel takes as attributes)."""
+  return _fold(functools.partial(_padded_conv_call, padding=padding), shared_last=True)
+
+
+def valid_conv(x: jax.Array, w: jax.Array) -> jax.Array:
+  """``lax.conv_general_dilated(x, w, (1, 1), 'VALID')`` for NHWC ``x`` and HWIO ``w``."""
+  return padded_conv(((0, 0), (0, 0)))(x, w)
+
 
 kernel_grad = _fold(_kernel_grad_call, shared_last=False)
 """The gradient of ``valid_conv``'s ``sum(y * dy)`` with respect to ``w``: ``[KH, KW, C, F]``."""
 
 
-@jax.custom_vjp
-def _conv(x: jax.Array, w: jax.Array) -> jax.Array:
-  return valid_conv(x, w)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x: jax.Array, w: jax.Array, padding: Padding) -> jax.Array:
+  return padded_conv(padding)(x, w)
 
 
-def _conv_fwd(x, w):
-  return valid_conv(x, w), (x, w)
+def _conv_fwd(x, w, padding):
+  return padded_conv(padding)(x, w), (x, w)
 
 
-def _conv_bwd(residuals, dy):
+def _conv_bwd(padding, residuals, dy):
   x, w = residuals
   kh, kw = w.shape[:2]
-  # dx[i] = sum_k dy[i - k] w[k]: the 'VALID' convolution of dy, padded by the kernel's
-  # size less one, with the kernel flipped and its channel axes swapped.
-  padded = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
-  dx = valid_conv(padded, jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
+  (top, bottom), (left, right) = padding
+  # dx[i] = sum_k dy[i + top - k] w[k]: the convolution of dy, padded by the kernel's size
+  # less the forward padding, with the kernel flipped and its channel axes swapped.
+  dx_padding = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
+  dx = padded_conv(dx_padding)(dy, jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
+  if any(p for pair in padding for p in pair):  # The kernel gradient reads x padded.
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   return dx, kernel_grad(x, dy)
 
 
@@ -110,7 +130,9 @@ def conv2d(x: jax.Array, w: jax.Array,
     ``lax.conv_general_dilated(x, w, (1, 1), padding)`` with NHWC/HWIO dimensions.
   """
   KERNEL.require()
-  if any(p for pair in padding for p in pair):
+  padding = tuple((int(a), int(b)) for a, b in padding)
+  if any(p > k - 1 for pair, k in zip(padding, w.shape[:2]) for p in pair):
+    # More zeros than a kernel's reach: written out, so the input gradient's is not negative.
     x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  return _conv(x, w)
-
+    padding = ((0, 0), (0, 0))
+  return _conv(x, w, padding)

@@ -1,12 +1,15 @@
-// 2-D convolutions (NHWC inputs, HWIO kernels, stride 1, 'VALID') and their kernel
-// gradient, for XLA:CPU.
+// 2-D convolutions (NHWC inputs, HWIO kernels, stride 1) and their kernel gradient, for
+// XLA:CPU.
 //
 // Called through XLA's typed FFI (jax.ffi); build.py beside it builds this file with the
 // machine's C++ compiler on first use, and conv.py registers both handlers and makes a
-// differentiable layer of them: padding is applied before the call, and the input gradient
-// is the same 'VALID' convolution of the padded output gradient with the flipped,
-// transposed kernel, so two routines cover the forward and the backward pass. The math is
-// that of lax.conv_general_dilated (the reference the tests compare with).
+// differentiable layer of them. The convolution takes its padding as attributes: the zeros
+// are never written, and the products with them are skipped (output pixels are grouped by
+// which kernel taps land inside the input). The input gradient is the same routine on the
+// output gradient, padded by the kernel's size less the forward padding, with the flipped,
+// transposed kernel, so two routines cover the forward and the backward pass; for a
+// 'VALID' layer that padding held 28% of the products (conv2 of the seed CNN), all zeros.
+// The math is that of lax.conv_general_dilated (the reference the tests compare with).
 //
 // Why a kernel: XLA:CPU's convolutions (YNNPACK's, or Eigen's with
 // --xla_cpu_experimental_ynn_fusion_type=-individual_convolution) ran the seed CNN's
@@ -46,6 +49,136 @@ struct Shape {
   int64_t K() const { return KH * KW * C; }  // Products summed per output.
 };
 
+// The forward routine's geometry: the input as if padded with zeros (top, bottom, left,
+// right), which are never written: taps that would read them are skipped.
+struct Padded {
+  Shape s;  // Of the unpadded input (s.Ho() etc. are not used here).
+  int64_t PT, PB, PL, PR;
+  int64_t Ho() const { return s.H + PT + PB - s.KH + 1; }
+  int64_t Wo() const { return s.W + PL + PR - s.KW + 1; }
+};
+
+// A run of output rows (or columns) whose kernel taps that land inside the input are the
+// same: [first, end) of the output, taps [k0, k1).
+struct Run {
+  int64_t first, end, k0, k1;
+};
+
+// Splits [0, out) into runs: output o reads input o + k - pad for tap k, in [0, in).
+std::vector<Run> Runs(int64_t out, int64_t in, int64_t kernel, int64_t pad) {
+  std::vector<Run> runs;
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t k0 = std::max<int64_t>(0, pad - o), k1 = std::min(kernel, in + pad - o);
+    if (!runs.empty() && runs.back().k0 == k0 && runs.back().k1 == k1) runs.back().end = o + 1;
+    else runs.push_back(Run{o, o + 1, k0, k1});
+  }
+  return runs;
+}
+
+// Output pixels with the same taps: the rows of one run by the columns of another, in every
+// image; `first` numbers its pixels among all classes' (class-major order).
+struct PixelClass {
+  Run rows, cols;
+  int64_t first, count;
+};
+
+std::vector<PixelClass> PixelClasses(const Padded& g) {
+  std::vector<PixelClass> classes;
+  int64_t first = 0;
+  for (const Run& r : Runs(g.Ho(), g.s.H, g.s.KH, g.PT))
+    for (const Run& c : Runs(g.Wo(), g.s.W, g.s.KW, g.PL)) {
+      const int64_t count = g.s.B * (r.end - r.first) * (c.end - c.first);
+      classes.push_back(PixelClass{r, c, first, count});
+      first += count;
+    }
+  return classes;
+}
+
+// Where pixels i, i + 1, ..., i + n - 1 of a class read (the input offset of tap (0, 0),
+// which may lie outside the input: only the class's taps are added to it) and write.
+inline void Locate(const Padded& g, const PixelClass& pc, int64_t i, int n, int64_t* src,
+                   int64_t* dst) {
+  const int64_t rows = pc.rows.end - pc.rows.first, cols = pc.cols.end - pc.cols.first;
+  int64_t b = i / (rows * cols), row = (i / cols) % rows, col = i % cols;  // Within the class.
+  for (int r = 0; r < n; ++r) {
+    const int64_t oy = pc.rows.first + row, ox = pc.cols.first + col;
+    src[r] = ((b * g.s.H + oy - g.PT) * g.s.W + ox - g.PL) * g.s.C;
+    dst[r] = ((b * g.Ho() + oy) * g.Wo() + ox) * g.s.F;
+    if (++col == cols) {
+      col = 0;
+      if (++row == rows) row = 0, ++b;
+    }
+  }
+}
+
+// y[pixel r, f0:f0+16V] = sum over the class's taps (ky, kx) and channels c of
+// x[src[r] + (ky * W + kx) * C + c] * w[ky, kx, c, f0:f0+16V]: R x V vector sums stay in
+// registers; within one tap the products read consecutive channels.
+template <int R, int V>
+inline void ConvBlock(const Shape& s, const PixelClass& pc, const float* x, const float* w,
+                      float* y, const int64_t* src, const int64_t* dst, int64_t f0) {
+  Vec acc[R][V] = {};
+  for (int64_t ky = pc.rows.k0; ky < pc.rows.k1; ++ky)
+    for (int64_t kx = pc.cols.k0; kx < pc.cols.k1; ++kx) {
+      const int64_t tap = (ky * s.W + kx) * s.C;
+      const float* wk = w + ((ky * s.KW + kx) * s.C) * s.F + f0;
+      for (int64_t c = 0; c < s.C; ++c, wk += s.F) {
+        Vec wv[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) wv[v] = Load(wk + v * kLanes);
+#pragma GCC unroll 12
+        for (int r = 0; r < R; ++r) {
+          const float a = x[src[r] + tap + c];
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) acc[r][v] += a * wv[v];
+        }
+      }
+    }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) Store(y + dst[r] + f0 + v * kLanes, acc[r][v]);
+}
+
+// Channels past the last multiple of 16, one product at a time.
+void ConvTail(const Shape& s, const PixelClass& pc, const float* x, const float* w, float* y,
+              int64_t src, int64_t dst, int64_t f0) {
+  for (int64_t f = f0; f < s.F; ++f) {
+    float sum = 0.0f;
+    for (int64_t ky = pc.rows.k0; ky < pc.rows.k1; ++ky)
+      for (int64_t kx = pc.cols.k0; kx < pc.cols.k1; ++kx)
+        for (int64_t c = 0; c < s.C; ++c)
+          sum += x[src + (ky * s.W + kx) * s.C + c] * w[((ky * s.KW + kx) * s.C + c) * s.F + f];
+    y[dst + f] = sum;
+  }
+}
+
+// Pixels [i, i + R) of one class, every output channel.
+template <int R>
+void ConvPixels(const Padded& g, const PixelClass& pc, const float* x, const float* w, float* y,
+                int64_t i) {
+  int64_t src[R], dst[R];
+  Locate(g, pc, i, R, src, dst);
+  int64_t f0 = 0;
+  for (; f0 + 32 <= g.s.F; f0 += 32) ConvBlock<R, 2>(g.s, pc, x, w, y, src, dst, f0);
+  if (f0 + 16 <= g.s.F) ConvBlock<R, 1>(g.s, pc, x, w, y, src, dst, f0), f0 += 16;
+  if (f0 < g.s.F)
+    for (int r = 0; r < R; ++r) ConvTail(g.s, pc, x, w, y, src[r], dst[r], f0);
+}
+
+// Output pixels [begin, end) in class-major order: blocks of 12 pixels with the same taps,
+// then 4, then one at a time.
+void ConvRange(const Padded& g, const std::vector<PixelClass>& classes, const float* x,
+               const float* w, float* y, int64_t begin, int64_t end) {
+  for (const PixelClass& pc : classes) {
+    int64_t i = std::max(begin, pc.first) - pc.first;
+    const int64_t stop = std::min(end, pc.first + pc.count) - pc.first;
+    for (; i + 12 <= stop; i += 12) ConvPixels<12>(g, pc, x, w, y, i);
+    for (; i + 4 <= stop; i += 4) ConvPixels<4>(g, pc, x, w, y, i);
+    for (; i < stop; ++i) ConvPixels<1>(g, pc, x, w, y, i);
+  }
+}
+
 // The input offset of each of the K = KH * KW * C products that make one output pixel,
 // relative to the pixel's top-left input element: tap (ky, kx), channel c.
 std::vector<int64_t> ProductOffsets(const Shape& s) {
@@ -55,73 +188,6 @@ std::vector<int64_t> ProductOffsets(const Shape& s) {
     for (int64_t kx = 0; kx < s.KW; ++kx)
       for (int64_t c = 0; c < s.C; ++c) offsets.push_back((ky * s.W + kx) * s.C + c);
   return offsets;
-}
-
-// The input offset of output pixel p (flattened over batch, row, column).
-inline int64_t PixelOffset(const Shape& s, int64_t p) {
-  const int64_t hw = s.Ho() * s.Wo();
-  const int64_t b = p / hw, oy = (p % hw) / s.Wo(), ox = p % s.Wo();
-  return ((b * s.H + oy) * s.W + ox) * s.C;
-}
-
-// y[p0:p0+R, f0:f0+16V] = sum_k x[pixel(p) + offsets[k]] * w[k, f0:f0+16V]: R x V vector
-// sums stay in registers; within one tap the products read consecutive channels.
-template <int R, int V>
-inline void ConvBlock(const Shape& s, const float* x, const float* w, float* y, int64_t p0,
-                      int64_t f0) {
-  const float* src[R];
-  for (int r = 0; r < R; ++r) src[r] = x + PixelOffset(s, p0 + r);
-  Vec acc[R][V] = {};
-  for (int64_t ky = 0; ky < s.KH; ++ky)
-    for (int64_t kx = 0; kx < s.KW; ++kx) {
-      const int64_t tap = (ky * s.W + kx) * s.C;
-      const float* wk = w + ((ky * s.KW + kx) * s.C) * s.F + f0;
-      for (int64_t c = 0; c < s.C; ++c, wk += s.F) {
-        Vec wv[V];
-#pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) wv[v] = Load(wk + v * kLanes);
-#pragma GCC unroll 12
-        for (int r = 0; r < R; ++r) {
-          const float a = src[r][tap + c];
-#pragma GCC unroll 4
-          for (int v = 0; v < V; ++v) acc[r][v] += a * wv[v];
-        }
-      }
-    }
-#pragma GCC unroll 12
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) Store(y + (p0 + r) * s.F + f0 + v * kLanes, acc[r][v]);
-}
-
-// Output pixels [p_begin, p_end), channels [f0, f0 + 16V): blocks of R pixels, then one at a time.
-template <int R, int V>
-void ConvColumns(const Shape& s, const float* x, const float* w, float* y, int64_t p_begin,
-                 int64_t p_end, int64_t f0) {
-  int64_t p = p_begin;
-  for (; p + R <= p_end; p += R) ConvBlock<R, V>(s, x, w, y, p, f0);
-  for (; p < p_end; ++p) ConvBlock<1, V>(s, x, w, y, p, f0);
-}
-
-// Channels past the last multiple of 16, one product at a time.
-void ConvTail(const Shape& s, const float* x, const float* w, float* y, int64_t p_begin,
-              int64_t p_end, int64_t f0, const std::vector<int64_t>& offsets) {
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    const float* src = x + PixelOffset(s, p);
-    for (int64_t f = f0; f < s.F; ++f) {
-      float sum = 0.0f;
-      for (int64_t k = 0; k < s.K(); ++k) sum += src[offsets[k]] * w[k * s.F + f];
-      y[p * s.F + f] = sum;
-    }
-  }
-}
-
-void ConvPixels(const Shape& s, const float* x, const float* w, float* y, int64_t p_begin,
-                int64_t p_end, const std::vector<int64_t>& offsets) {
-  int64_t f0 = 0;
-  for (; f0 + 32 <= s.F; f0 += 32) ConvColumns<12, 2>(s, x, w, y, p_begin, p_end, f0);
-  if (f0 + 16 <= s.F) ConvColumns<12, 1>(s, x, w, y, p_begin, p_end, f0), f0 += 16;
-  if (f0 < s.F) ConvTail(s, x, w, y, p_begin, p_end, f0, offsets);
 }
 
 // dw[k, f0:f0+16V] for the R products k0..k0+R over images [b0, b1): the products'
@@ -202,27 +268,30 @@ int64_t Parts(ffi::ThreadPool& pool, int64_t work, int64_t at_most) {
   return std::max<int64_t>(1, std::min({2 * (pool.num_threads() + 1), useful, at_most}));
 }
 
-ffi::Error ReadShape(ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& w, Shape* s) {
+ffi::Error ReadShape(ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& w, Padded* g) {
   auto xd = x.dimensions();
   auto wd = w.dimensions();
   if (xd.size() != 4 || wd.size() != 4)
     return ffi::Error::InvalidArgument("x must be [B, H, W, C] and w [KH, KW, C, F]");
-  *s = Shape{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3]};
-  if (wd[2] != s->C || s->Ho() < 1 || s->Wo() < 1)
+  g->s = Shape{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3]};
+  if (g->PT < 0 || g->PB < 0 || g->PL < 0 || g->PR < 0)
+    return ffi::Error::InvalidArgument("padding must not be negative");
+  if (wd[2] != g->s.C || g->Ho() < 1 || g->Wo() < 1)
     return ffi::Error::InvalidArgument("w's input channels must match x's, and fit inside x");
   return ffi::Error::Success();
 }
 
 ffi::Error Conv(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                ffi::ResultBuffer<ffi::F32> y) {
-  Shape s;
-  if (auto error = ReadShape(x, w, &s); error.failure()) return error;
-  const std::vector<int64_t> offsets = ProductOffsets(s);
-  const int64_t pixels = s.B * s.Ho() * s.Wo();
-  const int64_t parts = Parts(pool, pixels * s.K() * s.F, pixels / 12);
+                ffi::ResultBuffer<ffi::F32> y, int64_t pad_top, int64_t pad_bottom,
+                int64_t pad_left, int64_t pad_right) {
+  Padded g{Shape{}, pad_top, pad_bottom, pad_left, pad_right};
+  if (auto error = ReadShape(x, w, &g); error.failure()) return error;
+  const std::vector<PixelClass> classes = PixelClasses(g);
+  const int64_t pixels = g.s.B * g.Ho() * g.Wo();
+  const int64_t parts = Parts(pool, pixels * g.s.K() * g.s.F, pixels / 12);
   ParallelParts(pool, parts, [&](int64_t part) {
-    ConvPixels(s, x.typed_data(), w.typed_data(), y->typed_data(), pixels * part / parts,
-               pixels * (part + 1) / parts, offsets);
+    ConvRange(g, classes, x.typed_data(), w.typed_data(), y->typed_data(),
+              pixels * part / parts, pixels * (part + 1) / parts);
   });
   return ffi::Error::Success();
 }
@@ -262,7 +331,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConv, Conv,
                                   .Ctx<ffi::ThreadPool>()         // XLA's intra-op threads
                                   .Arg<ffi::Buffer<ffi::F32>>()   // x [B, H, W, C]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // w [KH, KW, C, F]
-                                  .Ret<ffi::Buffer<ffi::F32>>()); // y [B, H-KH+1, W-KW+1, F]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // y [B, Ho, Wo, F]
+                                  .Attr<int64_t>("pad_top")       // Zeros around x, never
+                                  .Attr<int64_t>("pad_bottom")    // written: Ho = H + top +
+                                  .Attr<int64_t>("pad_left")      // bottom - KH + 1, and Wo
+                                  .Attr<int64_t>("pad_right"));   // alike.
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvKernelGrad, ConvKernelGrad,
                               ffi::Ffi::Bind()
