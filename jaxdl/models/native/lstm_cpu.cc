@@ -63,17 +63,12 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)
 inline Vec Load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
 inline void Store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
 
-// out[r0:r0+R, n0:n0+64] += A[r0:r0+R, :] @ m[:, n0:n0+64]: R x 4 vector sums stay in
-// registers while m's rows stream past (4 loads and R broadcasts feed 4R FMAs). A is a
-// (row stride lda), or a's transpose when kTransA (a is then [K, rows], row stride lda).
+// acc += A[r0:r0+R, :] @ m[:, n0:n0+64]: R x 4 vector sums held in registers while m's rows
+// stream past (4 loads and R broadcasts feed 4R FMAs). A is a (row stride lda), or a's
+// transpose when kTransA (a is then [K, rows], row stride lda).
 template <int R, bool kTransA>
-inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_t N, float* out,
-                  int64_t ldo, int64_t r0, int64_t n0) {
-  Vec acc[R][kVecs];
-#pragma GCC unroll 8
-  for (int q = 0; q < R; ++q)
-#pragma GCC unroll 4
-    for (int c = 0; c < kVecs; ++c) acc[q][c] = Load(out + (r0 + q) * ldo + n0 + c * kLanes);
+inline void Accumulate(Vec (&acc)[R][kVecs], const float* a, int64_t lda, const float* m,
+                       int64_t K, int64_t N, int64_t r0, int64_t n0) {
   for (int64_t k = 0; k < K; ++k) {
     const float* mk = m + k * N + n0;
     Vec w[kVecs];
@@ -86,6 +81,18 @@ inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_
       for (int c = 0; c < kVecs; ++c) acc[q][c] += s * w[c];
     }
   }
+}
+
+// out[r0:r0+R, n0:n0+64] += A[r0:r0+R, :] @ m[:, n0:n0+64] (A as in Accumulate).
+template <int R, bool kTransA>
+inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_t N, float* out,
+                  int64_t ldo, int64_t r0, int64_t n0) {
+  Vec acc[R][kVecs];
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+    for (int c = 0; c < kVecs; ++c) acc[q][c] = Load(out + (r0 + q) * ldo + n0 + c * kLanes);
+  Accumulate<R, kTransA>(acc, a, lda, m, K, N, r0, n0);
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q)
 #pragma GCC unroll 4
@@ -113,6 +120,48 @@ void MatMulAdd(const float* a, int64_t lda, const float* m, int64_t K, int64_t N
     for (int64_t k = 0; k < K; ++k) {
       const float aq = kTransA ? a[k * lda + q] : a[q * lda + k];
       for (int64_t j = full; j < N; ++j) out[q * ldo + j] += aq * m[k * N + j];
+    }
+}
+
+// z[r, :] = bias + x[r, :] @ kernel_x + h[r, :] @ kernel_h for `rows` rows (z is [rows, 4H],
+// x [rows, D], h [rows, H]): one pass per block of z, which stays in registers from the bias
+// to the last product (the sums are added in that order, as two MatMulAdd calls would).
+template <int R>
+inline void GateBlock(const float* x, int64_t D, const float* kernel_x, const float* h,
+                      int64_t H, const float* kernel_h, const float* bias, float* z, int64_t G,
+                      int64_t r0, int64_t n0) {
+  Vec acc[R][kVecs];
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+    for (int c = 0; c < kVecs; ++c) acc[q][c] = Load(bias + n0 + c * kLanes);
+  Accumulate<R, false>(acc, x, D, kernel_x, D, G, r0, n0);
+  Accumulate<R, false>(acc, h, H, kernel_h, H, G, r0, n0);
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+    for (int c = 0; c < kVecs; ++c) Store(z + (r0 + q) * G + n0 + c * kLanes, acc[q][c]);
+}
+
+void GateInputs(const float* x, int64_t D, const float* kernel_x, const float* h, int64_t H,
+                const float* kernel_h, const float* bias, float* z, int64_t rows) {
+  const int64_t G = 4 * H, full = G - G % kColBlock;
+  int64_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock)
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
+      GateBlock<kRowBlock>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
+  for (; r + 4 <= rows; r += 4)
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
+      GateBlock<4>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
+  for (; r < rows; ++r)
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
+      GateBlock<1>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
+  for (int64_t q = 0; q < rows && full < G; ++q)  // Columns past the last full block.
+    for (int64_t j = full; j < G; ++j) {
+      float sum = bias[j];
+      for (int64_t k = 0; k < D; ++k) sum += x[q * D + k] * kernel_x[k * G + j];
+      for (int64_t k = 0; k < H; ++k) sum += h[q * H + k] * kernel_h[k * G + j];
+      z[q * G + j] = sum;
     }
 }
 
@@ -172,9 +221,7 @@ void ForwardRows(Dims d, Params p, const float* x, const bool* valid, const floa
   const float* c_prev = c0 + b0 * H;
   const float* h_prev = h0 + b0 * H;
   for (int64_t t = 0; t < T; ++t) {
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(z.data() + r * G, p.bias, sizeof(float) * G);
-    MatMulAdd(x + (t * B + b0) * D, D, p.kernel_x, D, G, z.data(), G, rows);
-    MatMulAdd(h_prev, H, p.kernel_h, H, G, z.data(), G, rows);
+    GateInputs(x + (t * B + b0) * D, D, p.kernel_x, h_prev, H, p.kernel_h, p.bias, z.data(), rows);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = t * B + b0 + r;
       float* zr = z.data() + r * G;
