@@ -225,11 +225,15 @@ inline void GradBlock(const Shape& s, const float* x, const float* dy, float* dw
     for (int v = 0; v < V; ++v) Store(dw + (k0 + r) * s.F + f0 + v * kLanes, acc[r][v]);
 }
 
-template <int R, int V>
+// dw[:, f0:f0+16V] in blocks of 12 products, then 8, 4 and 1 (a first layer's 3 x 3 x 1
+// kernel has 9: one pass over the output gradient for 8 of them, not one for each).
+template <int V>
 void GradColumns(const Shape& s, const float* x, const float* dy, float* dw,
                  const int64_t* offsets, int64_t f0, int64_t b0, int64_t b1) {
   int64_t k = 0;
-  for (; k + R <= s.K(); k += R) GradBlock<R, V>(s, x, dy, dw, offsets, k, f0, b0, b1);
+  for (; k + 12 <= s.K(); k += 12) GradBlock<12, V>(s, x, dy, dw, offsets, k, f0, b0, b1);
+  for (; k + 8 <= s.K(); k += 8) GradBlock<8, V>(s, x, dy, dw, offsets, k, f0, b0, b1);
+  for (; k + 4 <= s.K(); k += 4) GradBlock<4, V>(s, x, dy, dw, offsets, k, f0, b0, b1);
   for (; k < s.K(); ++k) GradBlock<1, V>(s, x, dy, dw, offsets, k, f0, b0, b1);
 }
 
@@ -255,8 +259,8 @@ void GradImages(const Shape& s, const float* x, const float* dy, float* dw,
   for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
     const int64_t c1 = std::min(b1, c0 + chunk);
     int64_t f0 = 0;
-    for (; f0 + 32 <= s.F; f0 += 32) GradColumns<12, 2>(s, x, dy, dw, offsets.data(), f0, c0, c1);
-    if (f0 + 16 <= s.F) GradColumns<12, 1>(s, x, dy, dw, offsets.data(), f0, c0, c1), f0 += 16;
+    for (; f0 + 32 <= s.F; f0 += 32) GradColumns<2>(s, x, dy, dw, offsets.data(), f0, c0, c1);
+    if (f0 + 16 <= s.F) GradColumns<1>(s, x, dy, dw, offsets.data(), f0, c0, c1), f0 += 16;
     if (f0 < s.F) GradTail(s, x, dy, dw, offsets.data(), f0, c0, c1);
   }
 }
