@@ -9,7 +9,7 @@ which stays the reference.
 explicit padding. Two handlers serve it: a convolution of the input as if padded
 with zeros, whose products with the zeros are skipped and which are never
 written (the forward pass, and the input gradient as the convolution of the
-output gradient, padded by the kernel's size less one, with the flipped,
+output gradient, padded by the kernel's size less the forward padding, with the flipped,
 transposed kernel), and the 'VALID' kernel gradient. Under ``vmap``
 (members of a sweep, DP-SGD's per-example gradients) the batching rule folds
 the mapped axis into the batch when the kernel is shared, and runs the members
