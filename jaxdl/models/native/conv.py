@@ -16,8 +16,8 @@ the mapped axis into the batch when the kernel is shared, and runs the members
 one after the other when each has its own.
 """
 
-import pathlib
 import functools
+import pathlib
 from collections.abc import Sequence
 
 import jax

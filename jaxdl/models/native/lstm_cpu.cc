@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <sched.h>
@@ -99,22 +100,31 @@ inline void Block(const float* a, int64_t lda, const float* m, int64_t K, int64_
     for (int c = 0; c < kVecs; ++c) Store(out + (r0 + q) * ldo + n0 + c * kLanes, acc[q][c]);
 }
 
+// Calls body(R, r, n0) for the register blocks covering `rows` rows by the first `full`
+// columns: blocks of 6 rows (then 4, then 1; R is their std::integral_constant) by 64 columns.
+template <typename Body>
+void ForEachBlock(int64_t rows, int64_t full, const Body& body) {
+  int64_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock)
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
+      body(std::integral_constant<int, kRowBlock>(), r, n0);
+  for (; r + 4 <= rows; r += 4)
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) body(std::integral_constant<int, 4>(), r, n0);
+  for (; r < rows; ++r)
+    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) body(std::integral_constant<int, 1>(), r, n0);
+}
+
 // out[r, :] += A[r, :] @ m for `rows` rows: A is a ([rows, K], row stride lda) or, when
 // kTransA, a's transpose (a is [K, rows]); m is [K, N] row-major, out has row stride ldo.
-// Blocks of 6 (then 4, then 1) rows by 64 columns; the columns past the last full block, if
-// any, in plain loops.
+// Register blocks (ForEachBlock); the columns past the last full block, if any, in plain
+// loops.
 template <bool kTransA = false>
 void MatMulAdd(const float* a, int64_t lda, const float* m, int64_t K, int64_t N, float* out,
                int64_t ldo, int64_t rows) {
   const int64_t full = N - N % kColBlock;
-  int64_t r = 0;
-  for (; r + kRowBlock <= rows; r += kRowBlock)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
-      Block<kRowBlock, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
-  for (; r + 4 <= rows; r += 4)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<4, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
-  for (; r < rows; ++r)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock) Block<1, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
+  ForEachBlock(rows, full, [&](auto R, int64_t r, int64_t n0) {
+    Block<decltype(R)::value, kTransA>(a, lda, m, K, N, out, ldo, r, n0);
+  });
   if (full == N) return;
   for (int64_t q = 0; q < rows; ++q)
     for (int64_t k = 0; k < K; ++k) {
@@ -146,16 +156,9 @@ inline void GateBlock(const float* x, int64_t D, const float* kernel_x, const fl
 void GateInputs(const float* x, int64_t D, const float* kernel_x, const float* h, int64_t H,
                 const float* kernel_h, const float* bias, float* z, int64_t rows) {
   const int64_t G = 4 * H, full = G - G % kColBlock;
-  int64_t r = 0;
-  for (; r + kRowBlock <= rows; r += kRowBlock)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
-      GateBlock<kRowBlock>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
-  for (; r + 4 <= rows; r += 4)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
-      GateBlock<4>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
-  for (; r < rows; ++r)
-    for (int64_t n0 = 0; n0 < full; n0 += kColBlock)
-      GateBlock<1>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
+  ForEachBlock(rows, full, [&](auto R, int64_t r, int64_t n0) {
+    GateBlock<decltype(R)::value>(x, D, kernel_x, h, H, kernel_h, bias, z, G, r, n0);
+  });
   for (int64_t q = 0; q < rows && full < G; ++q)  // Columns past the last full block.
     for (int64_t j = full; j < G; ++j) {
       float sum = bias[j];
@@ -175,13 +178,11 @@ int Blocks(int64_t rows) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cores, rows / kRowBlock)));
 }
 
-// Runs body(block, row_begin, row_end) for each of Blocks(rows) contiguous blocks of whole
-// 6-row groups, on XLA's threads and the caller's (parallel.h); returns the block count.
-// Each block is a batch slice's whole sequence: rows are independent, so blocks never wait
-// for each other.
+// Runs body(block, row_begin, row_end) for each of `blocks` (Blocks(rows)) contiguous blocks
+// of whole 6-row groups, on XLA's threads and the caller's (parallel.h). Each block is a
+// batch slice's whole sequence: rows are independent, so blocks never wait for each other.
 template <typename Body>
-int ParallelRows(ffi::ThreadPool& pool, int64_t rows, const Body& body) {
-  const int blocks = Blocks(rows);
+void ParallelRows(ffi::ThreadPool& pool, int64_t rows, int blocks, const Body& body) {
   const int64_t groups = (rows + kRowBlock - 1) / kRowBlock;
   auto bounds = [&](int64_t block) {
     return std::min(rows, (groups * block / blocks) * kRowBlock);
@@ -189,7 +190,6 @@ int ParallelRows(ffi::ThreadPool& pool, int64_t rows, const Body& body) {
   jaxdl::ParallelParts(pool, blocks, [&](int64_t block) {
     body(static_cast<int>(block), bounds(block), block + 1 == blocks ? rows : bounds(block + 1));
   });
-  return blocks;
 }
 
 // [rows, cols] row-major -> [cols, rows] row-major.
@@ -339,8 +339,8 @@ void BackwardRows(Dims d, const float* kernel_x_t, const float* kernel_h_t, Resi
   std::memcpy(out.dh0 + b0 * H, dh_next.data(), sizeof(float) * rows * H);
 }
 
-// Dims from x [T, B, D] (or gates [T, B, 4H] with kernel_x) and kernel_h [H, 4H]; an error
-// naming the first argument whose shape does not fit.
+// Whether kernel_x [D, 4H], kernel_h [H, 4H] and valid [T, B] fit the dims read from x
+// [T, B, D]; an error naming the first argument that does not.
 ffi::Error CheckDims(Dims d, ffi::Buffer<ffi::F32>& kernel_x, ffi::Buffer<ffi::F32>& kernel_h,
                      ffi::Buffer<ffi::PRED>& valid) {
   auto kx = kernel_x.dimensions();
@@ -364,7 +364,7 @@ ffi::Error LstmForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ffi
   const Dims d{xd[0], xd[1], xd[2], kernel_h.dimensions()[0]};
   if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
   const Params p{kernel_x.typed_data(), bias.typed_data(), kernel_h.typed_data()};
-  ParallelRows(pool, d.B, [&](int, int64_t b0, int64_t b1) {
+  ParallelRows(pool, d.B, Blocks(d.B), [&](int, int64_t b0, int64_t b1) {
     ForwardRows(d, p, x.typed_data(), valid.typed_data(), c0.typed_data(), h0.typed_data(),
                 outputs->typed_data(), c_all->typed_data(), h_all->typed_data(),
                 gates->typed_data(), b0, b1);
@@ -392,10 +392,11 @@ ffi::Error LstmBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ff
   // Each block sums its rows' parameter gradients into its own slot; added up below in
   // block order, so a run is bitwise repeatable for a given number of cores.
   const int64_t slot = G * (1 + d.D + d.H);
-  std::vector<float> partial(Blocks(d.B) * slot);
+  const int blocks = Blocks(d.B);  // Once: the slots below are sized by it.
+  std::vector<float> partial(blocks * slot);
   const Residuals res{valid.typed_data(), x.typed_data(), c0.typed_data(), h0.typed_data(),
                       c_all.typed_data(), h_all.typed_data(), gates.typed_data()};
-  const int blocks = ParallelRows(pool, d.B, [&](int block, int64_t b0, int64_t b1) {
+  ParallelRows(pool, d.B, blocks, [&](int block, int64_t b0, int64_t b1) {
     float* own = partial.data() + block * slot;
     const Grads grads{dx->typed_data(), own, own + G, own + G * (1 + d.D), dc0->typed_data(),
                       dh0->typed_data()};
