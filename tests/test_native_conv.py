@@ -116,6 +116,7 @@ def test_a_model_asking_for_the_kernel_trains_as_with_xla(getkey):
   (value, got), jaxpr = grads(model)
   (ref_value, want), ref_jaxpr = grads(model.clone(conv_kernel="xla"))
   assert native_conv.CONV in jaxpr and native_conv.KERNEL_GRAD in jaxpr
+  assert jaxpr.count(native_conv.CONV_RELU_POOL) == 2  # Conv -> relu -> pool, twice: fused.
   assert native_conv.CONV not in ref_jaxpr
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.conv_pool import ConvReluPool
 from jaxdl.models.convolution import convolution
 from jaxdl.models.layers import glorot_uniform, max_pool, require_spatial
 from jaxdl.models.part import IMAGES, ModelPart
@@ -38,16 +39,16 @@ class SeedCNN(nn.Module):
     has neither dropout nor batch norm.
     """
     del train, mask
-    conv = lambda features: nn.Conv(features, (3, 3), padding="VALID",
-                                    kernel_init=glorot_uniform,
-                                    conv_general_dilated=convolution(self.conv_kernel))
-    x = nn.relu(conv(32)(inputs))
-    x = max_pool(x)
+    # Conv -> relu -> max pool blocks are one layer (fused in the train step where the
+    # native kernel applies), named like the nn.Conv each replaces: the same parameters.
+    block = lambda features, name: ConvReluPool(features, (3, 3), "VALID", window=2,
+                                                conv_kernel=self.conv_kernel, name=name)
+    x = block(32, "Conv_0")(inputs)
     require_spatial(x, "SeedCNN", "its second convolution", 18)
-    x = nn.relu(conv(64)(x))
-    x = max_pool(x)
+    x = block(64, "Conv_1")(x)
     require_spatial(x, "SeedCNN", "its third convolution", 18)
-    x = nn.relu(conv(64)(x))
+    x = nn.relu(nn.Conv(64, (3, 3), padding="VALID", kernel_init=glorot_uniform,
+                        conv_general_dilated=convolution(self.conv_kernel), name="Conv_2")(x))
     require_spatial(x, "SeedCNN", "its dense layers", 18)
     x = x.reshape(x.shape[0], -1)  # Keras Flatten of NHWC: same element order.
     x = nn.relu(nn.Dense(64, kernel_init=glorot_uniform)(x))

@@ -20,13 +20,13 @@ _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
                                  out_spec=(0, 3, 1, 2))
 
 
-def _explicit_padding(padding, lhs: jax.Array, rhs: jax.Array) -> list[tuple[int, int]]:
+def explicit_padding(padding, lhs: jax.Array, rhs: jax.Array) -> list[tuple[int, int]]:
   if isinstance(padding, str):
     return lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
   return [tuple(p) for p in padding]
 
 
-def _native_applies(kernel: str, lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
+def native_applies(kernel: str, lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
                     dimension_numbers, feature_group_count) -> bool:
   """Whether this convolution is one the native kernel computes, here and now."""
   ones = lambda v: v is None or all(d == 1 for d in v)
@@ -42,11 +42,13 @@ def _native_applies(kernel: str, lhs, rhs, window_strides, lhs_dilation, rhs_dil
 def _convolve(kernel: str, lhs, rhs, window_strides, padding, lhs_dilation=None,
               rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
               batch_group_count=1, precision=None, preferred_element_type=None):
-  if batch_group_count == 1 and preferred_element_type is None and _native_applies(
+  if batch_group_count == 1 and preferred_element_type is None and native_applies(
       kernel, lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
       feature_group_count):
-    pads = _explicit_padding(padding, lhs, rhs)
-    if all(lo >= 0 and hi >= 0 for lo, hi in pads):
+    pads = explicit_padding(padding, lhs, rhs)
+    # An empty output (images too small: the model's own check names them) is XLA's.
+    if all(lo >= 0 and hi >= 0 for lo, hi in pads) and all(
+        size + lo + hi >= k for size, (lo, hi), k in zip(lhs.shape[1:3], pads, rhs.shape)):
       return native_conv.conv2d(lhs, rhs, pads)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,

@@ -29,7 +29,9 @@ from jaxdl.models.native import build
 Padding = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 SOURCE = pathlib.Path(__file__).resolve().parent / "conv_cpu.cc"
 CONV, KERNEL_GRAD = "jaxdl_conv", "jaxdl_conv_kernel_grad"
-_SYMBOLS = ((CONV, "JaxdlConv"), (KERNEL_GRAD, "JaxdlConvKernelGrad"))
+CONV_RELU_POOL = "jaxdl_conv_relu_pool"
+_SYMBOLS = ((CONV, "JaxdlConv"), (KERNEL_GRAD, "JaxdlConvKernelGrad"),
+            (CONV_RELU_POOL, "JaxdlConvReluPool"))
 KERNEL = build.Kernel(SOURCE, _SYMBOLS, "jaxdl's native convolution kernel",
                       "XLA's convolution")
 available, usable = KERNEL.available, KERNEL.usable
@@ -52,25 +54,26 @@ def _kernel_grad_call(x: jax.Array, dy: jax.Array) -> jax.Array:
   return jax.ffi.ffi_call(KERNEL_GRAD, out)(x, dy)
 
 
-def _fold(call, shared_last: bool):
-  """``call(a, b)`` batched over a leading axis of ``a`` (and of ``b`` unless ``shared_last``).
+def _fold(call, shared_rest: bool):
+  """``call(a, *rest)`` batched over a leading axis of ``a`` (and of ``rest`` unless ``shared_rest``).
 
-  Where only ``a`` is mapped and ``b`` is shared, the mapped axis joins the batch
-  axis (one call); where ``call`` returns a per-batch result (``shared_last`` is
-  False: the kernel gradient), or both are mapped, the members run one after the
-  other (``lax.map``), each a whole call over its batch.
+  Where only ``a`` is mapped and the rest are shared, the mapped axis joins the
+  batch axis (one call); where ``call`` returns a per-batch result (``shared_rest``
+  is False: the kernel gradient), or the rest are mapped too, the members run one
+  after the other (``lax.map``), each a whole call over its batch.
   """
   batched = jax.custom_batching.custom_vmap(call)
 
   @batched.def_vmap
-  def rule(axis_size, in_batched, a, b):
-    a_mapped, b_mapped = in_batched
-    if shared_last and a_mapped and not b_mapped:
-      folded = batched(a.reshape(-1, *a.shape[2:]), b)
-      return folded.reshape(axis_size, -1, *folded.shape[1:]), True
-    a = a if a_mapped else jnp.broadcast_to(a, (axis_size, *a.shape))
-    b = b if b_mapped else jnp.broadcast_to(b, (axis_size, *b.shape))
-    return jax.lax.map(lambda ab: batched(*ab), (a, b)), True
+  def rule(axis_size, in_batched, a, *rest):
+    if shared_rest and in_batched[0] and not any(in_batched[1:]):
+      folded = batched(a.reshape(-1, *a.shape[2:]), *rest)
+      unfolded = jax.tree.map(lambda y: y.reshape(axis_size, -1, *y.shape[1:]), folded)
+      return unfolded, jax.tree.map(lambda _: True, unfolded)
+    args = [v if mapped else jnp.broadcast_to(v, (axis_size, *v.shape))
+            for v, mapped in zip((a, *rest), in_batched)]
+    out = jax.lax.map(lambda args: batched(*args), args)
+    return out, jax.tree.map(lambda _: True, out)
 
   return batched
 
@@ -79,7 +82,7 @@ def _fold(call, shared_last: bool):
 def padded_conv(padding: Padding):
   """``lax.conv_general_dilated(x, w, (1, 1), padding)`` for NHWC ``x`` and HWIO ``w``,
   as a function of ``(x, w)`` (one per padding, which the kernel takes as attributes)."""
-  return _fold(functools.partial(_padded_conv_call, padding=padding), shared_last=True)
+  return _fold(functools.partial(_padded_conv_call, padding=padding), shared_rest=True)
 
 
 def valid_conv(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -87,7 +90,7 @@ def valid_conv(x: jax.Array, w: jax.Array) -> jax.Array:
   return padded_conv(((0, 0), (0, 0)))(x, w)
 
 
-kernel_grad = _fold(_kernel_grad_call, shared_last=False)
+kernel_grad = _fold(_kernel_grad_call, shared_rest=False)
 """The gradient of ``valid_conv``'s ``sum(y * dy)`` with respect to ``w``: ``[KH, KW, C, F]``."""
 
 
@@ -100,8 +103,8 @@ def _conv_fwd(x, w, padding):
   return padded_conv(padding)(x, w), (x, w)
 
 
-def _conv_bwd(padding, residuals, dy):
-  x, w = residuals
+def _conv_grads(padding: Padding, x: jax.Array, w: jax.Array, dy: jax.Array):
+  """The gradients of ``sum(padded_conv(padding)(x, w) * dy)`` with respect to ``x`` and ``w``."""
   kh, kw = w.shape[:2]
   (top, bottom), (left, right) = padding
   # dx[i] = sum_k dy[i + top - k] w[k]: the convolution of dy, padded by the kernel's size
@@ -111,6 +114,10 @@ def _conv_bwd(padding, residuals, dy):
   if any(p for pair in padding for p in pair):  # The kernel gradient reads x padded.
     x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   return dx, kernel_grad(x, dy)
+
+
+def _conv_bwd(padding, residuals, dy):
+  return _conv_grads(padding, *residuals, dy)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -129,10 +136,99 @@ def conv2d(x: jax.Array, w: jax.Array,
     ``[batch, height + top + bottom - kernel_height + 1, ..., out_channels]``, as
     ``lax.conv_general_dilated(x, w, (1, 1), padding)`` with NHWC/HWIO dimensions.
   """
+  x, padding = _within_reach(x, w, padding)
+  return _conv(x, w, padding)
+
+
+def _within_reach(x: jax.Array, w: jax.Array, padding: Sequence[tuple[int, int]]
+                  ) -> tuple[jax.Array, Padding]:
+  """``(x, padding)``, with padding beyond the kernel's reach written into ``x``.
+
+  The kernel skips padding up to the kernel's size less one; more is written out,
+  so that the input gradient's padding (the kernel's size less one, less this) is
+  not negative.
+  """
   KERNEL.require()
   padding = tuple((int(a), int(b)) for a, b in padding)
   if any(p > k - 1 for pair, k in zip(padding, w.shape[:2]) for p in pair):
-    # More zeros than a kernel's reach: written out, so the input gradient's is not negative.
-    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    padding = ((0, 0), (0, 0))
-  return _conv(x, w, padding)
+    return jnp.pad(x, ((0, 0), *padding, (0, 0))), ((0, 0), (0, 0))
+  return x, padding
+
+
+def _conv_relu_pool_call(x: jax.Array, w: jax.Array, bias: jax.Array, padding: Padding,
+                         window: int) -> tuple[jax.Array, jax.Array]:
+  b, h, wd, _ = x.shape
+  kh, kw, _, f = w.shape
+  (top, bottom), (left, right) = padding
+  shape = (b, (h + top + bottom - kh + 1) // window, (wd + left + right - kw + 1) // window, f)
+  out = (jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(shape, jnp.int8))
+  return jax.ffi.ffi_call(CONV_RELU_POOL, out)(
+      x, w, bias, pad_top=np.int64(top), pad_bottom=np.int64(bottom), pad_left=np.int64(left),
+      pad_right=np.int64(right), window=np.int64(window))
+
+
+@functools.cache
+def _pooled_conv(padding: Padding, window: int):
+  """``(x, w, bias) -> (pooled, index)``: the fused layer's forward handler, batchable."""
+  return _fold(functools.partial(_conv_relu_pool_call, padding=padding, window=window),
+               shared_rest=True)
+
+
+def _unpool(d_pooled: jax.Array, index: jax.Array, window: int, height: int, width: int
+            ) -> jax.Array:
+  """``[B, Hp, Wp, F]`` gradients put back at each window's maximum (``index``), zeros elsewhere:
+  ``[B, height, width, F]``, the rows and columns that no window covers zero too."""
+  b, hp, wp, f = d_pooled.shape
+  taps = [jnp.where(index == d, d_pooled, 0.0) for d in range(window * window)]
+  dz = jnp.stack(taps, axis=3).reshape(b, hp, wp, window, window, f)
+  dz = dz.transpose(0, 1, 3, 2, 4, 5).reshape(b, hp * window, wp * window, f)
+  return jnp.pad(dz, ((0, 0), (0, height - hp * window), (0, width - wp * window), (0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _conv_relu_pool(x, w, bias, padding: Padding, window: int) -> jax.Array:
+  return _pooled_conv(padding, window)(x, w, bias)[0]
+
+
+def _conv_relu_pool_fwd(x, w, bias, padding, window):
+  pooled, index = _pooled_conv(padding, window)(x, w, bias)
+  return pooled, (x, w, index)
+
+
+def _conv_relu_pool_bwd(padding, window, residuals, d_pooled):
+  x, w, index = residuals
+  (top, bottom), (left, right) = padding
+  height = x.shape[1] + top + bottom - w.shape[0] + 1
+  width = x.shape[2] + left + right - w.shape[1] + 1
+  d_bias = jnp.sum(jnp.where(index >= 0, d_pooled, 0.0), axis=(0, 1, 2))
+  dx, dw = _conv_grads(padding, x, w, _unpool(d_pooled, index, window, height, width))
+  return dx, dw, d_bias
+
+
+_conv_relu_pool.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
+
+
+def conv_relu_max_pool(x: jax.Array, w: jax.Array, bias: jax.Array,
+                       padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
+                       window: int = 2) -> jax.Array:
+  """``max_pool(relu(conv2d(x, w, padding) + bias), window)`` in one kernel, differentiable
+  in reverse mode.
+
+  The forward pass writes only the pooled values and each window's index of its
+  first maximum (int8); the backward pass puts the gradient back at those
+  indices and runs the convolution's two gradients. Max pooling is 'VALID' with
+  stride ``window``, its gradient to the first maximum of each window (as
+  ``layers.max_pool``), and relu's derivative at zero is zero.
+
+  Args:
+    x: ``<float32>[batch, height, width, in_channels]``.
+    w: ``<float32>[kernel_height, kernel_width, in_channels, out_channels]``.
+    bias: ``<float32>[out_channels]``.
+    padding: ``((top, bottom), (left, right))`` zeros around ``x``.
+    window: the pool size and stride k (1 to 11).
+
+  Returns:
+    ``[batch, conv_height // k, conv_width // k, out_channels]``.
+  """
+  x, padding = _within_reach(x, w, padding)
+  return _conv_relu_pool(x, w, bias, padding, int(window))

@@ -9,7 +9,10 @@
 // output gradient, padded by the kernel's size less the forward padding, with the flipped,
 // transposed kernel, so two routines cover the forward and the backward pass; for a
 // 'VALID' layer that padding held 28% of the products (conv2 of the seed CNN), all zeros.
-// The math is that of lax.conv_general_dilated (the reference the tests compare with).
+// A third handler fuses a convolution with its bias, relu and max pooling (one image at a
+// time, its output kept in cache), and writes only the pooled values and each window's
+// index of its maximum. The math is that of lax.conv_general_dilated and of the unfused
+// layers (the references the tests compare with).
 //
 // Why a kernel: XLA:CPU's convolutions (YNNPACK's, or Eigen's with
 // --xla_cpu_experimental_ynn_fusion_type=-individual_convolution) ran the seed CNN's
@@ -82,11 +85,12 @@ struct PixelClass {
   int64_t first, count;
 };
 
-std::vector<PixelClass> PixelClasses(const Padded& g) {
+// The classes of the output's first `rows` rows and `cols` columns (all of them by default).
+std::vector<PixelClass> PixelClasses(const Padded& g, int64_t rows = -1, int64_t cols = -1) {
   std::vector<PixelClass> classes;
   int64_t first = 0;
-  for (const Run& r : Runs(g.Ho(), g.s.H, g.s.KH, g.PT))
-    for (const Run& c : Runs(g.Wo(), g.s.W, g.s.KW, g.PL)) {
+  for (const Run& r : Runs(rows < 0 ? g.Ho() : rows, g.s.H, g.s.KH, g.PT))
+    for (const Run& c : Runs(cols < 0 ? g.Wo() : cols, g.s.W, g.s.KW, g.PL)) {
       const int64_t count = g.s.B * (r.end - r.first) * (c.end - c.first);
       classes.push_back(PixelClass{r, c, first, count});
       first += count;
@@ -328,6 +332,92 @@ ffi::Error ConvKernelGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   return ffi::Error::Success();
 }
 
+// One window's bias, relu and max pool for channels [f, f + 16): see BiasReluPool.
+inline void PoolLanes(const float* corner, const float* bias, int64_t Wo, int64_t F, int64_t k,
+                      int64_t f, float* out, int8_t* arg) {
+  typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
+  typedef int8_t VecB __attribute__((vector_size(kLanes)));
+  const Vec b = Load(bias + f);
+  Vec best = Load(corner + f) + b, at = Vec{} + 0.0f;
+  for (int64_t d = 1; d < k * k; ++d) {
+    const Vec v = Load(corner + ((d / k) * Wo + d % k) * F + f) + b;
+    // Strictly greater: ties keep the first maximum. A NaN replaces any number and is
+    // never replaced (v > NaN is false).
+    const VecI taken = (v > best) | (v != v);
+    best = taken ? v : best;
+    at = taken ? Vec{} + static_cast<float>(d) : at;
+  }
+  const VecI positive = best > 0.0f;
+  Store(out + f, positive | (best != best) ? best : Vec{} + 0.0f);
+  const VecB index = __builtin_convertvector(positive ? __builtin_convertvector(at, VecI)
+                                                      : VecI{} - 1, VecB);
+  __builtin_memcpy(arg + f, &index, sizeof(index));
+}
+
+// One image's bias, relu and k x k max pool, from its convolution z [Ho, Wo, F] (of which
+// the first Hp * k rows and Wp * k columns are read): pooled[p, q, f] = max(0, the window's
+// maximum of z + bias), and index[p, q, f] the window position (row-major) of the first
+// maximum, or -1 where no gradient flows back (the maximum is not positive, as in relu's
+// derivative, or not a number). A NaN anywhere in a window makes its output NaN.
+void BiasReluPool(const float* z, const float* bias, int64_t Wo, int64_t F, int64_t Hp,
+                  int64_t Wp, int64_t k, float* pooled, int8_t* index) {
+  for (int64_t p = 0; p < Hp; ++p)
+    for (int64_t q = 0; q < Wp; ++q) {
+      float* out = pooled + (p * Wp + q) * F;
+      int8_t* arg = index + (p * Wp + q) * F;
+      const float* corner = z + (p * k * Wo + q * k) * F;
+      int64_t f = 0;
+      for (; f + kLanes <= F; f += kLanes) PoolLanes(corner, bias, Wo, F, k, f, out, arg);
+      for (; f < F; ++f) {  // Channels past the last multiple of 16, as PoolLanes does.
+        float best = corner[f] + bias[f];
+        int8_t at = 0;
+        for (int64_t d = 1; d < k * k; ++d) {
+          const float v = corner[((d / k) * Wo + d % k) * F + f] + bias[f];
+          if (v > best || v != v) best = v, at = static_cast<int8_t>(d);
+        }
+        out[f] = best > 0.0f || best != best ? best : 0.0f;
+        arg[f] = best > 0.0f ? at : int8_t{-1};
+      }
+    }
+}
+
+// The seed CNN's conv -> bias -> relu -> max-pool block in one pass per image: the
+// convolution's output (in cache, one image at a time) is never written to memory, and
+// rows and columns that no pooling window covers are not computed. Only the pooled values
+// and, for the backward pass, each window's index of its maximum (one byte) are written.
+ffi::Error ConvReluPool(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                        ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> pooled,
+                        ffi::ResultBuffer<ffi::S8> index, int64_t pad_top, int64_t pad_bottom,
+                        int64_t pad_left, int64_t pad_right, int64_t window) {
+  Padded g{Shape{}, pad_top, pad_bottom, pad_left, pad_right};
+  if (auto error = ReadShape(x, w, &g); error.failure()) return error;
+  const Shape& s = g.s;
+  const int64_t k = window, Hp = g.Ho() / std::max<int64_t>(k, 1),
+                Wp = g.Wo() / std::max<int64_t>(k, 1);
+  auto pd = pooled->dimensions();
+  if (k < 1 || k > 11 || Hp < 1 || Wp < 1)
+    return ffi::Error::InvalidArgument("the pooling window must be 1 to 11 and fit the output");
+  if (bias.element_count() != s.F || pd.size() != 4 || pd[0] != s.B || pd[1] != Hp ||
+      pd[2] != Wp || pd[3] != s.F || index->element_count() != pooled->element_count())
+    return ffi::Error::InvalidArgument("bias must be [F], pooled and index [B, Ho/k, Wo/k, F]");
+  Padded image = g;
+  image.s.B = 1;
+  const std::vector<PixelClass> classes = PixelClasses(image, Hp * k, Wp * k);
+  const int64_t pixels = Hp * k * Wp * k;  // Per image.
+  const int64_t in_size = s.H * s.W * s.C, out_size = Hp * Wp * s.F;
+  const int64_t parts = Parts(pool, s.B * pixels * s.K() * s.F, s.B);
+  ParallelParts(pool, parts, [&](int64_t part) {
+    std::vector<float> z(static_cast<size_t>(g.Ho() * g.Wo() * s.F));
+    for (int64_t b = s.B * part / parts; b < s.B * (part + 1) / parts; ++b) {
+      ConvRange(image, classes, x.typed_data() + b * in_size, w.typed_data(), z.data(), 0,
+                pixels);
+      BiasReluPool(z.data(), bias.typed_data(), g.Wo(), s.F, Hp, Wp, k,
+                   pooled->typed_data() + b * out_size, index->typed_data() + b * out_size);
+    }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConv, Conv,
@@ -347,3 +437,17 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvKernelGrad, ConvKernelGrad,
                                   .Arg<ffi::Buffer<ffi::F32>>()   // x [B, H, W, C]
                                   .Arg<ffi::Buffer<ffi::F32>>()   // dy [B, Ho, Wo, F]
                                   .Ret<ffi::Buffer<ffi::F32>>()); // dw [KH, KW, C, F]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvReluPool, ConvReluPool,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()         // XLA's intra-op threads
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x [B, H, W, C]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // w [KH, KW, C, F]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // bias [F]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // pooled [B, Hp, Wp, F]
+                                  .Ret<ffi::Buffer<ffi::S8>>()    // index [B, Hp, Wp, F]
+                                  .Attr<int64_t>("pad_top")       // As JaxdlConv's.
+                                  .Attr<int64_t>("pad_bottom")
+                                  .Attr<int64_t>("pad_left")
+                                  .Attr<int64_t>("pad_right")
+                                  .Attr<int64_t>("window"));      // k: Hp = Ho / k, Wp alike.
