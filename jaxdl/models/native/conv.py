@@ -29,9 +29,9 @@ from jaxdl.models.native import build
 Padding = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 SOURCE = pathlib.Path(__file__).resolve().parent / "conv_cpu.cc"
 CONV, KERNEL_GRAD = "jaxdl_conv", "jaxdl_conv_kernel_grad"
-CONV_RELU_POOL = "jaxdl_conv_relu_pool"
+CONV_RELU_POOL, POOL_KERNEL_GRAD = "jaxdl_conv_relu_pool", "jaxdl_conv_pool_kernel_grad"
 _SYMBOLS = ((CONV, "JaxdlConv"), (KERNEL_GRAD, "JaxdlConvKernelGrad"),
-            (CONV_RELU_POOL, "JaxdlConvReluPool"))
+            (CONV_RELU_POOL, "JaxdlConvReluPool"), (POOL_KERNEL_GRAD, "JaxdlConvPoolKernelGrad"))
 KERNEL = build.Kernel(SOURCE, _SYMBOLS, "jaxdl's native convolution kernel",
                       "XLA's convolution")
 available, usable = KERNEL.available, KERNEL.usable
@@ -103,21 +103,26 @@ def _conv_fwd(x, w, padding):
   return padded_conv(padding)(x, w), (x, w)
 
 
-def _conv_grads(padding: Padding, x: jax.Array, w: jax.Array, dy: jax.Array):
-  """The gradients of ``sum(padded_conv(padding)(x, w) * dy)`` with respect to ``x`` and ``w``."""
+def _input_grad(padding: Padding, w: jax.Array, dy: jax.Array) -> jax.Array:
+  """The gradient of ``sum(padded_conv(padding)(x, w) * dy)`` with respect to ``x``."""
   kh, kw = w.shape[:2]
   (top, bottom), (left, right) = padding
   # dx[i] = sum_k dy[i + top - k] w[k]: the convolution of dy, padded by the kernel's size
   # less the forward padding, with the kernel flipped and its channel axes swapped.
   dx_padding = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
-  dx = padded_conv(dx_padding)(dy, jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
-  if any(p for pair in padding for p in pair):  # The kernel gradient reads x padded.
-    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  return dx, kernel_grad(x, dy)
+  return padded_conv(dx_padding)(dy, jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
+
+
+def _padded(x: jax.Array, padding: Padding) -> jax.Array:
+  """``x`` with its zeros written out, as the kernel gradients read it."""
+  if any(p for pair in padding for p in pair):
+    return jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  return x
 
 
 def _conv_bwd(padding, residuals, dy):
-  return _conv_grads(padding, *residuals, dy)
+  x, w = residuals
+  return _input_grad(padding, w, dy), kernel_grad(_padded(x, padding), dy)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -185,6 +190,20 @@ def _unpool(d_pooled: jax.Array, index: jax.Array, window: int, height: int, wid
   return jnp.pad(dz, ((0, 0), (0, height - hp * window), (0, width - wp * window), (0, 0)))
 
 
+def _pool_kernel_grad_call(x: jax.Array, d_pooled: jax.Array, index: jax.Array,
+                           kernel_size: tuple[int, int], window: int) -> jax.Array:
+  out = jax.ShapeDtypeStruct((*kernel_size, x.shape[3], d_pooled.shape[3]), jnp.float32)
+  return jax.ffi.ffi_call(POOL_KERNEL_GRAD, out)(x, d_pooled, index, window=np.int64(window))
+
+
+@functools.cache
+def _pool_kernel_grad(kernel_size: tuple[int, int], window: int):
+  """``(x, d_pooled, index) -> dw``: the fused layer's kernel gradient, read from the pooled
+  gradient at the index (no full-size gradient), for ``x`` as padded; batchable."""
+  return _fold(functools.partial(_pool_kernel_grad_call, kernel_size=kernel_size,
+                                 window=window), shared_rest=False)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _conv_relu_pool(x, w, bias, padding: Padding, window: int) -> jax.Array:
   return _pooled_conv(padding, window)(x, w, bias)[0]
@@ -201,7 +220,10 @@ def _conv_relu_pool_bwd(padding, window, residuals, d_pooled):
   height = x.shape[1] + top + bottom - w.shape[0] + 1
   width = x.shape[2] + left + right - w.shape[1] + 1
   d_bias = jnp.sum(jnp.where(index >= 0, d_pooled, 0.0), axis=(0, 1, 2))
-  dx, dw = _conv_grads(padding, x, w, _unpool(d_pooled, index, window, height, width))
+  # Only the input gradient needs the full-size gradient (none for a model's first layer,
+  # where XLA drops both as unused).
+  dx = _input_grad(padding, w, _unpool(d_pooled, index, window, height, width))
+  dw = _pool_kernel_grad(w.shape[:2], window)(_padded(x, padding), d_pooled, index)
   return dx, dw, d_bias
 
 

@@ -254,18 +254,55 @@ void GradTail(const Shape& s, const float* x, const float* dy, float* dw,
       }
 }
 
-// Adds images [b0, b1)'s share of the kernel gradient to dw [K, F]. Images go in chunks
-// of about 512 output pixels, so a chunk's inputs and gradients stay in cache while every
-// block of products passes over them.
+// Images per chunk of about 512 output pixels: a chunk's inputs and gradients stay in
+// cache while every block of products passes over them.
+int64_t GradChunk(const Shape& s) { return std::max<int64_t>(1, 512 / (s.Ho() * s.Wo())); }
+
+// Adds images [b0, b1)'s share of the kernel gradient to dw [K, F], chunk by chunk.
 void GradImages(const Shape& s, const float* x, const float* dy, float* dw,
                 const std::vector<int64_t>& offsets, int64_t b0, int64_t b1) {
-  const int64_t chunk = std::max<int64_t>(1, 512 / (s.Ho() * s.Wo()));
+  const int64_t chunk = GradChunk(s);
   for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
     const int64_t c1 = std::min(b1, c0 + chunk);
     int64_t f0 = 0;
     for (; f0 + 32 <= s.F; f0 += 32) GradColumns<2>(s, x, dy, dw, offsets.data(), f0, c0, c1);
     if (f0 + 16 <= s.F) GradColumns<1>(s, x, dy, dw, offsets.data(), f0, c0, c1), f0 += 16;
     if (f0 < s.F) GradTail(s, x, dy, dw, offsets.data(), f0, c0, c1);
+  }
+}
+
+// The gradient of a fused conv -> relu -> k x k max-pool block for n images, written out:
+// dz [n, Ho, Wo, F] is d_pooled [n, Hp, Wp, F] at each window's first maximum (index, as
+// BiasReluPool writes it) and zero elsewhere, including rows and columns no window covers.
+void Unpool(const float* d_pooled, const int8_t* index, int64_t n, int64_t Hp, int64_t Wp,
+            int64_t Ho, int64_t Wo, int64_t F, int64_t k, float* dz) {
+  typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
+  typedef int8_t VecB __attribute__((vector_size(kLanes)));
+  std::vector<int64_t> offset(k * k);  // Of window position d from the window's corner.
+  for (int64_t d = 0; d < k * k; ++d) offset[d] = ((d / k) * Wo + d % k) * F;
+  for (int64_t b = 0; b < n; ++b) {
+    // Rows and columns that no window covers; every covered element is written below.
+    for (int64_t oy = 0; oy < Ho; ++oy) {
+      float* row = dz + (b * Ho + oy) * Wo * F;
+      std::fill(oy < Hp * k ? row + Wp * k * F : row, row + Wo * F, 0.0f);
+    }
+    for (int64_t p = 0; p < Hp; ++p)
+      for (int64_t q = 0; q < Wp; ++q) {
+        const int64_t at = ((b * Hp + p) * Wp + q) * F;
+        float* corner = dz + ((b * Ho + p * k) * Wo + q * k) * F;
+        int64_t f = 0;
+        for (; f + kLanes <= F; f += kLanes) {
+          VecB bytes;
+          __builtin_memcpy(&bytes, index + at + f, sizeof(bytes));
+          const VecI argmax = __builtin_convertvector(bytes, VecI);
+          const Vec g = Load(d_pooled + at + f);
+          for (int64_t d = 0; d < k * k; ++d)
+            Store(corner + offset[d] + f, argmax == static_cast<int32_t>(d) ? g : Vec{} + 0.0f);
+        }
+        for (; f < F; ++f)
+          for (int64_t d = 0; d < k * k; ++d)
+            corner[offset[d] + f] = index[at + f] == d ? d_pooled[at + f] : 0.0f;
+      }
   }
 }
 
@@ -304,6 +341,23 @@ ffi::Error Conv(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::
   return ffi::Error::Success();
 }
 
+// The kernel gradient dw [KH, KW, C, F] (s): add_images(dw_part, b0, b1) adds images
+// [b0, b1)'s share to dw_part, one per part of the batch.
+template <typename AddImages>
+void KernelGrad(ffi::ThreadPool& pool, const Shape& s, const AddImages& add_images, float* dw) {
+  const int64_t size = s.K() * s.F;
+  const int64_t parts = Parts(pool, s.B * s.Ho() * s.Wo() * size, s.B);
+  // One partial gradient per part (each over its own images), summed below.
+  std::vector<float> partial(static_cast<size_t>(parts - 1) * size, 0.0f);
+  std::fill(dw, dw + size, 0.0f);
+  ParallelParts(pool, parts, [&](int64_t part) {
+    float* mine = part == parts - 1 ? dw : partial.data() + part * size;
+    add_images(mine, s.B * part / parts, s.B * (part + 1) / parts);
+  });
+  for (int64_t t = 0; t + 1 < parts; ++t)
+    for (int64_t i = 0; i < size; ++i) dw[i] += partial[t * size + i];
+}
+
 ffi::Error ConvKernelGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
                           ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw) {
   auto xd = x.dimensions();
@@ -316,19 +370,43 @@ ffi::Error ConvKernelGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
         "x [B, H, W, C], dy [B, H-KH+1, W-KW+1, F] and dw [KH, KW, C, F] do not match");
   const Shape s{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3]};
   const std::vector<int64_t> offsets = ProductOffsets(s);
-  const int64_t size = s.K() * s.F;
-  const int64_t parts = Parts(pool, s.B * s.Ho() * s.Wo() * size, s.B);
-  // One partial gradient per part (each over its own images), summed below.
-  std::vector<float> partial(static_cast<size_t>(parts - 1) * size, 0.0f);
-  float* out = dw->typed_data();
-  std::fill(out, out + size, 0.0f);
-  ParallelParts(pool, parts, [&](int64_t part) {
-    float* mine = part == parts - 1 ? out : partial.data() + part * size;
-    GradImages(s, x.typed_data(), dy.typed_data(), mine, offsets, s.B * part / parts,
-               s.B * (part + 1) / parts);
-  });
-  for (int64_t t = 0; t + 1 < parts; ++t)
-    for (int64_t i = 0; i < size; ++i) out[i] += partial[t * size + i];
+  KernelGrad(pool, s, [&](float* dw_part, int64_t b0, int64_t b1) {
+    GradImages(s, x.typed_data(), dy.typed_data(), dw_part, offsets, b0, b1);
+  }, dw->typed_data());
+  return ffi::Error::Success();
+}
+
+// The kernel gradient of a fused conv -> relu -> max-pool block, from the pooled gradient
+// and the forward pass's index: no full-size gradient is written or read.
+ffi::Error ConvPoolKernelGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
+                              ffi::Buffer<ffi::F32> d_pooled, ffi::Buffer<ffi::S8> index,
+                              ffi::ResultBuffer<ffi::F32> dw, int64_t window) {
+  auto xd = x.dimensions();
+  auto pd = d_pooled.dimensions();
+  auto wd = dw->dimensions();
+  if (xd.size() != 4 || pd.size() != 4 || wd.size() != 4 || window < 1 || window > 11)
+    return ffi::Error::InvalidArgument("x, d_pooled and dw must be 4-D, the window 1 to 11");
+  const Shape s{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3]};
+  if (s.Ho() < 1 || s.Wo() < 1 || wd[2] != s.C || pd[0] != s.B || pd[1] != s.Ho() / window ||
+      pd[2] != s.Wo() / window || pd[3] != s.F ||
+      index.element_count() != d_pooled.element_count())
+    return ffi::Error::InvalidArgument(
+        "x [B, H, W, C], dw [KH, KW, C, F], d_pooled and index [B, Ho / k, Wo / k, F] do not "
+        "match");
+  const std::vector<int64_t> offsets = ProductOffsets(s);
+  const int64_t Hp = pd[1], Wp = pd[2], k = window, in_size = s.H * s.W * s.C;
+  // GradImages's chunk of images: their gradient written out in cache, not in memory.
+  const int64_t chunk = GradChunk(s);
+  KernelGrad(pool, s, [&](float* dw_part, int64_t b0, int64_t b1) {
+    std::vector<float> dz(static_cast<size_t>(chunk * s.Ho() * s.Wo() * s.F));
+    for (int64_t c0 = b0; c0 < b1; c0 += chunk) {
+      const int64_t n = std::min(b1, c0 + chunk) - c0;
+      const int64_t at = c0 * Hp * Wp * s.F;
+      Unpool(d_pooled.typed_data() + at, index.typed_data() + at, n, Hp, Wp, s.Ho(), s.Wo(), s.F,
+             k, dz.data());
+      GradImages(s, x.typed_data() + c0 * in_size, dz.data(), dw_part, offsets, 0, n);
+    }
+  }, dw->typed_data());
   return ffi::Error::Success();
 }
 
@@ -451,3 +529,12 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvReluPool, ConvReluPool,
                                   .Attr<int64_t>("pad_left")
                                   .Attr<int64_t>("pad_right")
                                   .Attr<int64_t>("window"));      // k: Hp = Ho / k, Wp alike.
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvPoolKernelGrad, ConvPoolKernelGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()         // XLA's intra-op threads
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x [B, H, W, C]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // d_pooled [B, Hp, Wp, F]
+                                  .Arg<ffi::Buffer<ffi::S8>>()    // index [B, Hp, Wp, F]
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dw [KH, KW, C, F]
+                                  .Attr<int64_t>("window"));      // k
