@@ -15,6 +15,7 @@ from jaxdl import parts
 from jaxdl.data.spec import DataSpec
 from jaxdl.errors import ConfigError
 from jaxdl.models.cnn import DEEP_CNN, SEED_CNN, DeepCNN, SeedCNN
+from jaxdl.models.conv_pool import ConvReluPool, conv_relu_max_pool
 from jaxdl.models.convolution import convolution
 from jaxdl.models.part import (IMAGES, SEQUENCES, TOKENS, InputKind, ModelPart, call_kwargs,
                                factory_part, part_from_object)
@@ -84,7 +85,7 @@ def build(config: ml_collections.ConfigDict, spec: DataSpec,
   return part.build(config, config.model, spec)
 
 
-__all__ = ["BUILTIN", "Bidirectional", "CELLS", "DeepCNN", "GRUCell", "IMAGES", "InputKind",
-           "LSTMCell", "ModelPart", "convolution", "RecurrentLayer", "RecurrentStack", "SEQUENCES", "SeedCNN",
+__all__ = ["BUILTIN", "Bidirectional", "CELLS", "ConvReluPool", "DeepCNN", "GRUCell", "IMAGES",
+           "InputKind", "LSTMCell", "ModelPart", "convolution", "conv_relu_max_pool", "RecurrentLayer", "RecurrentStack", "SEQUENCES", "SeedCNN",
            "SequenceModel", "SimpleRNNCell", "TOKENS", "TextClassifier", "build", "call_kwargs",
            "check_inputs", "count_params", "flops_per_example", "resolve"]
