@@ -51,6 +51,7 @@ def finished_run(tmp_path_factory):
 # --- data loss -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.slow
 def test_overwrite_refuses_a_folder_that_is_not_jaxdls(tmp_path, capsys, command):
   thesis = tmp_path / "mythesis"
   thesis.mkdir()
@@ -72,6 +73,7 @@ def test_overwrite_deletes_only_what_jaxdl_wrote(tmp_path, capsys):
   assert json.loads((run / "config.json").read_text())["seed"] == 1
 
 
+@pytest.mark.slow
 def test_a_sweep_overwrite_keeps_the_users_files(tmp_path, capsys):
   sweep = tmp_path / "sweep"
   argv = ["sweep", DIGITS, "--workdir", str(sweep), "--quiet", "--mode", "sequential", *QUICK]

@@ -54,6 +54,7 @@ def test_config_arg_selects_a_variant():
   assert load_config(f"{EXPERIMENTS / 'seed_cnn_mnist.py'}:idx").data.name.startswith("idx:")
 
 
+@pytest.mark.slow
 def test_train_then_eval(capsys, tmp_path):
   workdir = str(tmp_path / "run")
   code, out, _ = _run(capsys, "train", DIGITS, "--workdir", workdir, "--quiet",

@@ -114,6 +114,7 @@ def test_deep_cnn_logits_shape(getkey, jit, batch_norm, residual):
   chex.assert_shape(logits, (2, 4))
 
 
+@pytest.mark.slow
 def test_deep_cnn_depth_and_width_are_config_values(key):
   model = DeepCNN(widths=(8, 16, 32), blocks_per_stage=7, batch_norm=True, residual=True)
   params = model.init(key, jnp.zeros((1, 16, 16, 1)))["params"]

@@ -45,7 +45,7 @@ def _inputs(getkey, b, h, w, c, f, k):
     (3, 12, 12, 1, 32, 3, ((0, 0), (0, 0)), 2),
     (2, 13, 13, 8, 64, 3, ((0, 0), (0, 0)), 2),
     (2, 9, 10, 3, 20, 3, ((1, 1), (1, 1)), 2),
-    (2, 12, 11, 4, 16, 3, ((1, 2), (0, 1)), 3),
+    pytest.param(2, 12, 11, 4, 16, 3, ((1, 2), (0, 1)), 3, marks=pytest.mark.slow),
 ])
 def test_the_fused_layer_matches_the_unfused_layers(getkey, b, h, w, c, f, k, padding, window):
   x, kernel, bias = _inputs(getkey, b, h, w, c, f, k)

@@ -24,6 +24,7 @@ def test_saliency_of_a_linear_model_is_its_weights(getkey):
   assert abs(float(error)) < 1e-5
 
 
+@pytest.mark.slow
 def test_integrated_gradients_are_complete_on_a_cnn(getkey):
   model = SeedCNN(num_classes=10)
   x = jax.random.uniform(getkey(), (28, 28, 1))
@@ -56,6 +57,7 @@ def test_gate_trace_reproduces_the_cell(getkey):
     ("adding_lstm", ("num_epochs=1", "data.num_train=256", "data.num_test=32", "data.seq_len=12",
                      "model.hidden_sizes=(8,)"), {"steps.png", "lstm_gates.png", "summary.json"}),
 ])
+@pytest.mark.slow
 def test_explain_writes_its_files(tmp_path, capsys, name, overrides, expected):
   train_and_evaluate(experiment(name, *overrides), tmp_path, quiet=True)
   assert cli.main(["explain", "--workdir", str(tmp_path), "--examples", "2", "--steps", "32"]) == 0
@@ -67,6 +69,7 @@ def test_explain_writes_its_files(tmp_path, capsys, name, overrides, expected):
     assert (tmp_path / "explain" / name_).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_explain_text_shades_tokens(tmp_path, capsys):
   folder = tmp_path / "texts"
   folder.mkdir()

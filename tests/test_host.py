@@ -57,6 +57,7 @@ def test_a_cached_peak_names_the_allocator_it_was_measured_under():
   assert peak.machine_key().endswith("|" + expected)
 
 
+@pytest.mark.slow
 def test_the_command_keeps_compiled_programs_for_the_next_run(tmp_path):
   env = {**os.environ, "JAXDL_COMPILATION_CACHE": str(tmp_path / "xla")}
   argv = [sys.executable, "-m", "jaxdl.cli", "train", "experiments/seed_cnn_digits.py",

@@ -76,6 +76,7 @@ def test_metrics_are_reported_selected_on_and_a_users_loss_and_metric_train(tmp_
     jaxdl.train("experiments/adding_lstm.py", tmp_path / "c", ["metrics=macro_f1"])
 
 
+@pytest.mark.slow
 def test_a_confusion_matrix_survives_a_mid_epoch_checkpoint(tmp_path, monkeypatch):
   from conftest import Crash, comparable_files, crash_at_batch
   from jaxdl.training import train_and_evaluate

@@ -53,6 +53,7 @@ def test_a_module_class_beside_the_experiment_trains_with_its_own_checked_fields
   assert "title = {user model my_models:TinyCNN}" in bibtex and "lecun1998gradient" not in bibtex
 
 
+@pytest.mark.slow
 def test_the_experiment_files_get_model_and_a_factory(tmp_path):
   file = _experiment_file(tmp_path, "c.model.name = 'get_model'",
                           "from my_models import TinyCNN\n"
@@ -163,6 +164,7 @@ def test_an_image_folder_without_splits_and_of_mixed_sizes(tmp_path):
   assert jaxdl.build_data(cfg.data).spec.num_test == 4  # 20% held out, by class.
 
 
+@pytest.mark.slow
 def test_explain_attributes_a_user_cnn_and_a_user_text_model(tmp_path):
   jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "cnn", QUICK,
               model=plugin_models.TinyCNN)
@@ -181,6 +183,7 @@ def test_explain_attributes_a_user_cnn_and_a_user_text_model(tmp_path):
   assert "<span" in (tmp_path / "text" / "explain" / "tokens.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_user_model_resumes_bitwise(tmp_path, monkeypatch):
   cfg = jaxdl.get_config("experiments/seed_cnn_digits.py", ["num_epochs=2", "batch_size=128",
                                                             "checkpoint_every_steps=3"],
@@ -197,6 +200,7 @@ def test_a_user_model_resumes_bitwise(tmp_path, monkeypatch):
   chex.assert_trees_all_equal(whole, resumed)
 
 
+@pytest.mark.slow
 def test_dp_sgd_and_bfloat16_on_a_user_model(tmp_path):
   private = jaxdl.train("experiments/dp_cnn_digits.py", tmp_path / "dp",
                         ["num_epochs=1", "model.batch_norm=false", "model.dropout_rate=0.0"],
@@ -212,6 +216,7 @@ def test_dp_sgd_and_bfloat16_on_a_user_model(tmp_path):
   assert abs(half["test_accuracy"] - full["test_accuracy"]) < 0.05
 
 
+@pytest.mark.slow
 def test_a_sweep_over_model_name_with_a_user_model_reports_and_cites(tmp_path, capsys):
   config = _experiment_file(tmp_path, "c.num_epochs = 1; c.batch_size = 128")
   folder = tmp_path / "sweep"

@@ -32,6 +32,7 @@ def setup():
   return model, tx, state, batch
 
 
+@pytest.mark.slow
 def test_per_example_gradients_equal_one_at_a_time(getkey, setup):
   model, _, state, batch = setup
 
@@ -50,6 +51,7 @@ def test_per_example_gradients_equal_one_at_a_time(getkey, setup):
                                 rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_zero_noise_and_no_clipping_is_plain_training(setup):
   model, tx, state, batch = setup
   plain = jax.jit(make_train_step(model, tx, classification))
@@ -183,6 +185,7 @@ def test_the_padded_batch_is_the_smallest_that_overflows_rarely_enough():
   assert privacy.padded_batch_size(n, q, steps, multiple=16) % 16 == 0
 
 
+@pytest.mark.slow
 def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup):
   model, tx, state, batch = setup
   real = 6  # A Poisson draw of 6 examples, padded to 16.
@@ -211,6 +214,7 @@ def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup)
   assert float(sums["count"]) == real
 
 
+@pytest.mark.slow
 def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_path):
   # A one-conv model on 8x8 digits: the sampling and accounting do not depend on the model.
   cfg = experiment("dp_cnn_digits", "num_epochs=1", "data.image_size=0",

@@ -150,6 +150,7 @@ def test_bidirectional_concatenates_forward_and_backward(getkey):
   np.testing.assert_allclose(bwd[1], alone[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_rnn_gradient_matches_finite_differences(getkey):
   with jax.enable_x64(True):
     layer = RecurrentLayer(SimpleRNNCell, 3)

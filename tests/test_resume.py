@@ -109,6 +109,7 @@ def test_an_interrupted_run_resumes_to_the_samecomparable_files(tmp_path, monkey
   chex.assert_trees_all_equal(resumed, whole)
 
 
+@pytest.mark.slow
 def test_a_stop_signal_at_an_epochs_last_step_keeps_its_row(tmp_path, monkeypatch, reference):
   # SIGTERM arrives while the last step of epoch 2 runs: the run finishes the
   # epoch (validation, row, checkpoint), then stops with Preempted.

@@ -89,6 +89,7 @@ def test_vectorized_members_equal_their_lone_runs(tmp_path):
     assert together["seed"] == alone["seed"]
 
 
+@pytest.mark.slow
 def test_vectorized_adamw_members_match_their_lone_runs(tmp_path):
   configs = [experiment("adding_lstm", "num_epochs=1", "data.num_train=512", "data.num_test=64",
                         "data.seq_len=10", "model.hidden_sizes=(8,)", f"seed={s}",
@@ -101,6 +102,7 @@ def test_vectorized_adamw_members_match_their_lone_runs(tmp_path):
     assert together["test_mse"] == pytest.approx(alone["test_mse"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_shape_changing_axes_are_split_into_groups(tmp_path, capsys):
   base = experiment("adding_lstm", "num_epochs=1", "data.num_train=256", "data.num_test=64",
                     "data.seq_len=8", "batch_size=64")
@@ -119,6 +121,7 @@ class _Stop(Exception):
   pass
 
 
+@pytest.mark.slow
 def test_a_half_finished_sequential_sweep_resumes(tmp_path, monkeypatch):
   base = experiment("seed_cnn_digits", *TINY)
   axes = [axes_lib.parse_axis("seed=0:3")]
@@ -165,6 +168,7 @@ def small_sweep(tmp_path_factory):
   return folder
 
 
+@pytest.mark.slow
 def test_report_numbers_match_results_csv(small_sweep):
   with (small_sweep / "results.csv").open() as f:
     rows = list(csv.DictReader(f))
@@ -203,6 +207,7 @@ def test_plot_writes_valid_pngs(small_sweep, tmp_path, capsys):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+@pytest.mark.slow
 def test_report_cli_writes_a_file(small_sweep, tmp_path, capsys):
   out = tmp_path / "table.tex"
   assert cli.main(["report", str(small_sweep), "--format", "latex", "--out", str(out)]) == 0

@@ -36,6 +36,7 @@ def _rows(run):
   return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_every_row_once_and_the_hparams(tmp_path, monkeypatch):
   run = tmp_path / "run"
   cfg = experiment("seed_cnn_digits", *QUICK, "checkpoint_every_steps=2", "log.every_steps=2")
@@ -57,6 +58,7 @@ def test_tensorboard_gets_every_row_once_and_the_hparams(tmp_path, monkeypatch):
   assert plugin.plugin_name == "hparams" and b"optim.learning_rate" in plugin.content
 
 
+@pytest.mark.slow
 def test_a_vectorized_sweeps_members_are_separate_tensorboard_runs(tmp_path):
   configs = [experiment("seed_cnn_digits", *QUICK, "num_epochs=1", f"seed={s}") for s in (0, 1)]
   train_group(configs, [tmp_path / "m0", tmp_path / "m1"], vectorized=True, quiet=True)

@@ -231,6 +231,7 @@ def test_provenance_names_the_commit_of_the_code_imported(monkeypatch):
   assert run_folder.provenance(["jaxdl"])["git_commit"] == imported
 
 
+@pytest.mark.slow
 def test_a_batch_larger_than_the_split_is_one_batch_of_the_split(tmp_path):
   # 1,295 training examples: a batch of 100,000 pads them to 1,295, not to 100,000.
   huge = train_and_evaluate(experiment("seed_cnn_digits", "num_epochs=1", "batch_size=100000",

@@ -21,6 +21,7 @@ SMALL = [*TINY, *SMALL_MODEL]
 SEARCH = ["optim.learning_rate=loguniform(1e-4,1e-2)"]
 
 
+@pytest.mark.slow
 def test_a_search_runs_its_trials_as_run_folders_and_reports_the_best(tmp_path, capsys):
   ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, SEARCH, SMALL, trials=3)
   assert [t["trial"] for t in ran] == [0, 1, 2] and {t["state"] for t in ran} == {"complete"}
