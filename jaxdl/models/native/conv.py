@@ -14,6 +14,11 @@ transposed kernel), and the 'VALID' kernel gradient. Under ``vmap``
 (members of a sweep, DP-SGD's per-example gradients) the batching rule folds
 the mapped axis into the batch when the kernel is shared, and runs the members
 one after the other when each has its own.
+
+``conv_relu_max_pool`` is a convolution with its bias, relu and max pooling in
+one layer: its forward handler writes only the pooled values and an int8 index
+of each window's first maximum, and its kernel gradient reads the pooled
+gradient through that index (models/conv_pool.py makes a Flax layer of it).
 """
 
 import functools
