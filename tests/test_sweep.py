@@ -19,7 +19,6 @@ from jaxdl.training import load_run
 from jaxdl.training.loop import train_group
 
 TINY = ("num_epochs=1", "batch_size=256", "data.augment_shift=0")
-CONV = "model.conv_kernel=xla"
 
 
 def test_grid_expansion_is_the_cartesian_product():
@@ -72,12 +71,14 @@ def _together_and_alone(configs, tmp_path):
 
 
 @pytest.mark.slow
-def test_vectorized_members_equal_their_lone_runs(tmp_path):
-  # SGD is linear in the gradient, so vmap's different rounding (its convolutions
-  # are grouped ones) stays at float32 level. XLA's convolutions: with the native kernel
-  # the vectorized members drift further (conv1's bias momentum 0.4-0.9% after these 5
-  # steps, though one step's gradients agree to 1e-5; test_native_conv.py checks those).
-  configs = [experiment("seed_cnn_digits", *TINY, "optim.name=sgd", f"seed={s}", CONV,
+# Both convolution paths: 'auto' (the native kernel, with its fused conv-relu-pool blocks,
+# where g++ is installed) and XLA's.
+@pytest.mark.parametrize("conv_kernel", ["auto", pytest.param("xla", marks=pytest.mark.slow)])
+def test_vectorized_members_equal_their_lone_runs(tmp_path, conv_kernel):
+  # SGD is linear in the gradient, so vmap's different rounding (XLA's vmapped convolutions
+  # are grouped ones; the native kernel runs each member's own call) stays at float32 level.
+  configs = [experiment("seed_cnn_digits", *TINY, "optim.name=sgd", f"seed={s}",
+                        f"model.conv_kernel={conv_kernel}",
                         f"optim.learning_rate={lr}", f"optim.momentum={m}",
                         f"optim.weight_decay={wd}")
              for s, lr, m, wd in [(0, 0.05, 0.9, 1e-4), (1, 0.1, 0.5, 1e-3), (0, 0.02, 0.9, 5e-4)]]
