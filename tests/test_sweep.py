@@ -70,10 +70,10 @@ def _together_and_alone(configs, tmp_path):
     yield together[i], alone, state_v, state_l
 
 
-@pytest.mark.slow
 # Both convolution paths: 'auto' (the native kernel, with its fused conv-relu-pool blocks,
 # where g++ is installed) and XLA's.
-@pytest.mark.parametrize("conv_kernel", ["auto", pytest.param("xla", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("conv_kernel", ["auto", "xla"])
 def test_vectorized_members_equal_their_lone_runs(tmp_path, conv_kernel):
   # SGD is linear in the gradient, so vmap's different rounding (XLA's vmapped convolutions
   # are grouped ones; the native kernel runs each member's own call) stays at float32 level.
