@@ -44,6 +44,24 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)
 inline Vec Load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
 inline void Store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
 
+// 16 int32 lanes (comparison masks, window positions) and 16 bytes (pooling indices).
+typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
+typedef int8_t VecB __attribute__((vector_size(kLanes)));
+
+inline VecI LoadBytes(const int8_t* p) {
+  VecB bytes;
+  __builtin_memcpy(&bytes, p, sizeof(bytes));
+  return __builtin_convertvector(bytes, VecI);
+}
+
+// Where each position d of a k x k pooling window lies from the window's corner, in an
+// [Ho, Wo, F] image: ((d / k) * Wo + d % k) * F, row-major, computed once per call.
+std::vector<int64_t> WindowOffsets(int64_t k, int64_t Wo, int64_t F) {
+  std::vector<int64_t> offsets(k * k);
+  for (int64_t d = 0; d < k * k; ++d) offsets[d] = ((d / k) * Wo + d % k) * F;
+  return offsets;
+}
+
 struct Shape {
   int64_t B, H, W, C;  // Input: batch, height, width, channels.
   int64_t KH, KW, F;   // Kernel: height, width, output channels.
@@ -276,10 +294,7 @@ void GradImages(const Shape& s, const float* x, const float* dy, float* dw,
 // BiasReluPool writes it) and zero elsewhere, including rows and columns no window covers.
 void Unpool(const float* d_pooled, const int8_t* index, int64_t n, int64_t Hp, int64_t Wp,
             int64_t Ho, int64_t Wo, int64_t F, int64_t k, float* dz) {
-  typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
-  typedef int8_t VecB __attribute__((vector_size(kLanes)));
-  std::vector<int64_t> offset(k * k);  // Of window position d from the window's corner.
-  for (int64_t d = 0; d < k * k; ++d) offset[d] = ((d / k) * Wo + d % k) * F;
+  const std::vector<int64_t> offset = WindowOffsets(k, Wo, F);
   for (int64_t b = 0; b < n; ++b) {
     // Rows and columns that no window covers; every covered element is written below.
     for (int64_t oy = 0; oy < Ho; ++oy) {
@@ -292,9 +307,7 @@ void Unpool(const float* d_pooled, const int8_t* index, int64_t n, int64_t Hp, i
         float* corner = dz + ((b * Ho + p * k) * Wo + q * k) * F;
         int64_t f = 0;
         for (; f + kLanes <= F; f += kLanes) {
-          VecB bytes;
-          __builtin_memcpy(&bytes, index + at + f, sizeof(bytes));
-          const VecI argmax = __builtin_convertvector(bytes, VecI);
+          const VecI argmax = LoadBytes(index + at + f);
           const Vec g = Load(d_pooled + at + f);
           for (int64_t d = 0; d < k * k; ++d)
             Store(corner + offset[d] + f, argmax == static_cast<int32_t>(d) ? g : Vec{} + 0.0f);
@@ -411,14 +424,12 @@ ffi::Error ConvPoolKernelGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
 }
 
 // One window's bias, relu and max pool for channels [f, f + 16): see BiasReluPool.
-inline void PoolLanes(const float* corner, const float* bias, int64_t Wo, int64_t F, int64_t k,
+inline void PoolLanes(const float* corner, const float* bias, const std::vector<int64_t>& offset,
                       int64_t f, float* out, int8_t* arg) {
-  typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
-  typedef int8_t VecB __attribute__((vector_size(kLanes)));
   const Vec b = Load(bias + f);
   Vec best = Load(corner + f) + b, at = Vec{} + 0.0f;
-  for (int64_t d = 1; d < k * k; ++d) {
-    const Vec v = Load(corner + ((d / k) * Wo + d % k) * F + f) + b;
+  for (size_t d = 1; d < offset.size(); ++d) {
+    const Vec v = Load(corner + offset[d] + f) + b;
     // Strictly greater: ties keep the first maximum. A NaN replaces any number and is
     // never replaced (v > NaN is false).
     const VecI taken = (v > best) | (v != v);
@@ -438,19 +449,20 @@ inline void PoolLanes(const float* corner, const float* bias, int64_t Wo, int64_
 // maximum, or -1 where no gradient flows back (the maximum is not positive, as in relu's
 // derivative, or not a number). A NaN anywhere in a window makes its output NaN.
 void BiasReluPool(const float* z, const float* bias, int64_t Wo, int64_t F, int64_t Hp,
-                  int64_t Wp, int64_t k, float* pooled, int8_t* index) {
+                  int64_t Wp, int64_t k, const std::vector<int64_t>& offset, float* pooled,
+                  int8_t* index) {
   for (int64_t p = 0; p < Hp; ++p)
     for (int64_t q = 0; q < Wp; ++q) {
       float* out = pooled + (p * Wp + q) * F;
       int8_t* arg = index + (p * Wp + q) * F;
       const float* corner = z + (p * k * Wo + q * k) * F;
       int64_t f = 0;
-      for (; f + kLanes <= F; f += kLanes) PoolLanes(corner, bias, Wo, F, k, f, out, arg);
+      for (; f + kLanes <= F; f += kLanes) PoolLanes(corner, bias, offset, f, out, arg);
       for (; f < F; ++f) {  // Channels past the last multiple of 16, as PoolLanes does.
         float best = corner[f] + bias[f];
         int8_t at = 0;
         for (int64_t d = 1; d < k * k; ++d) {
-          const float v = corner[((d / k) * Wo + d % k) * F + f] + bias[f];
+          const float v = corner[offset[d] + f] + bias[f];
           if (v > best || v != v) best = v, at = static_cast<int8_t>(d);
         }
         out[f] = best > 0.0f || best != best ? best : 0.0f;
@@ -483,13 +495,14 @@ ffi::Error ConvReluPool(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
   const std::vector<PixelClass> classes = PixelClasses(image, Hp * k, Wp * k);
   const int64_t pixels = Hp * k * Wp * k;  // Per image.
   const int64_t in_size = s.H * s.W * s.C, out_size = Hp * Wp * s.F;
+  const std::vector<int64_t> offset = WindowOffsets(k, g.Wo(), s.F);
   const int64_t parts = Parts(pool, s.B * pixels * s.K() * s.F, s.B);
   ParallelParts(pool, parts, [&](int64_t part) {
     std::vector<float> z(static_cast<size_t>(g.Ho() * g.Wo() * s.F));
     for (int64_t b = s.B * part / parts; b < s.B * (part + 1) / parts; ++b) {
       ConvRange(image, classes, x.typed_data() + b * in_size, w.typed_data(), z.data(), 0,
                 pixels);
-      BiasReluPool(z.data(), bias.typed_data(), g.Wo(), s.F, Hp, Wp, k,
+      BiasReluPool(z.data(), bias.typed_data(), g.Wo(), s.F, Hp, Wp, k, offset,
                    pooled->typed_data() + b * out_size, index->typed_data() + b * out_size);
     }
   });
