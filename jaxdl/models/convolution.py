@@ -21,13 +21,14 @@ _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
 
 
 def explicit_padding(padding, lhs: jax.Array, rhs: jax.Array) -> list[tuple[int, int]]:
+  """``[(top, bottom), (left, right)]`` for 'SAME', 'VALID' or explicit stride-1 padding."""
   if isinstance(padding, str):
     return lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
   return [tuple(p) for p in padding]
 
 
 def native_applies(kernel: str, lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
-                    dimension_numbers, feature_group_count) -> bool:
+                   dimension_numbers, feature_group_count) -> bool:
   """Whether this convolution is one the native kernel computes, here and now."""
   ones = lambda v: v is None or all(d == 1 for d in v)
   if (kernel == "xla" or not custom_gradients.enabled() or lhs.ndim != 4
