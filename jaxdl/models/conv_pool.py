@@ -36,12 +36,11 @@ def conv_relu_max_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array,
     ``[batch, conv_height // k, conv_width // k, out_channels]``.
   """
   nhwc = ("NHWC", "HWIO", "NHWC")
-  pads = convolution.explicit_padding(padding, x, kernel)
-  out_hw = [size + lo + hi - k + 1 for size, (lo, hi), k in zip(x.shape[1:3], pads, kernel.shape)]
-  if (bias.dtype == x.dtype and all(lo >= 0 and hi >= 0 for lo, hi in pads)
-      and 1 <= window <= 11 and all(size >= window for size in out_hw)
-      and convolution.native_applies(conv_kernel, x, kernel, None, None, None, nhwc, 1)):
-    return native_conv.conv_relu_max_pool(x, kernel, bias, pads, window)
+  if bias.dtype == x.dtype and 1 <= window <= 11:
+    pads = convolution.native_padding(conv_kernel, x, kernel, padding, min_output=window,
+                                      dimension_numbers=nhwc)
+    if pads is not None:
+      return native_conv.conv_relu_max_pool(x, kernel, bias, pads, window)
   y = convolution.convolution(conv_kernel)(x, kernel, (1, 1), padding, dimension_numbers=nhwc)
   return max_pool(nn.relu(y + bias.reshape(1, 1, 1, -1)), window)
 

@@ -20,36 +20,50 @@ _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
                                  out_spec=(0, 3, 1, 2))
 
 
-def explicit_padding(padding, lhs: jax.Array, rhs: jax.Array) -> list[tuple[int, int]]:
+def _explicit_padding(padding, lhs: jax.Array, rhs: jax.Array) -> list[tuple[int, int]]:
   """``[(top, bottom), (left, right)]`` for 'SAME', 'VALID' or explicit stride-1 padding."""
   if isinstance(padding, str):
     return lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
   return [tuple(p) for p in padding]
 
 
-def native_applies(kernel: str, lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
-                   dimension_numbers, feature_group_count) -> bool:
-  """Whether this convolution is one the native kernel computes, here and now."""
+def native_padding(kernel: str, lhs, rhs, padding, *, min_output: int = 1,
+                   window_strides=None, lhs_dilation=None, rhs_dilation=None,
+                   dimension_numbers=None, feature_group_count=1
+                   ) -> list[tuple[int, int]] | None:
+  """The explicit padding with which the native kernel computes this convolution here and
+  now, or None where XLA's must (see ``convolution``).
+
+  ``min_output``: the least output height and width the caller needs (1; a fused
+  pooling window's size). A smaller output (images too small: the model's own
+  check names them) is left to XLA.
+  """
   ones = lambda v: v is None or all(d == 1 for d in v)
   if (kernel == "xla" or not custom_gradients.enabled() or lhs.ndim != 4
       or not (ones(window_strides) and ones(lhs_dilation) and ones(rhs_dilation))
       or feature_group_count != 1 or lhs.dtype != rhs.dtype):
-    return False
+    return None
   if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _NHWC:
-    return False
-  return native_conv.usable(lhs.dtype, quiet=kernel == "auto")
+    return None
+  if not native_conv.usable(lhs.dtype, quiet=kernel == "auto"):
+    return None
+  pads = _explicit_padding(padding, lhs, rhs)
+  if any(lo < 0 or hi < 0 for lo, hi in pads):
+    return None
+  if min(native_conv.output_hw(lhs.shape, rhs.shape, pads)) < min_output:
+    return None
+  return pads
 
 
 def _convolve(kernel: str, lhs, rhs, window_strides, padding, lhs_dilation=None,
               rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
               batch_group_count=1, precision=None, preferred_element_type=None):
-  if batch_group_count == 1 and preferred_element_type is None and native_applies(
-      kernel, lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count):
-    pads = explicit_padding(padding, lhs, rhs)
-    # An empty output (images too small: the model's own check names them) is XLA's.
-    if all(lo >= 0 and hi >= 0 for lo, hi in pads) and all(
-        size + lo + hi >= k for size, (lo, hi), k in zip(lhs.shape[1:3], pads, rhs.shape)):
+  if batch_group_count == 1 and preferred_element_type is None:
+    pads = native_padding(kernel, lhs, rhs, padding, window_strides=window_strides,
+                          lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                          dimension_numbers=dimension_numbers,
+                          feature_group_count=feature_group_count)
+    if pads is not None:
       return native_conv.conv2d(lhs, rhs, pads)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,

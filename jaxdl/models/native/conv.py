@@ -42,11 +42,18 @@ KERNEL = build.Kernel(SOURCE, _SYMBOLS, "jaxdl's native convolution kernel",
 available, usable = KERNEL.available, KERNEL.usable
 
 
+def output_hw(x_shape: Sequence[int], w_shape: Sequence[int],
+              padding: Sequence[tuple[int, int]]) -> tuple[int, int]:
+  """Height and width of a stride-1 convolution's output, NHWC ``x`` and HWIO ``w``:
+  each ``size + before + after - kernel_size + 1``."""
+  height, width = (size + lo + hi - k + 1
+                   for size, (lo, hi), k in zip(x_shape[1:3], padding, w_shape[:2]))
+  return height, width
+
+
 def _padded_conv_call(x: jax.Array, w: jax.Array, padding: Padding) -> jax.Array:
-  b, h, wd, _ = x.shape
-  kh, kw, _, f = w.shape
   (top, bottom), (left, right) = padding
-  out = jax.ShapeDtypeStruct((b, h + top + bottom - kh + 1, wd + left + right - kw + 1, f),
+  out = jax.ShapeDtypeStruct((x.shape[0], *output_hw(x.shape, w.shape, padding), w.shape[3]),
                              jnp.float32)
   return jax.ffi.ffi_call(CONV, out)(x, w, pad_top=np.int64(top), pad_bottom=np.int64(bottom),
                                       pad_left=np.int64(left), pad_right=np.int64(right))
@@ -167,10 +174,9 @@ def _within_reach(x: jax.Array, w: jax.Array, padding: Sequence[tuple[int, int]]
 
 def _conv_relu_pool_call(x: jax.Array, w: jax.Array, bias: jax.Array, padding: Padding,
                          window: int) -> tuple[jax.Array, jax.Array]:
-  b, h, wd, _ = x.shape
-  kh, kw, _, f = w.shape
   (top, bottom), (left, right) = padding
-  shape = (b, (h + top + bottom - kh + 1) // window, (wd + left + right - kw + 1) // window, f)
+  height, width = output_hw(x.shape, w.shape, padding)
+  shape = (x.shape[0], height // window, width // window, w.shape[3])
   out = (jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(shape, jnp.int8))
   return jax.ffi.ffi_call(CONV_RELU_POOL, out)(
       x, w, bias, pad_top=np.int64(top), pad_bottom=np.int64(bottom), pad_left=np.int64(left),
@@ -221,9 +227,7 @@ def _conv_relu_pool_fwd(x, w, bias, padding, window):
 
 def _conv_relu_pool_bwd(padding, window, residuals, d_pooled):
   x, w, index = residuals
-  (top, bottom), (left, right) = padding
-  height = x.shape[1] + top + bottom - w.shape[0] + 1
-  width = x.shape[2] + left + right - w.shape[1] + 1
+  height, width = output_hw(x.shape, w.shape, padding)
   d_bias = jnp.sum(jnp.where(index >= 0, d_pooled, 0.0), axis=(0, 1, 2))
   # Only the input gradient needs the full-size gradient (none for a model's first layer,
   # where XLA drops both as unused).
