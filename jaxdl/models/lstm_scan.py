@@ -13,22 +13,35 @@ is one large matmul after the loop. Measured on 2 CPU cores, the seed LSTM's
 training step runs 1.3x faster (62 -> 46 ms at batch 128; docs/benchmarks.md);
 tests check it against the autodiff'd scan.
 
+``recurrence`` builds that differentiable function from two loops, the forward
+one and the backward one; ``lstm_scan`` runs them as ``lax.scan`` loops, and
+lstm_pallas.py as GPU kernels, around the same residuals and the same
+weight-gradient matmul.
+
 Shapes are time-major: T steps, B sequences, H units, gates stacked as
 ``[..., 4H]`` in the order i, f, c~, o (Keras's, and ``LSTMCell``'s).
 """
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from jaxdl.models.matmul import weight_gradient
 
+# (kernel, projected, valid, c0, h0) -> (c_all, h_all, (i, f, g, o)), each [T, B, H].
+ForwardLoop = Callable[..., tuple[jax.Array, jax.Array, tuple[jax.Array, ...]]]
+# (kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs) -> (d_projected, dc0, dh0).
+BackwardLoop = Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
 
-def _shift_in(first: jax.Array, stack: jax.Array) -> jax.Array:
+
+def shift_in(first: jax.Array, stack: jax.Array) -> jax.Array:
   """``[first, stack[0], ..., stack[T-2]]``: each step's incoming state."""
   return jnp.concatenate([first[None], stack[:-1]], axis=0)
 
 
-def _forward(kernel, projected, valid, c0, h0):
+def scan_forward(kernel, projected, valid, c0, h0):
+  """The forward loop on ``lax.scan``: states after every step, and the activated gates."""
   w_i, w_f, w_g, w_o = jnp.split(kernel, 4, axis=-1)
   x_i, x_f, x_g, x_o = jnp.split(projected, 4, axis=-1)
 
@@ -45,38 +58,12 @@ def _forward(kernel, projected, valid, c0, h0):
     c_new, h_new = jnp.where(ok, c_new, c), jnp.where(ok, h_new, h)
     return (c_new, h_new), (c_new, h_new, i, f, g, o)
 
-  (c_last, h_last), stacks = jax.lax.scan(step, (c0, h0), (x_i, x_f, x_g, x_o, valid))
-  c_all, h_all = stacks[:2]
-  outputs = jnp.where(valid[..., None], h_all, 0.0)
-  return (c_last, h_last, outputs), stacks
+  _, (c_all, h_all, *gates) = jax.lax.scan(step, (c0, h0), (x_i, x_f, x_g, x_o, valid))
+  return c_all, h_all, tuple(gates)
 
 
-@jax.custom_vjp
-def lstm_scan(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
-              h0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Runs the LSTM over time.
-
-  Args:
-    kernel: the recurrent kernel ``[H, 4H]``.
-    projected: each step's input part of the gates, ``x_t W_x + b``: ``[T, B, 4H]``.
-    valid: ``<bool>[T, B]``; where False the state is held and the output is zero.
-    c0, h0: the initial cell and hidden states ``[B, H]``.
-
-  Returns:
-    ``(c_last, h_last, outputs)``: the final states ``[B, H]`` and ``[T, B, H]`` outputs.
-  """
-  return _forward(kernel, projected, valid, c0, h0)[0]
-
-
-def _lstm_scan_fwd(kernel, projected, valid, c0, h0):
-  out, (c_all, h_all, i, f, g, o) = _forward(kernel, projected, valid, c0, h0)
-  return out, (kernel, valid, c0, h0, c_all, h_all, i, f, g, o)
-
-
-def _lstm_scan_bwd(residuals, cotangents):
-  kernel, valid, c0, h0, c_all, h_all, i, f, g, o = residuals
-  dc_last, dh_last, d_outputs = cotangents
-  c_prev = _shift_in(c0, c_all)
+def scan_backward(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs):
+  """The backward loop on ``lax.scan``: one matmul per step, pre-activation gradients out."""
   kernel_t = kernel.T  # [4H, H], laid out once outside the loop.
 
   def step(carry, xs):
@@ -95,10 +82,54 @@ def _lstm_scan_bwd(residuals, cotangents):
     return (dc_in, dh_in), dz
 
   (dc0, dh0), d_projected = jax.lax.scan(
-      step, (dc_last, dh_last), (d_outputs, c_prev, c_all, i, f, g, o, valid), reverse=True)
-  h_prev = _shift_in(h0, h_all)
-  d_kernel = weight_gradient(h_prev, d_projected).astype(kernel.dtype)
-  return d_kernel, d_projected, None, dc0, dh0
+      step, (dc_last, dh_last), (d_outputs, shift_in(c0, c_all), c_all, *gates, valid),
+      reverse=True)
+  return d_projected, dc0, dh0
 
 
-lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
+def recurrence(forward_loop: ForwardLoop, backward_loop: BackwardLoop) -> Callable:
+  """The differentiable LSTM recurrence run by two loops (see ``lstm_scan``'s signature).
+
+  Both loops compute the same things, from the same residuals: the states after
+  each step and the activated gates forward, the gates' pre-activation
+  gradients backward. The recurrent kernel's gradient is one matmul here, after
+  the backward loop, whatever runs the loops.
+  """
+
+  def run(kernel, projected, valid, c0, h0):
+    return run_fwd(kernel, projected, valid, c0, h0)[0]
+
+  def run_fwd(kernel, projected, valid, c0, h0):
+    c_all, h_all, gates = forward_loop(kernel, projected, valid, c0, h0)
+    outputs = jnp.where(valid[..., None], h_all, 0.0)
+    residuals = (kernel, valid, c0, h0, c_all, h_all, gates)
+    return (c_all[-1], h_all[-1], outputs), residuals
+
+  def run_bwd(residuals, cotangents):
+    kernel, valid, c0, h0, c_all, h_all, gates = residuals
+    d_projected, dc0, dh0 = backward_loop(kernel, valid, c0, c_all, gates, *cotangents)
+    d_kernel = weight_gradient(shift_in(h0, h_all), d_projected).astype(kernel.dtype)
+    return d_kernel, d_projected, None, dc0, dh0
+
+  run = jax.custom_vjp(run)
+  run.defvjp(run_fwd, run_bwd)
+  return run
+
+
+_scan_recurrence = recurrence(scan_forward, scan_backward)
+
+
+def lstm_scan(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
+              h0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Runs the LSTM over time.
+
+  Args:
+    kernel: the recurrent kernel ``[H, 4H]``.
+    projected: each step's input part of the gates, ``x_t W_x + b``: ``[T, B, 4H]``.
+    valid: ``<bool>[T, B]``; where False the state is held and the output is zero.
+    c0, h0: the initial cell and hidden states ``[B, H]``.
+
+  Returns:
+    ``(c_last, h_last, outputs)``: the final states ``[B, H]`` and ``[T, B, H]`` outputs.
+  """
+  return _scan_recurrence(kernel, projected, valid, c0, h0)

@@ -242,9 +242,12 @@ class RecurrentLayer(nn.Module):
     lstm_kernel: what runs an LSTM layer where ``lstm_vjp`` applies: 'xla'
       (the input projection, then ``lstm_scan``), 'native' (both inside
       jaxdl's C++ kernel, native/lstm.py; float32 on CPU; elsewhere, or where it
-      cannot be built, 'xla' after a one-line warning) or 'auto' (native for
-      float32 on CPU, silently 'xla' on other backends and dtypes; a failed
-      build still warns). Same math to float tolerance, not bitwise.
+      cannot be built, 'xla' after a one-line warning), 'pallas' (the input
+      projection, then the recurrence in two Pallas kernels, lstm_pallas.py;
+      float32 on a GPU; elsewhere 'xla' after a one-line warning) or 'auto'
+      (native for float32 on CPU, silently 'xla' on other backends and dtypes; a
+      failed build still warns; the Pallas kernels are opt-in until a GPU
+      benchmark shows them ahead). Same math to float tolerance, not bitwise.
   """
 
   cell: CellFactory
@@ -278,20 +281,8 @@ class RecurrentLayer(nn.Module):
     time_major = lambda a: jnp.swapaxes(a, 0, 1)
     if (isinstance(cell, LSTMCell) and self.lstm_vjp and custom_gradients.enabled()
         and hidden_offsets is None):
-      if (self.lstm_kernel != "xla" and not self.is_initializing()
-          and native_lstm.usable(x.dtype, quiet=self.lstm_kernel == "auto")):
-        # The input projection runs inside the kernel, a step at a time.
-        dense = cell.input_projection.variables["params"]
-        c0, h0 = cell.initialize_carry(batch, x.dtype)
-        c_last, h_last, outputs = native_lstm.lstm_layer(
-            dense["kernel"], dense["bias"], params["kernel"], time_major(x), time_major(valid),
-            c0, h0)
-        return self._finish((c_last, h_last), time_major(outputs), lengths)
-      # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
-      # transposed (nor their gradient), only the narrower inputs and outputs.
-      projected = cell.project(time_major(x))
-      c0, h0 = cell.initialize_carry(batch, projected.dtype)
-      c_last, h_last, outputs = lstm_scan(params["kernel"], projected, time_major(valid), c0, h0)
+      c_last, h_last, outputs = self._custom_gradient_lstm(cell, time_major(x),
+                                                           time_major(valid))
       return self._finish((c_last, h_last), time_major(outputs), lengths)
     projected = cell.project(x)  # All time steps in one matmul.
     step = cell.step_fn()
@@ -313,6 +304,28 @@ class RecurrentLayer(nn.Module):
         body, cell.initialize_carry(batch, projected.dtype),
         (time_major(projected), time_major(valid), time_major(offsets)), unroll=self.unroll)
     return self._finish(carry, time_major(outputs), lengths)
+
+  def _custom_gradient_lstm(self, cell: LSTMCell, x: jax.Array, valid: jax.Array
+                            ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The LSTM over time-major ``x [T, B, D]`` by the kernel ``lstm_kernel`` picks:
+    ``(c_last, h_last, outputs [T, B, H])``."""
+    params = cell.recurrent_params()
+    if (self.lstm_kernel in ("auto", "native") and not self.is_initializing()
+        and native_lstm.usable(x.dtype, quiet=self.lstm_kernel == "auto")):
+      # The input projection runs inside the kernel, a step at a time.
+      c0, h0 = cell.initialize_carry(x.shape[1], x.dtype)
+      dense = cell.input_projection.variables["params"]
+      return native_lstm.lstm_layer(dense["kernel"], dense["bias"], params["kernel"], x,
+                                    valid, c0, h0)
+    # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
+    # transposed (nor their gradient), only the narrower inputs and outputs.
+    projected = cell.project(x)
+    c0, h0 = cell.initialize_carry(x.shape[1], projected.dtype)
+    if self.lstm_kernel == "pallas":
+      from jaxdl.models import lstm_pallas  # Pallas's import (0.1 s) only where asked for.
+      if lstm_pallas.usable(projected.dtype):
+        return lstm_pallas.lstm_recurrence(params["kernel"], projected, valid, c0, h0)
+    return lstm_scan(params["kernel"], projected, valid, c0, h0)
 
   def _finish(self, carry: Carry, outputs: jax.Array, lengths: jax.Array | None) -> jax.Array:
     """The layer's result from the final carry and the batch-major outputs."""

@@ -1,0 +1,229 @@
+"""The LSTM recurrence as two Pallas kernels for GPUs (Triton): every time step in one launch.
+
+Why: on a GPU, XLA runs ``lax.scan``'s recurrence as a loop of small kernels,
+several launches per time step, each a few microseconds of a mostly idle chip;
+cuDNN's LSTM runs the whole sequence in one kernel. Here the forward loop and
+the backward loop (``lstm_scan.scan_forward``/``scan_backward``, the reference)
+are each one ``pallas_call``: a program per tile of ``block_batch`` sequences
+steps through all T in registers, with the recurrent kernel loaded once. The
+residuals, the custom VJP and the weight-gradient matmul are lstm_scan.py's
+(``recurrence``), so the two paths differ only in who runs the loops.
+
+Triton wants power-of-two tiles of at least 16: H is padded to such a width
+(zero rows and columns: padded units stay exactly 0 and receive no gradient)
+and the batch to a whole number of tiles (padded sequences are invalid at
+every step), then cut back. ``interpret=True`` runs the same kernels through
+Pallas's interpreter on any backend: how the tests check them on a CPU.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+from jaxdl.models import lstm_scan
+from jaxdl.models.native import build
+
+WHAT, FALLBACK = "jaxdl's Pallas LSTM kernel", "the XLA LSTM recurrence"
+
+
+def usable(dtype, quiet: bool = False) -> bool:
+  """Whether the kernels run here: float32 on a GPU (warns once, naming why not, unless quiet)."""
+  backend = jax.default_backend()
+  if backend != "gpu":
+    why = f"it runs on GPUs only, not {backend}"
+  elif jnp.dtype(dtype) != jnp.float32:
+    why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+  else:
+    return True
+  return False if quiet else build.unavailable(WHAT, why, FALLBACK)
+
+
+def _tile(n: int) -> int:
+  """The power of two (at least 16) that a dimension of ``n`` is padded to."""
+  return max(16, 1 << (n - 1).bit_length())
+
+
+def _forward_kernel(w_ref, x_ref, valid_ref, c0_ref, h0_ref,
+                    c_ref, h_ref, i_ref, f_ref, g_ref, o_ref, *, hidden):
+  """One tile of sequences through all T steps (refs: ``[T, b, ...]``, kernel ``[H, 4H]``)."""
+  w = [w_ref[:, pl.ds(k * hidden, hidden)] for k in range(4)]  # Loaded once, kept.
+
+  def step(t, carry):
+    c, h = carry
+    z = [x_ref[t, :, pl.ds(k * hidden, hidden)] + jnp.dot(h, w[k]) for k in range(4)]
+    i, f, o = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jax.nn.sigmoid(z[3])
+    g = jnp.tanh(z[2])
+    ok = (valid_ref[t] != 0)[:, None]
+    c_new = jnp.where(ok, f * c + i * g, c)
+    h_new = jnp.where(ok, o * jnp.tanh(c_new), h)
+    for ref, value in ((c_ref, c_new), (h_ref, h_new), (i_ref, i), (f_ref, f), (g_ref, g),
+                       (o_ref, o)):
+      ref[t] = value
+    return c_new, h_new
+
+  jax.lax.fori_loop(0, x_ref.shape[0], step, (c0_ref[...], h0_ref[...]))
+
+
+def _backward_kernel(wt_ref, valid_ref, c0_ref, c_ref, i_ref, f_ref, g_ref, o_ref,
+                     dc_last_ref, dh_last_ref, d_out_ref, dz_ref, dc0_ref, dh0_ref, *, hidden):
+  """One tile of sequences from step T-1 back to 0 (``wt_ref`` is the kernel transposed)."""
+  wt = [wt_ref[pl.ds(k * hidden, hidden), :] for k in range(4)]
+  c0 = c0_ref[...]
+  steps = c_ref.shape[0]
+
+  def step(s, carry):
+    dc_next, dh_next = carry
+    t = steps - 1 - s
+    c_new, i, f, g, o = c_ref[t], i_ref[t], f_ref[t], g_ref[t], o_ref[t]
+    c_in = jnp.where(t > 0, c_ref[jnp.maximum(t - 1, 0)], c0)
+    ok = (valid_ref[t] != 0)[:, None]
+    dh = jnp.where(ok, d_out_ref[t] + dh_next, 0.0)
+    tanh_c = jnp.tanh(c_new)
+    dc = jnp.where(ok, dc_next, 0.0) + dh * o * (1.0 - tanh_c * tanh_c)
+    dz = (dc * g * i * (1.0 - i), dc * c_in * f * (1.0 - f), dc * i * (1.0 - g * g),
+          dh * tanh_c * o * (1.0 - o))
+    dh_in = jnp.where(ok, 0.0, dh_next)
+    for k in range(4):
+      dz_ref[t, :, pl.ds(k * hidden, hidden)] = dz[k]
+      dh_in = dh_in + jnp.dot(dz[k], wt[k])
+    return jnp.where(ok, dc * f, dc_next), dh_in
+
+  dc0, dh0 = jax.lax.fori_loop(0, steps, step, (dc_last_ref[...], dh_last_ref[...]))
+  dc0_ref[...] = dc0
+  dh0_ref[...] = dh0
+
+
+def _over_time(steps: int, tile: int, width: int) -> pl.BlockSpec:
+  """A ``[T, B, width]`` array's tile: all steps of ``tile`` sequences."""
+  return pl.BlockSpec((steps, tile, width), lambda b: (0, b, 0))
+
+
+def _mask(steps: int, tile: int) -> pl.BlockSpec:
+  return pl.BlockSpec((steps, tile), lambda b: (0, b))
+
+
+def _state(tile: int, width: int) -> pl.BlockSpec:
+  return pl.BlockSpec((tile, width), lambda b: (b, 0))
+
+
+def _whole(shape: tuple[int, ...]) -> pl.BlockSpec:
+  return pl.BlockSpec(shape, lambda b: (0,) * len(shape))
+
+
+def _pad_to(a: jax.Array, axis: int, size: int) -> jax.Array:
+  """Zeros appended along ``axis`` up to ``size`` (a no-op where it is already there)."""
+  if a.shape[axis] == size:
+    return a
+  return jnp.pad(a, [(0, size - a.shape[axis]) if d == axis else (0, 0) for d in range(a.ndim)])
+
+
+def _pad_gates(a: jax.Array, hidden: int, width: int) -> jax.Array:
+  """The last axis, four gates of ``hidden``, as four gates of ``width`` (zeros appended)."""
+  if hidden == width:
+    return a
+  a = _pad_to(a.reshape(*a.shape[:-1], 4, hidden), a.ndim, width)
+  return a.reshape(*a.shape[:-2], 4 * width)
+
+
+def _cut_gates(a: jax.Array, hidden: int) -> jax.Array:
+  width = a.shape[-1] // 4
+  if hidden == width:
+    return a
+  return a.reshape(*a.shape[:-1], 4, width)[..., :hidden].reshape(*a.shape[:-1], 4 * hidden)
+
+
+class _Tiling:
+  """How one call's arrays are padded into tiles: H to ``width``, B to ``padded_batch``."""
+
+  def __init__(self, kernel: jax.Array, valid: jax.Array, block_batch: int):
+    self.steps, self.batch = valid.shape
+    self.hidden = kernel.shape[0]
+    self.width, self.tile = _tile(self.hidden), _tile(block_batch)
+    self.padded_batch = -(-self.batch // self.tile) * self.tile
+
+  def kernel(self, kernel: jax.Array) -> jax.Array:
+    """``[H, 4H]`` -> ``[width, 4 width]``."""
+    return _pad_to(_pad_gates(kernel, self.hidden, self.width), 0, self.width)
+
+  def state(self, a: jax.Array) -> jax.Array:
+    """``[B, H]`` -> ``[padded B, width]``; ``[T, B, H]`` likewise on its last two axes."""
+    return _pad_to(_pad_to(a, a.ndim - 2, self.padded_batch), a.ndim - 1, self.width)
+
+  def mask(self, valid: jax.Array) -> jax.Array:
+    return _pad_to(valid.astype(jnp.int32), 1, self.padded_batch)
+
+  def cut(self, a: jax.Array) -> jax.Array:
+    """The inverse of ``state`` (padded sequences and units dropped)."""
+    return a[..., :self.batch, :self.hidden]
+
+  def call(self, kernel, out_widths, in_specs, *, num_warps: int, interpret: bool):
+    """``pallas_call`` over the batch tiles; outputs are ``[T, padded B, w]`` for each
+    width ``w`` in ``out_widths`` (``0``: a ``[padded B, width]`` state)."""
+    def out(w):
+      if w == 0:
+        return (jax.ShapeDtypeStruct((self.padded_batch, self.width), jnp.float32),
+                _state(self.tile, self.width))
+      return (jax.ShapeDtypeStruct((self.steps, self.padded_batch, w), jnp.float32),
+              _over_time(self.steps, self.tile, w))
+    shapes, specs = zip(*map(out, out_widths))
+    return pl.pallas_call(
+        functools.partial(kernel, hidden=self.width), out_shape=shapes,
+        grid=(self.padded_batch // self.tile,), in_specs=in_specs, out_specs=specs,
+        compiler_params=plgpu.CompilerParams(num_warps=num_warps), interpret=interpret,
+        name=kernel.__name__.strip("_"))
+
+
+def _forward_loop(kernel, projected, valid, c0, h0, *, block_batch, num_warps, interpret):
+  """``lstm_scan.scan_forward`` as one kernel launch."""
+  tiling = _Tiling(kernel, valid, block_batch)
+  t, b, w = tiling.steps, tiling.tile, tiling.width
+  in_specs = [_whole((w, 4 * w)), _over_time(t, b, 4 * w), _mask(t, b), _state(b, w),
+              _state(b, w)]
+  padded_projected = _pad_to(_pad_gates(projected, tiling.hidden, w), 1, tiling.padded_batch)
+  outs = tiling.call(_forward_kernel, (w,) * 6, in_specs, num_warps=num_warps,
+                     interpret=interpret)(
+      tiling.kernel(kernel), padded_projected, tiling.mask(valid), tiling.state(c0),
+      tiling.state(h0))
+  c_all, h_all, *gates = map(tiling.cut, outs)
+  return c_all, h_all, tuple(gates)
+
+
+def _backward_loop(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs, *,
+                   block_batch, num_warps, interpret):
+  """``lstm_scan.scan_backward`` as one kernel launch."""
+  tiling = _Tiling(kernel, valid, block_batch)
+  t, b, w = tiling.steps, tiling.tile, tiling.width
+  in_specs = ([_whole((4 * w, w)), _mask(t, b), _state(b, w)] + [_over_time(t, b, w)] * 5
+              + [_state(b, w)] * 2 + [_over_time(t, b, w)])
+  dz, dc0, dh0 = tiling.call(_backward_kernel, (4 * w, 0, 0), in_specs, num_warps=num_warps,
+                             interpret=interpret)(
+      tiling.kernel(kernel).T, tiling.mask(valid), tiling.state(c0), tiling.state(c_all),
+      *map(tiling.state, gates), tiling.state(dc_last), tiling.state(dh_last),
+      tiling.state(d_outputs))
+  d_projected = _cut_gates(dz[:, :tiling.batch], tiling.hidden)
+  return d_projected, tiling.cut(dc0), tiling.cut(dh0)
+
+
+@functools.cache
+def _recurrence(block_batch: int, num_warps: int, interpret: bool):
+  options = dict(block_batch=block_batch, num_warps=num_warps, interpret=interpret)
+  return lstm_scan.recurrence(functools.partial(_forward_loop, **options),
+                              functools.partial(_backward_loop, **options))
+
+
+def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
+                    h0: jax.Array, *, block_batch: int = 16, num_warps: int = 4,
+                    interpret: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``lstm_scan.lstm_scan`` with its two loops in Pallas kernels (same arguments, results).
+
+  Args:
+    kernel, projected, valid, c0, h0: as ``lstm_scan`` (time-major, float32).
+    block_batch: sequences per program (rounded up to a power of two, at least
+      16); the batch is split into ``ceil(B / block_batch)`` programs.
+    num_warps: Triton warps per program.
+    interpret: run the kernels through Pallas's interpreter (any backend; slow).
+  """
+  return _recurrence(block_batch, num_warps, interpret)(kernel, projected, valid, c0, h0)

@@ -1,0 +1,126 @@
+"""The LSTM recurrence in Pallas kernels (lstm_pallas.py) against JAX's autodiff of the scan.
+
+No GPU here: the kernels run through Pallas's interpreter (the same kernel
+code, executed op by op), and a separate test lowers them for CUDA to check
+that every operation they use has a Triton lowering.
+"""
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
+from jaxdl.models.custom_gradients import custom_gradients
+from jaxdl.models.lstm_scan import scan_forward
+
+interpreted = functools.partial(lstm_pallas.lstm_recurrence, interpret=True)
+
+
+def recurrence_inputs(key, steps, batch, hidden):
+  keys = jax.random.split(key, 6)
+  lengths = jax.random.randint(keys[0], (batch,), 0, steps + 1).at[0].set(steps)
+  valid = jnp.arange(steps)[:, None] < lengths[None, :]
+  return dict(kernel=0.4 * jax.random.normal(keys[1], (hidden, 4 * hidden)),
+              projected=jax.random.normal(keys[2], (steps, batch, 4 * hidden)),
+              valid=valid, c0=jax.random.normal(keys[3], (batch, hidden)),
+              h0=jax.random.normal(keys[4], (batch, hidden)))
+
+
+def autodiff_recurrence(kernel, projected, valid, c0, h0):
+  """The reference: the plain scan, differentiated by JAX (no hand-written backward pass)."""
+  c_all, h_all, _ = scan_forward(kernel, projected, valid, c0, h0)
+  return c_all[-1], h_all[-1], jnp.where(valid[..., None], h_all, 0.0)
+
+
+def value_and_grads(recurrence, inputs, weights):
+  """A loss that reaches every output, so every cotangent path is exercised."""
+  def loss(kernel, projected, c0, h0):
+    c_last, h_last, outputs = recurrence(kernel, projected, inputs["valid"], c0, h0)
+    return jnp.sum(outputs * weights) + jnp.sum(c_last ** 2) + jnp.sum(jnp.sin(h_last))
+  args = [inputs[k] for k in ("kernel", "projected", "c0", "h0")]
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(*args)
+
+
+@pytest.mark.parametrize("steps, batch, hidden", [
+    (9, 5, 6),     # H and B both padded up to a tile of 16.
+    pytest.param(6, 32, 16, marks=pytest.mark.slow),  # Two tiles of 16, nothing padded.
+])
+def test_values_and_gradients_equal_autodiff_of_the_scan(getkey, steps, batch, hidden):
+  inputs = recurrence_inputs(getkey(), steps, batch, hidden)
+  weights = jax.random.normal(getkey(), (steps, batch, hidden))
+  value, grads = value_and_grads(interpreted, inputs, weights)
+  ref_value, ref_grads = value_and_grads(autodiff_recurrence, inputs, weights)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for name, got, want in zip(("kernel", "projected", "c0", "h0"), grads, ref_grads):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6, err_msg=name)
+  held = ~np.asarray(inputs["valid"])  # No gradient reaches a step past a sequence's end.
+  assert held.any()
+  np.testing.assert_array_equal(np.asarray(grads[1])[held], 0.0)
+
+
+@pytest.mark.slow
+def test_under_vmap_each_member_gets_its_own_kernel(getkey):
+  """Vectorized sweeps vmap the train step over stacked parameters and data."""
+  members = [recurrence_inputs(getkey(), 5, 4, 8) for _ in range(3)]
+  stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
+  loss = lambda kernel, projected, valid, c0, h0: jnp.sum(
+      interpreted(kernel, projected, valid, c0, h0)[2] ** 2)
+  grad = jax.grad(loss, argnums=(0, 1))
+  args = lambda inputs: [inputs[k] for k in ("kernel", "projected", "valid", "c0", "h0")]
+  together = jax.jit(jax.vmap(grad))(*args(stacked))
+  for k, member in enumerate(members):
+    for got, want in zip(together, jax.grad(
+        lambda *a: jnp.sum(autodiff_recurrence(*a)[2] ** 2), argnums=(0, 1))(*args(member))):
+      np.testing.assert_allclose(got[k], want, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("steps, batch, hidden", [(100, 128, 64), (7, 5, 20)])
+def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden):
+  """Every operation in both kernels has a Triton lowering (no GPU needed to check that)."""
+  inputs = recurrence_inputs(jax.random.PRNGKey(0), steps, batch, hidden)
+  loss = lambda kernel, projected, c0, h0: jnp.sum(lstm_pallas.lstm_recurrence(
+      kernel, projected, inputs["valid"], c0, h0)[2])
+  args = [inputs[k] for k in ("kernel", "projected", "c0", "h0")]
+  lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).trace(*args).lower(
+      lowering_platforms=("cuda",))
+  text = lowered.as_text()
+  assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 2
+  assert re.search(r"grid_x = %d " % -(-batch // 16), text)  # One program per tile of 16.
+
+
+def test_on_a_cpu_pallas_warns_and_runs_the_xla_recurrence(getkey, fresh_build_state):
+  x = jax.random.normal(getkey(), (3, 6, 2))
+  layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="pallas")
+  variables = layer.init(getkey(), x)
+  with custom_gradients():
+    with pytest.warns(RuntimeWarning, match="Pallas LSTM kernel is unavailable "
+                      r"\(it runs on GPUs only, not cpu\); using the XLA LSTM recurrence"):
+      got = layer.apply(variables, x)
+    want = layer.clone(lstm_kernel="xla").apply(variables, x)
+  np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_the_seed_text_model_runs_its_recurrences_in_the_kernels(getkey, monkeypatch):
+  """Where usable (a GPU), both LSTM layers of a text model go through the kernels, and the
+  model's gradient is autodiff's. Here the kernels are interpreted, as on a GPU they compile."""
+  monkeypatch.setattr(lstm_pallas, "usable", lambda dtype, quiet=False: True)
+  monkeypatch.setattr(lstm_pallas, "lstm_recurrence", interpreted)
+  tokens = jax.random.randint(getkey(), (6, 12), 2, 50)
+  lengths = jnp.asarray([12, 11, 3, 9, 12, 1])
+  model = TextClassifier(cell=LSTMCell, hidden_sizes=(8, 8), vocab_size=50, embed_dim=4,
+                         num_classes=3, lstm_kernel="pallas")
+  params = model.init(getkey(), tokens, lengths)["params"]
+  loss = lambda model: lambda p: jnp.sum(jax.nn.log_softmax(
+      model.apply({"params": p}, tokens, lengths))[:, 0])
+  with custom_gradients():
+    kernels = jax.jit(jax.grad(loss(model)))(params)
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss(model)))(params))
+  assert len(re.findall(r"pallas_call\[", jaxpr)) == 4  # Forward and backward, two layers.
+  reference = jax.grad(loss(model.clone(lstm_vjp=False)))(params)
+  for got, want in zip(jax.tree_util.tree_leaves(kernels), jax.tree_util.tree_leaves(reference)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
