@@ -8,7 +8,9 @@ data; and the seed LSTM as a vectorized sweep of 8 members (jaxdl only).
 Implementations: ``jaxdl`` (the step ``jaxdl train`` runs, built from the
 experiments through jaxdl's API; on CPU its LSTM layers run jaxdl's C++ kernel,
 the default ``model.lstm_kernel=auto``), ``jaxdl-tuned`` (the same with jaxdl's
-opt-in ``jaxdl.tune_xla_flags()``: XLA's own convolution kernels), ``keras-fit``
+opt-in ``jaxdl.tune_xla_flags()``: XLA's own convolution kernels), ``jaxdl-pallas``
+(the LSTMs with ``model.lstm_kernel=pallas``, the Pallas recurrence; GPU only, run
+when named in ``--impls``), ``keras-fit``
 (the seed's own code: compile + model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
 ``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
 is skipped with a message.
@@ -51,10 +53,15 @@ sys.path.insert(0, str(HERE))
 
 from benchmark_impls.workloads import WORKLOADS  # noqa: E402
 
-IMPLS = ("jaxdl", "jaxdl-tuned", "keras-fit", "keras-tfstep", "torch-eager", "torch-compile")
-OURS = ("jaxdl", "jaxdl-tuned")
+IMPLS = ("jaxdl", "jaxdl-tuned", "jaxdl-pallas", "keras-fit", "keras-tfstep", "torch-eager",
+         "torch-compile")
+OURS = ("jaxdl", "jaxdl-tuned", "jaxdl-pallas")
+# jaxdl-pallas is the LSTM with model.lstm_kernel=pallas: GPU only, so named in --impls to run.
+DEFAULT_IMPLS = tuple(i for i in IMPLS if i != "jaxdl-pallas")
+ONLY = {"jaxdl-pallas": ("lstm", "lstm-sweep8")}  # Workloads an implementation is limited to.
 # What each implementation needs installed (pip install -e '.[bench]').
-REQUIRES = {"jaxdl": ("jax",), "jaxdl-tuned": ("jax",), "keras-fit": ("tensorflow", "keras"),
+REQUIRES = {"jaxdl": ("jax",), "jaxdl-tuned": ("jax",), "jaxdl-pallas": ("jax",),
+            "keras-fit": ("tensorflow", "keras"),
             "keras-tfstep": ("tensorflow", "keras"), "torch-eager": ("torch",),
             "torch-compile": ("torch",)}
 # Workloads an implementation runs; the vectorized sweep is jaxdl's alone.
@@ -87,7 +94,7 @@ def _build(impl: str, workload_name: str, threads: int):
   workload = WORKLOADS[workload_name]
   if impl in OURS:
     from benchmark_impls import jaxdl_impl
-    return jaxdl_impl.build(workload)
+    return jaxdl_impl.build(workload, lstm_kernel="pallas" if impl == "jaxdl-pallas" else None)
   if impl.startswith("keras"):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -293,7 +300,8 @@ def main() -> None:
   parser.add_argument("--windows", type=int, default=7)
   parser.add_argument("--window-s", type=float, default=2.0)
   parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-  parser.add_argument("--impls", default=",".join(IMPLS))
+  parser.add_argument("--impls", default=",".join(DEFAULT_IMPLS),
+                      help="comma-separated; jaxdl-pallas (GPU only) is not in the default")
   parser.add_argument("--workloads", default=",".join(WORKLOADS))
   parser.add_argument("--out", help="JSON lines: one per implementation and workload")
   parser.add_argument("--markdown", help="also write the Markdown table here")
@@ -322,7 +330,7 @@ def main() -> None:
     found = []
     for group in GROUPS:
       pairs = [(i, w) for w in group if w in workloads for i in impls
-               if WORKLOADS[w].members == 1 or i in SWEEP_IMPLS]
+               if (WORKLOADS[w].members == 1 or i in SWEEP_IMPLS) and w in ONLY.get(i, (w,))]
       if pairs:
         found += measure_group(pairs, args, mode)
     results += [{**r, "meta": meta} for r in found]

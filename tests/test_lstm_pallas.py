@@ -5,6 +5,7 @@ code, executed op by op), and a separate test lowers them for CUDA to check
 that every operation they use has a Triton lowering.
 """
 
+import dataclasses
 import functools
 import re
 
@@ -17,7 +18,8 @@ from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.lstm_scan import scan_forward
 
-interpreted = functools.partial(lstm_pallas.lstm_recurrence, interpret=True)
+interpreted = functools.partial(lstm_pallas.lstm_recurrence,
+                                launch=lstm_pallas.Launch(interpret=True))
 
 
 def recurrence_inputs(key, steps, batch, hidden):
@@ -45,14 +47,17 @@ def value_and_grads(recurrence, inputs, weights):
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(*args)
 
 
-@pytest.mark.parametrize("steps, batch, hidden", [
-    (9, 5, 6),     # H and B both padded up to a tile of 16.
-    pytest.param(6, 32, 16, marks=pytest.mark.slow),  # Two tiles of 16, nothing padded.
-])
-def test_values_and_gradients_equal_autodiff_of_the_scan(getkey, steps, batch, hidden):
+@pytest.mark.parametrize("steps, batch, hidden, launch", [
+    (9, 5, 6, lstm_pallas.Launch()),  # H and B both padded up to a tile of 16.
+    pytest.param(6, 32, 16, lstm_pallas.Launch(reload_weights=True),  # Two tiles, no padding.
+                 marks=pytest.mark.slow),
+], ids=["padded", "two-tiles-reloading-weights"])
+def test_values_and_gradients_equal_autodiff_of_the_scan(getkey, steps, batch, hidden, launch):
   inputs = recurrence_inputs(getkey(), steps, batch, hidden)
   weights = jax.random.normal(getkey(), (steps, batch, hidden))
-  value, grads = value_and_grads(interpreted, inputs, weights)
+  interpreted_launch = functools.partial(
+      lstm_pallas.lstm_recurrence, launch=dataclasses.replace(launch, interpret=True))
+  value, grads = value_and_grads(interpreted_launch, inputs, weights)
   ref_value, ref_grads = value_and_grads(autodiff_recurrence, inputs, weights)
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   for name, got, want in zip(("kernel", "projected", "c0", "h0"), grads, ref_grads):
@@ -78,20 +83,25 @@ def test_under_vmap_each_member_gets_its_own_kernel(getkey):
       np.testing.assert_allclose(got[k], want, rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("steps, batch, hidden", [(100, 128, 64), (7, 5, 20)])
-def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden):
+@pytest.mark.parametrize("steps, batch, hidden, launch", [
+    (100, 128, 64, lstm_pallas.Launch()),
+    (7, 5, 20, lstm_pallas.Launch(block_batch=32, num_warps=8, reload_weights=True))])
+def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden, launch):
   """Every operation in both kernels has a Triton lowering (no GPU needed to check that)."""
   inputs = recurrence_inputs(jax.random.PRNGKey(0), steps, batch, hidden)
   loss = lambda kernel, projected, c0, h0: jnp.sum(lstm_pallas.lstm_recurrence(
-      kernel, projected, inputs["valid"], c0, h0)[2])
+      kernel, projected, inputs["valid"], c0, h0, launch)[2])
   args = [inputs[k] for k in ("kernel", "projected", "c0", "h0")]
   lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).trace(*args).lower(
       lowering_platforms=("cuda",))
   text = lowered.as_text()
   assert len(re.findall(r"custom_call @__gpu\$xla\.gpu\.triton", text)) == 2
-  assert re.search(r"grid_x = %d " % -(-batch // 16), text)  # One program per tile of 16.
+  tile = max(16, launch.block_batch)
+  assert re.search(r"grid_x = %d " % -(-batch // tile), text)  # One program per tile.
+  assert re.search(r"num_warps = %d " % launch.num_warps, text)
 
 
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="on a GPU the kernels run")
 def test_on_a_cpu_pallas_warns_and_runs_the_xla_recurrence(getkey, fresh_build_state):
   x = jax.random.normal(getkey(), (3, 6, 2))
   layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="pallas")
@@ -124,3 +134,18 @@ def test_the_seed_text_model_runs_its_recurrences_in_the_kernels(getkey, monkeyp
   reference = jax.grad(loss(model.clone(lstm_vjp=False)))(params)
   for got, want in zip(jax.tree_util.tree_leaves(kernels), jax.tree_util.tree_leaves(reference)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="compiles the Triton kernels: GPU only")
+@pytest.mark.parametrize("launch", [lstm_pallas.Launch(), lstm_pallas.Launch(block_batch=32),
+                                    lstm_pallas.Launch(reload_weights=True)], ids=str)
+def test_compiled_on_a_gpu_the_kernels_equal_autodiff_of_the_scan(getkey, launch):
+  inputs = recurrence_inputs(getkey(), 50, 40, 64)
+  weights = jax.random.normal(getkey(), (50, 40, 64))
+  compiled = functools.partial(lstm_pallas.lstm_recurrence, launch=launch)
+  with jax.default_matmul_precision("float32"):  # Not TF32: compare the math, not the rounding.
+    value, grads = value_and_grads(compiled, inputs, weights)
+    ref_value, ref_grads = value_and_grads(autodiff_recurrence, inputs, weights)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for name, got, want in zip(("kernel", "projected", "c0", "h0"), grads, ref_grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)

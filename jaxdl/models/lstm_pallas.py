@@ -16,7 +16,9 @@ every step), then cut back. ``interpret=True`` runs the same kernels through
 Pallas's interpreter on any backend: how the tests check them on a CPU.
 """
 
+import dataclasses
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -46,13 +48,26 @@ def _tile(n: int) -> int:
   return max(16, 1 << (n - 1).bit_length())
 
 
+def _gate_weights(ref, hidden: int, axis: int) -> Callable[[], list[jax.Array]]:
+  """A loader of the four gates' ``[H, H]`` blocks of ``ref`` (gates along ``axis``)."""
+  def block(k):
+    return ref[:, pl.ds(k * hidden, hidden)] if axis == 1 else ref[pl.ds(k * hidden, hidden), :]
+  return lambda: [block(k) for k in range(4)]
+
+
 def _forward_kernel(w_ref, x_ref, valid_ref, c0_ref, h0_ref,
-                    c_ref, h_ref, i_ref, f_ref, g_ref, o_ref, *, hidden):
-  """One tile of sequences through all T steps (refs: ``[T, b, ...]``, kernel ``[H, 4H]``)."""
-  w = [w_ref[:, pl.ds(k * hidden, hidden)] for k in range(4)]  # Loaded once, kept.
+                    c_ref, h_ref, i_ref, f_ref, g_ref, o_ref, *, hidden, reload_weights):
+  """One tile of sequences through all T steps (refs: ``[T, b, ...]``, kernel ``[H, 4H]``).
+
+  The kernel's blocks are loaded once and kept, or (``reload_weights``) read
+  again each step from cache, which leaves registers to the rest.
+  """
+  load_w = _gate_weights(w_ref, hidden, axis=1)
+  kept = None if reload_weights else load_w()
 
   def step(t, carry):
     c, h = carry
+    w = load_w() if reload_weights else kept
     z = [x_ref[t, :, pl.ds(k * hidden, hidden)] + jnp.dot(h, w[k]) for k in range(4)]
     i, f, o = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jax.nn.sigmoid(z[3])
     g = jnp.tanh(z[2])
@@ -68,9 +83,11 @@ def _forward_kernel(w_ref, x_ref, valid_ref, c0_ref, h0_ref,
 
 
 def _backward_kernel(wt_ref, valid_ref, c0_ref, c_ref, i_ref, f_ref, g_ref, o_ref,
-                     dc_last_ref, dh_last_ref, d_out_ref, dz_ref, dc0_ref, dh0_ref, *, hidden):
+                     dc_last_ref, dh_last_ref, d_out_ref, dz_ref, dc0_ref, dh0_ref, *, hidden,
+                     reload_weights):
   """One tile of sequences from step T-1 back to 0 (``wt_ref`` is the kernel transposed)."""
-  wt = [wt_ref[pl.ds(k * hidden, hidden), :] for k in range(4)]
+  load_wt = _gate_weights(wt_ref, hidden, axis=0)
+  kept = None if reload_weights else load_wt()
   c0 = c0_ref[...]
   steps = c_ref.shape[0]
 
@@ -86,6 +103,7 @@ def _backward_kernel(wt_ref, valid_ref, c0_ref, c_ref, i_ref, f_ref, g_ref, o_re
     dz = (dc * g * i * (1.0 - i), dc * c_in * f * (1.0 - f), dc * i * (1.0 - g * g),
           dh * tanh_c * o * (1.0 - o))
     dh_in = jnp.where(ok, 0.0, dh_next)
+    wt = load_wt() if reload_weights else kept
     for k in range(4):
       dz_ref[t, :, pl.ds(k * hidden, hidden)] = dz[k]
       dh_in = dh_in + jnp.dot(dz[k], wt[k])
@@ -135,14 +153,34 @@ def _cut_gates(a: jax.Array, hidden: int) -> jax.Array:
   return a.reshape(*a.shape[:-1], 4, width)[..., :hidden].reshape(*a.shape[:-1], 4 * hidden)
 
 
+@dataclasses.dataclass(frozen=True)
+class Launch:
+  """How the kernels are launched: speed knobs only, every choice computes the same.
+
+  Attributes:
+    block_batch: sequences per program (rounded up to a power of two, at least
+      16); the batch is split into ``ceil(B / block_batch)`` programs.
+    num_warps: Triton warps per program.
+    reload_weights: read the recurrent kernel's blocks from cache every step
+      instead of keeping them in registers.
+    interpret: run the kernels through Pallas's interpreter (any backend; slow).
+  """
+
+  block_batch: int = 16
+  num_warps: int = 4
+  reload_weights: bool = False
+  interpret: bool = False
+
+
 class _Tiling:
   """How one call's arrays are padded into tiles: H to ``width``, B to ``padded_batch``."""
 
-  def __init__(self, kernel: jax.Array, valid: jax.Array, block_batch: int):
+  def __init__(self, kernel: jax.Array, valid: jax.Array, launch: Launch):
     self.steps, self.batch = valid.shape
     self.hidden = kernel.shape[0]
-    self.width, self.tile = _tile(self.hidden), _tile(block_batch)
+    self.width, self.tile = _tile(self.hidden), _tile(launch.block_batch)
     self.padded_batch = -(-self.batch // self.tile) * self.tile
+    self.launch = launch
 
   def kernel(self, kernel: jax.Array) -> jax.Array:
     """``[H, 4H]`` -> ``[width, 4 width]``."""
@@ -159,7 +197,7 @@ class _Tiling:
     """The inverse of ``state`` (padded sequences and units dropped)."""
     return a[..., :self.batch, :self.hidden]
 
-  def call(self, kernel, out_widths, in_specs, *, num_warps: int, interpret: bool):
+  def call(self, kernel: Callable, out_widths: tuple[int, ...], in_specs: list[pl.BlockSpec]):
     """``pallas_call`` over the batch tiles; outputs are ``[T, padded B, w]`` for each
     width ``w`` in ``out_widths`` (``0``: a ``[padded B, width]`` state)."""
     def out(w):
@@ -169,22 +207,22 @@ class _Tiling:
       return (jax.ShapeDtypeStruct((self.steps, self.padded_batch, w), jnp.float32),
               _over_time(self.steps, self.tile, w))
     shapes, specs = zip(*map(out, out_widths))
+    body = functools.partial(kernel, hidden=self.width,
+                             reload_weights=self.launch.reload_weights)
     return pl.pallas_call(
-        functools.partial(kernel, hidden=self.width), out_shape=shapes,
-        grid=(self.padded_batch // self.tile,), in_specs=in_specs, out_specs=specs,
-        compiler_params=plgpu.CompilerParams(num_warps=num_warps), interpret=interpret,
-        name=kernel.__name__.strip("_"))
+        body, out_shape=shapes, grid=(self.padded_batch // self.tile,), in_specs=in_specs,
+        out_specs=specs, compiler_params=plgpu.CompilerParams(num_warps=self.launch.num_warps),
+        interpret=self.launch.interpret, name=kernel.__name__.strip("_"))
 
 
-def _forward_loop(kernel, projected, valid, c0, h0, *, block_batch, num_warps, interpret):
+def _forward_loop(kernel, projected, valid, c0, h0, *, launch: Launch):
   """``lstm_scan.scan_forward`` as one kernel launch."""
-  tiling = _Tiling(kernel, valid, block_batch)
+  tiling = _Tiling(kernel, valid, launch)
   t, b, w = tiling.steps, tiling.tile, tiling.width
   in_specs = [_whole((w, 4 * w)), _over_time(t, b, 4 * w), _mask(t, b), _state(b, w),
               _state(b, w)]
   padded_projected = _pad_to(_pad_gates(projected, tiling.hidden, w), 1, tiling.padded_batch)
-  outs = tiling.call(_forward_kernel, (w,) * 6, in_specs, num_warps=num_warps,
-                     interpret=interpret)(
+  outs = tiling.call(_forward_kernel, (w,) * 6, in_specs)(
       tiling.kernel(kernel), padded_projected, tiling.mask(valid), tiling.state(c0),
       tiling.state(h0))
   c_all, h_all, *gates = map(tiling.cut, outs)
@@ -192,14 +230,13 @@ def _forward_loop(kernel, projected, valid, c0, h0, *, block_batch, num_warps, i
 
 
 def _backward_loop(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs, *,
-                   block_batch, num_warps, interpret):
+                   launch: Launch):
   """``lstm_scan.scan_backward`` as one kernel launch."""
-  tiling = _Tiling(kernel, valid, block_batch)
+  tiling = _Tiling(kernel, valid, launch)
   t, b, w = tiling.steps, tiling.tile, tiling.width
   in_specs = ([_whole((4 * w, w)), _mask(t, b), _state(b, w)] + [_over_time(t, b, w)] * 5
               + [_state(b, w)] * 2 + [_over_time(t, b, w)])
-  dz, dc0, dh0 = tiling.call(_backward_kernel, (4 * w, 0, 0), in_specs, num_warps=num_warps,
-                             interpret=interpret)(
+  dz, dc0, dh0 = tiling.call(_backward_kernel, (4 * w, 0, 0), in_specs)(
       tiling.kernel(kernel).T, tiling.mask(valid), tiling.state(c0), tiling.state(c_all),
       *map(tiling.state, gates), tiling.state(dc_last), tiling.state(dh_last),
       tiling.state(d_outputs))
@@ -208,22 +245,18 @@ def _backward_loop(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs,
 
 
 @functools.cache
-def _recurrence(block_batch: int, num_warps: int, interpret: bool):
-  options = dict(block_batch=block_batch, num_warps=num_warps, interpret=interpret)
-  return lstm_scan.recurrence(functools.partial(_forward_loop, **options),
-                              functools.partial(_backward_loop, **options))
+def _recurrence(launch: Launch) -> Callable:
+  return lstm_scan.recurrence(functools.partial(_forward_loop, launch=launch),
+                              functools.partial(_backward_loop, launch=launch))
 
 
 def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
-                    h0: jax.Array, *, block_batch: int = 16, num_warps: int = 4,
-                    interpret: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+                    h0: jax.Array, launch: Launch = Launch()
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``lstm_scan.lstm_scan`` with its two loops in Pallas kernels (same arguments, results).
 
   Args:
     kernel, projected, valid, c0, h0: as ``lstm_scan`` (time-major, float32).
-    block_batch: sequences per program (rounded up to a power of two, at least
-      16); the batch is split into ``ceil(B / block_batch)`` programs.
-    num_warps: Triton warps per program.
-    interpret: run the kernels through Pallas's interpreter (any backend; slow).
+    launch: how the kernels are launched (``Launch``; the defaults are the model's).
   """
-  return _recurrence(block_batch, num_warps, interpret)(kernel, projected, valid, c0, h0)
+  return _recurrence(launch)(kernel, projected, valid, c0, h0)

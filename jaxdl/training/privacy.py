@@ -22,8 +22,8 @@ differs from the analysed one only on that event, so the run is
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
-import dp_accounting
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -33,24 +33,35 @@ from scipy import stats
 from jaxdl.errors import ConfigError
 from jaxdl.training.checkpoint import quiet_absl
 
+if TYPE_CHECKING:
+  import dp_accounting
+
 ACCOUNTANTS = ("rdp", "pld")
 # The chance that any step of a run draws more examples than its padded batch holds.
 OVERFLOW = 1e-12
 
 
+def _dp_accounting():
+  """The dp-accounting package, imported on first use: its import takes about half a
+  second, and only runs with privacy on need it."""
+  import dp_accounting
+  return dp_accounting
+
+
 def _accountant(kind: str):
   if kind == "rdp":
-    return dp_accounting.rdp.RdpAccountant()
+    return _dp_accounting().rdp.RdpAccountant()
   if kind == "pld":
-    return dp_accounting.pld.PLDAccountant()
+    return _dp_accounting().pld.PLDAccountant()
   raise ConfigError(f"privacy.accountant must be one of {', '.join(ACCOUNTANTS)}, got {kind!r}")
 
 
-def _event(noise_multiplier: float, sampling_rate: float, steps: int) -> dp_accounting.DpEvent:
-  gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
+def _event(noise_multiplier: float, sampling_rate: float, steps: int) -> "dp_accounting.DpEvent":
+  dp = _dp_accounting()
+  gaussian = dp.GaussianDpEvent(noise_multiplier)
   if sampling_rate < 1.0:
-    gaussian = dp_accounting.PoissonSampledDpEvent(sampling_rate, gaussian)
-  return dp_accounting.SelfComposedDpEvent(gaussian, steps)
+    gaussian = dp.PoissonSampledDpEvent(sampling_rate, gaussian)
+  return dp.SelfComposedDpEvent(gaussian, steps)
 
 
 def _quiet_accountant():
@@ -75,11 +86,12 @@ def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: fl
 def calibrate_noise(target_epsilon: float, sampling_rate: float, steps: int, delta: float,
                     accountant: str = "rdp") -> float:
   """The smallest noise multiplier whose ε after ``steps`` steps is at most ``target_epsilon``."""
+  dp = _dp_accounting()
   with _quiet_accountant():
-    return float(dp_accounting.calibrate_dp_mechanism(
+    return float(dp.calibrate_dp_mechanism(
         lambda: _accountant(accountant),
         lambda sigma: _event(sigma, sampling_rate, steps), target_epsilon, delta,
-        dp_accounting.LowerEndpointAndGuess(1e-2, 1.0)))
+        dp.LowerEndpointAndGuess(1e-2, 1.0)))
 
 
 def padded_batch_size(num_train: int, rate: float, steps: int, multiple: int = 1) -> int:

@@ -56,9 +56,11 @@ def _config(workload: Workload, seed: int):
 
 
 class Runner(workloads.Runner):
-  def __init__(self, workload: Workload):
+  def __init__(self, workload: Workload, lstm_kernel: str | None = None):
     datasets = _datasets(workload)
     configs = [_config(workload, seed) for seed in range(workload.members)]
+    for config in configs if lstm_kernel else ():
+      config.model.lstm_kernel = lstm_kernel
     exps = [build_experiment(c, datasets) for c in configs]
     vectorized = workload.members > 1
     self.members = MemberGroup(workload.members, vectorized)
@@ -94,17 +96,21 @@ class Runner(workloads.Runner):
 
 
 def _resolved(lstm_kernel: str) -> str:
-  """The recurrence that actually runs ('auto' and 'native' run 'xla' where the kernel cannot)."""
+  """The recurrence that actually runs ('auto', 'native' and 'pallas' run 'xla' where their
+  kernel cannot)."""
   if lstm_kernel == "xla":
     return "xla"
+  if lstm_kernel == "pallas":
+    from jaxdl.models import lstm_pallas
+    return "pallas" if lstm_pallas.usable(np.float32) else "xla (Pallas kernel unavailable)"
   if native_lstm.usable(np.float32, quiet=lstm_kernel == "auto"):
     return "native"
   return "xla (native kernel unavailable)"
 
 
-def build(workload: Workload) -> Runner:
-  """jaxdl's runner, with the experiment's own settings (``model.lstm_kernel`` included)."""
-  return Runner(workload)
+def build(workload: Workload, lstm_kernel: str | None = None) -> Runner:
+  """jaxdl's runner, with the experiment's own settings (``model.lstm_kernel`` unless given)."""
+  return Runner(workload, lstm_kernel)
 
 
 def matmul_peak() -> dict:

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU checks of issue #16 in one command, for a session that is lent a GPU machine.
+#
+# What it runs (about 7 minutes on an H100; results under $OUT):
+#   1. tests/test_lstm_pallas.py: the Pallas LSTM kernels compiled by Triton against
+#      autodiff of the scan (the interpreter and lowering tests run too);
+#   2. scripts/bench_lstm_kernels.py: the recurrence's gradient under every Pallas launch
+#      setting against the scan (one member, then a vectorized sweep of 8);
+#   3. scripts/benchmark.py: the seed LSTM, jaxdl (XLA's recurrence) and jaxdl-pallas
+#      against PyTorch's cuDNN LSTM, eager and compiled.
+#
+# The machine has JAX, flax, optax, chex, orbax and PyTorch, not ml_collections: carry
+# it as a wheel. Prepare here, in the repository's root (once; .whl/ is git-ignored
+# through .git/info/exclude):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 -d .whl ml_collections==1.1.0
+# then run there:  bash scripts/gpu_check.sh   (carry: [".whl"], timeout_s: 540)
+set -u -o pipefail
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__)" \
+  | tee -a "$OUT/gpu.txt"
+
+python3 -m pytest -q -p no:cacheprovider tests/test_lstm_pallas.py 2>&1 | tee "$OUT/tests.txt"
+python3 scripts/bench_lstm_kernels.py --rounds 5 --out "$OUT/lstm_kernels.jsonl" 2>&1 \
+  | tee "$OUT/lstm_kernels.txt"
+python3 scripts/bench_lstm_kernels.py --members 8 --rounds 5 \
+  --launches 16:4:0,16:4:1,32:4:0,32:8:0,64:8:0 --out "$OUT/lstm_kernels_sweep8.jsonl" 2>&1 \
+  | tee "$OUT/lstm_kernels_sweep8.txt"
+python3 scripts/benchmark.py --impls jaxdl,jaxdl-pallas,torch-eager,torch-compile \
+  --workloads lstm,lstm-sweep8 --windows 5 --window-s 1 --allocator defaults \
+  --out "$OUT/benchmark.jsonl" --markdown "$OUT/benchmark.md" 2>&1 | tail -40 | tee "$OUT/benchmark.txt"
