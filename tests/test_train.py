@@ -70,9 +70,9 @@ def _digits_step(model_overrides=()):
   return state, jax.jit(make_train_step(model, tx, classification)), batch
 
 
-@pytest.mark.parametrize("model_overrides", [(), ("model.name=deep_cnn", "model.widths=(8,16)",
-                                                  "model.dropout_rate=0.2",
-                                                  "optim.learning_rate=1e-2")])
+@pytest.mark.parametrize("model_overrides", [(), pytest.param(
+    ("model.name=deep_cnn", "model.widths=(8,16)", "model.dropout_rate=0.2",
+     "optim.learning_rate=1e-2"), marks=pytest.mark.slow)])  # 17 s: the slow suite's.
 def test_train_step_lowers_the_loss_and_moves_every_parameter(model_overrides):
   state, step, batch = _digits_step(model_overrides)
   initial = state
