@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 from jaxdl.configs import apply_overrides, load_config
 
 # Hermetic: the jaxdl command run by tests (in process or not) keeps no compiled programs
-# in the user's cache; tests of the cache set their own folder.
+# in the user's cache (the run's own cache is set below); tests of the cache set their own.
 os.environ["JAXDL_COMPILATION_CACHE"] = "off"
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -24,6 +24,21 @@ EXPERIMENTS = ROOT / "experiments"
 # Catch silent broadcasting and dtype-promotion bugs in our code (as Equinox's suite does).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory) -> pathlib.Path:
+  """One XLA compilation cache for the whole test run, both xdist workers and the jaxdl
+  commands the tests start: the many identical training steps compile once (the quick suite
+  measured 5:15 -> 4:24 on 2 cores). It lives in pytest's temporary folder, which pytest
+  prunes, never in the user's cache; a cached program is the same program, so no result
+  changes."""
+  base = tmp_path_factory.getbasetemp()
+  folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "xla-cache"
+  os.environ["JAXDL_COMPILATION_CACHE"] = str(folder)
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+  return folder
 
 
 def shared_data(name: str) -> pathlib.Path:
