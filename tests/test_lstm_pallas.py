@@ -114,11 +114,20 @@ def test_on_a_cpu_pallas_warns_and_runs_the_xla_recurrence(getkey, fresh_build_s
   np.testing.assert_array_equal(got, want)
 
 
+def test_where_the_kernels_apply_on_a_gpu(monkeypatch, fresh_build_state):
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert lstm_pallas.usable(jnp.float32, 64)
+  with pytest.warns(RuntimeWarning, match="at most 128 units, not 256"):
+    assert not lstm_pallas.usable(jnp.float32, 256)
+  with pytest.warns(RuntimeWarning, match="float32 only, not bfloat16"):
+    assert not lstm_pallas.usable(jnp.bfloat16, 64)
+
+
 @pytest.mark.slow
 def test_the_seed_text_model_runs_its_recurrences_in_the_kernels(getkey, monkeypatch):
   """Where usable (a GPU), both LSTM layers of a text model go through the kernels, and the
   model's gradient is autodiff's. Here the kernels are interpreted, as on a GPU they compile."""
-  monkeypatch.setattr(lstm_pallas, "usable", lambda dtype, quiet=False: True)
+  monkeypatch.setattr(lstm_pallas, "usable", lambda dtype, hidden=0, quiet=False: True)
   monkeypatch.setattr(lstm_pallas, "lstm_recurrence", interpreted)
   tokens = jax.random.randint(getkey(), (6, 12), 2, 50)
   lengths = jnp.asarray([12, 11, 3, 9, 12, 1])

@@ -31,13 +31,22 @@ from jaxdl.models.native import build
 WHAT, FALLBACK = "jaxdl's Pallas LSTM kernel", "the XLA LSTM recurrence"
 
 
-def usable(dtype, quiet: bool = False) -> bool:
-  """Whether the kernels run here: float32 on a GPU (warns once, naming why not, unless quiet)."""
+# The widest layer the kernels take: a program keeps the recurrent kernel's four [H, H]
+# blocks (256 KB of float32 at H = 128) in registers or cache, so wider layers are left to
+# XLA's recurrence (a bound set by that arithmetic, not measured).
+MAX_HIDDEN = 128
+
+
+def usable(dtype, hidden: int = 0, quiet: bool = False) -> bool:
+  """Whether the kernels run here: float32 on a GPU, at most ``MAX_HIDDEN`` units (warns
+  once, naming why not, unless quiet)."""
   backend = jax.default_backend()
   if backend != "gpu":
     why = f"it runs on GPUs only, not {backend}"
   elif jnp.dtype(dtype) != jnp.float32:
     why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+  elif hidden > MAX_HIDDEN:
+    why = f"it takes layers of at most {MAX_HIDDEN} units, not {hidden}"
   else:
     return True
   return False if quiet else build.unavailable(WHAT, why, FALLBACK)
