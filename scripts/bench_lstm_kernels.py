@@ -6,7 +6,10 @@ steps, batch 128, H=64; ``--members 8`` vmaps it as a vectorized sweep does):
 runs), ``scan`` (``lstm_scan``: the hand-written backward pass on
 ``lax.scan``, ``model.lstm_kernel=xla``) and, on a GPU, ``pallas`` under each
 launch setting in ``--launches`` (``lstm_pallas.Launch``: sequences per program,
-warps, weights kept or reloaded; by default a grid of 18). It picks the Pallas launch the models use and
+warps, weights kept or reloaded, pipelining stages; by default a grid of 36; a
+launch that fails to compile or run, e.g. for want of shared memory, is
+reported as failed). scripts/triton_resources.py shows, without a GPU, what
+each launch needs in registers and shared memory. It picks the Pallas launch the models use and
 shows what the kernels gain over the scan; the whole model against PyTorch is
 scripts/benchmark.py's job (``--impls jaxdl,jaxdl-pallas,torch-eager``).
 
@@ -41,20 +44,28 @@ def autodiff_recurrence(kernel, projected, valid, c0, h0):
 
 
 def launches(spec: str) -> list[lstm_pallas.Launch]:
-  """``all`` (the grid) or comma-separated ``block_batch:num_warps:reload`` (``16:4:0``)."""
+  """``all`` (a grid of 36) or comma-separated ``block_batch:num_warps:reload[:stages]``
+  (``16:4:0``, ``32:8:1:1``; no stages: Pallas's default)."""
   if spec == "all":
-    return [lstm_pallas.Launch(b, w, r)
-            for b, w, r in itertools.product((16, 32, 64), (2, 4, 8), (False, True))]
-  return [lstm_pallas.Launch(int(b), int(w), bool(int(r)))
-          for b, w, r in (item.split(":") for item in spec.split(","))]
+    return [lstm_pallas.Launch(b, w, r, s) for b, w, r, s in
+            itertools.product((16, 32, 64), (2, 4, 8), (False, True), (None, 1))]
+  found = []
+  for item in spec.split(","):
+    b, w, r, *s = item.split(":")
+    found.append(lstm_pallas.Launch(int(b), int(w), bool(int(r)), int(s[0]) if s else None))
+  return found
+
+
+def launch_name(launch: lstm_pallas.Launch) -> str:
+  return (f"pallas b{launch.block_batch} w{launch.num_warps}"
+          + (f" s{launch.num_stages}" if launch.num_stages else "")
+          + (" reload" if launch.reload_weights else ""))
 
 
 def implementations(pallas_launches: list[lstm_pallas.Launch]) -> dict:
   found = {"autodiff": autodiff_recurrence, "scan": lstm_scan}
   for launch in pallas_launches:
-    name = (f"pallas b{launch.block_batch} w{launch.num_warps}"
-            + (" reload" if launch.reload_weights else ""))
-    found[name] = functools.partial(lstm_pallas.lstm_recurrence, launch=launch)
+    found[launch_name(launch)] = functools.partial(lstm_pallas.lstm_recurrence, launch=launch)
   return found
 
 
@@ -106,10 +117,15 @@ def main() -> None:
   fns = {name: gradient_fn(r, args.members)
          for name, r in implementations(launches(args.launches) if on_gpu else []).items()}
   reference = jax.block_until_ready(fns["scan"](*data))
-  rows = {}
-  for name, fn in fns.items():
+  rows, failed = {}, {}
+  for name, fn in list(fns.items()):
     start = time.perf_counter()
-    got = jax.block_until_ready(fn(*data))  # Compiles.
+    try:
+      got = jax.block_until_ready(fn(*data))  # Compiles.
+    except Exception as e:  # noqa: BLE001 (a launch that does not fit the GPU: reported)
+      failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+      del fns[name]
+      continue
     rows[name] = {"impl": name, "compile_s": time.perf_counter() - start,
                   "max_rel_diff_vs_scan": max_relative_difference(got, reference),
                   "calls": calibrate(fn, data, args.round_s), "ms": []}
@@ -136,10 +152,14 @@ def main() -> None:
           f"{scan_ms / median:.2f}x | {row['max_rel_diff_vs_scan']:.1e}"
           f"{'' if row['max_rel_diff_vs_scan'] < TOLERANCE else ' WRONG'} | "
           f"{row['compile_s']:.1f} |")
+  for name, why in failed.items():
+    print(f"| {name} | failed: {why} | | | |")
   if args.out:
     with open(args.out, "w") as f:
       for row in rows.values():
         f.write(json.dumps(row) + "\n")
+      for name, why in failed.items():
+        f.write(json.dumps({"impl": name, "failed": why}) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 # What it runs (about 7 minutes on an H100; results under $OUT):
 #   1. tests/test_lstm_pallas.py: the Pallas LSTM kernels compiled by Triton against
 #      autodiff of the scan (the interpreter and lowering tests run too);
-#   2. scripts/bench_lstm_kernels.py: the recurrence's gradient under every Pallas launch
-#      setting against the scan (one member, then a vectorized sweep of 8);
+#   2. scripts/bench_lstm_kernels.py: the recurrence's gradient under the Pallas launch
+#      settings that fit the GPU against the scan (one member, then a sweep of 8);
 #   3. scripts/benchmark.py: the seed LSTM, jaxdl (XLA's recurrence) and jaxdl-pallas
 #      against PyTorch's cuDNN LSTM, eager and compiled.
 #
@@ -27,11 +27,13 @@ python3 -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'tor
   | tee -a "$OUT/gpu.txt"
 
 python3 -m pytest -q -p no:cacheprovider tests/test_lstm_pallas.py 2>&1 | tee "$OUT/tests.txt"
-python3 scripts/bench_lstm_kernels.py --rounds 5 --out "$OUT/lstm_kernels.jsonl" 2>&1 \
-  | tee "$OUT/lstm_kernels.txt"
-python3 scripts/bench_lstm_kernels.py --members 8 --rounds 5 \
-  --launches 16:4:0,16:4:1,32:4:0,32:8:0,64:8:0 --out "$OUT/lstm_kernels_sweep8.jsonl" 2>&1 \
-  | tee "$OUT/lstm_kernels_sweep8.txt"
+# The launches that fit an H100 without spilling (scripts/triton_resources.py, compiled
+# without a GPU: docs/bench/triton-resources-sm90-2026-11-27.md).
+FIT=16:4:0,16:4:1,16:4:0:1,16:4:1:1,16:8:1,16:8:1:1,32:8:0,32:8:0:1,32:8:1:1
+python3 scripts/bench_lstm_kernels.py --rounds 5 --launches $FIT \
+  --out "$OUT/lstm_kernels.jsonl" 2>&1 | tee "$OUT/lstm_kernels.txt"
+python3 scripts/bench_lstm_kernels.py --members 8 --rounds 5 --launches 16:4:0,16:4:1,32:8:0 \
+  --out "$OUT/lstm_kernels_sweep8.jsonl" 2>&1 | tee "$OUT/lstm_kernels_sweep8.txt"
 python3 scripts/benchmark.py --impls jaxdl,jaxdl-pallas,torch-eager,torch-compile \
   --workloads lstm,lstm-sweep8 --windows 5 --window-s 1 --allocator defaults \
   --out "$OUT/benchmark.jsonl" --markdown "$OUT/benchmark.md" 2>&1 | tail -40 | tee "$OUT/benchmark.txt"

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ROOT
+
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.lstm_scan import scan_forward
@@ -158,3 +160,20 @@ def test_compiled_on_a_gpu_the_kernels_equal_autodiff_of_the_scan(getkey, launch
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   for name, got, want in zip(("kernel", "projected", "c0", "h0"), grads, ref_grads):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_the_default_launch_fits_an_h100_without_spilling():
+  """Compiled without a GPU by the ``triton`` package where it is installed (it comes with
+  PyTorch's CUDA builds): neither kernel spills registers or exceeds a block's shared memory."""
+  pytest.importorskip("triton")
+  import sys
+  sys.path.insert(0, str(ROOT / "scripts"))
+  import triton_resources
+
+  launch = lstm_pallas.Launch()
+  kernels = triton_resources.triton_ir(launch, 100, 128, 64)
+  assert len(kernels) == 2
+  for ir in kernels:
+    used = triton_resources.resources(ir, launch, 90)
+    assert used["spilled_bytes"] == 0, used
+    assert 0 < used["shared_kb"] <= triton_resources.SHARED_LIMIT_KB[90], used

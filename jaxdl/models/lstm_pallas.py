@@ -172,12 +172,16 @@ class Launch:
     num_warps: Triton warps per program.
     reload_weights: read the recurrent kernel's blocks from cache every step
       instead of keeping them in registers.
+    num_stages: Triton's software-pipelining depth for the loop's loads (None:
+      Pallas's default, 3 on CUDA); each stage buffers one step's loads in
+      shared memory.
     interpret: run the kernels through Pallas's interpreter (any backend; slow).
   """
 
   block_batch: int = 16
   num_warps: int = 4
   reload_weights: bool = False
+  num_stages: int | None = None
   interpret: bool = False
 
 
@@ -220,7 +224,8 @@ class _Tiling:
                              reload_weights=self.launch.reload_weights)
     return pl.pallas_call(
         body, out_shape=shapes, grid=(self.padded_batch // self.tile,), in_specs=in_specs,
-        out_specs=specs, compiler_params=plgpu.CompilerParams(num_warps=self.launch.num_warps),
+        out_specs=specs, compiler_params=plgpu.CompilerParams(
+            num_warps=self.launch.num_warps, num_stages=self.launch.num_stages),
         interpret=self.launch.interpret, name=kernel.__name__.strip("_"))
 
 
