@@ -19,6 +19,7 @@ from conftest import ROOT
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.lstm_scan import scan_forward
+from jaxdl.models.native import build
 
 interpreted = functools.partial(lstm_pallas.lstm_recurrence,
                                 launch=lstm_pallas.Launch(interpret=True))
@@ -88,8 +89,10 @@ def test_under_vmap_each_member_gets_its_own_kernel(getkey):
 @pytest.mark.parametrize("steps, batch, hidden, launch", [
     (100, 128, 64, lstm_pallas.Launch()),
     (7, 5, 20, lstm_pallas.Launch(block_batch=32, num_warps=8, reload_weights=True))])
-def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden, launch):
+def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden, launch,
+                                                            monkeypatch):
   """Every operation in both kernels has a Triton lowering (no GPU needed to check that)."""
+  monkeypatch.setattr(build, "_LOADED", [])
   inputs = recurrence_inputs(jax.random.PRNGKey(0), steps, batch, hidden)
   loss = lambda kernel, projected, c0, h0: jnp.sum(lstm_pallas.lstm_recurrence(
       kernel, projected, inputs["valid"], c0, h0, launch)[2])
@@ -101,6 +104,7 @@ def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden
   tile = max(16, launch.block_batch)
   assert re.search(r"grid_x = %d " % -(-batch // tile), text)  # One program per tile.
   assert re.search(r"num_warps = %d " % launch.num_warps, text)
+  assert build.loaded() == [lstm_pallas.WHAT]  # What results.json lists as used.
 
 
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="on a GPU the kernels run")

@@ -273,4 +273,6 @@ def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c
     kernel, projected, valid, c0, h0: as ``lstm_scan`` (time-major, float32).
     launch: how the kernels are launched (``Launch``; the defaults are the model's).
   """
+  if not launch.interpret:
+    build.record(WHAT)
   return _recurrence(launch)(kernel, projected, valid, c0, h0)

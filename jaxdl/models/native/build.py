@@ -95,9 +95,14 @@ def load(source: pathlib.Path, symbols: tuple[tuple[str, str], ...], what: str,
                                   platform="cpu")
   except (OSError, RuntimeError, AttributeError) as e:
     return unavailable(what, str(e).splitlines()[0] if str(e) else type(e).__name__, fallback)
+  record(what)
+  return True
+
+
+def record(what: str) -> None:
+  """Notes that jaxdl's kernel ``what`` is in use in this process (for results.json)."""
   if what not in _LOADED:
     _LOADED.append(what)
-  return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +150,8 @@ class Kernel:
 
 
 def loaded() -> list[str]:
-  """The native kernels loaded in this process so far (the ones a run could have used)."""
+  """jaxdl's kernels loaded (native) or traced (Pallas) in this process so far (the ones a
+  run could have used)."""
   return list(_LOADED)
 
 
