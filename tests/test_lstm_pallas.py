@@ -123,8 +123,8 @@ def test_on_a_cpu_pallas_warns_and_runs_the_xla_recurrence(getkey, fresh_build_s
 def test_where_the_kernels_apply_on_a_gpu(monkeypatch, fresh_build_state):
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert lstm_pallas.usable(jnp.float32, 64)
-  with pytest.warns(RuntimeWarning, match="at most 128 units, not 256"):
-    assert not lstm_pallas.usable(jnp.float32, 256)
+  with pytest.warns(RuntimeWarning, match="at most 64 units, not 65"):
+    assert not lstm_pallas.usable(jnp.float32, 65)
   with pytest.warns(RuntimeWarning, match="float32 only, not bfloat16"):
     assert not lstm_pallas.usable(jnp.bfloat16, 64)
 
@@ -166,18 +166,21 @@ def test_compiled_on_a_gpu_the_kernels_equal_autodiff_of_the_scan(getkey, launch
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_the_default_launch_fits_an_h100_without_spilling():
+@pytest.mark.parametrize("hidden, fits", [(lstm_pallas.MAX_HIDDEN, True),
+                                           (2 * lstm_pallas.MAX_HIDDEN, False)])
+def test_the_default_launch_fits_an_h100_up_to_max_hidden(hidden, fits):
   """Compiled without a GPU by the ``triton`` package where it is installed (it comes with
-  PyTorch's CUDA builds): neither kernel spills registers or exceeds a block's shared memory."""
+  PyTorch's CUDA builds): up to ``MAX_HIDDEN`` units neither kernel spills registers or
+  exceeds a block's shared memory; at twice that, one does (so the bound is not loose)."""
   pytest.importorskip("triton")
   import sys
   sys.path.insert(0, str(ROOT / "scripts"))
   import triton_resources
 
   launch = lstm_pallas.Launch()
-  kernels = triton_resources.triton_ir(launch, 100, 128, 64)
+  kernels = triton_resources.triton_ir(launch, 100, 128, hidden)
   assert len(kernels) == 2
-  for ir in kernels:
-    used = triton_resources.resources(ir, launch, 90)
-    assert used["spilled_bytes"] == 0, used
-    assert 0 < used["shared_kb"] <= triton_resources.SHARED_LIMIT_KB[90], used
+  used = [triton_resources.resources(ir, launch, 90) for ir in kernels]
+  within = [u["spilled_bytes"] == 0 and u["shared_kb"] <= triton_resources.SHARED_LIMIT_KB[90]
+            for u in used]
+  assert all(within) == fits, used

@@ -32,9 +32,10 @@ WHAT, FALLBACK = "jaxdl's Pallas LSTM kernel", "the XLA LSTM recurrence"
 
 
 # The widest layer the kernels take: a program keeps the recurrent kernel's four [H, H]
-# blocks (256 KB of float32 at H = 128) in registers or cache, so wider layers are left to
-# XLA's recurrence (a bound set by that arithmetic, not measured).
-MAX_HIDDEN = 128
+# blocks in shared memory and registers. Compiled for an H100 (scripts/triton_resources.py),
+# the default launch uses 68 / 138 KB of shared memory (forward / backward) at H = 64, and
+# 264 / 404 KB at H = 128, over the 227 KB a block may have: wider layers are left to XLA.
+MAX_HIDDEN = 64
 
 
 def usable(dtype, hidden: int = 0, quiet: bool = False) -> bool:

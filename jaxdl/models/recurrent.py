@@ -244,7 +244,7 @@ class RecurrentLayer(nn.Module):
       jaxdl's C++ kernel, native/lstm.py; float32 on CPU; elsewhere, or where it
       cannot be built, 'xla' after a one-line warning), 'pallas' (the input
       projection, then the recurrence in two Pallas kernels, lstm_pallas.py;
-      float32 on a GPU, H <= 128; elsewhere 'xla' after a one-line warning) or 'auto'
+      float32 on a GPU, H <= 64; elsewhere 'xla' after a one-line warning) or 'auto'
       (native for float32 on CPU, silently 'xla' on other backends and dtypes; a
       failed build still warns; the Pallas kernels are opt-in until a GPU
       benchmark shows them ahead). Same math to float tolerance, not bitwise.
