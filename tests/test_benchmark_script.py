@@ -68,3 +68,30 @@ def test_jaxdl_runner_trains_with_the_loops_step(benchmark, workload):
   assert np.all(np.asarray(runner.state.step) == before + 3)
   assert runner.examples_per_step == 128 * WORKLOADS[workload].members
   assert runner.info["flops_per_example"] > 0
+
+
+
+def test_the_recurrence_benchmark_checks_each_implementation_against_the_scan(
+    monkeypatch, tmp_path, capsys):
+  """scripts/bench_lstm_kernels.py at a tiny shape, as a GPU session would run it: every
+  gradient is checked against the scan's, and a launch that fails is reported, not fatal
+  (here a Pallas launch on a CPU, where only Pallas's interpreter runs)."""
+  import json
+
+  import jax
+
+  monkeypatch.syspath_prepend(str(SCRIPTS))
+  import bench_lstm_kernels
+
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # So Pallas launches are tried.
+  out = tmp_path / "rows.jsonl"
+  monkeypatch.setattr(sys, "argv", [
+      "bench_lstm_kernels.py", "--steps", "4", "--batch", "3", "--hidden", "8", "--rounds", "1",
+      "--round-s", "0.01", "--launches", "16:4:0", "--out", str(out)])
+  bench_lstm_kernels.main()
+  rows = {r["impl"]: r for r in map(json.loads, out.read_text().splitlines())}
+  assert rows["scan"]["max_rel_diff_vs_scan"] == 0.0
+  assert rows["autodiff"]["max_rel_diff_vs_scan"] < 1e-5
+  assert len(rows["autodiff"]["ms"]) == 1 and rows["autodiff"]["median_ms"] > 0
+  assert "interpret" in rows["pallas b16 w4"]["failed"]
+  assert "| pallas b16 w4 | failed: " in capsys.readouterr().out
