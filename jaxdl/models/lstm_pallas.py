@@ -29,6 +29,8 @@ from jaxdl.models import lstm_scan
 from jaxdl.models.native import build
 
 WHAT, FALLBACK = "jaxdl's Pallas LSTM kernel", "the XLA LSTM recurrence"
+# Named TritonCompilerParams in older JAX releases (pyproject allows JAX 0.6).
+_CompilerParams = getattr(plgpu, "CompilerParams", None) or plgpu.TritonCompilerParams
 
 
 # The widest layer the kernels take: a program keeps the recurrent kernel's four [H, H]
@@ -225,7 +227,7 @@ class _Tiling:
                              reload_weights=self.launch.reload_weights)
     return pl.pallas_call(
         body, out_shape=shapes, grid=(self.padded_batch // self.tile,), in_specs=in_specs,
-        out_specs=specs, compiler_params=plgpu.CompilerParams(
+        out_specs=specs, compiler_params=_CompilerParams(
             num_warps=self.launch.num_warps, num_stages=self.launch.num_stages),
         interpret=self.launch.interpret, name=kernel.__name__.strip("_"))
 
