@@ -63,6 +63,7 @@ def test_overwrite_refuses_a_folder_that_is_not_jaxdls(tmp_path, capsys, command
   assert (thesis / "chapter1.tex").read_text() == "important"
 
 
+@pytest.mark.slow
 def test_overwrite_deletes_only_what_jaxdl_wrote(tmp_path, capsys):
   run = tmp_path / "run"
   assert cli.main(["train", DIGITS, "--workdir", str(run), "--quiet", *QUICK]) == 0

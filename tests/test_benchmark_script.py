@@ -71,6 +71,7 @@ def test_jaxdl_runner_trains_with_the_loops_step(benchmark, workload):
 
 
 
+@pytest.mark.slow
 def test_the_recurrence_benchmark_checks_each_implementation_against_the_scan(
     monkeypatch, tmp_path, capsys):
   """scripts/bench_lstm_kernels.py at a tiny shape, as a GPU session would run it: every

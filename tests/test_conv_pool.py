@@ -44,7 +44,7 @@ def _inputs(getkey, b, h, w, c, f, k):
 @pytest.mark.parametrize("b, h, w, c, f, k, padding, window", [
     (3, 12, 12, 1, 32, 3, ((0, 0), (0, 0)), 2),
     (2, 13, 13, 8, 64, 3, ((0, 0), (0, 0)), 2),
-    (2, 9, 10, 3, 20, 3, ((1, 1), (1, 1)), 2),
+    pytest.param(2, 9, 10, 3, 20, 3, ((1, 1), (1, 1)), 2, marks=pytest.mark.slow),
     pytest.param(2, 12, 11, 4, 16, 3, ((1, 2), (0, 1)), 3, marks=pytest.mark.slow),
 ])
 def test_the_fused_layer_matches_the_unfused_layers(getkey, b, h, w, c, f, k, padding, window):

@@ -79,6 +79,7 @@ def test_fused_lstm_under_vmap_matches_each_member(getkey):
       np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_seed_text_model_gradient_equals_the_autodiff_reference(getkey):
   """The whole seed text model: the fused LSTM changes speed, not the gradient."""
   tokens = jax.random.randint(getkey(), (8, 20), 2, 100)
