@@ -81,13 +81,8 @@ def _forward_kernel(w_ref, x_ref, valid_ref, c0_ref, h0_ref,
     c, h = carry
     w = load_w() if reload_weights else kept
     z = [x_ref[t, :, pl.ds(k * hidden, hidden)] + jnp.dot(h, w[k]) for k in range(4)]
-    i, f, o = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jax.nn.sigmoid(z[3])
-    g = jnp.tanh(z[2])
-    ok = (valid_ref[t] != 0)[:, None]
-    c_new = jnp.where(ok, f * c + i * g, c)
-    h_new = jnp.where(ok, o * jnp.tanh(c_new), h)
-    for ref, value in ((c_ref, c_new), (h_ref, h_new), (i_ref, i), (f_ref, f), (g_ref, g),
-                       (o_ref, o)):
+    c_new, h_new, gates = lstm_scan.cell_step(z, c, h, (valid_ref[t] != 0)[:, None])
+    for ref, value in zip((c_ref, h_ref, i_ref, f_ref, g_ref, o_ref), (c_new, h_new, *gates)):
       ref[t] = value
     return c_new, h_new
 
@@ -106,20 +101,15 @@ def _backward_kernel(wt_ref, valid_ref, c0_ref, c_ref, i_ref, f_ref, g_ref, o_re
   def step(s, carry):
     dc_next, dh_next = carry
     t = steps - 1 - s
-    c_new, i, f, g, o = c_ref[t], i_ref[t], f_ref[t], g_ref[t], o_ref[t]
     c_in = jnp.where(t > 0, c_ref[jnp.maximum(t - 1, 0)], c0)
-    ok = (valid_ref[t] != 0)[:, None]
-    dh = jnp.where(ok, d_out_ref[t] + dh_next, 0.0)
-    tanh_c = jnp.tanh(c_new)
-    dc = jnp.where(ok, dc_next, 0.0) + dh * o * (1.0 - tanh_c * tanh_c)
-    dz = (dc * g * i * (1.0 - i), dc * c_in * f * (1.0 - f), dc * i * (1.0 - g * g),
-          dh * tanh_c * o * (1.0 - o))
-    dh_in = jnp.where(ok, 0.0, dh_next)
+    gates = (i_ref[t], f_ref[t], g_ref[t], o_ref[t])
+    dz, dc_in, dh_in = lstm_scan.gate_gradients(d_out_ref[t], dc_next, dh_next, c_in, c_ref[t],
+                                                gates, (valid_ref[t] != 0)[:, None])
     wt = load_wt() if reload_weights else kept
     for k in range(4):
       dz_ref[t, :, pl.ds(k * hidden, hidden)] = dz[k]
       dh_in = dh_in + jnp.dot(dz[k], wt[k])
-    return jnp.where(ok, dc * f, dc_next), dh_in
+    return dc_in, dh_in
 
   dc0, dh0 = jax.lax.fori_loop(0, steps, step, (dc_last_ref[...], dh_last_ref[...]))
   dc0_ref[...] = dc0

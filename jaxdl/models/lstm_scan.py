@@ -40,6 +40,47 @@ def shift_in(first: jax.Array, stack: jax.Array) -> jax.Array:
   return jnp.concatenate([first[None], stack[:-1]], axis=0)
 
 
+def cell_step(z: tuple[jax.Array, ...], c: jax.Array, h: jax.Array, ok: jax.Array
+              ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, ...]]:
+  """One step's elementwise part, shared by every loop that runs the recurrence.
+
+  Args:
+    z: the gates' pre-activations ``(z_i, z_f, z_g, z_o)``, each ``[B, H]``.
+    c, h: the incoming states ``[B, H]``.
+    ok: ``<bool>[B, 1]``; where False the states are held.
+
+  Returns:
+    ``(c_new, h_new, (i, f, g, o))``: the states after the step and the activated gates.
+  """
+  i, f, o = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jax.nn.sigmoid(z[3])
+  g = jnp.tanh(z[2])
+  c_new = f * c + i * g
+  h_new = o * jnp.tanh(c_new)
+  return jnp.where(ok, c_new, c), jnp.where(ok, h_new, h), (i, f, g, o)
+
+
+def gate_gradients(d_out, dc_next, dh_next, c_in, c_new, gates, ok):
+  """One backward step's elementwise part, shared by every loop that runs the recurrence.
+
+  Args:
+    d_out: the step's output gradient; dc_next, dh_next: the state gradients from the
+      step after; c_in, c_new: the cell state before and after the step; gates: the
+      activated ``(i, f, g, o)``; all ``[B, H]``. ok: ``<bool>[B, 1]``.
+
+  Returns:
+    ``(dz, dc_in, dh_held)``: the gates' pre-activation gradients ``(dz_i, dz_f, dz_g,
+    dz_o)``, the cell-state gradient passed back, and the part of the hidden-state
+    gradient passed back past a held step (``dz @ kernel.T`` is the rest).
+  """
+  i, f, g, o = gates
+  dh = jnp.where(ok, d_out + dh_next, 0.0)
+  tanh_c = jnp.tanh(c_new)
+  dc = jnp.where(ok, dc_next, 0.0) + dh * o * (1.0 - tanh_c * tanh_c)
+  dz = (dc * g * i * (1.0 - i), dc * c_in * f * (1.0 - f), dc * i * (1.0 - g * g),
+        dh * tanh_c * o * (1.0 - o))
+  return dz, jnp.where(ok, dc * f, dc_next), jnp.where(ok, 0.0, dh_next)
+
+
 def scan_forward(kernel, projected, valid, c0, h0):
   """The forward loop on ``lax.scan``: states after every step, and the activated gates."""
   w_i, w_f, w_g, w_o = jnp.split(kernel, 4, axis=-1)
@@ -48,15 +89,9 @@ def scan_forward(kernel, projected, valid, c0, h0):
   def step(carry, xs):
     c, h = carry
     xi, xf, xg, xo, ok = xs
-    i = jax.nn.sigmoid(xi + h @ w_i)
-    f = jax.nn.sigmoid(xf + h @ w_f)
-    g = jnp.tanh(xg + h @ w_g)
-    o = jax.nn.sigmoid(xo + h @ w_o)
-    c_new = f * c + i * g
-    h_new = o * jnp.tanh(c_new)
-    ok = ok[:, None]
-    c_new, h_new = jnp.where(ok, c_new, c), jnp.where(ok, h_new, h)
-    return (c_new, h_new), (c_new, h_new, i, f, g, o)
+    z = (xi + h @ w_i, xf + h @ w_f, xg + h @ w_g, xo + h @ w_o)
+    c_new, h_new, gates = cell_step(z, c, h, ok[:, None])
+    return (c_new, h_new), (c_new, h_new, *gates)
 
   _, (c_all, h_all, *gates) = jax.lax.scan(step, (c0, h0), (x_i, x_f, x_g, x_o, valid))
   return c_all, h_all, tuple(gates)
@@ -69,17 +104,10 @@ def scan_backward(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs):
   def step(carry, xs):
     dc_next, dh_next = carry
     d_out, c_in, c_new, i, f, g, o, ok = xs
-    ok = ok[:, None]
-    dh = jnp.where(ok, d_out + dh_next, 0.0)
-    tanh_c = jnp.tanh(c_new)
-    dc = jnp.where(ok, dc_next, 0.0) + dh * o * (1.0 - tanh_c * tanh_c)
-    dz = jnp.concatenate([dc * g * i * (1.0 - i),  # d(pre-activation) of each gate
-                          dc * c_in * f * (1.0 - f),
-                          dc * i * (1.0 - g * g),
-                          dh * tanh_c * o * (1.0 - o)], axis=-1)
-    dh_in = dz @ kernel_t + jnp.where(ok, 0.0, dh_next)
-    dc_in = jnp.where(ok, dc * f, dc_next)
-    return (dc_in, dh_in), dz
+    dz, dc_in, dh_held = gate_gradients(d_out, dc_next, dh_next, c_in, c_new, (i, f, g, o),
+                                        ok[:, None])
+    dz = jnp.concatenate(dz, axis=-1)
+    return (dc_in, dz @ kernel_t + dh_held), dz
 
   (dc0, dh0), d_projected = jax.lax.scan(
       step, (dc_last, dh_last), (d_outputs, shift_in(c0, c_all), c_all, *gates, valid),
