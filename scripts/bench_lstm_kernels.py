@@ -32,15 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models import lstm_pallas
-from jaxdl.models.lstm_scan import lstm_scan, scan_forward
+from jaxdl.models.lstm_scan import autodiff_lstm_scan, lstm_scan
 
 
 TOLERANCE = 1e-2  # Beyond TF32 rounding over 100 steps: a wrong gradient, flagged in the table.
-
-
-def autodiff_recurrence(kernel, projected, valid, c0, h0):
-  c_all, h_all, _ = scan_forward(kernel, projected, valid, c0, h0)
-  return c_all[-1], h_all[-1], jnp.where(valid[..., None], h_all, 0.0)
 
 
 def launches(spec: str) -> list[lstm_pallas.Launch]:
@@ -63,7 +58,7 @@ def launch_name(launch: lstm_pallas.Launch) -> str:
 
 
 def implementations(pallas_launches: list[lstm_pallas.Launch]) -> dict:
-  found = {"autodiff": autodiff_recurrence, "scan": lstm_scan}
+  found = {"autodiff": autodiff_lstm_scan, "scan": lstm_scan}
   for launch in pallas_launches:
     found[launch_name(launch)] = functools.partial(lstm_pallas.lstm_recurrence, launch=launch)
   return found

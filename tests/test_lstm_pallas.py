@@ -18,7 +18,7 @@ from conftest import ROOT
 
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
 from jaxdl.models.custom_gradients import custom_gradients
-from jaxdl.models.lstm_scan import scan_forward
+from jaxdl.models.lstm_scan import autodiff_lstm_scan as autodiff_recurrence
 from jaxdl.models.native import build
 
 interpreted = functools.partial(lstm_pallas.lstm_recurrence,
@@ -33,12 +33,6 @@ def recurrence_inputs(key, steps, batch, hidden):
               projected=jax.random.normal(keys[2], (steps, batch, 4 * hidden)),
               valid=valid, c0=jax.random.normal(keys[3], (batch, hidden)),
               h0=jax.random.normal(keys[4], (batch, hidden)))
-
-
-def autodiff_recurrence(kernel, projected, valid, c0, h0):
-  """The reference: the plain scan, differentiated by JAX (no hand-written backward pass)."""
-  c_all, h_all, _ = scan_forward(kernel, projected, valid, c0, h0)
-  return c_all[-1], h_all[-1], jnp.where(valid[..., None], h_all, 0.0)
 
 
 def value_and_grads(recurrence, inputs, weights):

@@ -115,6 +115,20 @@ def scan_backward(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs):
   return d_projected, dc0, dh0
 
 
+def layer_results(c_all: jax.Array, h_all: jax.Array, valid: jax.Array
+                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(c_last, h_last, outputs)`` from the states after every step: outputs are zero
+  where a step is not valid."""
+  return c_all[-1], h_all[-1], jnp.where(valid[..., None], h_all, 0.0)
+
+
+def autodiff_lstm_scan(kernel, projected, valid, c0, h0):
+  """``lstm_scan`` without its hand-written backward pass (JAX differentiates the scan):
+  the reference the tests and benchmarks compare every implementation with."""
+  c_all, h_all, _ = scan_forward(kernel, projected, valid, c0, h0)
+  return layer_results(c_all, h_all, valid)
+
+
 def recurrence(forward_loop: ForwardLoop, backward_loop: BackwardLoop) -> Callable:
   """The differentiable LSTM recurrence run by two loops (see ``lstm_scan``'s signature).
 
@@ -129,9 +143,8 @@ def recurrence(forward_loop: ForwardLoop, backward_loop: BackwardLoop) -> Callab
 
   def run_fwd(kernel, projected, valid, c0, h0):
     c_all, h_all, gates = forward_loop(kernel, projected, valid, c0, h0)
-    outputs = jnp.where(valid[..., None], h_all, 0.0)
     residuals = (kernel, valid, c0, h0, c_all, h_all, gates)
-    return (c_all[-1], h_all[-1], outputs), residuals
+    return layer_results(c_all, h_all, valid), residuals
 
   def run_bwd(residuals, cotangents):
     kernel, valid, c0, h0, c_all, h_all, gates = residuals
