@@ -8,9 +8,9 @@ data; and the seed LSTM as a vectorized sweep of 8 members (jaxdl only).
 Implementations: ``jaxdl`` (the step ``jaxdl train`` runs, built from the
 experiments through jaxdl's API; on CPU its LSTM layers run jaxdl's C++ kernel,
 the default ``model.lstm_kernel=auto``), ``jaxdl-tuned`` (the same with jaxdl's
-opt-in ``jaxdl.tune_xla_flags()``: XLA's own convolution kernels), ``jaxdl-pallas``
-(the LSTMs with ``model.lstm_kernel=pallas``, the Pallas recurrence; GPU only, run
-when named in ``--impls``), ``keras-fit``
+opt-in ``jaxdl.tune_xla_flags()``: XLA's own convolution kernels), ``jaxdl-xla``
+(the LSTMs with ``model.lstm_kernel=xla``: the recurrence on ``lax.scan``, without
+jaxdl's native (CPU) or Pallas (GPU) kernels; run when named in ``--impls``), ``keras-fit``
 (the seed's own code: compile + model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
 ``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
 is skipped with a message.
@@ -53,14 +53,14 @@ sys.path.insert(0, str(HERE))
 
 from benchmark_impls.workloads import WORKLOADS  # noqa: E402
 
-IMPLS = ("jaxdl", "jaxdl-tuned", "jaxdl-pallas", "keras-fit", "keras-tfstep", "torch-eager",
+IMPLS = ("jaxdl", "jaxdl-tuned", "jaxdl-xla", "keras-fit", "keras-tfstep", "torch-eager",
          "torch-compile")
-OURS = ("jaxdl", "jaxdl-tuned", "jaxdl-pallas")
-# jaxdl-pallas is the LSTM with model.lstm_kernel=pallas: GPU only, so named in --impls to run.
-DEFAULT_IMPLS = tuple(i for i in IMPLS if i != "jaxdl-pallas")
-ONLY = {"jaxdl-pallas": ("lstm", "lstm-sweep8")}  # Workloads an implementation is limited to.
+OURS = ("jaxdl", "jaxdl-tuned", "jaxdl-xla")
+# jaxdl-xla is the LSTM without jaxdl's kernels: what they gain, so named in --impls to run.
+DEFAULT_IMPLS = tuple(i for i in IMPLS if i != "jaxdl-xla")
+ONLY = {"jaxdl-xla": ("lstm", "lstm-sweep8")}  # Workloads an implementation is limited to.
 # What each implementation needs installed (pip install -e '.[bench]').
-REQUIRES = {"jaxdl": ("jax",), "jaxdl-tuned": ("jax",), "jaxdl-pallas": ("jax",),
+REQUIRES = {"jaxdl": ("jax",), "jaxdl-tuned": ("jax",), "jaxdl-xla": ("jax",),
             "keras-fit": ("tensorflow", "keras"),
             "keras-tfstep": ("tensorflow", "keras"), "torch-eager": ("torch",),
             "torch-compile": ("torch",)}
@@ -94,7 +94,7 @@ def _build(impl: str, workload_name: str, threads: int):
   workload = WORKLOADS[workload_name]
   if impl in OURS:
     from benchmark_impls import jaxdl_impl
-    return jaxdl_impl.build(workload, lstm_kernel="pallas" if impl == "jaxdl-pallas" else None)
+    return jaxdl_impl.build(workload, lstm_kernel="xla" if impl == "jaxdl-xla" else None)
   if impl.startswith("keras"):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -211,6 +211,9 @@ def measure_group(pairs: list[tuple[str, str]], args, allocator: str) -> list[di
     steps = []
     for w in workers:  # Calibrate each window to about --window-s seconds.
       w.ask("prepare 2")
+      # Discarded: the steps right after warm-up may still compile (jaxdl's first merge of
+      # metric sums), which made 1-s windows on a GPU about 30 ms long.
+      w.ask("run 2")
       probe = w.ask("run 2")["seconds"] / 2
       steps.append(max(1, math.ceil(args.window_s / max(probe, 1e-6))))
     for w, k in zip(workers, steps):
@@ -301,7 +304,7 @@ def main() -> None:
   parser.add_argument("--window-s", type=float, default=2.0)
   parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   parser.add_argument("--impls", default=",".join(DEFAULT_IMPLS),
-                      help="comma-separated; jaxdl-pallas (GPU only) is not in the default")
+                      help="comma-separated; jaxdl-xla is not in the default")
   parser.add_argument("--workloads", default=",".join(WORKLOADS))
   parser.add_argument("--out", help="JSON lines: one per implementation and workload")
   parser.add_argument("--markdown", help="also write the Markdown table here")

@@ -32,7 +32,7 @@ python3 -c "import jax, torch, triton; print('jax', jax.__version__, jax.devices
 timeout 100 python3 -m pytest -q -p no:cacheprovider -W default tests/test_lstm_pallas.py 2>&1 | tee -a "$OUT/log.txt"
 # benchmark.py writes its files at the end: two runs (LSTM, CNN), so that one cut off by its
 # limit leaves the other's. Ratios are taken within a run, so each has its peers.
-timeout 180 python3 scripts/benchmark.py --impls jaxdl,jaxdl-pallas,torch-eager,torch-compile \
+timeout 180 python3 scripts/benchmark.py --impls jaxdl,jaxdl-xla,torch-eager,torch-compile \
   --workloads lstm,lstm-sweep8 --windows 5 --window-s 1 --allocator defaults \
   --out "$OUT/benchmark_lstm.jsonl" 2>&1 | tail -30 \
   | tee "$OUT/benchmark_lstm.txt"
@@ -40,6 +40,8 @@ timeout 110 python3 scripts/benchmark.py --impls jaxdl,torch-eager,torch-compile
   --workloads cnn --windows 5 --window-s 1 --allocator defaults \
   --out "$OUT/benchmark_cnn.jsonl" 2>&1 | tail -20 \
   | tee "$OUT/benchmark_cnn.txt"
+# GPU_CHECK_TUNING=0 stops here (the launch tuning below does not change what models run).
+[ "${GPU_CHECK_TUNING:-1}" = 0 ] && exit 0
 # The launches that fit an H100 without spilling (scripts/triton_resources.py, compiled
 # without a GPU: docs/bench/triton-resources-sm90-2026-11-27.md).
 FIT=16:4:0,16:4:1,16:4:0:1,16:4:1:1,16:8:1,16:8:1:1,32:8:0,32:8:0:1,32:8:1:1

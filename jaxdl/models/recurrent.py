@@ -245,9 +245,9 @@ class RecurrentLayer(nn.Module):
       cannot be built, 'xla' after a one-line warning), 'pallas' (the input
       projection, then the recurrence in two Pallas kernels, lstm_pallas.py;
       float32 on a GPU, H <= 64; elsewhere 'xla' after a one-line warning) or 'auto'
-      (native for float32 on CPU, silently 'xla' on other backends and dtypes; a
-      failed build still warns; the Pallas kernels are opt-in until a GPU
-      benchmark shows them ahead). Same math to float tolerance, not bitwise.
+      (native for float32 on CPU, Pallas for float32 on a GPU with H <= 64, silently
+      'xla' for anything else; a failed native build still warns). Same math to
+      float tolerance, not bitwise.
   """
 
   cell: CellFactory
@@ -321,9 +321,11 @@ class RecurrentLayer(nn.Module):
     # transposed (nor their gradient), only the narrower inputs and outputs.
     projected = cell.project(x)
     c0, h0 = cell.initialize_carry(x.shape[1], projected.dtype)
-    if self.lstm_kernel == "pallas":
-      from jaxdl.models import lstm_pallas  # Pallas's import (0.1 s) only where asked for.
-      if lstm_pallas.usable(projected.dtype, self.hidden_size):
+    if self.lstm_kernel == "pallas" or (self.lstm_kernel == "auto"
+                                        and jax.default_backend() == "gpu"):
+      from jaxdl.models import lstm_pallas  # Pallas's import (0.1 s) only where it may run.
+      if lstm_pallas.usable(projected.dtype, self.hidden_size,
+                            quiet=self.lstm_kernel == "auto"):
         return lstm_pallas.lstm_recurrence(params["kernel"], projected, valid, c0, h0)
     return lstm_scan(params["kernel"], projected, valid, c0, h0)
 

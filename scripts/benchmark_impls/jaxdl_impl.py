@@ -13,7 +13,7 @@ from jaxdl import cost, data, models, peak
 from jaxdl.configs import load_config
 from jaxdl.data import DataSpec, Datasets, Split
 from jaxdl.host import allocator_state
-from jaxdl.models.native import lstm as native_lstm
+from jaxdl.models.native import build as native_build
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.loop import jit_steps
@@ -81,9 +81,14 @@ class Runner(workloads.Runner):
                  "devices": [str(d) for d in jax.devices()],
                  "host_allocator": allocator_state(),
                  "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                 "lstm_kernel": (_resolved(configs[0].model.lstm_kernel)
-                                 if workload.model == "lstm" else None)}
+                 "lstm_kernel": configs[0].model.lstm_kernel if workload.model == "lstm" else None}
     self.step = 0
+
+  def warm_up(self) -> None:
+    self.run(1)
+    # jaxdl's kernels the step traced, as results.json's native_kernels lists them: where
+    # one cannot run (another backend, dtype or size) the step runs XLA's version.
+    self.info["kernels"] = native_build.loaded()
 
   def run(self, steps: int) -> None:
     # What the training loop does per step: shard the host batch, step, add the metric sums.
@@ -93,19 +98,6 @@ class Runner(workloads.Runner):
       self.sums = step_sums if self.sums is None else self._add(self.sums, step_sums)
       self.step += 1
     jax.block_until_ready((self.state, self.sums))
-
-
-def _resolved(lstm_kernel: str) -> str:
-  """The recurrence that actually runs ('auto', 'native' and 'pallas' run 'xla' where their
-  kernel cannot)."""
-  if lstm_kernel == "xla":
-    return "xla"
-  if lstm_kernel == "pallas":
-    from jaxdl.models import lstm_pallas
-    return "pallas" if lstm_pallas.usable(np.float32) else "xla (Pallas kernel unavailable)"
-  if native_lstm.usable(np.float32, quiet=lstm_kernel == "auto"):
-    return "native"
-  return "xla (native kernel unavailable)"
 
 
 def build(workload: Workload, lstm_kernel: str | None = None) -> Runner:
