@@ -11,7 +11,7 @@ launch that fails to compile or run, e.g. for want of shared memory, is
 reported as failed). scripts/triton_resources.py shows, without a GPU, what
 each launch needs in registers and shared memory. It picks the Pallas launch the models use and
 shows what the kernels gain over the scan; the whole model against PyTorch is
-scripts/benchmark.py's job (``--impls jaxdl,jaxdl-pallas,torch-eager``).
+scripts/benchmark.py's job (``--impls jaxdl,jaxdl-xla,torch-eager``).
 
 Every implementation's gradient is checked against ``scan``'s first (max
 relative difference, at the backend's default matmul precision: TF32 on recent

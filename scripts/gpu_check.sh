@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks of issue #16 in one command, for a session that is lent a GPU machine.
 #
-# What it runs (at most 10 minutes, about 7 on an H100; results under $OUT):
+# What it runs (at most 10 minutes; 5 on an H100, 2026-11-27, plus about a minute to start the
+# machine; results under $OUT):
 #   1. tests/test_lstm_pallas.py: the Pallas LSTM kernels compiled by Triton against
 #      autodiff of the scan (the interpreter and lowering tests run too);
-#   2. scripts/benchmark.py: the seed CNN and LSTM, jaxdl (XLA's recurrence) and
-#      jaxdl-pallas against PyTorch (cuDNN's LSTM), eager and compiled;
+#   2. scripts/benchmark.py: the seed CNN and LSTM, jaxdl and
+#      jaxdl-xla against PyTorch (cuDNN's LSTM), eager and compiled (jaxdl runs the Pallas
+#      recurrence on a GPU, jaxdl-xla the recurrence without it);
 #   3. scripts/bench_lstm_kernels.py: the recurrence's gradient under the Pallas launch
 #      settings that fit the GPU against the scan (one member, then a sweep of 8).
 #

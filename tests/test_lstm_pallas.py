@@ -172,6 +172,106 @@ def test_the_seed_text_model_runs_its_recurrences_in_the_kernels(getkey, monkeyp
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
+def test_the_train_step_tells_the_kernels_over_which_mesh_its_batch_is_split(getkey,
+                                                                           monkeypatch):
+  """jit_steps passes its mesh (several devices on its data axis) to make_train_step, whose
+  gradient hands it to the LSTM layers' kernels (the test below splits a batch with it)."""
+  import optax
+  from jax.sharding import Mesh
+
+  from jaxdl.data import DataSpec
+  from jaxdl.training import create_train_state, make_train_step
+  from jaxdl.training.objectives import classification
+
+  meshes = []
+  def recording(*args, batch_mesh=None, **kwargs):
+    meshes.append(batch_mesh)
+    return interpreted(*args, **kwargs)
+  monkeypatch.setattr(lstm_pallas, "usable", lambda dtype, hidden=0, quiet=False: True)
+  monkeypatch.setattr(lstm_pallas, "lstm_recurrence", recording)
+  model = TextClassifier(cell=LSTMCell, hidden_sizes=(8,), vocab_size=20, embed_dim=4,
+                         num_classes=2, lstm_kernel="pallas")
+  spec = DataSpec("tokens", "classification", (5,), "int32", 2, 4, 0, 0, vocab_size=20)
+  tx = optax.sgd(0.1)
+  state = create_train_state(getkey(), model, tx, spec)
+  batch = {"inputs": jax.random.randint(getkey(), (4, 5), 2, 20), "label": jnp.arange(4) % 2,
+           "mask": jnp.ones(4)}
+  mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+  meshes.clear()
+  make_train_step(model, tx, classification, batch_mesh=mesh)(state, batch)
+  assert meshes == [mesh]
+  meshes.clear()
+  make_train_step(model, tx, classification)(state, batch)
+  assert meshes == [None]
+
+
+_PER_DEVICE = """
+import jax, jax.numpy as jnp, numpy as np, functools, json, sys
+sys.path.insert(0, {tests!r})
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from test_lstm_pallas import FLOAT32, recurrence_inputs
+from jaxdl.models import lstm_pallas
+from jaxdl.models.lstm_scan import autodiff_lstm_scan
+mesh = Mesh(np.array(jax.devices()).reshape(2, 1), ("data", "model"))
+inputs = recurrence_inputs(jax.random.PRNGKey(0), 6, 32, 8)
+split = {{"kernel": P(), "projected": P(None, "data"), "valid": P(None, "data"), "c0": P("data"),
+          "h0": P("data")}}
+inputs = {{k: jax.device_put(v, NamedSharding(mesh, split[k])) for k, v in inputs.items()}}
+names = ("kernel", "projected", "c0", "h0")
+
+def loss(recurrence, kernel, projected, c0, h0):
+  c_last, h_last, outputs = recurrence(kernel, projected, inputs["valid"], c0, h0)
+  return jnp.sum(outputs ** 2) + jnp.sum(c_last * h_last)
+
+def batches_seen(recurrence):
+  # The batch size of every pallas_call's gate inputs in the gradient's jaxpr.
+  grad = jax.grad(functools.partial(loss, recurrence), argnums=(0, 1, 2, 3))
+  seen = []
+  def walk(jaxpr):  # Into shard_map's, custom_vjp's and jit's inner jaxprs too.
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "pallas_call":
+        seen.append(max(v.aval.shape[1] for v in eqn.invars if v.aval.ndim == 3))
+        continue
+      for param in eqn.params.values():
+        for inner in param if isinstance(param, (list, tuple)) else [param]:
+          inner = getattr(inner, "jaxpr", inner)
+          if hasattr(inner, "eqns"):
+            walk(inner)
+  walk(jax.make_jaxpr(grad)(*[inputs[k] for k in names]).jaxpr)
+  return seen
+
+launch = lstm_pallas.Launch(interpret=True)
+per_device = functools.partial(lstm_pallas.lstm_recurrence, launch=launch, batch_mesh=mesh)
+whole = functools.partial(lstm_pallas.lstm_recurrence, launch=launch)
+with FLOAT32:
+  got = jax.jit(jax.grad(functools.partial(loss, per_device), argnums=(0, 1, 2, 3)))(
+      *[inputs[k] for k in names])
+  want = jax.grad(functools.partial(loss, autodiff_lstm_scan), argnums=(0, 1, 2, 3))(
+      *[inputs[k] for k in names])
+for g, w in zip(got, want):
+  np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+print(json.dumps({{"per_device": batches_seen(per_device), "whole": batches_seen(whole)}}))
+"""
+
+
+@pytest.mark.slow
+def test_with_the_batch_split_over_devices_each_runs_the_kernels_on_its_own_sequences():
+  """Two (fake CPU) devices: each kernel sees 16 of the 32 sequences, not the gathered batch,
+  and the gradient is still autodiff's."""
+  import json
+  import os
+  import subprocess
+  import sys
+
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  out = subprocess.run([sys.executable, "-c", _PER_DEVICE.format(tests=str(ROOT / "tests"))],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  seen = json.loads(out.stdout.strip().splitlines()[-1])
+  assert seen == {"per_device": [16, 16], "whole": [32, 32]}  # Forward and backward kernels.
+
+
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="compiles the Triton kernels: GPU only")
 @pytest.mark.parametrize("launch", [lstm_pallas.Launch(), lstm_pallas.Launch(block_batch=32),
                                     lstm_pallas.Launch(reload_weights=True)], ids=str)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from jaxdl.models import lstm_scan
 from jaxdl.models.native import build
@@ -251,21 +253,49 @@ def _backward_loop(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs,
   return d_projected, tiling.cut(dc0), tiling.cut(dh0)
 
 
+# The loops' arguments and results by where their batch axis is: the recurrent kernel has
+# none, [T, B, ...] arrays have it second, states [B, H] first (a tuple takes one spec).
+_KERNEL, _OVER_TIME, _STATE = P(), P(None, "data"), P("data")
+_FORWARD_SPECS = ((_KERNEL, _OVER_TIME, _OVER_TIME, _STATE, _STATE),
+                  (_OVER_TIME, _OVER_TIME, _OVER_TIME))
+_BACKWARD_SPECS = ((_KERNEL, _OVER_TIME, _STATE, _OVER_TIME, _OVER_TIME, _STATE, _STATE,
+                    _OVER_TIME), (_OVER_TIME, _STATE, _STATE))
+
+
+def _per_shard(loop: Callable, mesh: Mesh | None, specs) -> Callable:
+  """``loop`` on each device's own sequences where the batch is split over ``mesh``'s data
+  axis. Both loops are independent per sequence; XLA cannot split a kernel's call by
+  itself and would gather the whole batch on every device."""
+  if mesh is None:
+    return loop
+  in_specs, out_specs = specs
+  if hasattr(jax, "shard_map"):
+    return jax.shard_map(loop, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                         check_vma=False)
+  from jax.experimental.shard_map import shard_map  # JAX < 0.7.
+  return shard_map(loop, mesh, in_specs, out_specs, check_rep=False)
+
+
 @functools.cache
-def _recurrence(launch: Launch) -> Callable:
-  return lstm_scan.recurrence(functools.partial(_forward_loop, launch=launch),
-                              functools.partial(_backward_loop, launch=launch))
+def _recurrence(launch: Launch, mesh: Mesh | None) -> Callable:
+  return lstm_scan.recurrence(
+      _per_shard(functools.partial(_forward_loop, launch=launch), mesh, _FORWARD_SPECS),
+      _per_shard(functools.partial(_backward_loop, launch=launch), mesh, _BACKWARD_SPECS))
 
 
 def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
-                    h0: jax.Array, launch: Launch = Launch()
+                    h0: jax.Array, launch: Launch = Launch(), batch_mesh: Mesh | None = None
                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``lstm_scan.lstm_scan`` with its two loops in Pallas kernels (same arguments, results).
 
   Args:
     kernel, projected, valid, c0, h0: as ``lstm_scan`` (time-major, float32).
     launch: how the kernels are launched (``Launch``; the defaults are the model's).
+    batch_mesh: the mesh whose ``data`` axis splits the batch (None: not split): each
+      device then runs the kernels on its own sequences, where the batch divides evenly.
   """
   if not launch.interpret:
     build.record(WHAT)
-  return _recurrence(launch)(kernel, projected, valid, c0, h0)
+  if batch_mesh is not None and projected.shape[1] % batch_mesh.shape["data"]:
+    batch_mesh = None
+  return _recurrence(launch, batch_mesh)(kernel, projected, valid, c0, h0)

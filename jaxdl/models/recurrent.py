@@ -326,7 +326,8 @@ class RecurrentLayer(nn.Module):
       from jaxdl.models import lstm_pallas  # Pallas's import (0.1 s) only where it may run.
       if lstm_pallas.usable(projected.dtype, self.hidden_size,
                             quiet=self.lstm_kernel == "auto"):
-        return lstm_pallas.lstm_recurrence(params["kernel"], projected, valid, c0, h0)
+        return lstm_pallas.lstm_recurrence(params["kernel"], projected, valid, c0, h0,
+                                           batch_mesh=custom_gradients.batch_mesh())
     return lstm_scan(params["kernel"], projected, valid, c0, h0)
 
   def _finish(self, carry: Carry, outputs: jax.Array, lengths: jax.Array | None) -> jax.Array:

@@ -95,7 +95,7 @@ RECURRENT_FIELDS = {
     "activation": "tanh",  # rnn cell only.
     "forget_bias": 1.0,  # lstm cell only (Keras's unit_forget_bias).
     "unroll": 1,  # Scan steps per loop iteration: speed only, same math.
-    "lstm_kernel": "auto",  # LSTM training recurrence: auto (native on CPU), xla, native, pallas.
+    "lstm_kernel": "auto",  # LSTM training recurrence: auto (native on CPU, pallas on GPU), xla, native, pallas.
 }
 _CELL_PAPERS = {"rnn": "elman1990finding", "lstm": "hochreiter1997long", "gru": "cho2014learning"}
 

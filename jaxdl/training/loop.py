@@ -611,8 +611,10 @@ def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
     donates its state; ``eval_step(state, batch) -> metric sums``.
   """
   config = exp.config
+  batch_mesh = parallel.mesh if parallel.num_devices > 1 else None
   train_step = jax.jit(group.vmap_if_vectorized(make_train_step(
-      exp.model, exp.tx, exp.objective, config.nonfinite, exp.privacy, exp.compute_dtype)),
+      exp.model, exp.tx, exp.objective, config.nonfinite, exp.privacy, exp.compute_dtype,
+      batch_mesh)),
       donate_argnums=0, in_shardings=(state_sharding, parallel.batch_sharding()),
       out_shardings=(state_sharding, parallel.replicated))
   eval_step = jax.jit(group.vmap_if_vectorized(make_eval_step(exp.model, exp.objective,

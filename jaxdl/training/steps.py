@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.part import call_kwargs
@@ -64,7 +65,7 @@ NO_STEP = 2**30  # "No non-finite step yet" for the min-reduced first_nonfinite_
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     objective: Objective, nonfinite: str = "stop",
                     privacy: Mapping[str, float] | None = None,
-                    compute_dtype=None) -> TrainStep:
+                    compute_dtype=None, batch_mesh: Mesh | None = None) -> TrainStep:
   """Returns ``train_step(state, batch) -> (state, metric_sums)``.
 
   The loss is the mean over the batch's real examples; the metric sums also
@@ -88,6 +89,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   parameters, their gradients, the optimizer state and batch-norm statistics
   stay float32, and losses are computed in float32. bfloat16 has float32's
   exponent range, so no loss scaling is needed.
+
+  ``batch_mesh``: the mesh whose ``data`` axis splits the batch (``jit_steps`` passes it
+  when that axis has several devices); jaxdl's per-sequence kernels then run per device.
   """
   if nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -98,7 +102,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     extra = {}
     if privacy is None:
       grads, sums, batch_stats = _batch_gradient(model, objective, compute_dtype, state, batch,
-                                                 dropout_key)
+                                                 dropout_key, batch_mesh)
     else:
       grads, sums, clipped = _private_gradient(model, objective, compute_dtype, privacy, state,
                                                batch, dropout_key)
@@ -135,7 +139,8 @@ def _updated(tx: optax.GradientTransformation, state: TrainState, grads, batch_s
 
 
 def _batch_gradient(model: nn.Module, objective: Objective, compute_dtype, state: TrainState,
-                    batch: Mapping[str, jax.Array], dropout_key: jax.Array):
+                    batch: Mapping[str, jax.Array], dropout_key: jax.Array,
+                    batch_mesh: Mesh | None = None):
   """The mean loss's gradient over the batch's real examples, its sums, the new batch stats."""
   mutable = ["batch_stats"] if state.batch_stats else False
 
@@ -147,7 +152,8 @@ def _batch_gradient(model: nn.Module, objective: Objective, compute_dtype, state
     _, sums = objective(outputs, batch)
     return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, updates)
 
-  with custom_gradients():  # The fast reverse-mode kernels: this is a reverse-mode gradient.
+  # The fast reverse-mode kernels: this is a reverse-mode gradient.
+  with custom_gradients(batch_mesh):
     grads, (sums, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
   if not updates:
     return grads, sums, state.batch_stats
