@@ -129,6 +129,28 @@ def test_where_the_kernels_apply_on_a_gpu(monkeypatch, fresh_build_state):
     assert not lstm_pallas.usable(jnp.bfloat16, 64)
 
 
+@pytest.mark.parametrize("platform, capability, why", [
+    ("cuda 12080", "9.0", None), ("cuda 12080", "8.0", None), ("cuda 13000", "10.0", None),
+    ("cuda 12080", "7.5", "compute capability 8.0 or newer, not 7.5"),
+    ("rocm 60342", None, "NVIDIA GPUs \\(CUDA\\) only, not ROCm")])
+def test_only_cuda_gpus_of_ampere_or_later_take_the_kernels(monkeypatch, fresh_build_state,
+                                                            platform, capability, why):
+  """Older and AMD GPUs keep XLA's recurrence: under ``auto`` silently, asked for, with a
+  warning that names why."""
+  import types
+
+  gpu = types.SimpleNamespace(client=types.SimpleNamespace(platform_version=platform),
+                              compute_capability=capability)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(jax, "devices", lambda *args: [gpu])
+  if why is None:
+    assert lstm_pallas.usable(jnp.float32, 64)
+    return
+  assert not lstm_pallas.usable(jnp.float32, 64, quiet=True)
+  with pytest.warns(RuntimeWarning, match=why):
+    assert not lstm_pallas.usable(jnp.float32, 64)
+
+
 def test_auto_picks_the_kernels_on_a_gpu_and_xla_silently_where_they_cannot_run(
     getkey, monkeypatch, fresh_build_state):
   """``lstm_kernel='auto'`` (the default) on a GPU: Pallas for float32 up to MAX_HIDDEN units,

@@ -42,17 +42,39 @@ _CompilerParams = getattr(plgpu, "CompilerParams", None) or plgpu.TritonCompiler
 MAX_HIDDEN = 64
 
 
-def usable(dtype, hidden: int = 0, quiet: bool = False) -> bool:
-  """Whether the kernels run here: float32 on a GPU, at most ``MAX_HIDDEN`` units (warns
-  once, naming why not, unless quiet)."""
+# TF32 tensor-core products, the GPUs' default for float32, start with Ampere; older GPUs
+# (and ROCm builds) are untested here, so they keep XLA's recurrence.
+MIN_COMPUTE_CAPABILITY = (8, 0)
+
+
+def _unsupported_gpu() -> str | None:
+  """Why the first GPU cannot run the kernels (not CUDA, or older than Ampere), or None."""
+  device = jax.devices()[0]
+  if "rocm" in getattr(device.client, "platform_version", "").lower():
+    return "it is built and tested for NVIDIA GPUs (CUDA) only, not ROCm"
+  capability = getattr(device, "compute_capability", None)  # "9.0" on an H100.
+  if capability and tuple(map(int, capability.split("."))) < MIN_COMPUTE_CAPABILITY:
+    return f"it needs an NVIDIA GPU of compute capability 8.0 or newer, not {capability}"
+  return None
+
+
+def _why_not(dtype, hidden: int) -> str | None:
+  """Why the kernels cannot run these layers here, or None."""
   backend = jax.default_backend()
   if backend != "gpu":
-    why = f"it runs on GPUs only, not {backend}"
-  elif jnp.dtype(dtype) != jnp.float32:
-    why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
-  elif hidden > MAX_HIDDEN:
-    why = f"it takes layers of at most {MAX_HIDDEN} units, not {hidden}"
-  else:
+    return f"it runs on GPUs only, not {backend}"
+  if jnp.dtype(dtype) != jnp.float32:
+    return f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+  if hidden > MAX_HIDDEN:
+    return f"it takes layers of at most {MAX_HIDDEN} units, not {hidden}"
+  return _unsupported_gpu()
+
+
+def usable(dtype, hidden: int = 0, quiet: bool = False) -> bool:
+  """Whether the kernels run here: float32 layers of at most ``MAX_HIDDEN`` units on an
+  NVIDIA GPU of compute capability 8.0 or newer (warns once, naming why not, unless quiet)."""
+  why = _why_not(dtype, hidden)
+  if why is None:
     return True
   return False if quiet else build.unavailable(WHAT, why, FALLBACK)
 

@@ -244,9 +244,10 @@ class RecurrentLayer(nn.Module):
       jaxdl's C++ kernel, native/lstm.py; float32 on CPU; elsewhere, or where it
       cannot be built, 'xla' after a one-line warning), 'pallas' (the input
       projection, then the recurrence in two Pallas kernels, lstm_pallas.py;
-      float32 on a GPU, H <= 64; elsewhere 'xla' after a one-line warning) or 'auto'
-      (native for float32 on CPU, Pallas for float32 on a GPU with H <= 64, silently
-      'xla' for anything else; a failed native build still warns). Same math to
+      float32, H <= 64, on an NVIDIA GPU of compute capability 8.0 or newer; elsewhere
+      'xla' after a one-line warning) or 'auto' (native for float32 on CPU, Pallas where
+      it applies on a GPU, silently 'xla' for anything else; a failed native build
+      still warns). Same math to
       float tolerance, not bitwise.
   """
 
