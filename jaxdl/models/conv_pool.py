@@ -9,14 +9,16 @@ and pooling's full-size gradients, are never written. Everywhere else it runs th
 unfused layers, which stay the reference.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 
-from jaxdl.models import convolution
+from jaxdl.models import convolution, per_device
 from jaxdl.models.layers import glorot_uniform, max_pool
 from jaxdl.models.native import conv as native_conv
+from jaxdl.models.per_device import BATCH_FIRST, SHARED
 
 
 def conv_relu_max_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array,
@@ -39,8 +41,10 @@ def conv_relu_max_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array,
   if bias.dtype == x.dtype and 1 <= window <= 11:
     pads = convolution.native_padding(conv_kernel, x, kernel, padding, min_output=window,
                                       dimension_numbers=nhwc)
-    if pads is not None:
-      return native_conv.conv_relu_max_pool(x, kernel, bias, pads, window)
+    if pads is not None:  # Each device on its own images (per_device.py).
+      block = functools.partial(native_conv.conv_relu_max_pool, padding=pads, window=window)
+      return per_device.over_batch(block, per_device.mesh_for(x.shape[0]),
+                                   (BATCH_FIRST, SHARED, SHARED), BATCH_FIRST)(x, kernel, bias)
   y = convolution.convolution(conv_kernel)(x, kernel, (1, 1), padding, dimension_numbers=nhwc)
   return max_pool(nn.relu(y + bias.reshape(1, 1, 1, -1)), window)
 

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import jax
 from jax import lax
 
-from jaxdl.models import custom_gradients
+from jaxdl.models import custom_gradients, per_device
 from jaxdl.models.native import conv as native_conv
+from jaxdl.models.per_device import BATCH_FIRST, SHARED
 
 KERNELS = ("auto", "xla", "native")
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
@@ -63,8 +64,10 @@ def _convolve(kernel: str, lhs, rhs, window_strides, padding, lhs_dilation=None,
                           lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                           dimension_numbers=dimension_numbers,
                           feature_group_count=feature_group_count)
-    if pads is not None:
-      return native_conv.conv2d(lhs, rhs, pads)
+    if pads is not None:  # Each device on its own images (per_device.py).
+      conv = functools.partial(native_conv.conv2d, padding=pads)
+      return per_device.over_batch(conv, per_device.mesh_for(lhs.shape[0]),
+                                   (BATCH_FIRST, SHARED), BATCH_FIRST)(lhs, rhs)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
-from jaxdl.models import lstm_scan
+from jaxdl.models import lstm_scan, per_device
+from jaxdl.models.per_device import BATCH_FIRST, SHARED, TIME_MAJOR, over_batch
 from jaxdl.models.native import build
 
 WHAT, FALLBACK = "jaxdl's Pallas LSTM kernel", "the XLA LSTM recurrence"
@@ -275,34 +275,20 @@ def _backward_loop(kernel, valid, c0, c_all, gates, dc_last, dh_last, d_outputs,
   return d_projected, tiling.cut(dc0), tiling.cut(dh0)
 
 
-# The loops' arguments and results by where their batch axis is: the recurrent kernel has
-# none, [T, B, ...] arrays have it second, states [B, H] first (a tuple takes one spec).
-_KERNEL, _OVER_TIME, _STATE = P(), P(None, "data"), P("data")
-_FORWARD_SPECS = ((_KERNEL, _OVER_TIME, _OVER_TIME, _STATE, _STATE),
-                  (_OVER_TIME, _OVER_TIME, _OVER_TIME))
-_BACKWARD_SPECS = ((_KERNEL, _OVER_TIME, _STATE, _OVER_TIME, _OVER_TIME, _STATE, _STATE,
-                    _OVER_TIME), (_OVER_TIME, _STATE, _STATE))
-
-
-def _per_shard(loop: Callable, mesh: Mesh | None, specs) -> Callable:
-  """``loop`` on each device's own sequences where the batch is split over ``mesh``'s data
-  axis. Both loops are independent per sequence; XLA cannot split a kernel's call by
-  itself and would gather the whole batch on every device."""
-  if mesh is None:
-    return loop
-  in_specs, out_specs = specs
-  if hasattr(jax, "shard_map"):
-    return jax.shard_map(loop, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                         check_vma=False)
-  from jax.experimental.shard_map import shard_map  # JAX < 0.7.
-  return shard_map(loop, mesh, in_specs, out_specs, check_rep=False)
+# The loops' arguments and results by where their batch axis is (a tuple takes one spec).
+_FORWARD_SPECS = ((SHARED, TIME_MAJOR, TIME_MAJOR, BATCH_FIRST, BATCH_FIRST),
+                  (TIME_MAJOR, TIME_MAJOR, TIME_MAJOR))
+_BACKWARD_SPECS = ((SHARED, TIME_MAJOR, BATCH_FIRST, TIME_MAJOR, TIME_MAJOR, BATCH_FIRST,
+                    BATCH_FIRST, TIME_MAJOR), (TIME_MAJOR, BATCH_FIRST, BATCH_FIRST))
 
 
 @functools.cache
 def _recurrence(launch: Launch, mesh: Mesh | None) -> Callable:
+  # Each device runs both loops on its own sequences (per_device.py); the weight gradient's
+  # matmul after the backward loop stays in XLA's hands, summed over the devices.
   return lstm_scan.recurrence(
-      _per_shard(functools.partial(_forward_loop, launch=launch), mesh, _FORWARD_SPECS),
-      _per_shard(functools.partial(_backward_loop, launch=launch), mesh, _BACKWARD_SPECS))
+      over_batch(functools.partial(_forward_loop, launch=launch), mesh, *_FORWARD_SPECS),
+      over_batch(functools.partial(_backward_loop, launch=launch), mesh, *_BACKWARD_SPECS))
 
 
 def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c0: jax.Array,
@@ -318,6 +304,5 @@ def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c
   """
   if not launch.interpret:
     build.record(WHAT)
-  if batch_mesh is not None and projected.shape[1] % batch_mesh.shape["data"]:
-    batch_mesh = None
-  return _recurrence(launch, batch_mesh)(kernel, projected, valid, c0, h0)
+  mesh = None if batch_mesh is None else per_device.mesh_for(projected.shape[1], batch_mesh)
+  return _recurrence(launch, mesh)(kernel, projected, valid, c0, h0)

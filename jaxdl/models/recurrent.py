@@ -20,9 +20,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models import custom_gradients
+from jaxdl.models import custom_gradients, per_device
 from jaxdl.models.layers import glorot_uniform
 from jaxdl.models.native import lstm as native_lstm
+from jaxdl.models.per_device import BATCH_FIRST, SHARED, TIME_MAJOR
 from jaxdl.models.lstm_scan import lstm_scan
 from jaxdl.models.matmul import dense_dot_general
 
@@ -316,8 +317,11 @@ class RecurrentLayer(nn.Module):
       # The input projection runs inside the kernel, a step at a time.
       c0, h0 = cell.initialize_carry(x.shape[1], x.dtype)
       dense = cell.input_projection.variables["params"]
-      return native_lstm.lstm_layer(dense["kernel"], dense["bias"], params["kernel"], x,
-                                    valid, c0, h0)
+      layer = per_device.over_batch(  # Each device on its own sequences.
+          native_lstm.lstm_layer, per_device.mesh_for(x.shape[1]),
+          (SHARED,) * 3 + (TIME_MAJOR, TIME_MAJOR, BATCH_FIRST, BATCH_FIRST),
+          (BATCH_FIRST, BATCH_FIRST, TIME_MAJOR))
+      return layer(dense["kernel"], dense["bias"], params["kernel"], x, valid, c0, h0)
     # Projected straight into time-major order: the [T, B, 4H] gate inputs are never
     # transposed (nor their gradient), only the narrower inputs and outputs.
     projected = cell.project(x)
