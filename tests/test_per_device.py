@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 _CHECK = """
@@ -56,6 +58,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # A subprocess with two devices: about 10 s.
 def test_each_device_runs_the_native_kernels_on_its_own_examples():
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   out = subprocess.run([sys.executable, "-c", _CHECK], cwd=ROOT, env=env, capture_output=True,
