@@ -304,5 +304,5 @@ def lstm_recurrence(kernel: jax.Array, projected: jax.Array, valid: jax.Array, c
   """
   if not launch.interpret:
     build.record(WHAT)
-  mesh = None if batch_mesh is None else per_device.mesh_for(projected.shape[1], batch_mesh)
+  mesh = per_device.splitting(batch_mesh, projected.shape[1])
   return _recurrence(launch, mesh)(kernel, projected, valid, c0, h0)

@@ -24,14 +24,18 @@ BATCH_FIRST = P(BATCH_AXIS)  # [B, ...]: images, states.
 TIME_MAJOR = P(None, BATCH_AXIS)  # [T, B, ...]: sequences.
 
 
-def mesh_for(batch_size: int, mesh: Mesh | None = None) -> Mesh | None:
-  """The mesh over which a batch of ``batch_size`` is split: ``mesh`` (default: the one the
-  train step traces under, see ``custom_gradients``) where its data axis divides the batch
-  evenly, else None (the kernel then runs on the whole batch)."""
-  mesh = custom_gradients.batch_mesh() if mesh is None else mesh
+def splitting(mesh: Mesh | None, batch_size: int) -> Mesh | None:
+  """``mesh`` where its data axis divides a batch of ``batch_size`` evenly, else None (the
+  kernel then runs on the whole batch)."""
   if mesh is None or batch_size % mesh.shape[BATCH_AXIS]:
     return None
   return mesh
+
+
+def mesh_for(batch_size: int) -> Mesh | None:
+  """The mesh over which the train step being traced splits a batch of ``batch_size`` (see
+  ``custom_gradients``), or None."""
+  return splitting(custom_gradients.batch_mesh(), batch_size)
 
 
 def over_batch(kernel: Callable, mesh: Mesh | None, in_specs, out_specs) -> Callable:

@@ -248,8 +248,7 @@ class RecurrentLayer(nn.Module):
       float32, H <= 64, on an NVIDIA GPU of compute capability 8.0 or newer; elsewhere
       'xla' after a one-line warning) or 'auto' (native for float32 on CPU, Pallas where
       it applies on a GPU, silently 'xla' for anything else; a failed native build
-      still warns). Same math to
-      float tolerance, not bitwise.
+      still warns). Same math to float tolerance, not bitwise.
   """
 
   cell: CellFactory
