@@ -3,6 +3,8 @@
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import zlib
 
 import jax
@@ -122,6 +124,21 @@ def getkey(request):
 @pytest.fixture
 def key(getkey):
   return getkey()
+
+
+def run_on_fake_devices(code: str, devices: int) -> subprocess.CompletedProcess:
+  """Python ``code`` in a fresh process whose JAX sees ``devices`` CPU devices (the count is
+  fixed when JAX starts, hence the process)."""
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600)
+
+
+def report_from_fake_devices(code: str, devices: int) -> dict:
+  """``run_on_fake_devices``, which must succeed; the JSON its last line of output holds."""
+  out = run_on_fake_devices(code, devices)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def maybe_jit(fn, jit: bool):

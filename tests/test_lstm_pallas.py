@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, report_from_fake_devices
 
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
 from jaxdl.models.custom_gradients import custom_gradients
@@ -281,16 +281,7 @@ print(json.dumps({{"per_device": batches_seen(per_device), "whole": batches_seen
 def test_with_the_batch_split_over_devices_each_runs_the_kernels_on_its_own_sequences():
   """Two (fake CPU) devices: each kernel sees 16 of the 32 sequences, not the gathered batch,
   and the gradient is still autodiff's."""
-  import json
-  import os
-  import subprocess
-  import sys
-
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-  out = subprocess.run([sys.executable, "-c", _PER_DEVICE.format(tests=str(ROOT / "tests"))],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  seen = json.loads(out.stdout.strip().splitlines()[-1])
+  seen = report_from_fake_devices(_PER_DEVICE.format(tests=str(ROOT / "tests")), devices=2)
   assert seen == {"per_device": [16, 16], "whole": [32, 32]}  # Forward and backward kernels.
 
 

@@ -10,7 +10,7 @@ import chex
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_on_fake_devices
 from jaxdl.training import load_run
 
 _TRAIN = """
@@ -32,12 +32,9 @@ print(json.dumps({{"devices": jax.device_count(), "test_loss": results["test_los
 
 
 def _train_on(devices: int, workdir, name="seed_cnn_digits", overrides=()):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
   code = _TRAIN.format(tests=str(ROOT / "tests"), devices=devices, name=name,
                        overrides=tuple(overrides), workdir=str(workdir))
-  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=600)
-  return out
+  return run_on_fake_devices(code, devices)
 
 
 @pytest.mark.parametrize("name, overrides", [

@@ -1,14 +1,9 @@
 """jaxdl's kernels with the batch split over two (fake CPU) devices: each device runs them
 on its own examples, and the gradients equal those of one device (per_device.py)."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from conftest import ROOT
+from conftest import report_from_fake_devices
 
 _CHECK = """
 import functools, json, re
@@ -60,11 +55,7 @@ print(json.dumps({
 
 @pytest.mark.slow  # A subprocess with two devices: about 10 s.
 def test_each_device_runs_the_native_kernels_on_its_own_examples():
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-  out = subprocess.run([sys.executable, "-c", _CHECK], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  results = json.loads(out.stdout.strip().splitlines()[-1])
+  results = report_from_fake_devices(_CHECK, devices=2)
   for name, result in results.items():
     assert result["kernels"] >= 2, (name, result)  # Forward and backward.
     assert result["half_batch"] and not result["whole_batch"], (name, result)
