@@ -99,7 +99,7 @@ def sweep(config: Config, workdir: str | pathlib.Path,
   base = get_config(config, overrides, model=model, data=data)
   return run_sweep(base, chosen, workdir, mode=mode, samples=samples, sweep_seed=sweep_seed,
                    quiet=quiet, overwrite=overwrite, command=list(sys.argv), model=model,
-                   datasets=_datasets(base, data), shard=parse_shard(shard))
+                   data=data, shard=parse_shard(shard))
 
 
 def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Mapping[str, Any],
@@ -123,7 +123,7 @@ def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Ma
   base = get_config(config, overrides, model=model, data=data)
   return run_tune(base, axes, workdir, trials=trials, storage=storage, sampler=sampler,
                   seed=seed, parallel=parallel, mode=mode, quiet=quiet, command=list(sys.argv),
-                  model=model, datasets=_datasets(base, data))
+                  model=model, data=data)
 
 
 def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,

@@ -76,6 +76,31 @@ def assert_gradient_matches_finite_differences(loss, params, eps=1e-6, rtol=1e-6
                              atol=atol)
 
 
+def assert_float32_close(got, want32, want64, factor: float = 4.0, ulps: float = 64.0,
+                         err_msg: str = "") -> None:
+  """``got`` (float32) is as close to the float64 result ``want64`` as float32 rounding allows.
+
+  Sums of many float32 terms taken in another order differ by a few ulps of the terms'
+  magnitude, not of the result's: a sum whose terms cancel differs by far more than its own
+  size times eps (an AMD host: 2.95e-6 on an entry of 1.5e-2), so a fixed ``rtol``/``atol``
+  fails on another CPU or, loosened, lets real errors through. In each array ``got`` may be
+  off ``want64`` by ``factor`` times the largest error of ``want32`` (the same computation by
+  XLA in float32, which measures this computation's rounding), or by ``ulps`` float32 ulps of
+  the array's largest entry (which bounds its terms), whichever is larger. A missing term or
+  a wrong sign is an error of a term's own size: about 1e5 of those ulps in these tests.
+  """
+  eps = float(np.finfo(np.float32).eps)
+  for i, (g, w32, w64) in enumerate(zip(jax.tree_util.tree_leaves(got),
+                                        jax.tree_util.tree_leaves(want32),
+                                        jax.tree_util.tree_leaves(want64))):
+    g, w32, w64 = (np.asarray(a, np.float64) for a in (g, w32, w64))
+    allowed = max(factor * float(np.max(np.abs(w32 - w64), initial=0.0)),
+                  ulps * eps * float(np.max(np.abs(w64), initial=0.0)))
+    error = float(np.max(np.abs(g - w64), initial=0.0))
+    assert error <= allowed, (f"{err_msg} array {i}: error {error:.3g} against float64 exceeds "
+                              f"the {allowed:.3g} that float32 rounding explains")
+
+
 class Crash(Exception):
   """Stands for a process dying at this point."""
 

@@ -268,6 +268,7 @@ BAD_OVERRIDES = [
      "data.test_fraction"),
     ("--config.optim.learning_rate=-1", "'optim.learning_rate' must be > 0"),
     ("--config.data.folds=5 --config.data.fold=5", "data.fold=5 must be below data.folds=5"),
+    ("--config.data.fold=7", "data.fold=7 needs data.folds=k"),
 ]
 
 

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_gradient_matches_finite_differences, float64_params
+from conftest import (assert_float32_close, assert_gradient_matches_finite_differences,
+                      float64_params)
 
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier
 from jaxdl.models.custom_gradients import custom_gradients
@@ -41,15 +42,41 @@ def test_fused_lstm_matches_autodiff(getkey, return_sequences, reverse, masked):
   variables = fused.init(getkey(), x)
   weights = jax.random.normal(getkey(), (4, 5))
   with custom_gradients():  # Where the train step uses the hand-written backward pass.
-    (value, grads) = jax.jit(lambda v, x: value_and_grads(fused, v, x, lengths, weights))(
-        variables, x)
-  (ref_value, ref_grads) = value_and_grads(reference, variables, x, lengths, weights)
-  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    got = jax.jit(lambda v, x: value_and_grads(fused, v, x, lengths, weights))(variables, x)
+  want32 = value_and_grads(reference, variables, x, lengths, weights)
+  with jax.enable_x64(True):
+    as64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+    lengths64 = jnp.asarray(LENGTHS) if masked else None  # int64 under x64, as the layer's.
+    want64 = value_and_grads(reference, as64(variables), as64(x), lengths64, as64(weights))
+  assert_float32_close(got, want32, want64)
   if masked:  # No gradient reaches the padding.
     for b, n in enumerate(LENGTHS):
-      np.testing.assert_array_equal(grads[1][b, n:], 0.0)
+      np.testing.assert_array_equal(got[1][1][b, n:], 0.0)
+
+
+def test_the_float32_comparison_fails_on_a_missing_term_or_a_wrong_sign(getkey):
+  """The tolerance of ``assert_float32_close`` is rounding, not room for a real error."""
+  x = padded_inputs()
+  layer = RecurrentLayer(LSTMCell, 5, return_sequences=True, lstm_vjp=False)
+  variables = layer.init(getkey(), x)
+  weights = jax.random.normal(getkey(), (4, 5))
+  want32 = value_and_grads(layer, variables, x, jnp.asarray(LENGTHS), weights)
+  with jax.enable_x64(True):
+    as64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+    want64 = value_and_grads(layer, as64(variables), as64(x), jnp.asarray(LENGTHS),
+                             as64(weights))
+  assert_float32_close(want32, want32, want64)
+  # One sequence's last step left out of the sums (its length one shorter).
+  missing = value_and_grads(layer, variables, x, jnp.asarray(LENGTHS - (LENGTHS == 5)), weights)
+  with pytest.raises(AssertionError, match="exceeds"):
+    assert_float32_close(missing[1], want32[1], want64[1])
+  # One wrong sign, on an entry of median magnitude of the first parameter's gradient.
+  leaves, tree = jax.tree_util.tree_flatten(want32[1][0])
+  flat = np.asarray(leaves[0]).ravel().copy()
+  flat[np.argsort(np.abs(flat))[flat.size // 2]] *= -1.0
+  leaves[0] = flat.reshape(leaves[0].shape)
+  with pytest.raises(AssertionError, match="exceeds"):
+    assert_float32_close(jax.tree_util.tree_unflatten(tree, leaves), want32[1][0], want64[1][0])
 
 
 def test_fused_lstm_gradient_matches_finite_differences(getkey):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from conftest import assert_float32_close
 
 from jaxdl.models import SeedCNN
 from jaxdl.models.convolution import convolution
@@ -52,15 +53,17 @@ def _value_and_grads(conv, x, w, weights, padding):
 def test_the_kernel_matches_xla_convolution(getkey, b, h, w, c, f, k, padding):
   x = jax.random.normal(getkey(), (b, h, w, c))
   kernel = jax.random.normal(getkey(), (k, k, c, f)) * 0.3
-  y = _reference(x, kernel, padding)
-  weights = jax.random.normal(getkey(), y.shape)
-  np.testing.assert_allclose(native_conv.conv2d(x, kernel, padding), y, rtol=1e-5, atol=1e-5)
-  (value, grads), (ref_value, ref_grads) = (
-      _value_and_grads(conv, x, kernel, weights, padding)
-      for conv in (native_conv.conv2d, _reference))
-  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  for got, want in zip(grads, ref_grads):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  weights = jax.random.normal(getkey(), (b, h + sum(padding[0]) - k + 1,
+                                         w + sum(padding[1]) - k + 1, f))
+
+  def outputs(conv, *arrays):
+    return conv(*arrays[:2], padding), _value_and_grads(conv, *arrays, padding)
+
+  got = outputs(native_conv.conv2d, x, kernel, weights)
+  want32 = outputs(_reference, x, kernel, weights)
+  with jax.enable_x64(True):
+    want64 = outputs(_reference, *(jnp.asarray(a, jnp.float64) for a in (x, kernel, weights)))
+  assert_float32_close(got, want32, want64)
 
 
 def test_per_example_gradients_and_sweep_members_match_xla(getkey):

@@ -9,6 +9,7 @@ import pytest
 import jaxdl
 from conftest import EXPERIMENTS, ROOT, experiment
 from jaxdl import cli
+from jaxdl.configs.loading import config_from_dict
 from jaxdl.errors import ConfigError
 from jaxdl.sweeps import tune as tune_lib
 from jaxdl.sweeps.axes import parse_axis
@@ -57,6 +58,24 @@ def test_two_workers_share_one_sqlite_study_without_losing_or_repeating_a_trial(
   # Workers asking at once get different proposals (a shared sampler seed once gave both
   # the same ones): every trial's parameters differ.
   assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 4
+
+
+def test_every_trial_trains_on_the_data_its_own_config_describes(tmp_path):
+  # Neither searched value is the base config's (0.2 test, 0.1 validation): a search that
+  # reused the base config's data would record one split and train on another.
+  search = ["data.test_fraction=choice(0.3,0.5)", "data.val_fraction=choice(0.25,0.4)"]
+  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path, search, SMALL, trials=2,
+                   sampler="random")
+  for t in ran:
+    run = tmp_path / t["name"]
+    config = json.loads((run / "config.json").read_text())
+    spec = jaxdl.build_data(config_from_dict(config).data).spec
+    results = json.loads((run / "results.json").read_text())
+    assert (results["num_val"], results["num_test"]) == (spec.num_val, spec.num_test)
+    assert results["num_test"] == pytest.approx(1797 * config["data"]["test_fraction"], abs=10)
+    again = jaxdl.evaluate(run)  # The folder agrees with itself: eval rebuilds the same data.
+    assert again["val_accuracy"] == results["val_accuracy"]
+    assert again["test_accuracy"] == results["test_accuracy"]
 
 
 def test_a_trials_proposal_depends_on_the_seed_and_its_number_only():

@@ -108,6 +108,10 @@ def check_ranges(values: Mapping[str, Any]) -> None:
       raise ConfigError(f"config key {key!r} must be finite, got {value}")
     if not ok(value):
       raise ConfigError(f"config key {key!r} must be {wanted}, got {value!r}")
+  if "data.fold" in values and values["data.fold"] and not values.get("data.folds"):
+    raise ConfigError(f"data.fold={values['data.fold']} needs data.folds=k (k-fold "
+                      "cross-validation); without it every fold is the same split: set "
+                      "data.folds (e.g. data.folds=10), or leave data.fold at 0")
   if values.get("data.folds") and not values["data.fold"] < values["data.folds"]:
     raise ConfigError(f"data.fold={values['data.fold']} must be below data.folds="
                       f"{values['data.folds']} (folds are numbered 0..{values['data.folds'] - 1})")

@@ -23,9 +23,9 @@ from typing import Any
 import jax
 import ml_collections
 
-from jaxdl import data
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import config_to_dict
+from jaxdl.data.cache import DatasetCache
 from jaxdl.errors import CheckpointError, ConfigError, JaxdlError
 from jaxdl.sweeps.axes import Axis, expand
 from jaxdl.sweeps.groups import group_members, splitting_axes
@@ -118,19 +118,6 @@ def _clear_sweep(folder: pathlib.Path) -> None:
     shutil.rmtree(folder / "plots")
 
 
-def _datasets_for(config: ml_collections.ConfigDict, cache: dict) -> Any:
-  """The data of ``config``, built once per distinct data config of the sweep.
-
-  ``cache`` may hold the data the caller built already (under the key ``None``:
-  the data of the base config, e.g. from a Python data function).
-  """
-  key = json.dumps(config_to_dict(config.data), sort_keys=True)
-  if key not in cache:
-    cache[key] = cache.get(None) if cache.get("base") == key else data.build(config.data,
-                                                                              config.experiment)
-  return cache[key]
-
-
 @dataclasses.dataclass
 class _Sweep:
   """A sweep being run: its members' configs, groups and status, and its sweep.json record."""
@@ -142,7 +129,7 @@ class _Sweep:
   record: dict[str, Any]
   axis_keys: list[str]
   model: Any
-  data_cache: dict
+  data_cache: DatasetCache
   mine: frozenset[int] = frozenset()  # The members this process trains (its shard's).
 
   def save(self) -> None:
@@ -190,7 +177,7 @@ class _Sweep:
       train_group([self.configs[i] for i in todo],
                   [self.folder / self.members[i]["name"] for i in todo],
                   vectorized=len(todo) > 1, quiet=quiet, command=command,
-                  datasets=_datasets_for(self.configs[todo[0]], self.data_cache),
+                  datasets=self.data_cache(self.configs[todo[0]]),
                   model=self.model, log=log)
     except RunLocked:
       raise  # Another process trains this member: not a failure of the member.
@@ -204,18 +191,16 @@ class _Sweep:
 
 
 def _plan(base: ml_collections.ConfigDict, axes: Sequence[Axis], folder: pathlib.Path,
-          settings: dict[str, Any], model: Any, datasets: Any) -> _Sweep:
+          settings: dict[str, Any], model: Any, source: Callable | None) -> _Sweep:
   """Expands the sweep and builds every group's data and model: nothing on disk changes yet."""
   overrides = expand(axes, settings["samples"], settings["sweep_seed"])
   if base.log.wandb and not base.log.wandb_group:  # The sweep is the W&B group of its runs.
     base = apply_overrides(base, {"log.wandb_group": folder.name})
   configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here.
   groups = group_members(configs)
-  cache: dict = {}
-  if datasets is not None:
-    cache.update({None: datasets, "base": json.dumps(config_to_dict(base.data), sort_keys=True)})
+  cache = DatasetCache(source)  # Each member trains on the data its own config describes.
   for g in groups:
-    build_experiment(configs[g[0]], _datasets_for(configs[g[0]], cache), model)
+    build_experiment(configs[g[0]], cache(configs[g[0]]), model)
   group_of = {i: g for g, members in enumerate(groups) for i in members}
   members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
              for i, o in enumerate(overrides)]
@@ -240,13 +225,13 @@ def _check_same_sweep(sweep: _Sweep) -> None:
 def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
               *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
               overwrite: bool = False, command: Sequence[str] = (), model: Any = None,
-              datasets: Any = None, shard: tuple[int, int] = (0, 1),
+              data: Callable | None = None, shard: tuple[int, int] = (0, 1),
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
   """Trains every member of the sweep of ``base`` over ``axes`` in ``workdir``.
 
   Args (besides the sweep's):
     model: the model as a Python object (the API's), for every member.
-    datasets: the base config's data, already built (e.g. from a Python data function).
+    data: the user's data function (the API's), called with each member's ``config.data``.
     shard: ``(index, count)``: train only this shard's members (several processes, e.g. a
       SLURM job array, share one sweep folder); see ``parse_shard``.
 
@@ -259,7 +244,7 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     raise ConfigError("--overwrite deletes the whole sweep, which other shards may be training; "
                       "run it once without --shard, then start the shards")
   sweep = _plan(base, axes, folder, {"samples": samples, "sweep_seed": sweep_seed, "mode": mode,
-                                     "command": command}, model, datasets)
+                                     "command": command}, model, data)
   if not overwrite:
     _check_same_sweep(sweep)
   chosen = choose_mode(mode, log)

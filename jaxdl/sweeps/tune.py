@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl.configs.loading import apply_overrides, config_to_dict
+from jaxdl.data.cache import DatasetCache
 from jaxdl.errors import ConfigError, JaxdlError
 from jaxdl.sweeps.axes import Axis
 from jaxdl.sweeps.groups import group_members
@@ -147,7 +148,7 @@ def _record(folder: pathlib.Path, base: ml_collections.ConfigDict, axes: Sequenc
 def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
              *, trials: int, storage: str | None = None, sampler: str = "tpe", seed: int = 0,
              parallel: int = 1, mode: str = "auto", quiet: bool = True,
-             command: Sequence[str] = (), model: Any = None, datasets: Any = None,
+             command: Sequence[str] = (), model: Any = None, data: Callable | None = None,
              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
   """Runs trials until the study holds ``trials`` of them; returns this worker's trials.
 
@@ -161,7 +162,8 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
                       "randint, choice, a list)")
   folder = pathlib.Path(workdir)
   folder.mkdir(parents=True, exist_ok=True)
-  experiment = build_experiment(base, datasets, model)  # Checks config, data and model first.
+  data_of = DatasetCache(data)  # Each trial trains on the data its own config describes.
+  experiment = build_experiment(base, data_of(base), model)  # Checks config, data, model first.
   selection = experiment.selection
   if selection.is_last:
     raise ConfigError("jaxdl tune needs a validation metric to search on; keep "
@@ -179,7 +181,7 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
     groups = group_members(configs) if vectorized else [[i] for i in range(len(batch))]
     for group in groups:
       ran += _train_trials(study, [batch[i] for i in group], [configs[i] for i in group],
-                           folder, selection.metric, experiment.datasets, model, quiet,
+                           folder, selection.metric, data_of(configs[group[0]]), model, quiet,
                            command, log)
   return ran
 
