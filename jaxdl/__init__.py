@@ -32,6 +32,7 @@ _EXPORTS = {
     "DataSpec": ("jaxdl.data", "DataSpec"), "Datasets": ("jaxdl.data", "Datasets"),
     "Split": ("jaxdl.data", "Split"), "ModelPart": ("jaxdl.models", "ModelPart"),
     "Objective": ("jaxdl.training.objectives", "Objective"),
+    "Metric": ("jaxdl.training.metrics", "Metric"),
 }
 
 

@@ -52,13 +52,19 @@ def shared_data(name: str) -> pathlib.Path:
 
 
 def comparable_files(workdir: pathlib.Path) -> tuple[list[dict], dict]:
-  """A run's metrics.jsonl rows and results.json without their wall-clock fields."""
+  """A run's metrics.jsonl rows and results.json, wall-clock values as their kind only.
+
+  Two runs of one config differ in how long they took, never in which fields they hold:
+  a wall-clock field that vanished, or became None or 0, still differs here.
+  """
   from jaxdl.training.results import WALL_CLOCK
 
+  kind = lambda v: "positive" if isinstance(v, (int, float)) and v > 0 else repr(v)
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  rows = [{k: v for k, v in r.items() if k not in ("wall_s", "examples_per_s")} for r in rows]
+  rows = [{k: kind(v) if k in ("wall_s", "examples_per_s") else v for k, v in r.items()}
+          for r in rows]
   results = json.loads((workdir / "results.json").read_text())
-  return rows, {k: v for k, v in results.items() if k not in WALL_CLOCK}
+  return rows, {k: kind(v) if k in WALL_CLOCK else v for k, v in results.items()}
 
 
 def float64_params(module, key, *inputs, **kwargs):

@@ -14,7 +14,7 @@ from jaxdl.training.metric_sums import means, merge
 
 def _sums(logits, labels, mask, names):
   batch = {"label": jnp.asarray(labels), "mask": jnp.asarray(mask, jnp.float32)}
-  _, functions = metrics.resolve(names)
+  _, functions, _ = metrics.resolve(names)
   out = {"count": batch["mask"].sum()}
   for fn in functions:
     out.update(fn(jnp.asarray(logits), batch))

@@ -10,11 +10,13 @@ run's, field by field (wall-clock fields aside).
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import chex
 import pytest
 
-from conftest import Crash, comparable_files, crash_at_batch, experiment
+from conftest import EXPERIMENTS, ROOT, Crash, comparable_files, crash_at_batch, experiment
 from jaxdl.configs import apply_overrides
 from jaxdl.errors import Preempted
 from jaxdl.training import evaluation, load_run, train_and_evaluate
@@ -123,6 +125,37 @@ def test_a_stop_signal_at_an_epochs_last_step_keeps_its_row(tmp_path, monkeypatc
   assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
   train_and_evaluate(_config(), tmp_path, quiet=True)
   assert comparable_files(tmp_path) == comparable_files(reference)
+
+
+_DIE_BEFORE_RESULTS = """
+import os, signal, sys
+from jaxdl import cli
+from jaxdl.training import loop
+loop.run_results = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_after_its_last_checkpoint_resumes_to_the_same_results(tmp_path):
+  """SIGKILL between the last checkpoint and results.json (1 in 4 random kills landed
+  there): the resumed results.json holds every field of an uninterrupted run's, timing and
+  the kernels the training sessions loaded included (they were 0.0, None and [])."""
+  argv = ["train", str(EXPERIMENTS / "seed_cnn_digits.py"), "--quiet",
+          *(f"--config.{o}" for o in OVERRIDES)]
+  run = lambda workdir, *python: subprocess.run(
+      [sys.executable, *python, *argv, "--workdir", str(workdir)], cwd=ROOT,
+      capture_output=True, text=True, timeout=600)
+  killed = run(tmp_path / "killed", "-c", _DIE_BEFORE_RESULTS)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+  assert not (tmp_path / "killed" / "results.json").exists()
+  assert (tmp_path / "killed" / "metrics.jsonl").read_text().count("\n") == 3
+  for workdir in ("killed", "whole"):
+    done = run(tmp_path / workdir, "-m", "jaxdl.cli")
+    assert done.returncode == 0, done.stderr[-2000:]
+  assert comparable_files(tmp_path / "killed") == comparable_files(tmp_path / "whole")
+  results = json.loads((tmp_path / "killed" / "results.json").read_text())
+  assert results["native_kernels"] and results["examples_per_s"] > 0
 
 
 def test_rerunning_a_finished_run_changes_no_result(tmp_path, reference):

@@ -11,6 +11,8 @@ from jaxdl import data
 from jaxdl.errors import ConfigError
 from jaxdl.training import train_and_evaluate, train_group
 from jaxdl.training.loop import evaluate_run
+from jaxdl.training import objectives
+from jaxdl.training.objectives import OBJECTIVES
 from jaxdl.training.selection import LAST, Selection, resolve
 
 
@@ -62,12 +64,35 @@ def _select(**values):
     ({"metric": "last"}, _spec(), Selection(LAST)),
 ])
 def test_the_config_resolves_to_a_rule(values, spec, expected):
-  names = ("loss", "accuracy") if spec.task == "classification" else ("loss", "mse")
-  assert resolve(_select(**values), spec, names) == expected
+  assert resolve(_select(**values), spec, OBJECTIVES[spec.task]) == expected
+
+
+def _with(*names, **modes):
+  return objectives.with_metrics(OBJECTIVES["classification"], names, [None] * len(names), modes)
+
+
+@pytest.mark.parametrize("metric, objective, mode", [
+    ("val_mcc", _with("mcc"), "max"), ("val_macro_f1", _with("macro_f1"), "max"),
+    ("val_top3_accuracy", _with("top3_accuracy"), "max"),
+    ("val_recall", _with("recall", recall="max"), "max"),  # Declared by its Metric.
+    ("val_auc", _with("auc", auc="max"), "max"),
+    ("val_cost", _with("cost", cost="min"), "min"),
+])
+def test_auto_takes_the_direction_a_metric_declares(metric, objective, mode):
+  """A name never decides: val_recall and val_auc once resolved to 'min' (they hold neither
+  'accuracy' nor 'f1'), so runs selected and stopped early on their worst epoch."""
+  assert resolve(_select(metric=metric), _spec(), objective) == Selection(metric, mode)
+
+
+def test_a_metric_without_a_direction_needs_select_mode():
+  with pytest.raises(ConfigError, match="cannot tell whether a higher or a lower val_recall"):
+    resolve(_select(metric="val_recall"), _spec(), _with("recall"))
+  assert resolve(_select(metric="val_recall", mode="max"), _spec(),
+                 _with("recall")) == Selection("val_recall", "max")
 
 
 def test_without_validation_data_auto_takes_the_last_epoch_and_says_so():
-  chosen = resolve(_select(), _spec(num_val=0), ("loss", "accuracy"))
+  chosen = resolve(_select(), _spec(num_val=0), OBJECTIVES["classification"])
   assert chosen.is_last and "no validation split" in chosen.note
 
 
@@ -82,7 +107,7 @@ def test_without_validation_data_auto_takes_the_last_epoch_and_says_so():
 ])
 def test_a_bad_selection_is_a_clear_error(values, num_val, message):
   with pytest.raises(ConfigError, match=message):
-    resolve(_select(**values), _spec(num_val=num_val), ("loss", "accuracy"))
+    resolve(_select(**values), _spec(num_val=num_val), OBJECTIVES["classification"])
 
 
 # The worst validation loss is a rule that picks an early epoch, whatever the seed.

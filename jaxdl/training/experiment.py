@@ -93,7 +93,7 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   part = models.resolve(config.model.name, config.experiment, model)
   module = models.build(config, spec, part)
   objective = _objective(config, spec)
-  chosen = selection.resolve(config.select, spec, objective.metric_names)
+  chosen = selection.resolve(config.select, spec, objective)
   steps_per_epoch = data.num_batches(spec.num_train, config.batch_size)
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
   state = _initial_state(config, module, part, tx, datasets)
@@ -115,8 +115,8 @@ def _objective(config: ml_collections.ConfigDict, spec) -> Objective:
   if config.metrics and spec.task != "classification":
     raise ConfigError(f"config.metrics ({', '.join(config.metrics)}) are classification metrics, "
                       f"but {spec.name} is a regression task; set metrics=()")
-  names, functions = metrics.resolve(tuple(config.metrics), config.experiment)
-  return objectives.with_metrics(base, tuple(names), functions)
+  names, functions, modes = metrics.resolve(tuple(config.metrics), config.experiment)
+  return objectives.with_metrics(base, tuple(names), functions, modes)
 
 
 def _initial_state(config: ml_collections.ConfigDict, module, part: models.ModelPart, tx,

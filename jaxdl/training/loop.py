@@ -98,6 +98,7 @@ class Progress:
     train_s: seconds spent in training steps, over every session.
     compile_s: seconds of the first step (compile included).
     saved_step: the step of the last checkpoint written (None: none yet).
+    native_kernels: the native kernels loaded by every session that trained the group.
   """
 
   state: Any
@@ -107,11 +108,12 @@ class Progress:
   train_s: float = 0.0
   compile_s: float | None = None
   saved_step: int | None = None
+  native_kernels: tuple[str, ...] = ()
 
   def saved(self, member: int) -> dict[str, Any]:
     """Member ``member``'s progress item for its checkpoint (JSON)."""
     return {"history": self.histories[member], "train_s": self.train_s,
-            "compile_s": self.compile_s,
+            "compile_s": self.compile_s, "native_kernels": list(self.native_kernels),
             "epoch_sums": None if self.partial_sums is None else to_json(
                 self.partial_sums[member])}
 
@@ -204,11 +206,14 @@ class GroupTrainer:
     active, step = self._resume_point(good, latest)
     states, restored = self._restore_members(step, active, latest)
     timing = restored[active[0] if active else 0]
+    if not active:  # Every member is done (killed before results.json): where they ended.
+      step = max((r["history"][-1]["step"] for r in restored if r["history"]), default=None)
     return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
                     histories=[r["history"] for r in restored],
                     partial_sums=_partial_sums(restored, active, step),
                     train_s=float(timing.get("train_s", 0.0)),
-                    compile_s=timing.get("compile_s"), saved_step=step)
+                    compile_s=timing.get("compile_s"), saved_step=step,
+                    native_kernels=tuple(timing.get("native_kernels", ())))
 
   def _resume_point(self, good: Sequence[list[int]], latest: Sequence[dict | None]
                     ) -> tuple[list[int], int | None]:
@@ -239,6 +244,7 @@ class GroupTrainer:
   def save(self, progress: Progress, epoch_end: bool) -> None:
     """Checkpoints every unfinished member (epoch ends carry the selection metric)."""
     states = self.group.unstack(progress.state)
+    progress.native_kernels = tuple(dict.fromkeys([*progress.native_kernels, *native_build.loaded()]))
     for i in self.active_at_save(progress, epoch_end):
       history = progress.histories[i]
       metrics = self.shared.selection.checkpoint_metrics(history[-1]) if epoch_end else None
@@ -470,7 +476,7 @@ class GroupTrainer:
                 self.shared.datasets.train.extra)}
     timing = {"train_s": progress.train_s, "compile_s": progress.compile_s,
               "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step,
-              "native_kernels": native_build.loaded()}
+              "native_kernels": list(progress.native_kernels)}
     all_results = []
     for exp, run, history, sel, lst in zip(self.exps, self.runs, progress.histories,
                                            selected_test, last_test):

@@ -7,6 +7,7 @@ into means, so padded batches and batches split over devices or hosts give
 exactly the numbers of one big batch.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,20 @@ PER_STEP = ("grad_norm", "clipped")
 MIN_REDUCED = ("first_nonfinite_loss", "first_nonfinite_grad")
 # Counts reported as they are (not divided).
 COUNTS = ("skipped_examples",)
+# Which way is better for the metrics jaxdl defines ('max' or 'min'); a researcher's own
+# metric declares its own (jaxdl.Metric), or the run names select.mode.
+KNOWN_MODES = {"loss": "min", "mse": "min", "accuracy": "max", "macro_f1": "max", "mcc": "max"}
+_TOP_K = re.compile(r"top\d+_accuracy")
+
+
+def known_mode(metric: str) -> str | None:
+  """'max' or 'min' for a metric jaxdl defines (any split prefix: ``val_``, ``test_``, ...)."""
+  name = re.sub(r"^(last_test_|last_val_|test_|val_|train_)", "", metric)
+  if _TOP_K.fullmatch(name):
+    return "max"
+  return KNOWN_MODES.get(name)
+
+
 _NOT_MEANS = ("count", "steps", "nonfinite_steps", "truncated_steps", "confusion", *COUNTS,
               *MIN_REDUCED)
 

@@ -10,11 +10,14 @@ vectorized members stay exact like the loss:
     correlation coefficient in its multi-class form (Gorodkin 2004). Accuracy
     alone rewards a spam filter that never says "spam"; these two do not.
 
-A researcher's own metric is ``PKG.MODULE:ATTR`` naming a function
+A researcher's own metric is ``PKG.MODULE:ATTR`` naming a :class:`Metric`
+(which says whether higher or lower is better) or a bare function
 ``(logits, batch) -> <float32>[batch]`` of per-example values; it is summed
-over real examples and averaged like accuracy.
+over real examples and averaged like accuracy. Selecting on a bare function's
+metric needs ``select.mode``: jaxdl does not guess a direction from a name.
 """
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 
@@ -54,9 +57,30 @@ def _per_example(name: str, fn: Callable) -> SumsFn:
   return sums
 
 
-def resolve(names: Sequence[str], experiment: str = "") -> tuple[list[str], list[SumsFn]]:
-  """The metric names ``config.metrics`` asks for and the functions that sum them."""
-  reported, functions, confusion = [], [], False
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A researcher's own per-example metric.
+
+  Attributes:
+    fn: ``(logits, batch) -> <float32>[batch]`` per-example values (averaged over a split).
+    mode: ``'max'`` if higher is better, ``'min'`` if lower is.
+    name: how metrics.jsonl names it (default: the attribute's name).
+  """
+
+  fn: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]
+  mode: str
+  name: str = ""
+
+  def __post_init__(self):
+    if self.mode not in ("max", "min"):
+      raise ConfigError(f"Metric mode must be 'max' or 'min', got {self.mode!r}")
+
+
+def resolve(names: Sequence[str], experiment: str = ""
+            ) -> tuple[list[str], list[SumsFn], dict[str, str]]:
+  """The metric names ``config.metrics`` asks for, the functions that sum them, and the
+  directions that user metrics declare."""
+  reported, functions, modes, confusion = [], [], {}, False
   for name in names:
     top = _TOP_K.fullmatch(name)
     if top and int(top.group(1)) >= 1:
@@ -68,14 +92,18 @@ def resolve(names: Sequence[str], experiment: str = "") -> tuple[list[str], list
         functions.append(_confusion)
         confusion = True
     elif parts.is_import_path(name):
-      short = name.rpartition(":")[2].rpartition(".")[2]
+      found = parts.import_object(name, experiment, "metric")
+      short = (found.name if isinstance(found, Metric) else "") or \
+          name.rpartition(":")[2].rpartition(".")[2]
       reported.append(short)
-      functions.append(_per_example(short, parts.import_object(name, experiment, "metric")))
+      if isinstance(found, Metric):
+        modes[short] = found.mode
+      functions.append(_per_example(short, found.fn if isinstance(found, Metric) else found))
     else:
       raise ConfigError(f"unknown metric {name!r} in config.metrics; use topK_accuracy (e.g. "
                         f"top5_accuracy), {', '.join(FROM_CONFUSION)}, or PKG.MODULE:ATTR of a "
                         "function (logits, batch) -> per-example values")
-  return reported, functions
+  return reported, functions, modes
 
 
 def from_confusion(confusion: np.ndarray) -> dict[str, float]:

@@ -15,7 +15,7 @@ import optax
 
 from jaxdl import parts
 from jaxdl.errors import ConfigError
-from jaxdl.training.metric_sums import Sums
+from jaxdl.training.metric_sums import Sums, known_mode
 
 LossAndSums = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Sums]]
 
@@ -29,11 +29,14 @@ class Objective:
     fn: ``(outputs, batch) -> (<float32>[batch] losses, sums)``; the sums hold
       ``loss``, ``count`` and one entry per name in ``metrics``.
     metrics: the means it reports besides ``loss`` (``accuracy``, ``mse``, ...).
+    modes: ``metric -> 'max' | 'min'``: which way is better, for metrics jaxdl does not
+      define itself (``loss`` is always 'min'); selection needs it to pick an epoch.
   """
 
   name: str
   fn: LossAndSums
   metrics: tuple[str, ...]
+  modes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   def __call__(self, outputs: jax.Array, batch: Mapping[str, jax.Array]
                ) -> tuple[jax.Array, Sums]:
@@ -43,6 +46,18 @@ class Objective:
   def metric_names(self) -> tuple[str, ...]:
     """Every mean it reports, ``loss`` first."""
     return ("loss", *self.metrics)
+
+  def mode(self, metric: str) -> str | None:
+    """'max' or 'min' for one of its metrics (``val_``/``test_`` prefixes allowed); None if
+    neither this objective nor jaxdl declares it."""
+    name = metric.removeprefix("val_").removeprefix("test_").removeprefix("train_")
+    if name == "loss":
+      return "min"
+    return self.modes.get(name) or known_mode(name)
+
+  def metric_modes(self) -> dict[str, str]:
+    """The declared direction of every metric it reports (those without one left out)."""
+    return {m: self.mode(m) for m in self.metric_names if self.mode(m)}
 
 
 def classification(logits: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, Sums]:
@@ -105,7 +120,8 @@ def resolve(name: str, task: str, experiment: str = "") -> Objective:
                     "function (outputs, batch) -> (losses, sums)")
 
 
-def with_metrics(objective: Objective, names: tuple[str, ...], functions) -> Objective:
+def with_metrics(objective: Objective, names: tuple[str, ...], functions,
+                 modes: Mapping[str, str] | None = None) -> Objective:
   """``objective`` with the sums of extra metrics (see metrics.py) added to its own."""
   if not functions:
     return objective
@@ -116,4 +132,5 @@ def with_metrics(objective: Objective, names: tuple[str, ...], functions) -> Obj
       sums = {**sums, **metric(outputs, batch)}
     return losses, sums
 
-  return Objective(objective.name, fn, (*objective.metrics, *names))
+  return Objective(objective.name, fn, (*objective.metrics, *names),
+                   {**objective.modes, **(modes or {})})

@@ -18,15 +18,10 @@ import ml_collections
 
 from jaxdl.data.spec import DataSpec
 from jaxdl.errors import ConfigError
+from jaxdl.training.objectives import Objective
 
 LAST = "last"
 MODES = ("max", "min")
-
-
-def higher_is_better(metric: str) -> bool:
-  """Whether a larger value of ``metric`` is better (accuracies, F1, throughput)."""
-  return any(word in metric for word in ("accuracy", "f1", "mcc", "top")) or metric.endswith(
-      "per_s")
 
 
 def _is_number(value: Any) -> bool:
@@ -105,15 +100,15 @@ class Selection:
     return out
 
 
-def resolve(cfg: ml_collections.ConfigDict, spec: DataSpec,
-            metric_names: Sequence[str]) -> Selection:
+def resolve(cfg: ml_collections.ConfigDict, spec: DataSpec, objective: Objective) -> Selection:
   """Checks ``config.select`` against the data and the objective's metrics.
 
   Args:
     cfg: ``config.select``.
     spec: the data (its task, and whether it has a validation split).
-    metric_names: the means the objective reports (``loss``, ``accuracy``, ...).
+    objective: the loss and metrics (their names, and which way each is better).
   """
+  metric_names = objective.metric_names
   if cfg.patience < 0:
     raise ConfigError(f"select.patience must be >= 0 (0: no early stopping), got {cfg.patience}")
   if cfg.mode not in ("auto", *MODES):
@@ -135,5 +130,9 @@ def resolve(cfg: ml_collections.ConfigDict, spec: DataSpec,
   if spec.num_val == 0:
     raise ConfigError(f"select.metric={metric} needs a validation split, but {spec.name} has "
                       "none; set data.val_fraction > 0, or select.metric=last")
-  mode = cfg.mode if cfg.mode != "auto" else ("max" if higher_is_better(metric) else "min")
+  mode = cfg.mode if cfg.mode != "auto" else objective.mode(metric)
+  if mode is None:
+    raise ConfigError(f"select.mode=auto cannot tell whether a higher or a lower {metric} is "
+                      "better (the metric declares no direction); set select.mode=max or "
+                      "select.mode=min, or declare it with jaxdl.Metric(fn, mode=...)")
   return Selection(metric, mode, cfg.patience, note)
