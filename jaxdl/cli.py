@@ -4,6 +4,9 @@
   jaxdl eval --workdir DIR
   jaxdl sweep CONFIG --workdir DIR --sweep KEY=VALUES ... [--samples N] [--mode MODE]
   jaxdl report DIR [--format markdown|latex|csv] [--group-by AXIS ...] [--out FILE]
+  jaxdl report DIR ... --rows KEY --cols KEY   (e.g. models x datasets, several folders)
+  jaxdl report DIR --against KEY=VALUE         (every group paired with that one)
+  jaxdl compare DIR_A DIR_B [--metric M ...]   (two configurations, paired)
   jaxdl plot DIR [--out DIR]
   jaxdl cite DIR
   jaxdl reproduce [--quick] --workdir DIR
@@ -96,13 +99,37 @@ def _tune(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _report(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.sweeps.report import report
+  from jaxdl.sweeps import report as report_lib
 
   _no_extra("report", extra)
-  table = report(args.dir, fmt=args.format, group_by=args.group_by, metrics=args.metric)
-  if args.out:
-    pathlib.Path(args.out).write_text(table)
-    print(f"wrote {args.out}")
+  if bool(args.rows) != bool(args.cols):
+    raise ConfigError("--rows and --cols go together (e.g. --rows model.name --cols data.name)")
+  if args.rows:
+    table = report_lib.pivot(args.dir, args.rows, args.cols, (args.metric or [None])[0],
+                             args.format)
+  elif len(args.dir) > 1:
+    raise ConfigError("several folders make one table with --rows KEY --cols KEY; without "
+                      "them, report one folder")
+  elif args.against:
+    table = report_lib.against(args.dir[0], args.against, (args.metric or [None])[0],
+                               args.group_by)
+  else:
+    table = report_lib.report(args.dir[0], fmt=args.format, group_by=args.group_by,
+                              metrics=args.metric)
+  return _write(table, args.out)
+
+
+def _compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.sweeps.report import compare_folders
+
+  _no_extra("compare", extra)
+  return _write(compare_folders(args.a, args.b, args.metric), args.out)
+
+
+def _write(table: str, out: str | None) -> int:
+  if out:
+    pathlib.Path(out).write_text(table)
+    print(f"wrote {out}")
   else:
     print(table, end="")
   return 0
@@ -225,14 +252,24 @@ def _add_tune_command(sub) -> None:
 
 
 def _add_result_commands(sub) -> None:
-  """report, plot, cite, reproduce, explain, bench-peak."""
-  rep = sub.add_parser("report", help="a sweep's results over seeds as a table")
-  rep.add_argument("dir")
+  """report, compare, plot, cite, reproduce, explain, bench-peak."""
+  rep = sub.add_parser("report", help="a sweep's results over seeds and folds as a table")
+  rep.add_argument("dir", nargs="+", help="a sweep or run folder (several with --rows/--cols)")
   rep.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"))
   rep.add_argument("--group-by", nargs="+", help="axes that define a row (default: all but seed)")
   rep.add_argument("--metric", nargs="+", help="results.json keys (default: test metrics)")
+  rep.add_argument("--rows", help="pivot: the config key of the rows (e.g. model.name)")
+  rep.add_argument("--cols", help="pivot: the config key of the columns (e.g. data.name)")
+  rep.add_argument("--against", help="KEY=VALUE: pair every group with this one (Holm)")
   rep.add_argument("--out", help="write to FILE instead of stdout")
   rep.set_defaults(handler=_report)
+
+  cmp = sub.add_parser("compare", help="whether one configuration beats another (paired tests)")
+  cmp.add_argument("a", help="a sweep or run folder of one configuration")
+  cmp.add_argument("b", help="the other, on the same folds and seeds")
+  cmp.add_argument("--metric", nargs="+", help="test metrics (default: the runs' test metrics)")
+  cmp.add_argument("--out", help="write to FILE instead of stdout")
+  cmp.set_defaults(handler=_compare)
 
   plt = sub.add_parser("plot", help="learning curves and hyperparameter response as PNG")
   plt.add_argument("dir")

@@ -53,10 +53,12 @@ class StudyRows:
                       for f in found.failures]
     return self
 
-  def table(self, group_by: Sequence[str], metrics: Sequence[str]) -> tuple[list[Group], str]:
-    """The groups, and their Markdown table (ranked by ``metrics[0]``, failures counted)."""
+  def table(self, group_by: Sequence[str], metrics: Sequence[str],
+            tasks: Sequence[str] = ()) -> tuple[list[Group], str]:
+    """The groups, and their Markdown table (ranked on validation within each value of the
+    ``tasks`` keys, failures counted)."""
     groups = summarize(self.rows, group_by, metrics, self.failures)
-    return groups, render(groups, group_by, metrics, failures=self.failures)
+    return groups, render(groups, group_by, metrics, failures=self.failures, strata_keys=tasks)
 
 
 def seeds_sweep(base: ml_collections.ConfigDict, folder: pathlib.Path, seeds: int,

@@ -49,7 +49,7 @@ def run(workdir: pathlib.Path, scale: MemoryScale, log=print) -> str:
     for length in scale.lengths:
       results.add(seeds_sweep(_adding(cell, length, scale), workdir / f"adding_{cell}_T{length}",
                               scale.seeds, log=log), cell=cell, T=length)
-  groups, table = results.table(["cell", "T"], ["val_mse", "test_mse"])
+  groups, table = results.table(["cell", "T"], ["val_mse", "test_mse"], tasks=["T"])
   lines += [table, ""]
   mse = {(g.values["cell"], g.values["T"]): g.metrics["test_mse"] for g in groups}
   fig, ax = plt.subplots(figsize=(6.5, 4.5))

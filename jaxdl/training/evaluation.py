@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxdl.data import on_device, pipeline
 from jaxdl.data.arrays import Split
@@ -18,7 +19,7 @@ from jaxdl.training.group import MemberGroup
 from jaxdl.training.metric_sums import merge
 from jaxdl.training.parallel import DataParallel
 from jaxdl.training.state import TrainState
-from jaxdl.training.steps import EvalStep
+from jaxdl.training.steps import EvalStep, PredictStep
 
 _merge = jax.jit(merge)
 
@@ -46,6 +47,35 @@ def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, s
     batch_sums = eval_step(state, batch)
     sums = batch_sums if sums is None else _merge(sums, batch_sums)
   return group.means(sums)
+
+
+def predict_group(group: MemberGroup, predict_step: PredictStep, state: TrainState, split: Split,
+                  batch_size: int, parallel: DataParallel | None = None, *, workers: int = 0,
+                  prefetch: int = 0, read_on_demand: bool = False, skip_bad: bool = False
+                  ) -> list[dict[str, np.ndarray]]:
+  """Each member's per-example predictions on ``split``, in the split's order.
+
+  Returns, per member: ``index <int64>[n]`` (the example's position in the split; examples
+  left out as unreadable have none), ``label``, ``predicted`` (the class, or the regression
+  output) and ``loss <float32>[n]`` (the objective's per-example loss). Paired tests and
+  bootstrap intervals resample these (sweeps/intervals.py).
+  """
+  finish = on_device.finisher([split], 0, stacked=False)
+  plan = InOrderPlan(split, batch_size, parallel.process_rows(batch_size) if parallel else None,
+                     skip_bad, on_device=finish is not None)
+  shard = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
+           if parallel else None)
+  parts: list[list[dict[str, np.ndarray]]] = [[] for _ in range(group.size)]
+  batches = pipeline.batches(plan, 0, plan.steps, workers=workers, prefetch=prefetch,
+                             read_on_demand=read_on_demand, place=pipeline.chain(shard, finish))
+  for step, batch in enumerate(batches):
+    out = group.unstack(jax.device_get(predict_step(state, batch)))
+    for member, values in zip(parts, out):
+      real = np.asarray(values.pop("mask")) > 0
+      index = step * batch_size + np.arange(len(real))
+      member.append({"index": index[real], **{k: np.asarray(v)[real] for k, v in values.items()}})
+  return [{k: np.concatenate([p[k] for p in member]) for k in member[0]} if member else {}
+          for member in parts]
 
 
 def evaluate(eval_step: EvalStep, state: TrainState, split: Split,

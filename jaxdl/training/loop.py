@@ -35,17 +35,18 @@ from jaxdl.models.native import build as native_build
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError, Preempted
 from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
-from jaxdl.training.evaluation import check_finite, epoch_row, evaluate, evaluate_group
+from jaxdl.training.evaluation import (check_finite, epoch_row, evaluate, evaluate_group,
+                                       predict_group)
 from jaxdl.training.experiment import Experiment, batch_length, build_experiment
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.metric_sums import from_json, means, merge, to_json
 from jaxdl.training.parallel import DataParallel
 from jaxdl.training.progress import Reporter, format_row
 from jaxdl.training.results import epsilon_spent, run_results
-from jaxdl.training.run_folder import RunFolder, read_json
+from jaxdl.training.run_folder import PREDICTIONS, RunFolder, read_json
 from jaxdl.tracking import open_writers
 from jaxdl.training.state import TrainState
-from jaxdl.training.steps import make_eval_step, make_train_step
+from jaxdl.training.steps import make_eval_step, make_predict_step, make_train_step
 
 _merge = jax.jit(merge)
 
@@ -447,18 +448,32 @@ class GroupTrainer:
           raise stop.preempted(progress.step)
     return progress.step - start_step
 
-  def test(self, steps: Sequence[int]) -> list[dict[str, float]]:
-    """Each member's test means at its checkpoint of ``steps[member]``."""
+  def restore(self, steps: Sequence[int]) -> Any:
+    """The (stacked) state of each member's checkpoint of ``steps[member]``, on the devices."""
     states = []
     for ckpt, exp, step in zip(self.checkpointers, self.exps, steps):
       try:
         states.append(ckpt.restore(exp.initial_state, step)[0])
       except CheckpointError as e:
         raise CheckpointError(f"cannot test the checkpoint of step {step}: {e}") from e
-    state = self.parallel.place_state(self.group.stack(states))
+    return self.parallel.place_state(self.group.stack(states))
+
+  def test(self, state: Any) -> list[dict[str, float]]:
+    """Each member's test means with ``state``."""
     return evaluate_group(self.group, self.eval_step, state, self.shared.datasets.test,
                           self.eval_batch_size, self.parallel,
                           **self.input_settings)
+
+  def predict(self, state: Any) -> list[dict[str, np.ndarray]]:
+    """Each member's per-example test predictions with ``state`` (for paired tests)."""
+    step = make_predict_step(self.shared.model, self.shared.objective,
+                             self.shared.datasets.spec.task == "classification",
+                             self.shared.compute_dtype)
+    jitted = jax.jit(self.group.vmap_if_vectorized(step, in_axes=(0, None)),
+                     in_shardings=(self.state_sharding, self.parallel.batch_sharding(stacked=False)),
+                     out_shardings=self.parallel.replicated)
+    return predict_group(self.group, jitted, state, self.shared.datasets.test,
+                         self.eval_batch_size, self.parallel, **self.input_settings)
 
   def results(self, progress: Progress, wall_start: float) -> list[dict[str, Any]]:
     """Tests the selected and the last checkpoints and writes each member's results.json."""
@@ -466,8 +481,11 @@ class GroupTrainer:
     chosen = self.shared.selection
     selected = [h[chosen.best_index(h)]["step"] for h in progress.histories]
     last = [h[-1]["step"] for h in progress.histories]
-    selected_test = self.test(selected)
-    last_test = selected_test if selected == last else self.test(last)
+    selected_state = self.restore(selected)
+    selected_test = self.test(selected_state)
+    predictions = self.predict(selected_state)
+    del selected_state
+    last_test = selected_test if selected == last else self.test(self.restore(last))
     variables = self.shared.initial_state.variables()
     spec = self.shared.datasets.spec
     size = {"num_params": models.count_params(variables["params"]),
@@ -478,10 +496,11 @@ class GroupTrainer:
               "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step,
               "native_kernels": list(progress.native_kernels)}
     all_results = []
-    for exp, run, history, sel, lst in zip(self.exps, self.runs, progress.histories,
-                                           selected_test, last_test):
+    for exp, run, history, sel, lst, predicted in zip(
+        self.exps, self.runs, progress.histories, selected_test, last_test, predictions):
       results = run_results(exp, history, sel, lst, size=size, timing=timing,
                             members=self.group.size)
+      run.write_arrays(PREDICTIONS, predicted)  # Before results.json, which says the run is done.
       run.write("results.json", results)
       all_results.append(results)
     return all_results

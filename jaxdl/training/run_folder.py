@@ -5,6 +5,8 @@ Files (all written atomically: a crash leaves the previous version intact):
   data_spec.json   facts about the data: sizes, classes, how splits were made.
   metrics.jsonl    one line per finished epoch.
   results.json     final test metrics, size and cost, seed, timing.
+  test_predictions.npz  the selected checkpoint's prediction for each test example
+                   (index, label, predicted, loss): paired tests and bootstrap intervals.
   provenance.json  library versions, git commit, devices, platform, command
                    lines of every session that worked on the run.
   vocab.json       the text vocabulary (text data only).
@@ -27,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxdl import host
 from jaxdl.configs.loading import flatten
@@ -120,8 +123,9 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 
 # Everything jaxdl writes into a run folder: --overwrite deletes these and nothing else.
+PREDICTIONS = "test_predictions.npz"
 RUN_FILES = ("config.json", "data_spec.json", "metrics.jsonl", "results.json", "provenance.json",
-             "vocab.json", "eval.json", "wandb_id.txt")
+             "vocab.json", "eval.json", "wandb_id.txt", PREDICTIONS)
 RUN_DIRS = ("checkpoints", "explain", "plots", "tb", "wandb")
 
 
@@ -171,6 +175,22 @@ class RunFolder:
     """Writes ``name`` as JSON (process 0 only)."""
     if self.writer:
       write_json(self.file(name), value)
+
+  def write_arrays(self, name: str, arrays: Mapping[str, Any]) -> None:
+    """Writes ``name`` as an .npz of ``arrays`` (process 0 only), atomically."""
+    if self.writer:
+      tmp = self.file(name + ".tmp")
+      with tmp.open("wb") as f:
+        np.savez(f, **arrays)
+      os.replace(tmp, self.file(name))
+
+  def read_arrays(self, name: str) -> dict[str, np.ndarray] | None:
+    """The arrays of ``name`` (None if the run has none, e.g. one made by an older jaxdl)."""
+    path = self.file(name)
+    if not path.exists():
+      return None
+    with np.load(path) as loaded:
+      return {k: loaded[k] for k in loaded.files}
 
   def lock(self, log=lambda message: None) -> contextlib.AbstractContextManager:
     """Creates the folder if needed and holds its lock (process 0; others hold nothing)."""

@@ -25,6 +25,7 @@ _NOT_MODEL_INPUTS = ("label", "mask", "truncated", "skipped")
 
 TrainStep = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, Sums]]
 EvalStep = Callable[[TrainState, Mapping[str, jax.Array]], Sums]
+PredictStep = Callable[[TrainState, Mapping[str, jax.Array]], dict[str, jax.Array]]
 
 
 def model_arguments(model: nn.Module, batch: Mapping[str, jax.Array], *, train: bool,
@@ -217,6 +218,23 @@ def make_eval_step(model: nn.Module, objective: Objective, compute_dtype=None) -
     return {**sums, **batch_counts(batch)}
 
   return eval_step
+
+
+def make_predict_step(model: nn.Module, objective: Objective, classify: bool,
+                      compute_dtype=None) -> PredictStep:
+  """Returns ``predict_step(state, batch) -> per-example arrays``: ``predicted`` (the argmax
+  class when ``classify``, else the output), ``loss`` (the objective's), ``label``, ``mask``."""
+
+  def predict_step(state: TrainState, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    variables = state.replace(params=cast(state.params, compute_dtype)).variables()
+    outputs = apply_model(model, variables, batch, train=False, compute_dtype=compute_dtype)
+    losses, _ = objective(outputs, batch)
+    predicted = (jnp.argmax(outputs, -1).astype(jnp.int32) if classify
+                 else outputs.reshape(batch["mask"].shape).astype(jnp.float32))
+    return {"predicted": predicted, "loss": losses.astype(jnp.float32), "label": batch["label"],
+            "mask": batch["mask"]}
+
+  return predict_step
 
 
 def batch_counts(batch: Mapping[str, jax.Array]) -> Sums:
