@@ -152,18 +152,32 @@ def keys_for(config: dict[str, Any]) -> list[str]:
   return list(dict.fromkeys(k for k in keys if k))
 
 
-def user_entries(config: dict[str, Any], commit: str | None) -> list[str]:
-  """@misc entries naming the researcher's own model and data, and the code they ran at."""
-  at = f"commit {commit}" if commit else "an unrecorded commit"
+def _code_at(code: list[dict[str, Any]], roles: tuple[str, ...]) -> str:
+  """Where the researcher's file of one of ``roles`` came from: its repository's commit (and
+  whether it had uncommitted changes) and the file's hash, as the run recorded them."""
+  entry = next((e for role in roles for e in code if e["role"] == role), None)
+  if entry is None:
+    return "code not recorded (a run made before jaxdl recorded it)"
+  if entry.get("git_commit"):
+    dirty = " with uncommitted changes" if entry.get("git_dirty") else ""
+    return (f"{entry['name']} at commit {entry['git_commit']}{dirty}, sha256 "
+            f"{entry['sha256'][:16]}")
+  return f"{entry['name']} (not in a git repository), sha256 {entry['sha256'][:16]}"
+
+
+def user_entries(config: dict[str, Any], code: list[dict[str, Any]]) -> list[str]:
+  """@misc entries naming the researcher's own model and data, and the code they ran:
+  the commit of the repository holding it (``code``: provenance.json's ``user_code``)."""
   parts = []
   if config["model"]["name"] not in BUILTIN:
-    parts.append(("usermodel", "user model", config["model"]["name"]))
+    parts.append(("usermodel", "user model", config["model"]["name"], ("model", "object")))
   if data_sources.resolve(config["data"]["name"]).user_data:
-    parts.append(("userdata", "user data", config["data"]["name"]))
+    parts.append(("userdata", "user data", config["data"]["name"], ("data", "object")))
   return [f"@misc{{{prefix}{re.sub(r'[^A-Za-z0-9]', '', name.rpartition(':')[2] or name)},\n"
           f"  title = {{{what} {name}}},\n"
-          f"  note = {{trained with jaxdl {__version__} at {at} (see the run's provenance.json)}}\n}}"
-          for prefix, what, name in parts]
+          f"  note = {{{_code_at(code, (*roles, 'experiment'))}; trained with jaxdl "
+          f"{__version__} (see the run's provenance.json)}}\n}}"
+          for prefix, what, name, roles in parts]
 
 
 def _runs(folder: pathlib.Path) -> list[tuple[dict[str, Any], pathlib.Path | None]]:
@@ -186,8 +200,8 @@ def cite(folder: str | pathlib.Path) -> str:
   for config, run in _runs(pathlib.Path(folder)):
     keys += keys_for(config)
     provenance = run / "provenance.json" if run else None
-    commit = (read_json(provenance).get("git_commit") if provenance and provenance.exists()
-              else None)
-    users += user_entries(config, commit)
+    code = (read_json(provenance).get("user_code", []) if provenance and provenance.exists()
+            else [])
+    users += user_entries(config, code)
   entries = [ENTRIES[k] for k in dict.fromkeys(keys)]
   return "\n\n".join([JAXDL, *entries, *dict.fromkeys(users)]) + "\n"

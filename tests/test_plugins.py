@@ -258,3 +258,52 @@ def test_cite_names_the_users_data_and_the_known_datasets(tmp_path, capsys):
   assert "title = {user data python:plugin_models.blobs}" in bibtex
   assert "title = {user model python:plugin_models.MLP}" in bibtex
   assert "alpaydin1998optdigits" not in bibtex  # Not the digits: the user's data.
+
+
+def _git(folder, *args):
+  import subprocess
+
+  return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                        check=True).stdout.strip()
+
+
+def test_the_users_code_is_hashed_copied_and_a_rerun_after_an_edit_is_refused(tmp_path, capsys):
+  """provenance.json names the experiment file and the model's module with their hashes and
+  their repository's commit; cite names that commit; an edited model refuses the rerun (it
+  silently returned the old results before)."""
+  import hashlib
+
+  shutil.copy(plugin_models.__file__, tmp_path / "provenance_models.py")
+  experiment_file = tmp_path / "prov_experiment.py"
+  experiment_file.write_text(f"import sys\nsys.path.insert(0, {str(EXPERIMENTS)!r})\n"
+                             "from seed_cnn_digits import get_config as base\n"
+                             "def get_config():\n  c = base()\n"
+                             "  c.model.name = 'provenance_models:TinyCNN'\n  return c\n")
+  _git(tmp_path, "init", "-q")
+  _git(tmp_path, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty",
+       "-m", "start")
+  _git(tmp_path, "add", "provenance_models.py", "prov_experiment.py")
+  _git(tmp_path, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "model")
+  head = _git(tmp_path, "rev-parse", "HEAD")
+  run = tmp_path / "run"
+  argv = ["train", str(experiment_file), "--workdir", str(run), "--quiet",
+          "--config.num_epochs=1", "--config.batch_size=256"]
+  assert cli.main(argv) == 0
+  code = json.loads((run / "provenance.json").read_text())["user_code"]
+  by_role = {e["role"]: e for e in code}
+  assert set(by_role) == {"experiment", "model"}
+  model = by_role["model"]
+  source = (tmp_path / "provenance_models.py").read_bytes()
+  assert model["sha256"] == hashlib.sha256(source).hexdigest()
+  assert (model["git_commit"], model["git_dirty"]) == (head, False)
+  assert (run / model["copy"]).read_bytes() == source
+  capsys.readouterr()
+  assert cli.main(["cite", str(run)]) == 0
+  assert f"provenance_models.py at commit {head}" in capsys.readouterr().out
+  assert cli.main(argv) == 0  # The same code: a finished run, nothing changes.
+  with open(tmp_path / "provenance_models.py", "a") as f:
+    f.write("\n# An edit after training.\n")
+  capsys.readouterr()
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert "holds a run of different code (model provenance_models.py: sha256" in err

@@ -31,6 +31,7 @@ from jaxdl.sweeps.axes import Axis, expand
 from jaxdl.sweeps.groups import group_members, splitting_axes
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.folder_lock import LOCK_FILE, RunLocked, waiting_lock
+from jaxdl.training import user_code
 from jaxdl.training.loop import train_group
 from jaxdl.training.run_folder import RunFolder, config_differences, read_json, write_json
 
@@ -43,10 +44,12 @@ def member_name(index: int) -> str:
   return f"m{index:03d}"
 
 
-def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
+def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict, model: Any) -> bool:
+  """Whether the member's folder holds results of this config and of today's code."""
   results, saved = folder / "results.json", folder / "config.json"
   return (results.exists() and saved.exists()
-          and not config_differences(read_json(saved), config_to_dict(config)))
+          and not config_differences(read_json(saved), config_to_dict(config))
+          and not RunFolder(folder).code_changes(user_code.record(config, [model])))
 
 
 def choose_mode(mode: str, log: Callable[[str], None]) -> str:
@@ -155,7 +158,7 @@ class _Sweep:
   def mark_finished(self) -> None:
     """Members whose run folder already holds results of the same config are done."""
     for member, config in zip(self.members, self.configs):
-      if _finished(self.folder / member["name"], config):
+      if _finished(self.folder / member["name"], config, self.model):
         member["status"] = "done"
 
   def batches(self, vectorized: bool, shard: tuple[int, int] = (0, 1)) -> list[list[int]]:

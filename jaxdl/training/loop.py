@@ -45,6 +45,7 @@ from jaxdl.training.progress import Reporter, format_row
 from jaxdl.training.results import epsilon_spent, run_results
 from jaxdl.training.run_folder import PREDICTIONS, RunFolder, read_json
 from jaxdl.tracking import open_writers
+from jaxdl.training import user_code
 from jaxdl.training.state import TrainState
 from jaxdl.training.steps import make_eval_step, make_predict_step, make_train_step
 
@@ -577,15 +578,16 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
                                            model_axis=first.config.parallel.model_axis)
   parallel.check_batch_size(first.config.batch_size)
   runs = [RunFolder(w) for w in workdirs]
+  code = [user_code.record(exp.config, [model]) for exp in exps]  # The researcher's files.
   with contextlib.ExitStack() as held:
     for run in runs:
       held.enter_context(run.lock(log))
-    for run, exp in zip(runs, exps):
-      run.check_claim(config_to_dict(exp.config), exp.datasets.vocab, overwrite)
+    for run, exp, files in zip(runs, exps, code):
+      run.check_claim(config_to_dict(exp.config), exp.datasets.vocab, overwrite, files)
     _sync("jaxdl: run folders checked")
-    for run, exp in zip(runs, exps):
+    for run, exp, files in zip(runs, exps, code):
       run.start(config_to_dict(exp.config), exp.datasets.spec.to_dict(), exp.datasets.vocab,
-                command, overwrite)
+                command, overwrite, files)
     _sync("jaxdl: run folders ready")
     trainer = GroupTrainer(exps, runs, group, parallel, quiet, log, epoch_hooks)
     try:

@@ -8,7 +8,10 @@ Files (all written atomically: a crash leaves the previous version intact):
   test_predictions.npz  the selected checkpoint's prediction for each test example
                    (index, label, predicted, loss): paired tests and bootstrap intervals.
   provenance.json  library versions, git commit, devices, platform, command
-                   lines of every session that worked on the run.
+                   lines of every session that worked on the run, and the
+                   researcher's own code (user_code.py: hashes, git state).
+  code/            copies of the researcher's files the run ran (the experiment
+                   file, plug-in modules).
   vocab.json       the text vocabulary (text data only).
   checkpoints/     orbax checkpoints (see checkpoint.py).
   .jaxdl.lock      held by the process training the run (see folder_lock.py).
@@ -34,6 +37,7 @@ import numpy as np
 from jaxdl import host
 from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
+from jaxdl.training import user_code
 from jaxdl.training.folder_lock import LOCK_FILE, FolderLock
 
 _PACKAGES = ("jaxdl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
@@ -126,7 +130,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 PREDICTIONS = "test_predictions.npz"
 RUN_FILES = ("config.json", "data_spec.json", "metrics.jsonl", "results.json", "provenance.json",
              "vocab.json", "eval.json", "wandb_id.txt", PREDICTIONS)
-RUN_DIRS = ("checkpoints", "explain", "plots", "tb", "wandb")
+RUN_DIRS = ("checkpoints", "explain", "plots", "tb", "wandb", user_code.CODE_DIR)
 
 
 def is_run_folder(path: pathlib.Path) -> bool:
@@ -205,8 +209,9 @@ class RunFolder:
     return FolderLock(self.path, log)
 
   def check_claim(self, config: dict[str, Any], vocab: Sequence[str] | None,
-                  overwrite: bool) -> None:
-    """Refuses a folder that holds a run of another config or vocabulary (unless ``overwrite``)."""
+                  overwrite: bool, code: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Refuses a folder that holds a run of another config, vocabulary or code (the
+    researcher's files, ``user_code.record``), unless ``overwrite``."""
     if overwrite:
       return
     existing = self.file("config.json")
@@ -216,7 +221,19 @@ class RunFolder:
         raise CheckpointError(f"workdir {self.path} holds a run of a different config "
                               f"({'; '.join(diff[:5])}); use a new --workdir, or pass "
                               "--overwrite to delete the old run")
+    changed = self.code_changes(code)
+    if changed:
+      raise CheckpointError(f"workdir {self.path} holds a run of different code "
+                            f"({'; '.join(changed[:5])}); its results are those of the old "
+                            "code: use a new --workdir, or pass --overwrite to delete the old "
+                            "run")
     self.check_vocab(vocab, required=False)
+
+  def code_changes(self, code: Sequence[Mapping[str, Any]]) -> list[str]:
+    """How the researcher's files differ from the ones this run recorded ([] if none did)."""
+    path = self.file("provenance.json")
+    saved = read_json(path).get("user_code") if path.exists() else None
+    return user_code.changes(saved, code) if saved is not None else []
 
   def check_vocab(self, vocab: Sequence[str] | None, required: bool) -> None:
     """Checks the text vocabulary rebuilt from the data against the run's vocab.json.
@@ -242,8 +259,10 @@ class RunFolder:
                             "training: restore it, or train a new run")
 
   def start(self, config: dict[str, Any], spec: dict[str, Any], vocab: Sequence[str] | None,
-            command: Sequence[str], overwrite: bool) -> None:
-    """Begins (or resumes) a run: deletes the old run if ``overwrite``, writes its records."""
+            command: Sequence[str], overwrite: bool,
+            code: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Begins (or resumes) a run: deletes the old run if ``overwrite``, writes its records
+    (the researcher's files ``code`` copied under code/)."""
     if not self.writer:
       return
     if overwrite:
@@ -253,7 +272,8 @@ class RunFolder:
     self.write("data_spec.json", spec)
     if vocab is not None and not self.file("vocab.json").exists():
       self.write("vocab.json", list(vocab))
-    self.record_session(command)
+    user_code.copy_into(self.path, code)
+    self.record_session(command, code)
 
   def clear(self) -> None:
     """Deletes what jaxdl wrote here (never anything else); the folder stays."""
@@ -265,14 +285,16 @@ class RunFolder:
     for tmp in self.path.glob("*.tmp"):
       tmp.unlink()
 
-  def record_session(self, command: Sequence[str]) -> None:
-    """Adds this session (versions, devices, command) to provenance.json."""
+  def record_session(self, command: Sequence[str],
+                     code: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Adds this session (versions, devices, command, the user's code) to provenance.json."""
     if not self.writer:
       return
     path = self.file("provenance.json")
     record = read_json(path) if path.exists() else {"sessions": []}
     session = provenance(command)
     record.update({k: v for k, v in session.items() if k not in ("command", "started_at")})
+    record["user_code"] = [dict(entry) for entry in code]
     record["sessions"].append({"command": session["command"],
                                "started_at": session["started_at"]})
     write_json(path, record)
