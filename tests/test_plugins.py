@@ -267,6 +267,7 @@ def _git(folder, *args):
                         check=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_users_code_is_hashed_copied_and_a_rerun_after_an_edit_is_refused(tmp_path, capsys):
   """provenance.json names the experiment file and the model's module with their hashes and
   their repository's commit; cite names that commit; an edited model refuses the rerun (it

@@ -91,6 +91,34 @@ def test_vectorized_members_equal_their_lone_runs(tmp_path, conv_kernel):
 
 
 @pytest.mark.slow
+def test_vectorized_dp_members_each_sample_their_own_poisson_batches(tmp_path, monkeypatch):
+  """Each DP-SGD member of a vectorized group draws its own Poisson batches (its seed's) and
+  its own noise: the same draws and the same parameters as its lone run."""
+  from jaxdl.data import batches as batches_lib
+
+  drawn = []
+  real = batches_lib.PoissonPlan.__call__
+
+  def recording(plan, step):
+    batch = real(plan, step)
+    drawn.append((plan.seed, step, float(batch["mask"].sum())))
+    return batch
+
+  monkeypatch.setattr(batches_lib.PoissonPlan, "__call__", recording)
+  configs = [experiment("dp_cnn_digits", "num_epochs=1", "data.image_size=0",
+                        "model.name=plugin_models:TinyCNN", "model.batch_norm=false",
+                        f"seed={s}") for s in (0, 1)]
+  runs = list(_together_and_alone(configs, tmp_path))
+  together = {(seed, step): n for seed, step, n in drawn[:2 * 21]}
+  alone = {(seed, step): n for seed, step, n in drawn[2 * 21:]}
+  assert {seed for seed, _ in together} == {0, 1} and together == alone
+  assert [together[0, s] for s in range(21)] != [together[1, s] for s in range(21)]
+  for vectorized, lone, state_v, state_l in runs:
+    chex.assert_trees_all_close(state_v.params, state_l.params, rtol=1e-4, atol=1e-5)
+    assert vectorized["privacy_epsilon"] == lone["privacy_epsilon"]
+
+
+@pytest.mark.slow
 def test_vectorized_adamw_members_match_their_lone_runs(tmp_path):
   configs = [experiment("adding_lstm", "num_epochs=1", "data.num_train=512", "data.num_test=64",
                         "data.seq_len=10", "model.hidden_sizes=(8,)", f"seed={s}",

@@ -94,17 +94,26 @@ def test_train_step_compiles_once():
 
 
 def test_padded_examples_do_not_change_the_gradient():
-  state, step, batch = _digits_step()
+  # Plain SGD at rate 1: the update is the gradient itself (Adam's first update is
+  # g / |g|, which turns rounding in a near-zero entry into a full step).
+  sgd = ("optim.name=sgd", "optim.learning_rate=1.0", "optim.momentum=0.0")
+  state, step, batch = _digits_step(sgd)
   half = {k: v.copy() for k, v in batch.items()}
   half["mask"][32:] = 0.0
   half["inputs"][32:] = 123.0  # Garbage in padding must not matter.
   small = {k: v[:32] for k, v in batch.items()}
   # Same step on the 32 real examples alone (new jit for the new shape).
-  _, step_small, _ = _digits_step()
+  _, step_small, _ = _digits_step(sgd)
+  before = jax.tree_util.tree_map(np.asarray, state.params)
   copy = jax.tree_util.tree_map(jnp.array, state)
   a, _ = step(state, half)
   b, _ = step_small(copy, small)
-  chex.assert_trees_all_close(a.params, b.params, rtol=1e-5, atol=1e-6)
+  for got, want, start in zip(*(jax.tree_util.tree_leaves(t) for t in (a.params, b.params,
+                                                                        before))):
+    # Sums of 32 examples' terms in another order: allowed rounding of the largest entry.
+    want_step = np.asarray(want) - start
+    np.testing.assert_allclose(np.asarray(got) - start, want_step, rtol=1e-4,
+                               atol=1e-5 * float(np.abs(want_step).max()))
 
 
 @pytest.mark.slow

@@ -60,6 +60,7 @@ def test_two_workers_share_one_sqlite_study_without_losing_or_repeating_a_trial(
   assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 4
 
 
+@pytest.mark.slow
 def test_every_trial_trains_on_the_data_its_own_config_describes(tmp_path):
   # Neither searched value is the base config's (0.2 test, 0.1 validation): a search that
   # reused the base config's data would record one split and train on another.
@@ -105,6 +106,23 @@ def test_a_pruned_trial_stops_after_the_epoch_its_pruner_names(tmp_path):
   assert results["epochs"] == 2 and results["stopped_early"] and hook.pruned
   rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert trial.reports == [(r["epoch"], r["val_accuracy"]) for r in rows]  # Each epoch once.
+
+
+@pytest.mark.slow
+def test_optunas_median_pruner_stops_a_real_trial_that_falls_behind(tmp_path):
+  """Seed 2's random proposals are 3e-2 four times in the first five trials, then 1e-5: the
+  sixth trial (at chance after its first epoch, the pruner's warm-up) falls below the
+  median there and is pruned."""
+  overrides = ["num_epochs=3", "batch_size=128", "data.augment_shift=0", *SMALL_MODEL]
+  ran = jaxdl.tune("experiments/seed_cnn_digits.py", tmp_path,
+                   ["optim.learning_rate=choice(0.03,0.00001)"], overrides, trials=7,
+                   sampler="random", seed=2)
+  states = {t["trial"]: (t["state"], t["params"]["optim.learning_rate"]) for t in ran}
+  assert states[5] == ("pruned", 1e-5) and states[6] == ("complete", 0.03)
+  assert all(state == "complete" for state, _ in (states[i] for i in range(5)))
+  pruned = json.loads((tmp_path / "t005" / "results.json").read_text())
+  assert pruned["epochs"] == 1 and pruned["stopped_early"]
+  assert "pruned (after 1 epochs)" in jaxdl.report(tmp_path)
 
 
 def test_search_axes_become_optuna_distributions():
