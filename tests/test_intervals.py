@@ -166,6 +166,10 @@ def test_the_bootstrap_is_scipys_percentile_bootstrap_seeded_and_reproducible():
   assert ours == (theirs.confidence_interval.low, theirs.confidence_interval.high)
   assert intervals.bootstrap(statistic, 50) == ours
   assert intervals.bootstrap(statistic, 50, seed=1) != ours
+  at_90 = stats.bootstrap((np.arange(50),), statistic, vectorized=False, n_resamples=2000,
+                          confidence_level=0.9, method="percentile", rng=np.random.default_rng(0))
+  assert intervals.bootstrap(statistic, 50, level=0.9) == (at_90.confidence_interval.low,
+                                                           at_90.confidence_interval.high)
 
 
 def test_holm_caps_adjusted_p_values_at_one():
@@ -217,6 +221,9 @@ def test_an_estimate_without_an_interval_says_why_field_by_field():
                             "nan", "nan", 2, "no interval: 2 values", 4, 0.0)
   alone = intervals.estimate(_fold_rows([0.7]), "test_accuracy")
   assert _fields(alone) == (0.7, "nan", "nan", "nan", 1, "", 1, "nan")
+  one_fold = intervals.estimate(_fold_rows([0.7, 0.8], folds=1, seeds=2), "test_accuracy")
+  assert _fields(one_fold)[:7] == (pytest.approx(0.75), "nan", "nan", "nan", 1, "", 2)
+  assert one_fold.seed_std == pytest.approx(np.std([0.7, 0.8], ddof=1))
   same = intervals.estimate([{"train_s": 1.0, "seed": s} for s in range(3)], "train_s")
   assert _fields(same) == (1.0, 0.0, "nan", "nan", 3, "no interval: every value equal", 3,
                            "nan")
@@ -258,6 +265,16 @@ def test_without_example_counts_the_correction_is_left_out():
   partial = [{**r, "num_test": 100} for r in rows]  # No training count: no ratio either.
   got = intervals.estimate(partial, "test_accuracy")
   assert (got.low, got.high) == pytest.approx(intervals.t_interval([0.8, 0.85, 0.83]))
+
+
+def test_a_bootstrap_needs_every_runs_predictions_and_takes_one_runs():
+  rows = [{"seed": s, "test_loss": v, "num_test": 50} for s, v in enumerate([0.3, 0.5, 0.4])]
+  preds = [{**_predictions(np.ones(50, bool)), "loss": np.full(50, v)} for v in (0.3, 0.5, 0.4)]
+  partial = intervals.estimate(rows, "test_loss", [preds[0], None, preds[2]])
+  assert partial.method.startswith("t over 3 runs (run-to-run variation only")
+  one = intervals.estimate(rows[:1], "test_loss", preds[:1])
+  assert one.method == "bootstrap over 50 test examples"
+  assert (one.low, one.high) == pytest.approx((0.3, 0.3))
 
 
 def test_two_splits_and_their_ratio_of_examples():

@@ -26,7 +26,6 @@ import pathlib
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,13 +65,8 @@ def _version(package: str) -> str | None:
 
 
 def _git(*args: str) -> str | None:
-  here = pathlib.Path(__file__).resolve().parent
-  try:
-    out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
-                         timeout=10, check=True)
-  except (OSError, subprocess.SubprocessError):
-    return None
-  return out.stdout.strip()
+  """git on jaxdl's own checkout (None where jaxdl is installed from a wheel)."""
+  return user_code.git(pathlib.Path(__file__).resolve().parent, *args)
 
 
 # The code that runs is the code imported at start: read its commit once, now, so a

@@ -86,21 +86,23 @@ def files(config: ml_collections.ConfigDict, objects: Sequence[Any] = ()
   return {p: r for p, r in found.items() if _JAXDL not in p.parents and p.suffix == ".py"}
 
 
+def git(folder: pathlib.Path, *args: str) -> str | None:
+  """``git -C folder ARGS``'s output, or None (no git, not a repository, an error)."""
+  try:
+    out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                         timeout=10, check=True)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip()
+
+
 @functools.cache
 def _git_state(folder: pathlib.Path) -> dict[str, Any] | None:
-  def git(*args: str) -> str | None:
-    try:
-      out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                           timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-      return None
-    return out.stdout.strip()
-
-  root = git("rev-parse", "--show-toplevel")
+  root = git(folder, "rev-parse", "--show-toplevel")
   if not root:
     return None
-  return {"root": root, "commit": git("rev-parse", "HEAD"),
-          "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+  return {"root": root, "commit": git(folder, "rev-parse", "HEAD"),
+          "dirty": bool(git(folder, "status", "--porcelain", "--untracked-files=no"))}
 
 
 def record(config: ml_collections.ConfigDict, objects: Sequence[Any] = ()
