@@ -142,12 +142,14 @@ class Table:
                                                              - self.ranked)
     lines = [r"\begin{tabular}{" + cols + "}", r"\toprule", " & ".join(header) + r" \\",
              r"\midrule"]
-    math_cell = lambda text, on: (f"$\\mathbf{{{text}}}$" if on else f"${text}$").replace(
-        ",", "{,}").replace("–", "\\text{--}")
+    math_cell = lambda text, on: "--" if text == "–" else (
+        f"$\\mathbf{{{text}}}$" if on else f"${text}$").replace(",", "{,}")
+    # Means arrive wrapped by _cells; intervals ("[a, b]") are wrapped here; "–" is "--".
+    plain = lambda c: math_cell(c, False) if c.startswith("[") or c == "–" else c
     for i in self.ranking.order:
       front = [latex_escape(c) for c in self._front(i)]
-      lines.append(" & ".join([*front, *(math_cell(c, False) if "[" in c else c
-                                         for c in self._cells(i, r"\pm", math_cell))]) + r" \\")
+      lines.append(" & ".join([*front, *map(plain, self._cells(i, r"\pm", math_cell))])
+                   + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     notes = [latex_escape(n) for n in self.notes()]
     return "\n".join(lines) + "\n" + "".join(f"% {n}\n" for n in notes) + (
