@@ -107,6 +107,23 @@ def assert_float32_close(got, want32, want64, factor: float = 4.0, ulps: float =
                               f"the {allowed:.3g} that float32 rounding explains")
 
 
+def assert_trees_close_in_norm(got, want, rtol: float, err_msg: str = "") -> None:
+  """Each leaf of ``got`` is within ``rtol`` of ``want`` in the L2 norm (``|g - w| <= rtol |w|``).
+
+  For states after several training steps that went two rounding paths: a relu or a max-pool
+  window whose inputs differ in the last bit can flip, sending one example's gradient to
+  another entry, so a single entry may differ by percent while the leaf as a whole stays at
+  float32 level. A wrong update (a member's gradient on another's parameters, a missing step)
+  moves the whole leaf by the size of a step: 1e-2 and more of its norm here.
+  """
+  for path, g, w in zip(jax.tree_util.tree_leaves_with_path(got),
+                        jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+    error, scale = float(np.linalg.norm(g - w)), float(np.linalg.norm(w))
+    assert error <= rtol * scale, (f"{err_msg} {jax.tree_util.keystr(path[0])}: |got - want| "
+                                   f"{error:.3g} exceeds {rtol:g} of |want| {scale:.3g}")
+
+
 class Crash(Exception):
   """Stands for a process dying at this point."""
 

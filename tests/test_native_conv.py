@@ -85,6 +85,31 @@ def test_per_example_gradients_and_sweep_members_match_xla(getkey):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_sweep_members_of_the_fused_layer_are_their_lone_calls_bit_for_bit(getkey):
+  """Each member of a vmapped fused layer (own data, kernel and bias: a vectorized sweep) runs
+  its own kernel calls, so its value and its input and kernel gradients are the lone call's
+  exactly; a mixed-up member, a shared accumulator or a read past its slice would not be. The
+  bias gradient is XLA's sum, which vmap may round otherwise."""
+  members, padding = 3, ((1, 1), (1, 1))
+  x = jax.random.normal(getkey(), (members, 8, 8, 8, 4))
+  w = jax.random.normal(getkey(), (members, 3, 3, 4, 16)) * 0.3
+  bias = jax.random.normal(getkey(), (members, 16)) * 0.1
+  d_pooled = jax.random.normal(getkey(), (members, 8, 4, 4, 16))
+
+  def value_and_grads(x, w, bias, d_pooled):
+    layer = lambda x, w, bias: native_conv.conv_relu_max_pool(x, w, bias, padding, 2)
+    pooled, vjp = jax.vjp(layer, x, w, bias)
+    return pooled, *vjp(d_pooled)
+
+  together = jax.jit(jax.vmap(value_and_grads))(x, w, bias, d_pooled)
+  assert float(jnp.abs(together[0]).sum()) > 0  # Some windows pass the relu.
+  for m in range(members):
+    alone = jax.jit(value_and_grads)(x[m], w[m], bias[m], d_pooled[m])
+    for got, want in zip(together[:3], alone[:3]):
+      np.testing.assert_array_equal(got[m], want)
+    np.testing.assert_allclose(together[3][m], alone[3], rtol=1e-5, atol=1e-5)
+
+
 def test_padding_is_never_written_out_and_more_than_a_kernel_reaches_still_works(getkey):
   """The zeros around the input (forward) and the output gradient (input gradient) are the
   kernel's attributes, not padded arrays; padding past the kernel's reach is written out."""
