@@ -8,6 +8,7 @@ from jaxdl import __version__
 from jaxdl.data import sources as data_sources
 from jaxdl.errors import JaxdlError
 from jaxdl.models import BUILTIN
+from jaxdl.optim import CONSTRAINTS, OPTIMIZERS
 from jaxdl.training.run_folder import read_json
 
 JAXDL = f"""@software{{jaxdl,
@@ -131,6 +132,29 @@ ENTRIES = {
   booktitle = {International Conference on Learning Representations (ICLR)},
   year = {2015}
 }""",
+    "zeiler2012adadelta": """@article{zeiler2012adadelta,
+  author = {Matthew D. Zeiler},
+  title = {{ADADELTA}: An Adaptive Learning Rate Method},
+  journal = {arXiv preprint arXiv:1212.5701},
+  year = {2012}
+}""",
+    "duchi2011adaptive": """@article{duchi2011adaptive,
+  author = {John Duchi and Elad Hazan and Yoram Singer},
+  title = {Adaptive Subgradient Methods for Online Learning and Stochastic Optimization},
+  journal = {Journal of Machine Learning Research},
+  volume = {12},
+  pages = {2121--2159},
+  year = {2011}
+}""",
+    "srivastava2014dropout": """@article{srivastava2014dropout,
+  author = {Nitish Srivastava and Geoffrey Hinton and Alex Krizhevsky and Ilya Sutskever and Ruslan Salakhutdinov},
+  title = {Dropout: A Simple Way to Prevent Neural Networks from Overfitting},
+  journal = {Journal of Machine Learning Research},
+  volume = {15},
+  number = {56},
+  pages = {1929--1958},
+  year = {2014}
+}""",
     "loshchilov2019decoupled": """@inproceedings{loshchilov2019decoupled,
   author = {Ilya Loshchilov and Frank Hutter},
   title = {Decoupled Weight Decay Regularization},
@@ -147,9 +171,19 @@ def keys_for(config: dict[str, Any]) -> list[str]:
   if part is not None:
     keys += part.cite_keys({**part.fields, **model})
   keys += data_sources.resolve(config["data"]["name"]).cite_keys(config["data"]["name"])
-  keys.append({"adam": "kingma2015adam", "adamw": "loshchilov2019decoupled"}.get(
-      config["optim"]["name"], ""))
+  keys += _optim_keys(config)
   return list(dict.fromkeys(k for k in keys if k))
+
+
+def _optim_keys(config: dict[str, Any]) -> list[str]:
+  """The papers behind the run's built-in optimizer and constraints (a user's have none here)."""
+  keys = []
+  if config["optim"]["name"] in OPTIMIZERS.names():
+    keys += OPTIMIZERS.resolve(config["optim"]["name"]).cite_keys
+  for spec in config.get("constraints", {}).values():
+    if spec.get("name") in CONSTRAINTS.names():
+      keys += CONSTRAINTS.resolve(spec["name"]).cite_keys
+  return keys
 
 
 def _code_at(code: list[dict[str, Any]], roles: tuple[str, ...]) -> str:

@@ -292,9 +292,34 @@ def _add_result_commands(sub) -> None:
   exp.add_argument("--steps", type=int, default=64, help="integrated-gradients path points")
   exp.set_defaults(handler=_explain)
 
+  prt = sub.add_parser("parts", help="the built-in models, optimizers and constraints, and "
+                       "their config fields")
+  prt.add_argument("kind", nargs="?", choices=sorted(_registries()), help="one kind only")
+  prt.set_defaults(handler=_parts)
+
   peak = sub.add_parser("bench-peak", help="measure and cache this machine's matmul FLOP/s")
   peak.add_argument("--size", type=int, default=2048)
   peak.set_defaults(handler=_bench_peak)
+
+
+def _registries() -> dict:
+  from jaxdl import models, optim
+
+  return {"models": models.MODELS, "optimizers": optim.OPTIMIZERS,
+          "constraints": optim.CONSTRAINTS}
+
+
+def _parts(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  """One line per built-in part: its name and its own config fields with their defaults."""
+  del extra
+  for kind, registry in _registries().items():
+    if args.kind not in (None, kind):
+      continue
+    print(f"{kind} ({registry.key}; or PKG.MODULE:ATTR for your own):")
+    for name in registry.names():
+      fields = registry.resolve(name).fields or {}
+      print(f"  {name:<28} " + " ".join(f"{k}={v!r}" for k, v in fields.items()))
+  return 0
 
 
 def _parser() -> argparse.ArgumentParser:

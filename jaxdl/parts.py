@@ -1,22 +1,25 @@
 """Resolving a part by name: a built-in name, or an import path ``PKG.MODULE:ATTR``.
 
-A *part* is a model, a data source or an objective. Built-in parts are found in
-their registry; anything else is imported, the way big_vision and the Flax
+A *part* is a model, a data source, an objective, an optimizer or a parameter
+constraint. Built-in parts are found in their registry (:class:`Registry` for
+optimizers and constraints); anything else is imported, the way big_vision and the Flax
 examples pick a model by name, from ``sys.path`` and the folder of the
 experiment file that named it (so a module beside the experiment, or the
 experiment file itself, can hold the researcher's code).
 """
 
 import contextlib
+import difflib
 import importlib
 import pathlib
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 from jaxdl.errors import ConfigError
 
-PYTHON_OBJECT = "python:"  # How a config names a part passed as a Python object.
+PYTHON_OBJECT = "python:"
+Record = TypeVar("Record")  # How a config names a part passed as a Python object.
 
 
 def is_import_path(name: str) -> bool:
@@ -79,3 +82,50 @@ def import_object(path: str, experiment: str = "", what: str = "part") -> Any:
 def module_name_of(experiment: str) -> str:
   """The module name an experiment file imports under (its file name without .py)."""
   return pathlib.Path(experiment).stem
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+  """`` (did you mean 'x'?)`` for the closest of ``valid``, or an empty string."""
+  close = difflib.get_close_matches(name, list(valid), n=1)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Registry(Generic[Record]):
+  """The parts of one kind (optimizers, constraints, ...): built-in names and import paths.
+
+  A built-in part is registered under its name; any other name is an import path
+  ``PKG.MODULE:ATTR`` whose object ``adapt(name, obj)`` turns into a record (it
+  accepts a record itself, and whatever else the kind allows: a class, a factory).
+  Built-in and user parts are the same records; only where they are found differs.
+  """
+
+  def __init__(self, kind: str, adapt: Callable[[str, Any], Record], key: str = ""):
+    """``kind`` names the parts in errors; ``key`` is the config key that names one."""
+    self.kind = kind
+    self.key = key or kind
+    self._adapt = adapt
+    self._records: dict[str, Record] = {}
+
+  def register(self, name: str, record: Record) -> Record:
+    if name in self._records:
+      raise ValueError(f"{self.kind} {name!r} is registered twice")
+    self._records[name] = record
+    return record
+
+  def names(self) -> list[str]:
+    return sorted(self._records)
+
+  def resolve(self, name: str, experiment: str = "") -> Record:
+    """The record of built-in ``name`` or of the object at import path ``name``.
+
+    Raises:
+      ConfigError: an unknown name (with a did-you-mean and the built-in names) or an
+        import path that fails or names something that is not this kind of part.
+    """
+    if name in self._records:
+      return self._records[name]
+    if not is_import_path(name):
+      raise ConfigError(f"unknown {self.key} {name!r}{did_you_mean(name, self._records)}; "
+                        f"choose one of {', '.join(self.names())}, or give an import path "
+                        f"PKG.MODULE:ATTR to your own")
+    return self._adapt(name, import_object(name, experiment, what=self.kind))

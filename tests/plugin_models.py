@@ -107,3 +107,16 @@ def confident(logits, batch):
   import jax
 
   return jax.nn.softmax(logits.astype(jnp.float32)).max(-1)
+
+
+def _tiny_part_build(config, model_config, spec):
+  return TinyCNN(features=model_config.width, batch_norm=False, num_classes=spec.num_classes)
+
+
+def _tiny_part():
+  from jaxdl.models import IMAGES, ModelPart  # A record, as a researcher's package exports one.
+  return ModelPart("tiny", _tiny_part_build, fields={"width": 6}, inputs=IMAGES,
+                   description="a tiny CNN of my own")
+
+
+TINY_PART = _tiny_part()

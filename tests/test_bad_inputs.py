@@ -88,7 +88,8 @@ def test_a_sweep_overwrite_keeps_the_users_files(tmp_path, capsys):
 
 @pytest.mark.parametrize("override, message", [
     ("--config.model.name=resnet", "unknown model.name 'resnet'"),
-    ("--config.optim.momentum=2.0", "'optim.momentum' must be in [0, 1)"),
+    ("--config.optim.learning_rate=-1.0", "'optim.learning_rate' must be > 0"),
+    ("--config.optim.momentum=0.5", "unknown config key 'optim.momentum'"),  # Adam has none.
     ("--config.data.name=idx:/nonexistent", "does not exist"),
 ])
 def test_overwrite_checks_everything_before_it_deletes(finished_run, capsys, override, message):
@@ -171,8 +172,8 @@ def _experiment_file(tmp_path, body: str) -> str:
 
 
 @pytest.mark.parametrize("body, message", [
-    ("c.optim.lr = 0.1", "sets unknown config key 'optim.lr' (did you mean "
-     "'optim.learning_rate'?)"),
+    ("c.optim.lr = 0.1", "config key 'optim.lr' is not a field of optimizer 'adam' (did you "
+     "mean 'optim.learning_rate'?)"),
     ("c.num_epoch = 3", "sets unknown config key 'num_epoch' (did you mean 'num_epochs'?)"),
     ("c.num_epochs = 'ten'", "get_config() failed: TypeError: Could not override field "
      "'num_epochs'"),

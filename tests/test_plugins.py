@@ -12,7 +12,7 @@ from PIL import Image
 import jaxdl
 import plugin_models
 from conftest import EXPERIMENTS, Crash, comparable_files, crash_at_batch, experiment
-from jaxdl import cli
+from jaxdl import cli, models
 from jaxdl.errors import ConfigError, DataError
 from jaxdl.training import load_run, train_and_evaluate, train_group
 
@@ -308,3 +308,13 @@ def test_the_users_code_is_hashed_copied_and_a_rerun_after_an_edit_is_refused(tm
   assert cli.main(argv) == 2
   err = capsys.readouterr().err
   assert "holds a run of different code (model provenance_models.py: sha256" in err
+
+
+def test_a_model_record_is_accepted_at_an_import_path():
+  """A ModelPart exported by the researcher's module is a part like a built-in one."""
+  config = experiment("seed_cnn_digits", "model.name=plugin_models:TINY_PART", "model.width=3")
+  assert config.model.to_dict() == {"name": "plugin_models:TINY_PART", "width": 3}
+  part = models.resolve(config.model.name, config.experiment)
+  assert part.name == "plugin_models:TINY_PART" and part.description == "a tiny CNN of my own"
+  with pytest.raises(ConfigError, match="did you mean 'model.width'"):
+    experiment("seed_cnn_digits", "model.name=plugin_models:TINY_PART", "model.widht=3")

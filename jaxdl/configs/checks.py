@@ -44,6 +44,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                         for w in v),
                            "one positive int per layer, e.g. (64, 64)"),
     "optim.learning_rate": _strictly_positive, "optim.momentum": _fraction,
+    # Optimizers' own fields where present (optax's names): decay rates and epsilons.
+    "optim.rho": _fraction, "optim.b1": _fraction, "optim.b2": _fraction,
+    "optim.decay": _fraction, "optim.eps": _non_negative,
     "optim.weight_decay": _non_negative, "optim.grad_clip_norm": _non_negative,
     "optim.warmup_epochs": _non_negative, "optim.end_lr_fraction": _closed_fraction,
     "privacy.clip_norm": _strictly_positive, "privacy.noise_multiplier": _non_negative,
@@ -67,6 +70,10 @@ def check_keys_and_types(config: ml_collections.ConfigDict, where: str) -> None:
   for key, value in values.items():
     if key.startswith("model.") and key != "model.name":
       continue  # The model's own fields: model_fields.complete_model checks them.
+    if key.startswith("optim.") and key not in defaults:
+      continue  # The optimizer's own fields: optim_fields.complete_optim checks them.
+    if key.startswith("constraints."):
+      continue  # Each constraint's fields: optim.constraints checks them when it binds.
     if key not in defaults:
       group, _, leaf = key.rpartition(".")
       valid = sorted(k.rpartition(".")[2] for k in defaults if k.rpartition(".")[0] == group)

@@ -100,16 +100,22 @@ def get_config() -> ml_collections.ConfigDict:
   c.metrics = ()
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adam"  # 'adam' (the seed's) | 'adamw' | 'sgd'.
+  # 'adam' (the seed's), any optax optimizer by name ('sgd', 'adamw', 'adadelta', 'rmsprop',
+  # ...: `jaxdl parts optimizers`) or PKG.MODULE:ATTR. Loading adds the optimizer's own
+  # fields with optax's defaults (sgd: momentum=0.9, nesterov=False; adadelta: rho, eps).
+  c.optim.name = "adam"
   c.optim.learning_rate = 1e-3  # Keras's Adam default.
-  c.optim.momentum = 0.9  # sgd only.
-  c.optim.nesterov = False  # sgd only.
-  # adamw: decoupled decay; adam and sgd: L2 decay added to the gradient.
+  # Decoupled where the optimizer takes weight_decay itself (adamw, lion, adadelta, ...);
+  # otherwise L2 decay added to the gradient (adam, sgd).
   c.optim.weight_decay = 0.0
   c.optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 disables it.
   c.optim.schedule = "constant"  # 'constant' | 'cosine' | 'warmup_cosine'.
   c.optim.warmup_epochs = 0.0  # warmup_cosine only.
   c.optim.end_lr_fraction = 0.0  # Cosine schedules end at lr * this.
+  # Projections applied to parameters after every update, by label: e.g.
+  # c.constraints.softmax = dict(name="max_norm", params=".*Dense_1/kernel", max_norm=3.0)
+  # (Kim 2014). Built in: max_norm (per_unit, eps), non_negative; or PKG.MODULE:ATTR.
+  c.constraints = ml_collections.ConfigDict()
 
   # Compute dtype: 'float32', or 'bfloat16' for mixed precision (float32
   # parameters, optimizer state and losses; bf16 forward and backward passes).

@@ -68,11 +68,13 @@ def load_config(experiment: str) -> ml_collections.ConfigDict:
   # Both import this module.
   from jaxdl.configs.checks import check_keys_and_types
   from jaxdl.configs.model_fields import complete_model
+  from jaxdl.configs.optim_fields import complete_optim
 
   if "experiment" in config:  # Import paths of the user's parts resolve from its folder.
     config.experiment = str(pathlib.Path(path_str).resolve())
   check_keys_and_types(config, f"config file {path_str}")
   complete_model(config)
+  complete_optim(config)
   config.lock()
   return config
 
@@ -183,17 +185,19 @@ def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: Iterable[str] | Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Returns a copy of ``config`` with ``key=value`` strings (or a mapping) applied."""
   from jaxdl.configs.model_fields import rename_model  # It imports this module.
+  from jaxdl.configs.optim_fields import rename_optim
 
   config = ml_collections.ConfigDict(config.to_dict())  # Deep copy, keeps types.
   config.lock()
   items = list(overrides.items() if isinstance(overrides, Mapping) else (
       _split_override(o) for o in overrides))
-  # A new model first: its fields replace the old model's before they are set.
+  # A new model or optimizer first: its fields replace the old one's before they are set.
+  renames = {"model.name": rename_model, "optim.name": rename_optim}
   for key, value in items:
-    if key == "model.name":
-      rename_model(config, str(value))
+    if key in renames:
+      renames[key](config, str(value))
   for key, value in items:
-    if key != "model.name":
+    if key not in renames:
       set_value(config, key, value)
   return config
 
@@ -228,16 +232,24 @@ def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collect
   """
   from jaxdl.configs.default import get_config  # Here: default.py imports nothing of ours.
   from jaxdl.configs.model_fields import complete_model
+  from jaxdl.configs.optim_fields import complete_optim
 
   config = get_config()
   flat = flatten(values)
-  saved_model = {k.partition(".")[2]: v for k, v in flat.items() if k.startswith("model.")}
-  config.model = ml_collections.ConfigDict(
-      {k: tuple(v) if isinstance(v, list) else v for k, v in saved_model.items()})
+  plain = lambda v: tuple(v) if isinstance(v, list) else v
   config.experiment = flat.get("experiment", "")
-  complete_model(config, model, tolerant=True)  # Older runs saved every model's fields.
+  # Sections whose keys are a part's own: rebuilt whole, then completed. Older runs saved
+  # every model's fields and sgd's momentum for every optimizer: tolerated, dropped.
+  sections = ("model.", "optim.", "constraints.")
+  config.model = ml_collections.ConfigDict(
+      {k[6:]: plain(v) for k, v in flat.items() if k.startswith("model.")})
+  config.optim = ml_collections.ConfigDict({**config.optim.to_dict(), **{
+      k[6:]: plain(v) for k, v in flat.items() if k.startswith("optim.")}})
+  config.constraints = ml_collections.ConfigDict(values.get("constraints", {}))
+  complete_model(config, model, tolerant=True)
+  complete_optim(config, tolerant=True)
   config.lock()
   for key, value in flat.items():
-    if not key.startswith("model."):
-      set_value(config, key, tuple(value) if isinstance(value, list) else value)
+    if not key.startswith(sections):
+      set_value(config, key, plain(value))
   return config

@@ -38,32 +38,46 @@ def complete_model(config: ml_collections.ConfigDict, obj: Any = None,
   name = config.model.name
   part = models.resolve(name, config.experiment, obj)
   given = {k: _plain(v) for k, v in config.model.items() if k != "name"}
-  fields = _merged_fields(part, given, carried or {}, tolerant)
+  fields = merged_fields(part, given, carried or {}, tolerant)
   _set_model(config, ml_collections.ConfigDict({"name": name, **fields}))
   return part
 
 
-def _merged_fields(part, given: Mapping[str, Any], carried: Mapping[str, Any],
-                   tolerant: bool) -> dict[str, Any]:
-  """The model's defaults, under the carried values it shares, under the values set."""
+def merged_fields(part, given: Mapping[str, Any], carried: Mapping[str, Any],
+                  tolerant: bool, section: str = "model") -> dict[str, Any]:
+  """A part's defaults, under the carried values it shares, under the values set.
+
+  Args:
+    part: a record with ``name``, ``fields`` and ``required`` (a model's, an optimizer's).
+    section: the config section the fields live in, for the error.
+  """
   if part.fields is None:  # A factory's fields are whatever the experiment set.
     return {**carried, **given}
+  kind = "optimizer" if section == "optim" else section
   known = {*part.fields, *part.required}
   unknown = [k for k in given if k not in known]
   if unknown and not tolerant:
     close = suggest(unknown[0], known)
-    hint = f" (did you mean 'model.{close[0]}'?)" if close else ""
-    raise ConfigError(f"config key 'model.{unknown[0]}' is not a field of model {part.name!r}"
-                      f"{hint}; its fields: {', '.join(sorted(known)) or 'none'}")
+    hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+    raise ConfigError(f"config key '{section}.{unknown[0]}' is not a field of {kind} "
+                      f"{part.name!r}{hint}; its fields: {', '.join(sorted(known)) or 'none'}")
+  missing = [k for k in part.required if k not in given and k not in carried]
+  if missing and section != "model":  # Models report theirs when built, with the model.
+    raise ConfigError(f"{kind} {part.name!r} needs '{section}.{missing[0]}' (it has no default)")
   kept = {k: _plain(v) for k, v in carried.items() if k in known}
   return {**part.fields, **kept, **{k: v for k, v in given.items() if k in known}}
 
 
 def _set_model(config: ml_collections.ConfigDict, model: ml_collections.ConfigDict) -> None:
-  """Replaces ``config.model`` (a locked config stays locked)."""
+  set_section(config, "model", model)
+
+
+def set_section(config: ml_collections.ConfigDict, key: str,
+                value: ml_collections.ConfigDict) -> None:
+  """Replaces ``config[key]`` (a locked config stays locked)."""
   locked = config.is_locked
   config.unlock()
-  config.model = model
+  config[key] = value
   if locked:
     config.lock()
 

@@ -24,7 +24,11 @@ from jaxdl.models.recurrent import (CELLS, Bidirectional, GRUCell, LSTMCell, Rec
 from jaxdl.models.sequence import SEQ_RNN, TEXT_RNN, SequenceModel, TextClassifier
 from jaxdl.models.stats import count_params, flops_per_example
 
-BUILTIN: dict[str, ModelPart] = {p.name: p for p in (SEED_CNN, DEEP_CNN, TEXT_RNN, SEQ_RNN)}
+MODELS: parts.Registry[ModelPart] = parts.Registry("model", part_from_object,
+                                                       "model.name")
+for _part in (SEED_CNN, DEEP_CNN, TEXT_RNN, SEQ_RNN):
+  MODELS.register(_part.name, _part)
+BUILTIN: dict[str, ModelPart] = {name: MODELS.resolve(name) for name in MODELS.names()}
 GET_MODEL = "get_model"  # config.model.name for the experiment file's get_model(config, spec).
 
 
@@ -39,8 +43,6 @@ def resolve(name: str, experiment: str = "", obj: Any = None) -> ModelPart:
   """
   if obj is not None:
     return part_from_object(name, obj)
-  if name in BUILTIN:
-    return BUILTIN[name]
   if name == GET_MODEL:
     if not experiment:
       raise ConfigError("model.name=get_model needs an experiment file that defines "
@@ -51,10 +53,7 @@ def resolve(name: str, experiment: str = "", obj: Any = None) -> ModelPart:
   if name.startswith(parts.PYTHON_OBJECT):
     raise ConfigError(f"model {name} was a Python object given to the API; pass it again "
                       "(model=...) to use this run")
-  if not parts.is_import_path(name):
-    raise ConfigError(f"unknown model.name {name!r}; choose one of {', '.join(sorted(BUILTIN))}, "
-                      "or name your own as PKG.MODULE:ATTR")
-  return part_from_object(name, parts.import_object(name, experiment, "model"))
+  return MODELS.resolve(name, experiment)
 
 
 def check_inputs(part: ModelPart, spec: DataSpec) -> None:
@@ -85,7 +84,7 @@ def build(config: ml_collections.ConfigDict, spec: DataSpec,
   return part.build(config, config.model, spec)
 
 
-__all__ = ["BUILTIN", "Bidirectional", "CELLS", "ConvReluPool", "DeepCNN", "GRUCell", "IMAGES",
+__all__ = ["BUILTIN", "MODELS", "Bidirectional", "CELLS", "ConvReluPool", "DeepCNN", "GRUCell", "IMAGES",
            "InputKind", "LSTMCell", "ModelPart", "convolution", "conv_relu_max_pool", "RecurrentLayer", "RecurrentStack", "SEQUENCES", "SeedCNN",
            "SequenceModel", "SimpleRNNCell", "TOKENS", "TextClassifier", "build", "call_kwargs",
            "check_inputs", "count_params", "flops_per_example", "resolve"]

@@ -172,7 +172,9 @@ def factory_part(name: str, factory: Callable, whole_config: bool = False) -> Mo
 
 
 def part_from_object(name: str, obj: Any) -> ModelPart:
-  """The record of a user's model given as a class, a factory or an instance."""
+  """The record of a user's model given as a record, a class, a factory or an instance."""
+  if isinstance(obj, ModelPart):
+    return dataclasses.replace(obj, name=name)
   if isinstance(obj, type) and issubclass(obj, nn.Module):
     return linen_class_part(name, obj)
   if isinstance(obj, type) and issubclass(obj, nnx.Module):
@@ -182,8 +184,9 @@ def part_from_object(name: str, obj: Any) -> ModelPart:
                      description=f"user model {name}")
   if callable(obj):
     return factory_part(name, obj)
-  raise ConfigError(f"model {name} is a {type(obj).__name__}; give a flax.linen.Module class, a "
-                    "Flax NNX Module class, a factory f(model_config, spec) or a module instance")
+  raise ConfigError(f"model {name} is a {type(obj).__name__}; give a ModelPart, a "
+                    "flax.linen.Module class, a Flax NNX Module class, a factory "
+                    "f(model_config, spec) or a module instance")
 
 
 @functools.lru_cache(maxsize=256)

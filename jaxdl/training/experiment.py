@@ -7,6 +7,7 @@ refused with the run folder untouched.
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -21,7 +22,7 @@ from jaxdl.errors import ConfigError, JaxdlError
 from jaxdl.training import privacy, selection
 from jaxdl.training import metrics, objectives
 from jaxdl.training.objectives import Objective
-from jaxdl.training.optim import build_optimizer
+from jaxdl.optim import build_constraints, build_optimizer
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.steps import NONFINITE_POLICIES
 
@@ -45,6 +46,8 @@ class Experiment:
     privacy: DP-SGD settings in use (noise calibrated, sampling), or None.
     batch_length: the training batch arrays' length (see ``batch_length``).
     part: the model's record (how it is built, cited and explained).
+    constrain: ``params -> params``, ``config.constraints`` applied after each update
+      (None without constraints).
   """
 
   config: ml_collections.ConfigDict
@@ -58,6 +61,7 @@ class Experiment:
   privacy: dict | None = None
   batch_length: int = 0
   part: models.ModelPart | None = None
+  constrain: Callable[[Any], Any] | None = None
 
   @property
   def total_steps(self) -> int:
@@ -95,8 +99,10 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   objective = _objective(config, spec)
   chosen = selection.resolve(config.select, spec, objective)
   steps_per_epoch = data.num_batches(spec.num_train, config.batch_size)
-  tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch)
+  tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch,
+                       config.experiment)
   state = _initial_state(config, module, part, tx, datasets)
+  constrain = build_constraints(config.constraints, state.params, config.experiment)
   data_devices = jax.device_count() // max(config.parallel.model_axis, 1)
   private = None
   if config.privacy.enabled:
@@ -106,7 +112,8 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
     private = privacy.resolve(config.privacy, spec.num_train, config.batch_size,
                               steps_per_epoch * config.num_epochs, data_devices)
   return Experiment(config, datasets, module, tx, state, steps_per_epoch, objective, chosen,
-                    private, batch_length(config.batch_size, spec.num_train, data_devices), part)
+                    private, batch_length(config.batch_size, spec.num_train, data_devices), part,
+                    constrain)
 
 
 def _objective(config: ml_collections.ConfigDict, spec) -> Objective:

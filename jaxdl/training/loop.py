@@ -641,7 +641,7 @@ def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
   batch_mesh = parallel.mesh if parallel.num_devices > 1 else None
   train_step = jax.jit(group.vmap_if_vectorized(make_train_step(
       exp.model, exp.tx, exp.objective, config.nonfinite, exp.privacy, exp.compute_dtype,
-      batch_mesh)),
+      batch_mesh, exp.constrain)),
       donate_argnums=0, in_shardings=(state_sharding, parallel.batch_sharding()),
       out_shardings=(state_sharding, parallel.replicated))
   eval_step = jax.jit(group.vmap_if_vectorized(make_eval_step(exp.model, exp.objective,

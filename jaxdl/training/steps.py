@@ -66,7 +66,8 @@ NO_STEP = 2**30  # "No non-finite step yet" for the min-reduced first_nonfinite_
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     objective: Objective, nonfinite: str = "stop",
                     privacy: Mapping[str, float] | None = None,
-                    compute_dtype=None, batch_mesh: Mesh | None = None) -> TrainStep:
+                    compute_dtype=None, batch_mesh: Mesh | None = None,
+                    constrain: Callable[[Any], Any] | None = None) -> TrainStep:
   """Returns ``train_step(state, batch) -> (state, metric_sums)``.
 
   The loss is the mean over the batch's real examples; the metric sums also
@@ -93,6 +94,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
 
   ``batch_mesh``: the mesh whose ``data`` axis splits the batch (``jit_steps`` passes it
   when that axis has several devices); jaxdl's per-sequence kernels then run per device.
+
+  ``constrain``: ``params -> params``, the parameter constraints
+  (``jaxdl.optim.build_constraints``), applied to the parameters after every update.
   """
   if nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -111,7 +115,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     grad_norm = optax.tree.norm(grads)
     loss_ok, grad_ok = jnp.isfinite(sums["loss"]), jnp.isfinite(grad_norm)
     ok = loss_ok & grad_ok
-    new_state = _updated(tx, state, grads, batch_stats)
+    new_state = _updated(tx, state, grads, batch_stats, constrain)
     if nonfinite == "skip":  # A bad step changes nothing but the step count.
       kept = state.replace(step=state.step + 1)
       new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
@@ -127,16 +131,19 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return train_step
 
 
-def _updated(tx: optax.GradientTransformation, state: TrainState, grads, batch_stats
-             ) -> TrainState:
-  """The state after one optimizer step on ``grads`` (and the new batch statistics)."""
+def _updated(tx: optax.GradientTransformation, state: TrainState, grads, batch_stats,
+             constrain: Callable[[Any], Any] | None = None) -> TrainState:
+  """The state after one optimizer step on ``grads`` (and the new batch statistics), with
+  the parameter constraints re-imposed."""
   # Optax mixes its int32 step count with Python floats (bias corrections, schedules), which
   # JAX's strict dtype promotion refuses; jaxdl's own code is tested under strict promotion.
   with jax.numpy_dtype_promotion("standard"):
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return state.replace(step=state.step + 1,
-                       params=optax.apply_updates(state.params, param_updates),
-                       opt_state=opt_state, batch_stats=batch_stats)
+  params = optax.apply_updates(state.params, param_updates)
+  if constrain is not None:
+    params = constrain(params)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                       batch_stats=batch_stats)
 
 
 def _batch_gradient(model: nn.Module, objective: Objective, compute_dtype, state: TrainState,

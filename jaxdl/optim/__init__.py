@@ -1,0 +1,8 @@
+"""Optimizers and parameter constraints: parts found by name or import path, built from config."""
+
+from jaxdl.optim.build import build_optimizer
+from jaxdl.optim.constraints import CONSTRAINTS, ConstraintPart, build_constraints
+from jaxdl.optim.optimizers import OPTIMIZERS, OptimizerPart
+
+__all__ = ["CONSTRAINTS", "OPTIMIZERS", "ConstraintPart", "OptimizerPart", "build_constraints",
+           "build_optimizer"]
