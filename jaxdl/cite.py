@@ -132,6 +132,13 @@ ENTRIES = {
   booktitle = {International Conference on Learning Representations (ICLR)},
   year = {2015}
 }""",
+    "kim2014convolutional": """@inproceedings{kim2014convolutional,
+  author = {Yoon Kim},
+  title = {Convolutional Neural Networks for Sentence Classification},
+  booktitle = {Conference on Empirical Methods in Natural Language Processing (EMNLP)},
+  pages = {1746--1751},
+  year = {2014}
+}""",
     "zeiler2012adadelta": """@article{zeiler2012adadelta,
   author = {Matthew D. Zeiler},
   title = {{ADADELTA}: An Adaptive Learning Rate Method},

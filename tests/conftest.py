@@ -152,8 +152,10 @@ def crash_at_batch(monkeypatch, n: int, action=None) -> dict:
 
 
 def experiment(name: str, *overrides: str):
-  """The config of experiments/NAME.py with ``key=value`` overrides applied."""
-  return apply_overrides(load_config(str(EXPERIMENTS / f"{name}.py")), overrides)
+  """The config of experiments/NAME.py (``NAME:VARIANT`` for a variant) with ``key=value``
+  overrides applied."""
+  file, sep, variant = name.partition(":")
+  return apply_overrides(load_config(f"{EXPERIMENTS / file}.py{sep}{variant}"), overrides)
 
 
 @pytest.fixture

@@ -67,6 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.vocab_size = 10_000  # The seed's Embedding(input_dim=10000).
   c.data.max_len = 100  # The seed's input_length=100.
   c.data.encoding = "utf-8"
+  # Keep each label up to this separator ('' keeps it whole): ':' gives TREC's 6 coarse
+  # classes from labels such as 'DESC:manner'.
+  c.data.label_separator = ""
   # Synthetic sequences: length T, sizes, memory-task alphabet, pixel permutation.
   c.data.seq_len = 50
   c.data.num_train = 10_000

@@ -217,6 +217,10 @@ def _read_source(cfg: ml_collections.ConfigDict) -> tuple[dict, tuple[str, ...],
   else:
     splits, declared_classes = _tfds_text(cfg, arg)
     note = f"TFDS {arg} (train split {cfg.train_split!r}, test split {cfg.test_split!r})"
+  if cfg.label_separator:  # Coarse labels: TREC's 'DESC:manner' is class 'DESC'.
+    for examples in splits.values():
+      examples.labels[:] = [label.split(cfg.label_separator, 1)[0] for label in examples.labels]
+    note += f", labels cut at the first {cfg.label_separator!r}"
   train = splits["train"]
   if not train.texts:
     raise DataError(f"{cfg.name}: the training split is empty")

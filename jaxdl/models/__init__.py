@@ -1,7 +1,7 @@
 """Models as parts: ``resolve(name)`` gives the record, ``build`` the one place config becomes a module.
 
 ``config.model.name`` is a built-in name (``seed_cnn``, ``deep_cnn``,
-``text_rnn``, ``seq_rnn``), an import path ``PKG.MODULE:ATTR`` to the user's
+``text_rnn``, ``seq_rnn``, ``kim_cnn``), an import path ``PKG.MODULE:ATTR`` to the user's
 model, or ``get_model`` for the experiment file's ``get_model(config, spec)``;
 the Python API also takes the objects themselves. See part.py for the contract.
 """
@@ -17,6 +17,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.models.cnn import DEEP_CNN, SEED_CNN, DeepCNN, SeedCNN
 from jaxdl.models.conv_pool import ConvReluPool, conv_relu_max_pool
 from jaxdl.models.convolution import convolution
+from jaxdl.models.kim import KIM_CNN, KimCNN
 from jaxdl.models.part import (IMAGES, SEQUENCES, TOKENS, InputKind, ModelPart, call_kwargs,
                                factory_part, part_from_object)
 from jaxdl.models.recurrent import (CELLS, Bidirectional, GRUCell, LSTMCell, RecurrentLayer,
@@ -26,7 +27,7 @@ from jaxdl.models.stats import count_params, flops_per_example
 
 MODELS: parts.Registry[ModelPart] = parts.Registry("model", part_from_object,
                                                        "model.name")
-for _part in (SEED_CNN, DEEP_CNN, TEXT_RNN, SEQ_RNN):
+for _part in (SEED_CNN, DEEP_CNN, TEXT_RNN, SEQ_RNN, KIM_CNN):
   MODELS.register(_part.name, _part)
 BUILTIN: dict[str, ModelPart] = {name: MODELS.resolve(name) for name in MODELS.names()}
 GET_MODEL = "get_model"  # config.model.name for the experiment file's get_model(config, spec).
@@ -84,7 +85,7 @@ def build(config: ml_collections.ConfigDict, spec: DataSpec,
   return part.build(config, config.model, spec)
 
 
-__all__ = ["BUILTIN", "MODELS", "Bidirectional", "CELLS", "ConvReluPool", "DeepCNN", "GRUCell", "IMAGES",
+__all__ = ["BUILTIN", "KIM_CNN", "KimCNN", "MODELS", "Bidirectional", "CELLS", "ConvReluPool", "DeepCNN", "GRUCell", "IMAGES",
            "InputKind", "LSTMCell", "ModelPart", "convolution", "conv_relu_max_pool", "RecurrentLayer", "RecurrentStack", "SEQUENCES", "SeedCNN",
            "SequenceModel", "SimpleRNNCell", "TOKENS", "TextClassifier", "build", "call_kwargs",
            "check_inputs", "count_params", "flops_per_example", "resolve"]
