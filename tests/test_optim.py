@@ -128,6 +128,25 @@ def test_every_built_in_optimizer_is_optax_own_with_its_defaults(name):
   assert set(part.injected) <= set(part.fields)
 
 
+@pytest.mark.parametrize("name, fields", [("sgd", {"nesterov": True, "momentum": 0.5}),
+                                          ("adam", {"b1": 0.5, "b2": 0.9, "eps": 1e-3})])
+def test_the_optimizers_own_fields_reach_optax(name, fields):
+  overrides = [f"optim.name={name}", "optim.learning_rate=0.1", "optim.schedule=constant",
+               *(f"optim.{k}={v}" for k, v in fields.items())]
+  cfg = apply_overrides(experiment("seed_cnn_digits"), overrides).optim
+  ours, theirs = build_optimizer(cfg, 10, 5), getattr(optax, name)(0.1, **fields)
+  params = {"w": jnp.linspace(-1.0, 1.0, 6)}
+  with jax.numpy_dtype_promotion("standard"):
+    states = [ours.init(params), theirs.init(params)]
+    results = [params, params]
+    for i in range(3):
+      for j, tx in enumerate((ours, theirs)):
+        grads = jax.tree.map(lambda p: 2 * p + 0.3 * i, results[j])
+        updates, states[j] = tx.update(grads, states[j], results[j])
+        results[j] = optax.apply_updates(results[j], updates)
+  chex.assert_trees_all_close(results[0], results[1], rtol=1e-5, atol=1e-7)
+
+
 def test_optimizer_fields_come_from_the_chosen_optimizer_and_typos_are_named():
   cfg = experiment("seed_cnn_digits", *KIM)
   assert (cfg.optim.rho, cfg.optim.eps) == (0.95, 1e-6) and "b1" not in cfg.optim
@@ -199,8 +218,23 @@ def test_max_norm_against_numpy(getkey, shape, per_unit):
   np.testing.assert_allclose(max_norm(small, 1.5, per_unit), small, rtol=2e-5)
 
 
+def test_a_zero_or_tiny_unit_is_scaled_as_kims_code_and_non_negative_clips(getkey):
+  w = np.zeros((3, 4), np.float32)
+  w[:, 1] = 1e-7  # Norm 1.7e-7: eps matters. Column 0: all zeros, which must stay zeros.
+  w[:, 2:] = np.asarray(jax.random.normal(getkey(), (3, 2)))
+  got = np.asarray(max_norm(jnp.asarray(w), max_norm=3.0))
+  assert np.isfinite(got).all() and not got[:, 0].any()
+  norm = np.sqrt(3) * 1e-7
+  np.testing.assert_allclose(got[:, 1], w[:, 1] * norm / (1e-7 + norm), rtol=1e-5)
+  v = np.asarray(jax.random.normal(getkey(), (5, 3)), np.float32)
+  np.testing.assert_array_equal(CONSTRAINTS.resolve("non_negative").project(jnp.asarray(v)),
+                                np.maximum(v, 0.0))
+
+
 def test_constraints_that_match_nothing_twice_or_with_a_typo_are_refused():
   params = _state(optax.sgd(0.1)).params
+  with pytest.raises(ConfigError, match="matches no parameter"):  # Matched against the whole path.
+    build_constraints({"c": {"name": "max_norm", "params": "kernel"}}, params)
   with pytest.raises(ConfigError, match="matches no parameter; the model's parameters: "
                                         "Dense_0/bias, Dense_0/kernel"):
     build_constraints({"c": {"name": "max_norm", "params": "Dense_1/kernel"}}, params)
@@ -244,6 +278,9 @@ def test_members_differing_in_an_injected_field_share_a_program():
   configs = [experiment("seed_cnn_digits", *KIM, f"optim.rho={rho}", f"seed={s}")
              for rho, s in ((0.9, 0), (0.95, 1))]
   assert len(group_members(configs)) == 1
+  momenta = [experiment("seed_cnn_digits", "optim.name=sgd", f"optim.momentum={m}")
+             for m in (0.5, 0.9)]
+  assert len(group_members(momenta)) == 1  # sgd's momentum is injected, as always.
   sgd = [experiment("seed_cnn_digits", "optim.name=sgd", f"optim.nesterov={n}")
          for n in ("false", "true")]
   assert len(group_members(sgd)) == 2  # A switch in the update's code: two programs.
