@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxdl.configs.loading import config_to_dict, flatten, suggest
+from jaxdl.configs.keys import config_to_dict, flatten, suggest
 from jaxdl.errors import ConfigError
 
 _positive = (lambda v: v >= 1, "at least 1")

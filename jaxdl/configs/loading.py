@@ -8,10 +8,8 @@ exists, and a value is parsed to the type of the key's default.
 
 import ast
 import contextlib
-import difflib
 import importlib.util
 import inspect
-import json
 import pathlib
 import sys
 from collections.abc import Iterable, Mapping
@@ -19,6 +17,10 @@ from typing import Any
 
 import ml_collections
 
+from jaxdl.configs.checks import check_keys_and_types
+from jaxdl.configs.keys import config_to_dict, flatten, suggest  # noqa: F401 (re-exported)
+from jaxdl.configs.model_fields import complete_model, rename_model
+from jaxdl.configs.optim_fields import complete_optim, rename_optim
 from jaxdl.errors import ConfigError
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -65,11 +67,6 @@ def load_config(experiment: str) -> ml_collections.ConfigDict:
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"get_config() in {path_str} returned {type(config).__name__}, "
                       "not an ml_collections.ConfigDict")
-  # Both import this module.
-  from jaxdl.configs.checks import check_keys_and_types
-  from jaxdl.configs.model_fields import complete_model
-  from jaxdl.configs.optim_fields import complete_optim
-
   if "experiment" in config:  # Import paths of the user's parts resolve from its folder.
     config.experiment = str(pathlib.Path(path_str).resolve())
   check_keys_and_types(config, f"config file {path_str}")
@@ -135,15 +132,6 @@ def _parse_value(key: str, text: str, default: Any) -> Any:
     return text
 
 
-def suggest(name: str, valid: Iterable[str]) -> list[str]:
-  """The valid key ``name`` most likely meant: a close spelling, or its initials (lr)."""
-  valid = list(valid)
-  close = difflib.get_close_matches(name, valid, n=1)
-  if close:
-    return close
-  return [v for v in valid if "_" in v and "".join(w[0] for w in v.split("_")) == name][:1]
-
-
 def _unknown_key(key: str, name: str, walked: list[str], node: Any) -> ConfigError:
   where = ".".join(walked) or "the top level"
   valid = _valid_keys(node) if isinstance(node, ml_collections.ConfigDict) else []
@@ -184,9 +172,6 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
 def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: Iterable[str] | Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Returns a copy of ``config`` with ``key=value`` strings (or a mapping) applied."""
-  from jaxdl.configs.model_fields import rename_model  # It imports this module.
-  from jaxdl.configs.optim_fields import rename_optim
-
   config = ml_collections.ConfigDict(config.to_dict())  # Deep copy, keeps types.
   config.lock()
   items = list(overrides.items() if isinstance(overrides, Mapping) else (
@@ -210,19 +195,6 @@ def _split_override(text: str) -> tuple[str, str]:
   return key.strip().removeprefix("config."), value
 
 
-def config_to_dict(config: ml_collections.ConfigDict) -> dict:
-  """A JSON-ready dict (tuples become lists)."""
-  return json.loads(config.to_json())
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: dotted keys, as overrides name them."""
-  out = {}
-  for k, v in d.items():
-    out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
-  return out
-
-
 def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collections.ConfigDict:
   """Rebuilds a locked config from :func:`config_to_dict` output (a run's config.json).
 
@@ -231,8 +203,6 @@ def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collect
   ``model`` is the model object of a run trained on one given to the API.
   """
   from jaxdl.configs.default import get_config  # Here: default.py imports nothing of ours.
-  from jaxdl.configs.model_fields import complete_model
-  from jaxdl.configs.optim_fields import complete_optim
 
   config = get_config()
   flat = flatten(values)

@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxdl.configs.loading import suggest
+from jaxdl.configs.keys import suggest
 from jaxdl.errors import ConfigError
 
 

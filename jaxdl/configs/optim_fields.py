@@ -11,7 +11,7 @@ adadelta's 1e-6 inside it), so no value carries over.
 
 import ml_collections
 
-from jaxdl.configs.loading import suggest
+from jaxdl.configs.keys import suggest
 from jaxdl.configs.model_fields import merged_fields, set_section
 from jaxdl.errors import ConfigError
 from jaxdl.optim.optimizers import COMMON, OPTIMIZERS, OptimizerPart

@@ -50,15 +50,13 @@ def means(sums: Mapping[str, Any]) -> dict[str, float]:
   """Summed metrics as means: per example, or per step for the PER_STEP ones.
 
   A summed confusion matrix (``confusion``) gives macro-F1 and Matthews'
-  correlation (see metrics.py).
+  correlation (:func:`from_confusion`).
   """
   count, steps = float(sums["count"]), float(sums.get("steps", 0.0))
   out = {k: float(v) / max(steps if k in PER_STEP else count, 1.0)
          for k, v in sums.items() if k not in _NOT_MEANS}
   out.update({k: float(sums[k]) for k in COUNTS if k in sums})
   if "confusion" in sums:
-    from jaxdl.training.metrics import from_confusion  # metrics.py imports this module.
-
     out.update(from_confusion(sums["confusion"]))
   return out
 
@@ -76,3 +74,17 @@ def to_json(sums: Mapping[str, Any]) -> dict[str, Any]:
 def from_json(sums: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """Sums read back from JSON in a step's dtypes (int32 step numbers, float32 the rest)."""
   return {k: np.asarray(v, np.int32 if k in MIN_REDUCED else np.float32) for k, v in sums.items()}
+
+
+def from_confusion(confusion: np.ndarray) -> dict[str, float]:
+  """Macro-F1 and Matthews' correlation from a summed confusion matrix."""
+  c = np.asarray(confusion, np.float64)
+  tp = np.diag(c)
+  predicted, true, total = c.sum(0), c.sum(1), c.sum()
+  denominator = predicted + true
+  f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+  present = true > 0  # Classes absent from the split (and never predicted) do not count.
+  macro_f1 = float(f1[present | (predicted > 0)].mean()) if total else 0.0
+  covariance = tp.sum() * total - predicted @ true
+  scale = np.sqrt((total ** 2 - predicted @ predicted) * (total ** 2 - true @ true))
+  return {"macro_f1": macro_f1, "mcc": float(covariance / scale) if scale > 0 else 0.0}

@@ -23,11 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxdl import parts
 from jaxdl.errors import ConfigError
-from jaxdl.training.metric_sums import Sums
+from jaxdl.training.metric_sums import Sums, from_confusion  # noqa: F401 (re-exported)
 
 SumsFn = Callable[[jax.Array, Mapping[str, jax.Array]], Sums]
 _TOP_K = re.compile(r"top(\d+)_accuracy")
@@ -104,17 +103,3 @@ def resolve(names: Sequence[str], experiment: str = ""
                         f"top5_accuracy), {', '.join(FROM_CONFUSION)}, or PKG.MODULE:ATTR of a "
                         "function (logits, batch) -> per-example values")
   return reported, functions, modes
-
-
-def from_confusion(confusion: np.ndarray) -> dict[str, float]:
-  """Macro-F1 and Matthews' correlation from a summed confusion matrix."""
-  c = np.asarray(confusion, np.float64)
-  tp = np.diag(c)
-  predicted, true, total = c.sum(0), c.sum(1), c.sum()
-  denominator = predicted + true
-  f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-  present = true > 0  # Classes absent from the split (and never predicted) do not count.
-  macro_f1 = float(f1[present | (predicted > 0)].mean()) if total else 0.0
-  covariance = tp.sum() * total - predicted @ true
-  scale = np.sqrt((total ** 2 - predicted @ predicted) * (total ** 2 - true @ true))
-  return {"macro_f1": macro_f1, "mcc": float(covariance / scale) if scale > 0 else 0.0}

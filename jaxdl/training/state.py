@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl.data.spec import DataSpec
+from jaxdl.training.model_call import model_arguments
 
 
 @flax.struct.dataclass
@@ -54,8 +55,6 @@ def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTrans
     example: a batch of one real example (inputs, mask and the per-example
       arrays the model may take, such as ``lengths``); default: zero inputs.
   """
-  from jaxdl.training.steps import model_arguments  # steps.py imports this module.
-
   init_key, dropout_key = jax.random.split(key)
   if example is None:
     example = {"inputs": dummy_inputs(spec), "mask": jnp.ones((1,), jnp.float32)}
