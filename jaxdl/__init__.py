@@ -10,6 +10,7 @@ XLA:CPU flags that speed up convolutions are opt-in for both (:func:`tune_xla_fl
 __version__ = "0.1.0"
 
 import os as _os
+from typing import TYPE_CHECKING
 
 from jaxdl.errors import CheckpointError, ConfigError, DataError, JaxdlError
 from jaxdl.host import tune_allocator as tune_host_allocator
@@ -33,7 +34,21 @@ _EXPORTS = {
     "Split": ("jaxdl.data", "Split"), "ModelPart": ("jaxdl.models", "ModelPart"),
     "Objective": ("jaxdl.training.objectives", "Objective"),
     "Metric": ("jaxdl.training.metrics", "Metric"),
+    "OptimizerPart": ("jaxdl.optim", "OptimizerPart"),
+    "ConstraintPart": ("jaxdl.optim", "ConstraintPart"),
 }
+
+if TYPE_CHECKING:  # What IDEs and type checkers see; tests/test_layering.py keeps it in step.
+  from jaxdl.api import Run, evaluate, get_config, load_run, sweep, train, tune
+  from jaxdl.data import DataSpec, Datasets, Split
+  from jaxdl.data import build as build_data
+  from jaxdl.interpret.run import explain
+  from jaxdl.models import ModelPart
+  from jaxdl.models import build as build_model
+  from jaxdl.optim import ConstraintPart, OptimizerPart
+  from jaxdl.sweeps.report import report
+  from jaxdl.training.metrics import Metric
+  from jaxdl.training.objectives import Objective
 
 
 def __getattr__(name: str):
@@ -45,5 +60,8 @@ def __getattr__(name: str):
   return getattr(importlib.import_module(module), attribute)
 
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "JaxdlError", "__version__",
-           "tune_host_allocator", "tune_xla_flags", *_EXPORTS]
+__all__ = ["CheckpointError", "ConfigError", "ConstraintPart", "DataError", "DataSpec",
+           "Datasets", "JaxdlError", "Metric", "ModelPart", "Objective", "OptimizerPart", "Run",
+           "Split", "__version__", "build_data", "build_model", "evaluate", "explain",
+           "get_config", "load_run", "report", "sweep", "train", "tune", "tune_host_allocator",
+           "tune_xla_flags"]

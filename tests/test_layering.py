@@ -71,3 +71,18 @@ def test_no_module_imports_its_way_back_to_itself():
 
 def test_the_cycle_finder_finds_a_cycle():
   assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_lazy_export_is_also_visible_to_type_checkers():
+  """jaxdl loads its API on first use (so the command can tune the allocator before JAX
+  starts); the TYPE_CHECKING block names the same objects for IDEs, and py.typed ships."""
+  tree = ast.parse((ROOT / "__init__.py").read_text())
+  block = next(n for n in tree.body if isinstance(n, ast.If)
+               and getattr(n.test, "id", "") == "TYPE_CHECKING")
+  seen = {(a.asname or a.name): (node.module, a.name) for node in block.body
+          for a in node.names}
+  assert seen == dict(jaxdl._EXPORTS)
+  assert set(jaxdl._EXPORTS) <= set(jaxdl.__all__)
+  for name in jaxdl.__all__:
+    assert getattr(jaxdl, name) is not None
+  assert (ROOT / "py.typed").exists()
