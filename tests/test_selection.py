@@ -29,6 +29,21 @@ def test_the_best_epoch_wins_and_ties_go_to_lower_loss_then_earlier():
   assert Selection("val_loss", "min").best_index(_rows(0, 0, 0, loss=[0.5, 0.1, 0.3])) == 1
   assert Selection(LAST).best_index(_rows(0.9, 0.1)) == 1
   assert pick.best_index([]) is None
+  # Minimised: a NaN, missing or boolean value is still the worst, never a score of 0.
+  lowest = Selection("val_loss", "min")
+  assert lowest.best_index(_rows(0, 0, 0, loss=[0.5, math.nan, 0.7])) == 0
+  assert lowest.best_index([{"step": 1}, {"step": 2, "val_loss": 0.4}]) == 1
+  assert pick.best_index([{"step": 1, "val_accuracy": True}, *_rows(0.2)]) == 1
+
+
+def test_what_results_json_says_of_the_rule():
+  assert Selection("val_accuracy", "max").describe() == {"selection_metric": "val_accuracy",
+                                                         "selection_mode": "max"}
+  assert Selection("val_loss", "min", patience=3, note="why").describe() == {
+      "selection_metric": "val_loss", "selection_mode": "min", "selection_patience": 3,
+      "selection_note": "why"}
+  assert Selection(LAST, note="no validation").describe() == {
+      "selection_metric": "last", "selection_note": "no validation"}
 
 
 def test_patience_stops_after_that_many_epochs_without_improvement():
