@@ -21,6 +21,8 @@ def test_tokenizer_is_lowercase_word_level():
 def test_vocab_is_top_k_by_frequency_ties_by_word():
   vocab = text.build_vocab(["b a c", "a b d", "a"], size=4)
   assert vocab == ("<pad>", "<oov>", "a", "b")  # a:3, then b:2; c and d miss the cut.
+  # Equal counts at the cut go by the word, not by the order the texts came in.
+  assert text.build_vocab(["c b", "a"], size=4) == ("<pad>", "<oov>", "a", "b")
   ids, lengths = text.encode(["a d b b b", ""], vocab, max_len=4)
   np.testing.assert_array_equal(ids, [[2, 1, 3, 3], [0, 0, 0, 0]])
   np.testing.assert_array_equal(lengths, [4, 0])
@@ -57,6 +59,23 @@ def test_tsv_layout_with_string_labels(tmp_path):
   assert d.spec.class_names == ("ham", "spam")
   np.testing.assert_array_equal(d.train.label, [1, 0, 1])
   np.testing.assert_array_equal(d.test.label, [0])
+
+
+def test_coarse_labels_cut_at_the_separator(tmp_path):
+  """TREC's layout: 'COARSE:fine question'; data.label_separator=':' keeps the coarse class."""
+  _write(tmp_path / "q.train", "DESC:manner How do I do it ?\nHUM:ind Who wrote it ?\n"
+                               "DESC:def What is a cat ?\nLOC:city Where is Rome ?\n")
+  _write(tmp_path / "q.test", "HUM:ind Which team won ?\nLOC:city Where : here ?\n")
+  cfg = experiment("seed_lstm_mr", f"data.name=textfile:{tmp_path}", "data.encoding=utf-8",
+                   "data.val_fraction=0.0", "data.label_separator=:").data
+  d = data.build(cfg)
+  assert d.spec.class_names == ("DESC", "HUM", "LOC")
+  np.testing.assert_array_equal(d.train.label, [0, 1, 0, 2])
+  np.testing.assert_array_equal(d.test.label, [1, 2])
+  assert "labels cut at the first ':'" in d.spec.notes[0]
+  whole = data.build(experiment("seed_lstm_mr", f"data.name=textfile:{tmp_path}",
+                                "data.encoding=utf-8", "data.val_fraction=0.0").data,)
+  assert whole.spec.class_names == ("DESC:def", "DESC:manner", "HUM:ind", "LOC:city")
 
 
 @pytest.mark.parametrize("files, message", [
