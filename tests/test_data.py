@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from conftest import experiment, shared_data
 from jaxdl import data
 from jaxdl.data import idx
-from jaxdl.data.arrays import Split, check_images, check_labels, hold_out_test
+from jaxdl.data.arrays import Split, check_images, check_labels, hold_out_test, split_indices
 from jaxdl.errors import DataError
 
 
@@ -226,3 +226,18 @@ def test_a_fold_of_the_digits_is_its_test_set():
 def test_bad_folds_are_clear_errors(overrides, message):
   with pytest.raises(DataError, match=message):
     data.build(experiment("seed_cnn_digits", *overrides).data)
+
+
+@pytest.mark.parametrize("labels", [None, np.array([0] * 9 + [1] * 11)])
+def test_split_indices_partitions_with_rounded_shares(labels):
+  """Kept and held-out are disjoint and cover every index; each class (or the whole) gives
+  round(n * fraction) examples: 9 * 0.3 = 2.7 -> 3, 11 * 0.3 = 3.3 -> 3 (int() would give 2)."""
+  n = 20 if labels is not None else 9
+  kept, held = split_indices(n, 0.3, 5, labels)
+  assert np.intersect1d(kept, held).size == 0
+  np.testing.assert_array_equal(np.union1d(kept, held), np.arange(n))
+  assert len(held) == (6 if labels is not None else 3)
+  if labels is not None:
+    assert np.bincount(labels[held]).tolist() == [3, 3]
+  with pytest.raises(DataError, match=r"must be in \[0, 1\), got 1.0"):
+    split_indices(n, 1.0, 5, labels)
