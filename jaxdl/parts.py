@@ -84,9 +84,18 @@ def module_name_of(experiment: str) -> str:
   return pathlib.Path(experiment).stem
 
 
+def suggest(name: str, valid: Iterable[str]) -> list[str]:
+  """The valid name ``name`` most likely meant: a close spelling, or its initials (lr)."""
+  valid = list(valid)
+  close = difflib.get_close_matches(name, valid, n=1)
+  if close:
+    return close
+  return [v for v in valid if "_" in v and "".join(w[0] for w in v.split("_")) == name][:1]
+
+
 def did_you_mean(name: str, valid: Iterable[str]) -> str:
   """`` (did you mean 'x'?)`` for the closest of ``valid``, or an empty string."""
-  close = difflib.get_close_matches(name, list(valid), n=1)
+  close = suggest(name, valid)
   return f" (did you mean {close[0]!r}?)" if close else ""
 
 

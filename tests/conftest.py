@@ -10,6 +10,7 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
@@ -80,6 +81,25 @@ def assert_gradient_matches_finite_differences(loss, params, eps=1e-6, rtol=1e-6
                       / (2 * eps) for i in range(flat.size)])
   np.testing.assert_allclose(ravel_pytree(jax.grad(loss)(params))[0], numeric, rtol=rtol,
                              atol=atol)
+
+
+def quadratic_run(tx, params=None, steps: int = 6):
+  """``params`` after ``steps`` updates of optimizer ``tx`` on the gradient ``2 p + 0.3 i`` at
+  step ``i`` (a quadratic pulled a little further each step): a trajectory to compare two
+  optimizers on."""
+  if params is None:
+    params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
+  start = params
+  with jax.numpy_dtype_promotion("standard"):  # Optax's own step-count arithmetic.
+    state = tx.init(params)
+    for i in range(steps):
+      grads = jax.tree_util.tree_map(lambda p: 2 * p + 0.3 * i, params)
+      updates, state = tx.update(grads, state, params)
+      params = optax.apply_updates(params, updates)
+  # Two runs that never moved would compare equal whatever the optimizers: they moved.
+  assert steps == 0 or any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(start)))
+  return params
 
 
 def assert_float32_close(got, want32, want64, factor: float = 4.0, ulps: float = 64.0,

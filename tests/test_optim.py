@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import experiment
+from conftest import experiment, quadratic_run
 from jaxdl import cite
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import config_from_dict, config_to_dict
@@ -115,16 +115,9 @@ def test_every_built_in_optimizer_is_optax_own_with_its_defaults(name):
   ours, theirs = build_optimizer(cfg, 10, 5), getattr(optax, name)(0.01, **own_fields(cfg),
                                                                    **decay)
   params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(3)}
-  results = [params, params]
-  with jax.numpy_dtype_promotion("standard"):  # As the train step runs optax.
-    states = [ours.init(params), theirs.init(params)]
-    for i in range(4):
-      for j, tx in enumerate((ours, theirs)):
-        grads = jax.tree.map(lambda p: 2 * p + 0.3 * i, results[j])
-        updates, states[j] = tx.update(grads, states[j], results[j])
-        results[j] = optax.apply_updates(results[j], updates)
   # Injected hyperparameters are float32 arrays, optax's own Python floats: float32 rounding.
-  chex.assert_trees_all_close(results[0], results[1], rtol=1e-5, atol=1e-7)
+  chex.assert_trees_all_close(quadratic_run(ours, params, 4), quadratic_run(theirs, params, 4),
+                              rtol=1e-5, atol=1e-7)
   assert set(part.injected) <= set(part.fields)
 
 
@@ -136,15 +129,8 @@ def test_the_optimizers_own_fields_reach_optax(name, fields):
   cfg = apply_overrides(experiment("seed_cnn_digits"), overrides).optim
   ours, theirs = build_optimizer(cfg, 10, 5), getattr(optax, name)(0.1, **fields)
   params = {"w": jnp.linspace(-1.0, 1.0, 6)}
-  with jax.numpy_dtype_promotion("standard"):
-    states = [ours.init(params), theirs.init(params)]
-    results = [params, params]
-    for i in range(3):
-      for j, tx in enumerate((ours, theirs)):
-        grads = jax.tree.map(lambda p: 2 * p + 0.3 * i, results[j])
-        updates, states[j] = tx.update(grads, states[j], results[j])
-        results[j] = optax.apply_updates(results[j], updates)
-  chex.assert_trees_all_close(results[0], results[1], rtol=1e-5, atol=1e-7)
+  chex.assert_trees_all_close(quadratic_run(ours, params, 3), quadratic_run(theirs, params, 3),
+                              rtol=1e-5, atol=1e-7)
 
 
 def test_optimizer_fields_come_from_the_chosen_optimizer_and_typos_are_named():

@@ -11,7 +11,7 @@ import optax
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import EXPERIMENTS, ROOT, Crash, crash_at_batch, experiment
+from conftest import EXPERIMENTS, ROOT, Crash, crash_at_batch, experiment, quadratic_run
 from jaxdl import data, models
 from jaxdl.errors import CheckpointError, ConfigError
 from jaxdl.training import build_optimizer, create_train_state, load_run, make_train_step
@@ -20,17 +20,6 @@ from jaxdl.training.objectives import classification
 
 # A small, fast variant of the default experiment.
 SMALL = ("num_epochs=2", "batch_size=64", "checkpoint_every_steps=7")
-
-
-def _quadratic_run(tx, steps=6):
-  params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
-  state = tx.init(params)
-  with jax.numpy_dtype_promotion("standard"):  # Optax's own step-count arithmetic.
-    for i in range(steps):
-      grads = jax.tree_util.tree_map(lambda p: 2 * p + 0.3 * i, params)
-      updates, state = tx.update(grads, state, params)
-      params = optax.apply_updates(params, updates)
-  return params
 
 
 @pytest.mark.parametrize("overrides, reference", [
@@ -49,8 +38,8 @@ def _quadratic_run(tx, steps=6):
 ])
 def test_optimizer_equals_optax_reference(overrides, reference):
   cfg = experiment("seed_cnn_digits", "optim.schedule=constant", *overrides).optim
-  ours = _quadratic_run(build_optimizer(cfg, total_steps=20, steps_per_epoch=4))
-  chex.assert_trees_all_close(ours, _quadratic_run(reference()), rtol=1e-6, atol=1e-7)
+  ours = quadratic_run(build_optimizer(cfg, total_steps=20, steps_per_epoch=4))
+  chex.assert_trees_all_close(ours, quadratic_run(reference()), rtol=1e-6, atol=1e-7)
 
 
 def test_bad_optimizer_settings_are_clear_errors():

@@ -1,24 +1,17 @@
 """Config keys as data: dotted flattening, JSON-ready dicts, and did-you-mean suggestions.
 
 The bottom floor of ``jaxdl.configs``: loading, checks and the part-field modules all
-use these, and this module imports none of them.
+use these, and this module imports none of them. ``suggest`` is the one did-you-mean of
+jaxdl (``jaxdl.parts``, below every package, holds it: part registries use it too).
 """
 
-import difflib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
-
-def suggest(name: str, valid: Iterable[str]) -> list[str]:
-  """The valid key ``name`` most likely meant: a close spelling, or its initials (lr)."""
-  valid = list(valid)
-  close = difflib.get_close_matches(name, valid, n=1)
-  if close:
-    return close
-  return [v for v in valid if "_" in v and "".join(w[0] for w in v.split("_")) == name][:1]
+from jaxdl.parts import suggest  # noqa: F401 (re-exported)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:

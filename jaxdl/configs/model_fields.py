@@ -8,7 +8,7 @@ sweep changes ``model.name``, the new model's fields replace the old ones, and
 values of fields both models have are kept.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -44,12 +44,15 @@ def complete_model(config: ml_collections.ConfigDict, obj: Any = None,
 
 
 def merged_fields(part, given: Mapping[str, Any], carried: Mapping[str, Any],
-                  tolerant: bool, section: str = "model") -> dict[str, Any]:
+                  tolerant: bool, section: str = "model", shared: Sequence[str] = ()
+                  ) -> dict[str, Any]:
   """A part's defaults, under the carried values it shares, under the values set.
 
   Args:
     part: a record with ``name``, ``fields`` and ``required`` (a model's, an optimizer's).
     section: the config section the fields live in, for the error.
+    shared: the section's keys every part has (``optim.learning_rate``, ...): not in
+      ``given``, but a typo may have meant one, so the error suggests and names them.
   """
   if part.fields is None:  # A factory's fields are whatever the experiment set.
     return {**carried, **given}
@@ -57,10 +60,12 @@ def merged_fields(part, given: Mapping[str, Any], carried: Mapping[str, Any],
   known = {*part.fields, *part.required}
   unknown = [k for k in given if k not in known]
   if unknown and not tolerant:
-    close = suggest(unknown[0], known)
+    close = suggest(unknown[0], [*known, *shared])
     hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+    every = f"; every {kind}'s: {', '.join(shared)}" if shared else ""
     raise ConfigError(f"config key '{section}.{unknown[0]}' is not a field of {kind} "
-                      f"{part.name!r}{hint}; its fields: {', '.join(sorted(known)) or 'none'}")
+                      f"{part.name!r}{hint}; its fields: {', '.join(sorted(known)) or 'none'}"
+                      f"{every}")
   missing = [k for k in part.required if k not in given and k not in carried]
   if missing and section != "model":  # Models report theirs when built, with the model.
     raise ConfigError(f"{kind} {part.name!r} needs '{section}.{missing[0]}' (it has no default)")

@@ -11,9 +11,8 @@ adadelta's 1e-6 inside it), so no value carries over.
 
 import ml_collections
 
-from jaxdl.configs.keys import suggest
 from jaxdl.configs.model_fields import merged_fields, set_section
-from jaxdl.errors import ConfigError
+from jaxdl.optim.build import own_fields
 from jaxdl.optim.optimizers import COMMON, OPTIMIZERS, OptimizerPart
 
 
@@ -27,11 +26,8 @@ def complete_optim(config: ml_collections.ConfigDict, tolerant: bool = False
   """
   part = OPTIMIZERS.resolve(config.optim.name, config.get("experiment", ""))
   common = {k: config.optim[k] for k in COMMON}
-  given = {k: tuple(v) if isinstance(v, list) else v
-           for k, v in config.optim.items() if k not in COMMON}
-  if not tolerant and part.fields is not None:
-    _refuse_unknown(part, given)
-  fields = merged_fields(part, given, {}, tolerant, section="optim")
+  fields = merged_fields(part, own_fields(config.optim), {}, tolerant, section="optim",
+                         shared=COMMON[1:])
   set_section(config, "optim", ml_collections.ConfigDict({**common, **fields}))
   return part
 
@@ -42,14 +38,3 @@ def rename_optim(config: ml_collections.ConfigDict, name: str) -> OptimizerPart:
   set_section(config, "optim", ml_collections.ConfigDict({**common, "name": name}))
   return complete_optim(config)
 
-
-def _refuse_unknown(part: OptimizerPart, given: dict) -> None:
-  """A key neither common nor the optimizer's: named, with the closest of both kinds."""
-  known = {*part.fields, *part.required}
-  unknown = [k for k in given if k not in known]
-  if unknown:
-    close = suggest(unknown[0], [*known, *COMMON])
-    hint = f" (did you mean 'optim.{close[0]}'?)" if close else ""
-    raise ConfigError(f"config key 'optim.{unknown[0]}' is not a field of optimizer "
-                      f"{part.name!r}{hint}; its fields: {', '.join(sorted(known)) or 'none'}; "
-                      f"every optimizer's: {', '.join(COMMON[1:])}")

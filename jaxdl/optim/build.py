@@ -50,17 +50,16 @@ def _chain(part: OptimizerPart, jaxdl_static: Mapping[str, Any], jaxdl_clip: boo
   (The static arguments' prefix keeps them apart from optimizers' own fields: rmsprop
   has a ``decay``.)
   """
-  clip, decay, shape = jaxdl_clip, jaxdl_decay, jaxdl_shape
-  parts = [optax.clip_by_global_norm(grad_clip_norm)] if clip else []
+  parts = [optax.clip_by_global_norm(grad_clip_norm)] if jaxdl_clip else []
   own = {**jaxdl_static, **injected}
   if part.decoupled_decay:
     parts.append(part.make(learning_rate, weight_decay=weight_decay, **own))
   else:
-    if decay:
+    if jaxdl_decay:
       parts.append(optax.add_decayed_weights(weight_decay))  # Coupled L2 decay.
     parts.append(part.make(learning_rate, **own))
-  if shape is not None:
-    parts.append(optax.scale_by_schedule(shape))
+  if jaxdl_shape is not None:
+    parts.append(optax.scale_by_schedule(jaxdl_shape))
   return optax.chain(*parts)
 
 
@@ -70,8 +69,7 @@ def _factory(part: OptimizerPart):
     return _chain(part, **kwargs)
 
   keyword = inspect.Parameter.KEYWORD_ONLY
-  names = (*_STATIC, "learning_rate", "weight_decay",
-           "grad_clip_norm", *part.injected)
+  names = (*_STATIC, "learning_rate", "weight_decay", "grad_clip_norm", *part.injected)
   factory.__signature__ = inspect.Signature([inspect.Parameter(n, keyword) for n in names])
   return factory
 
