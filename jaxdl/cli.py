@@ -10,6 +10,7 @@
   jaxdl plot DIR [--out DIR]
   jaxdl cite DIR
   jaxdl reproduce [--quick] --workdir DIR
+  jaxdl reproduce kim2014 --workdir DIR [--seeds N] [--split-seeds N] [--datasets mr,trec]
   jaxdl explain --workdir RUN [--examples N]
   jaxdl bench-peak
 
@@ -28,6 +29,13 @@ from collections.abc import Sequence
 from jaxdl.errors import ConfigError, JaxdlError, Preempted
 
 EXIT_USER_ERROR = 2
+
+
+def _positive_int(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after a checkpoint; rerun to resume.
 
 
@@ -153,10 +161,18 @@ def _cite(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _reproduce(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.studies.reproduce import reproduce
+  from jaxdl.studies.reproduce import reproduce, reproduce_kim2014
 
   _no_extra("reproduce", extra)
-  path = reproduce(args.workdir, quick=args.quick, command=sys.argv)
+  if args.study == "kim2014":
+    datasets = [d for d in (args.datasets or "").split(",") if d]
+    path = reproduce_kim2014(args.workdir, quick=args.quick, seeds=args.seeds,
+                             split_seeds=args.split_seeds, datasets=datasets, command=sys.argv)
+  else:
+    if args.seeds != 1 or args.split_seeds != 1 or args.datasets:
+      raise ConfigError("--seeds, --split-seeds and --datasets are for `jaxdl reproduce "
+                        "kim2014`; the seed's studies fix their own")
+    path = reproduce(args.workdir, quick=args.quick, command=sys.argv)
   print(f"wrote {path}")
   return 0
 
@@ -281,10 +297,7 @@ def _add_result_commands(sub) -> None:
   cit.add_argument("dir")
   cit.set_defaults(handler=_cite)
 
-  rep = sub.add_parser("reproduce", help="run the studies of the seed's claims; write results.md")
-  rep.add_argument("--workdir", required=True)
-  rep.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores (CI)")
-  rep.set_defaults(handler=_reproduce)
+  _add_reproduce_command(sub)
 
   exp = sub.add_parser("explain", help="attributions and LSTM gates for a trained run")
   exp.add_argument("--workdir", required=True)
@@ -300,6 +313,22 @@ def _add_result_commands(sub) -> None:
   peak = sub.add_parser("bench-peak", help="measure and cache this machine's matmul FLOP/s")
   peak.add_argument("--size", type=int, default=2048)
   peak.set_defaults(handler=_bench_peak)
+
+
+def _add_reproduce_command(sub) -> None:
+  """reproduce: the seed's studies, or a published table."""
+  rep = sub.add_parser("reproduce", help="run the studies of the seed's claims (results.md), or "
+                       "Kim (2014) Table 2 (kim2014.md)")
+  rep.add_argument("study", nargs="?", default="seed", choices=("seed", "kim2014"),
+                   help="seed: the seed document's claims; kim2014: Kim (2014) Table 2, CNN-rand")
+  rep.add_argument("--workdir", required=True)
+  rep.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores (CI)")
+  rep.add_argument("--seeds", type=_positive_int, default=1,
+                   help="kim2014: runs per fold or test set (default 1)")
+  rep.add_argument("--split-seeds", type=_positive_int, default=1,
+                   help="kim2014: fold assignments (data.split_seed) per CV dataset (default 1)")
+  rep.add_argument("--datasets", help="kim2014: comma-separated subset (default: all seven)")
+  rep.set_defaults(handler=_reproduce)
 
 
 def _registries() -> dict:

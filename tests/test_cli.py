@@ -72,3 +72,12 @@ def test_train_then_eval(capsys, tmp_path):
 def test_eval_of_a_folder_that_is_not_a_run(capsys, tmp_path):
   code, _, err = _run(capsys, "eval", "--workdir", str(tmp_path))
   assert code == 2 and "not a run folder" in err
+
+
+def test_reproduce_takes_kims_options_for_kim2014_only(capsys, tmp_path):
+  code, _, err = _run(capsys, "reproduce", "--workdir", str(tmp_path / "r"), "--seeds", "2")
+  assert code == 2 and "--seeds, --split-seeds and --datasets are for" in err
+  with pytest.raises(SystemExit):  # argparse: "must be at least 1".
+    _run(capsys, "reproduce", "kim2014", "--workdir", str(tmp_path / "r"), "--seeds", "0")
+  assert "must be at least 1, got 0" in capsys.readouterr().err
+  assert not (tmp_path / "r").exists()

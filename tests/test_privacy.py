@@ -122,7 +122,7 @@ def _subsampled_gaussian_epsilon(sigma: float, q: float, steps: int, delta: floa
 
 
 @pytest.mark.parametrize("sigma, q, steps", [(1.1, 64 / 1294, 315), (0.8, 0.01, 1000),
-                                             (2.0, 0.2, 50)])
+                                             (2.0, 0.2, 50), (3.0, 0.6, 20)])
 def test_accountant_at_q_below_one_matches_an_independent_rdp_bound(sigma, q, steps):
   independent = _subsampled_gaussian_epsilon(sigma, q, steps, 1e-5)
   rdp = privacy.epsilon(sigma, q, steps, 1e-5, "rdp")

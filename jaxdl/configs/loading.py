@@ -27,7 +27,8 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def _load_module(path_str: str):
+def load_module(path_str: str):
+  """The experiment file ``path_str`` as a module (its folder importable while it loads)."""
   path = pathlib.Path(path_str)
   if not path.is_file():
     raise ConfigError(f"config file {path_str!r} does not exist; pass a file such as "
@@ -51,7 +52,7 @@ def _load_module(path_str: str):
 def load_config(experiment: str) -> ml_collections.ConfigDict:
   """Loads ``path.py`` or ``path.py:arg`` and returns its locked config."""
   path_str, _, arg = experiment.partition(":")
-  module = _load_module(path_str)
+  module = load_module(path_str)
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise ConfigError(f"config file {path_str} does not define get_config(); add "
@@ -78,7 +79,7 @@ def load_config(experiment: str) -> ml_collections.ConfigDict:
 
 def load_sweep(experiment: str) -> dict[str, Any]:
   """The experiment's ``sweep()`` axes, ``{key: values or spec string}`` ({} if none)."""
-  module = _load_module(experiment.partition(":")[0])
+  module = load_module(experiment.partition(":")[0])
   sweep = getattr(module, "sweep", None)
   axes = sweep() if callable(sweep) else {}
   if not isinstance(axes, Mapping):

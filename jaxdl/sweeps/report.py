@@ -338,6 +338,14 @@ def pivot(folders: Sequence[str | pathlib.Path], rows_key: str, cols_key: str,
     found, _, failed = load_rows(folder)
     rows += found
     failures += failed
+  return pivot_rows(rows, failures, rows_key, cols_key, metric, fmt, digits)
+
+
+def pivot_rows(rows: Sequence[dict[str, Any]], failures: Sequence[Failure], rows_key: str,
+               cols_key: str, metric: str | None = None, fmt: str = "markdown",
+               digits: int = 4) -> str:
+  """:func:`pivot` of runs already loaded (``load_rows``'s rows, relabelled as a study
+  needs)."""
   for key in (rows_key, cols_key):
     if not any(key in r for r in rows):
       raise JaxdlError(f"--rows/--cols {key!r} is neither a config key nor a result of these "
@@ -436,5 +444,5 @@ def _unfinished(folder: pathlib.Path, accounted: int) -> int:
 
 
 __all__ = ["ALPHA", "FORMATS", "Failure", "Group", "Ranking", "against", "compare_folders",
-           "default_metrics", "load_rows", "pivot", "rank", "render", "report",
+           "default_metrics", "load_rows", "pivot", "pivot_rows", "rank", "render", "report",
            "summarize"]
