@@ -226,3 +226,26 @@ def fresh_build_state():
   yield
   build.load.cache_clear()
   build.unavailable.cache_clear()
+
+
+WORDS = {"pos": ["good", "great", "fine", "nice"], "neg": ["bad", "awful", "poor", "dull"],
+         "LOC": ["where", "city", "country"], "NUM": ["how", "many", "year"]}
+
+
+def cue_sentences(rng, cue: str, n: int, other: str, longest: int = 8) -> list[str]:
+  """Sentences of 3 to ``longest`` words, mostly from ``cue``'s class, so a CNN can learn it."""
+  out = []
+  for _ in range(n):
+    words = [str(rng.choice(WORDS[cue] if rng.random() < 0.8 else WORDS[other]))
+             for _ in range(rng.integers(3, longest + 1))]
+    out.append(" ".join(words))
+  return out
+
+
+def polarity_folder(folder: pathlib.Path, per_class: int, rng, longest: int = 8) -> pathlib.Path:
+  """A sentence set laid out as MR (rt-polarity.pos / .neg), learnable from its words."""
+  folder.mkdir(parents=True)
+  for label, other in (("pos", "neg"), ("neg", "pos")):
+    sentences = cue_sentences(rng, label, per_class, other, longest)
+    (folder / f"rt-polarity.{label}").write_text("\n".join(sentences) + "\n")
+  return folder

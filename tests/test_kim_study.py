@@ -8,39 +8,22 @@ import re
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, cue_sentences, polarity_folder
 from jaxdl.studies import kim2014
 from jaxdl.studies.reproduce import reproduce_kim2014
 from jaxdl.sweeps.intervals import Estimate
 from jaxdl.sweeps.report import Group
 
-WORDS = {"pos": ["good", "great", "fine", "nice"], "neg": ["bad", "awful", "poor", "dull"],
-         "LOC": ["where", "city", "country"], "NUM": ["how", "many", "year"]}
-
-
-def _sentences(rng, cue: str, n: int, other: str) -> list[str]:
-  """Sentences whose words come mostly from ``cue``'s class, so a CNN can learn it."""
-  out = []
-  for _ in range(n):
-    words = [str(rng.choice(WORDS[cue] if rng.random() < 0.8 else WORDS[other]))
-             for _ in range(rng.integers(3, 9))]
-    out.append(" ".join(words))
-  return out
-
-
 @pytest.fixture
 def tiny_data(tmp_path, monkeypatch):
   """A CV dataset laid out as MR and a given-test-set one laid out as TREC ('COARSE:fine')."""
   rng = np.random.default_rng(0)
-  mr = tmp_path / "data" / "mr"
-  mr.mkdir(parents=True)
-  (mr / "rt-polarity.pos").write_text("\n".join(_sentences(rng, "pos", 150, "neg")) + "\n")
-  (mr / "rt-polarity.neg").write_text("\n".join(_sentences(rng, "neg", 150, "pos")) + "\n")
+  polarity_folder(tmp_path / "data" / "mr", 150, rng)
   trec = tmp_path / "data" / "trec"
   trec.mkdir()
   for split, n in (("train", 150), ("test", 60)):
     lines = [f"{label}:x {s}" for label, other in (("LOC", "NUM"), ("NUM", "LOC"))
-             for s in _sentences(rng, label, n, other)]
+             for s in cue_sentences(rng, label, n, other)]
     (trec / f"TREC.{split}").write_text("\n".join(lines) + "\n")
   monkeypatch.setenv("JAXDL_DATA_DIR", str(tmp_path / "data"))
   return tmp_path

@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Text: vocabulary size (PAD and OOV included), tokens per text, file encoding.
   c.data.vocab_size = 10_000  # The seed's Embedding(input_dim=10000).
   c.data.max_len = 100  # The seed's input_length=100.
+  # Sequences: cut each batch to its longest sequence, rounded up to a multiple of this
+  # many steps (0: every batch keeps max_len steps). Faster for short texts; one compile
+  # per width. Only for models that read `lengths` (padding must not change their output).
+  c.data.length_bucket = 0
   c.data.encoding = "utf-8"
   # Keep each label up to this separator ('' keeps it whole): ':' gives TREC's 6 coarse
   # classes from labels such as 'DESC:manner'.

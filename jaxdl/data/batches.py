@@ -62,13 +62,23 @@ def shift_images(images: np.ndarray, offsets: np.ndarray, max_shift: int) -> np.
   return padded[np.arange(n)[:, None, None], row_index[:, :, None], col_index[:, None, :]]
 
 
+def bucketed_width(lengths: np.ndarray, bucket: int, full: int) -> int:
+  """The time steps a batch keeps: its longest sequence rounded up to a multiple of ``bucket``
+  (at least one bucket, at most ``full``)."""
+  longest = max(int(lengths.max()) if len(lengths) else 0, 1)
+  return min(full, -(-longest // bucket) * bucket)
+
+
 def padded_batch(split: Split, index: np.ndarray, batch_length: int, rows: Rows = None,
-                 skip_bad: bool = False, on_device: bool = False) -> Batch:
+                 skip_bad: bool = False, on_device: bool = False, bucket: int = 0) -> Batch:
   """Examples ``index`` padded to ``batch_length`` and masked; only ``rows`` of it.
 
   With ``on_device`` pixels the device can scale stay uint8 (``Split.rows``).
   With ``skip_bad`` an example that fails to read is masked out and flagged in
   ``skipped`` (counted by the pipeline); padding repeats example 0, masked.
+  With ``bucket`` > 0 (sequences with ``lengths``), the inputs keep only the time steps
+  of the whole batch's longest sequence, rounded up to a multiple of ``bucket``: every
+  process cuts its rows alike, and a model that reads ``lengths`` computes the same.
   """
   real = len(index)
   padded = np.concatenate([index, np.zeros(batch_length - real, index.dtype)])
@@ -80,6 +90,10 @@ def padded_batch(split: Split, index: np.ndarray, batch_length: int, rows: Rows 
     batch["skipped"] = (bad & (mask > 0)).astype(np.float32)
     mask = np.where(bad, np.float32(0.0), mask)
   batch["mask"] = mask
+  if bucket:
+    width = bucketed_width(np.asarray(split.extra["lengths"][index]), bucket,
+                           batch["inputs"].shape[1])
+    batch["inputs"] = np.ascontiguousarray(batch["inputs"][:, :width])
   return batch
 
 
@@ -95,6 +109,7 @@ class ShuffledPlan:
   rows: Rows = None
   skip_bad: bool = False
   on_device: bool = False
+  bucket: int = 0
 
   @property
   def steps(self) -> int:
@@ -107,7 +122,7 @@ class ShuffledPlan:
   def __call__(self, step: int) -> Batch:
     index = self.order[step * self.batch_length:(step + 1) * self.batch_length]
     batch = padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad,
-                         self.on_device)
+                         self.on_device, self.bucket)
     return augment(batch, self.shift, self.seed, self.epoch, step, self.rows,
                    self.batch_length, self.on_device and self.split.device_scaling is not None)
 
@@ -159,6 +174,7 @@ class PoissonPlan:
   rows: Rows = None
   skip_bad: bool = False
   on_device: bool = False
+  bucket: int = 0
 
   def indices(self, step: int) -> tuple[np.ndarray, bool]:
     """The examples drawn at ``step`` (sorted; at most ``padded_size``), and if truncated."""
@@ -171,7 +187,7 @@ class PoissonPlan:
   def __call__(self, step: int) -> Batch:
     chosen, truncated = self.indices(step)
     batch = padded_batch(self.split, chosen, self.padded_size, self.rows, self.skip_bad,
-                         self.on_device)
+                         self.on_device, self.bucket)
     # Per example, so it shards like the rest of the batch; the step sums it.
     flag = np.zeros(self.padded_size, np.float32)
     flag[0] = float(truncated)
@@ -190,6 +206,7 @@ class InOrderPlan:
   rows: Rows = None
   skip_bad: bool = False
   on_device: bool = False
+  bucket: int = 0
 
   @property
   def steps(self) -> int:
@@ -199,7 +216,7 @@ class InOrderPlan:
     start = step * self.batch_length
     index = np.arange(start, min(start + self.batch_length, len(self.split)))
     return padded_batch(self.split, index, self.batch_length, self.rows, self.skip_bad,
-                        self.on_device)
+                        self.on_device, self.bucket)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -217,7 +234,14 @@ class GroupPlan:
     batches = [plan(step) for plan in self.members]
     if not self.stacked:
       return batches[0]
-    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+    return {k: np.stack(_same_width([b[k] for b in batches])) for k in batches[0]}
+
+
+def _same_width(arrays: list[np.ndarray]) -> list[np.ndarray]:
+  """Members' inputs cut to different time steps (``bucket``), zero-padded to the longest."""
+  width = max(a.shape[1] if a.ndim > 1 else 0 for a in arrays)
+  return [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
+          if a.ndim > 1 and a.shape[1] != width else a for a in arrays]
 
 
 def train_batches(split: Split, batch_size: int, seed: int, epoch: int, start: int = 0,

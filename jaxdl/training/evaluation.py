@@ -26,18 +26,19 @@ _merge = jax.jit(merge)
 
 def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, split: Split,
                    batch_size: int, parallel: DataParallel | None = None, *, workers: int = 0,
-                   prefetch: int = 0, read_on_demand: bool = False, skip_bad: bool = False
-                   ) -> list[dict[str, float]]:
+                   prefetch: int = 0, read_on_demand: bool = False, skip_bad: bool = False,
+                   bucket: int = 0) -> list[dict[str, float]]:
   """Each member's mean metrics over every example of ``split`` ({} for an empty split).
 
   ``workers``, ``prefetch`` and ``read_on_demand`` set the input pipeline (pipeline.py); with
-  ``skip_bad`` unreadable examples are left out and counted (``skipped_examples``).
+  ``skip_bad`` unreadable examples are left out and counted (``skipped_examples``); ``bucket``
+  cuts each batch's padding (``data.length_bucket``, batches.py).
   """
   if len(split) == 0:
     return [{} for _ in range(group.size)]
   finish = on_device.finisher([split], 0, stacked=False)
   plan = InOrderPlan(split, batch_size, parallel.process_rows(batch_size) if parallel else None,
-                     skip_bad, on_device=finish is not None)
+                     skip_bad, on_device=finish is not None, bucket=bucket)
   shard = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
            if parallel else None)
   place = pipeline.chain(shard, finish)
@@ -51,8 +52,8 @@ def evaluate_group(group: MemberGroup, eval_step: EvalStep, state: TrainState, s
 
 def predict_group(group: MemberGroup, predict_step: PredictStep, state: TrainState, split: Split,
                   batch_size: int, parallel: DataParallel | None = None, *, workers: int = 0,
-                  prefetch: int = 0, read_on_demand: bool = False, skip_bad: bool = False
-                  ) -> list[dict[str, np.ndarray]]:
+                  prefetch: int = 0, read_on_demand: bool = False, skip_bad: bool = False,
+                  bucket: int = 0) -> list[dict[str, np.ndarray]]:
   """Each member's per-example predictions on ``split``, in the split's order.
 
   Returns, per member: ``index <int64>[n]`` (the example's position in the split; examples
@@ -62,7 +63,7 @@ def predict_group(group: MemberGroup, predict_step: PredictStep, state: TrainSta
   """
   finish = on_device.finisher([split], 0, stacked=False)
   plan = InOrderPlan(split, batch_size, parallel.process_rows(batch_size) if parallel else None,
-                     skip_bad, on_device=finish is not None)
+                     skip_bad, on_device=finish is not None, bucket=bucket)
   shard = (functools.partial(parallel.shard, stacked=False, batch_length=batch_size)
            if parallel else None)
   parts: list[list[dict[str, np.ndarray]]] = [[] for _ in range(group.size)]

@@ -94,6 +94,7 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
     raise ConfigError(f"data.augment_shift={config.data.augment_shift} shifts images, but "
                       f"{spec.name} gives {spec.input_dtype} inputs of shape {spec.input_shape}; "
                       "set data.augment_shift=0")
+  _check_length_bucket(config.data.length_bucket, datasets)
   part = models.resolve(config.model.name, config.experiment, model)
   module = models.build(config, spec, part)
   objective = _objective(config, spec)
@@ -114,6 +115,14 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   return Experiment(config, datasets, module, tx, state, steps_per_epoch, objective, chosen,
                     private, batch_length(config.batch_size, spec.num_train, data_devices), part,
                     constrain)
+
+
+def _check_length_bucket(bucket: int, datasets: data.Datasets) -> None:
+  if bucket < 0:
+    raise ConfigError(f"data.length_bucket must be >= 0 (0: keep data.max_len steps), got {bucket}")
+  if bucket and "lengths" not in datasets.train.extra:
+    raise ConfigError(f"data.length_bucket={bucket} cuts sequences to their lengths, but "
+                      f"{datasets.spec.name} gives no lengths; set data.length_bucket=0")
 
 
 def _objective(config: ml_collections.ConfigDict, spec) -> Objective:

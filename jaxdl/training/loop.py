@@ -268,7 +268,8 @@ class GroupTrainer:
     for exp in self.exps:
       c = exp.config
       common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch, shift=c.data.augment_shift,
-                    skip_bad=c.data.skip_bad_examples, on_device=device_side)
+                    skip_bad=c.data.skip_bad_examples, on_device=device_side,
+                    bucket=c.data.length_bucket)
       if exp.privacy:
         size = exp.privacy["padded_batch"]
         plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
@@ -285,7 +286,7 @@ class GroupTrainer:
     data, datasets = self.config.data, self.shared.datasets
     lazy = any(split.lazy for split in (datasets.train, datasets.val, datasets.test))
     return dict(workers=data.workers, prefetch=data.prefetch, read_on_demand=lazy,
-                skip_bad=data.skip_bad_examples)
+                skip_bad=data.skip_bad_examples, bucket=data.length_bucket)
 
   @property
   def train_finisher(self) -> on_device.Finisher | None:
