@@ -32,7 +32,8 @@ from jaxdl.data.spec import DataSpec
 from jaxdl.errors import ConfigError
 from jaxdl.sweeps.axes import Axis, axes_from_mapping, parse_axis
 from jaxdl.training.experiment import Experiment
-from jaxdl.training.loop import evaluate_run, load_run as restore_run, train_and_evaluate
+from jaxdl.training.loop import train_and_evaluate
+from jaxdl.training.saved_runs import evaluate_run, load_run as restore_run
 from jaxdl.training.state import TrainState
 from jaxdl.training.steps import apply_model
 

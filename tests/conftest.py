@@ -153,9 +153,9 @@ def crash_at_batch(monkeypatch, n: int, action=None) -> dict:
 
   Returns the counter of batches drawn, so a test can assert the crash happened.
   """
-  from jaxdl.training import loop as loop_module
+  from jaxdl.training import feeding as feeding_module
 
-  real = loop_module.stream_batches
+  real = feeding_module.stream_batches
   seen = {"n": 0}
 
   def batches(*args, **kwargs):
@@ -167,7 +167,7 @@ def crash_at_batch(monkeypatch, n: int, action=None) -> dict:
         action()
       yield batch
 
-  monkeypatch.setattr(loop_module, "stream_batches", batches)
+  monkeypatch.setattr(feeding_module, "stream_batches", batches)
   return seen
 
 

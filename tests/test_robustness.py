@@ -18,7 +18,7 @@ from conftest import EXPERIMENTS, ROOT, comparable_files, experiment
 from jaxdl import cli
 from jaxdl.errors import CheckpointError, DataError, NonFiniteError
 from jaxdl.training import load_run, train_and_evaluate
-from jaxdl.training import loop as loop_module
+from jaxdl.training import feeding as feeding_module
 
 DIGITS = str(EXPERIMENTS / "seed_cnn_digits.py")
 # 35 steps an epoch; checkpoints every 5 steps, so each epoch ends on a checkpoint step.
@@ -115,7 +115,7 @@ def test_kill_9_at_any_moment_loses_no_completed_checkpoint(tmp_path, reference,
 
 def _poison_batches(monkeypatch, at_batch: int):
   """Makes the loop's ``at_batch``-th training batch (host side, before placing) all NaN."""
-  real = loop_module.stream_batches
+  real = feeding_module.stream_batches
   seen = {"n": 0}
 
   def poisoned(plan, *args, **kwargs):
@@ -128,7 +128,7 @@ def _poison_batches(monkeypatch, at_batch: int):
 
     return real(poisoned_plan, *args, **kwargs)
 
-  monkeypatch.setattr(loop_module, "stream_batches", poisoned)
+  monkeypatch.setattr(feeding_module, "stream_batches", poisoned)
   return seen
 
 

@@ -10,7 +10,7 @@ from conftest import comparable_files, experiment
 from jaxdl import data
 from jaxdl.errors import ConfigError
 from jaxdl.training import train_and_evaluate, train_group
-from jaxdl.training.loop import evaluate_run
+from jaxdl.training.saved_runs import evaluate_run
 from jaxdl.training import objectives
 from jaxdl.training.objectives import OBJECTIVES
 from jaxdl.training.selection import LAST, Selection, resolve

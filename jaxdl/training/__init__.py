@@ -2,7 +2,8 @@
 
 from jaxdl.training.evaluation import evaluate
 from jaxdl.training.experiment import Experiment, build_experiment
-from jaxdl.training.loop import load_run, train_and_evaluate, train_group
+from jaxdl.training.loop import train_and_evaluate, train_group
+from jaxdl.training.saved_runs import load_run
 from jaxdl.optim import build_optimizer
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.steps import make_eval_step, make_train_step

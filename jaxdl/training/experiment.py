@@ -166,3 +166,9 @@ def batch_length(batch_size: int, num_examples: int, devices: int = 1) -> int:
   if batch_size <= num_examples:
     return batch_size
   return min(batch_size, -(-max(num_examples, 1) // devices) * devices)
+
+
+def eval_batch_length(exp: Experiment) -> int:
+  """The evaluation batch arrays' length: no longer than the largest split needs."""
+  spec = exp.datasets.spec
+  return batch_length(exp.config.eval_batch_size, max(spec.num_val, spec.num_test))

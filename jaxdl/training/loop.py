@@ -12,12 +12,8 @@ TPU. A lone run is a group of one, so there is one loop:
 """
 
 import contextlib
-import dataclasses
-import functools
 import pathlib
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,26 +24,25 @@ import numpy as np
 
 from jaxdl import models
 from jaxdl import data as data_lib
-from jaxdl.data import batches as batches_lib
-from jaxdl.data import on_device
-from jaxdl.data.pipeline import batches as stream_batches, chain
 from jaxdl.models.native import build as native_build
-from jaxdl.configs.loading import config_from_dict, config_to_dict
-from jaxdl.errors import CheckpointError, JaxdlError, Preempted
-from jaxdl.training.checkpoint import Checkpointer, CorruptCheckpoint
-from jaxdl.training.evaluation import (check_finite, epoch_row, evaluate, evaluate_group,
-                                       predict_group)
-from jaxdl.training.experiment import Experiment, batch_length, build_experiment
+from jaxdl.configs.loading import config_to_dict
+from jaxdl.errors import CheckpointError, JaxdlError
+from jaxdl.training.checkpoint import Checkpointer
+from jaxdl.training.evaluation import check_finite, epoch_row, evaluate_group, predict_group
+from jaxdl.training.experiment import Experiment, build_experiment, eval_batch_length
+from jaxdl.training.feeding import GroupInput
 from jaxdl.training.group import MemberGroup
-from jaxdl.training.metric_sums import from_json, means, merge, to_json
+from jaxdl.training.jitted import jit_predict_step, jit_steps
+from jaxdl.training.metric_sums import from_json, means, merge
 from jaxdl.training.parallel import DataParallel
 from jaxdl.training.progress import Reporter, format_row
 from jaxdl.training.results import epsilon_spent, run_results
+from jaxdl.training.resume import (Progress, good_steps, restore_members, resume_point,
+                                   resumed_progress)
 from jaxdl.training.run_folder import PREDICTIONS, RunFolder, read_json
+from jaxdl.training.signals import StopSignals
 from jaxdl.tracking import open_writers
 from jaxdl.training import user_code
-from jaxdl.training.state import TrainState
-from jaxdl.training.steps import make_eval_step, make_predict_step, make_train_step
 
 _merge = jax.jit(merge)
 
@@ -56,85 +51,7 @@ def _stderr(message: str) -> None:
   print(message, file=sys.stderr)
 
 
-class _StopSignals:
-  """Turns SIGTERM and SIGINT into a request to stop after the current step.
-
-  Handlers are installed only in the main thread (Python allows no others).
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.received: int | None = None
-    self._previous = {}
-
-  def __enter__(self) -> "_StopSignals":
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame) -> None:
-    del frame
-    self.received = signum
-
-  def __exit__(self, *exc) -> None:
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def preempted(self, step: int) -> Preempted:
-    return Preempted(f"stopped by {signal.Signals(self.received).name} at step {step}; a "
-                     "checkpoint was written: rerun the same command to resume")
-
-
-@dataclasses.dataclass
-class Progress:
-  """Where a group's training stands; a checkpoint holds all of it.
-
-  Attributes:
-    state: the (stacked) train state, on the devices.
-    step: optimizer steps the group has taken.
-    histories: each member's metrics.jsonl rows.
-    partial_sums: each member's metric sums of the unfinished epoch (None at an
-      epoch boundary).
-    train_s: seconds spent in training steps, over every session.
-    compile_s: seconds of the first step (compile included).
-    saved_step: the step of the last checkpoint written (None: none yet).
-    native_kernels: the native kernels loaded by every session that trained the group.
-  """
-
-  state: Any
-  step: int
-  histories: list[list[dict[str, Any]]]
-  partial_sums: list[dict[str, float]] | None = None
-  train_s: float = 0.0
-  compile_s: float | None = None
-  saved_step: int | None = None
-  native_kernels: tuple[str, ...] = ()
-
-  def saved(self, member: int) -> dict[str, Any]:
-    """Member ``member``'s progress item for its checkpoint (JSON)."""
-    return {"history": self.histories[member], "train_s": self.train_s,
-            "compile_s": self.compile_s, "native_kernels": list(self.native_kernels),
-            "epoch_sums": None if self.partial_sums is None else to_json(
-                self.partial_sums[member])}
-
-
 EpochHook = Callable[[Sequence[dict[str, Any]]], bool]
-
-
-def _partial_sums(restored: Sequence[dict], active: Sequence[int], step: int | None
-                  ) -> list[dict] | None:
-  """The unfinished epoch's metric sums of each member, where the group resumes mid-epoch.
-
-  Members that are done contribute placeholder sums that are never read.
-  """
-  if not active or step is None or restored[active[0]].get("epoch_sums") is None:
-    return None
-  template = restored[active[0]]["epoch_sums"]
-  return [restored[i]["epoch_sums"] if i in active else
-          {k: np.zeros_like(np.asarray(v)).tolist() for k, v in template.items()}
-          for i in range(len(restored))]
 
 
 class GroupTrainer:
@@ -167,23 +84,12 @@ class GroupTrainer:
     state = parallel.place_state(group.stack([e.initial_state for e in exps]))
     self.state_sharding = parallel.state_shardings(state)
     self.train_step, self.eval_step = jit_steps(self.shared, group, parallel, self.state_sharding)
+    self.input = GroupInput(exps, group, parallel)
     self.writers: list[list] = [[] for _ in runs]  # TensorBoard / W&B, opened by run().
     self.hooks = list(epoch_hooks or [None] * len(runs))
     self.stopped = [False] * len(runs)  # Stopped by its hook.
 
   # --- resuming -------------------------------------------------------------------------------
-
-  def _good_steps(self, member: int) -> list[int]:
-    """Member's checkpoint steps whose files match their checksums (corrupt ones deleted)."""
-    good = []
-    for step in self.checkpointers[member].all_steps():
-      try:
-        self.checkpointers[member].verify(step)
-        good.append(step)
-      except CorruptCheckpoint as e:
-        self.log(f"{e}; deleting it and resuming from the checkpoint before it")
-        self.checkpointers[member].delete(step)
-    return good
 
   def is_done(self, member: int, history: Sequence[dict[str, Any]]) -> bool:
     """A member is done after its last epoch, or once its selection rule or hook stops it."""
@@ -200,43 +106,15 @@ class GroupTrainer:
     Members that are done keep their history and take part only as a
     placeholder (their slot is trained but never recorded again).
     """
-    good = [self._good_steps(i) for i in range(self.group.size)]
+    good = [good_steps(ckpt, self.log) for ckpt in self.checkpointers]
     latest = [self.checkpointers[i].progress(steps[-1]) if steps else None
               for i, steps in enumerate(good)]
     for i, saved in enumerate(latest):
       self._call_hook(i, saved["history"] if saved else [])
-    active, step = self._resume_point(good, latest)
-    states, restored = self._restore_members(step, active, latest)
-    timing = restored[active[0] if active else 0]
-    if not active:  # Every member is done (killed before results.json): where they ended.
-      step = max((r["history"][-1]["step"] for r in restored if r["history"]), default=None)
-    return Progress(state=self.parallel.place_state(self.group.stack(states)), step=step or 0,
-                    histories=[r["history"] for r in restored],
-                    partial_sums=_partial_sums(restored, active, step),
-                    train_s=float(timing.get("train_s", 0.0)),
-                    compile_s=timing.get("compile_s"), saved_step=step,
-                    native_kernels=tuple(timing.get("native_kernels", ())))
-
-  def _resume_point(self, good: Sequence[list[int]], latest: Sequence[dict | None]
-                    ) -> tuple[list[int], int | None]:
-    """The unfinished members, and the latest step all of them have a good checkpoint of."""
-    active = [i for i, saved in enumerate(latest)
-              if saved is None or not self.is_done(i, saved["history"])]
-    common = set.intersection(*(set(good[i]) for i in active)) if active else set()
-    return active, (max(common) if common else None)
-
-  def _restore_members(self, step: int | None, active: Sequence[int],
-                       latest: Sequence[dict | None]) -> tuple[list, list[dict]]:
-    """Each member's state and progress: active ones at ``step``, done ones as they ended."""
-    states, restored = [], []
-    for i, exp in enumerate(self.exps):
-      if i in active and step is not None:
-        state, saved = self.checkpointers[i].restore(exp.initial_state, step)
-      else:  # A fresh start, or a member that is done (its slot is a placeholder).
-        state, saved = exp.initial_state, latest[i] if i not in active else None
-      states.append(state)
-      restored.append(saved or {"history": []})
-    return states, restored
+    active, step = resume_point(good, latest, self.is_done)
+    states, restored = restore_members(self.exps, self.checkpointers, step, active, latest)
+    return resumed_progress(self.parallel.place_state(self.group.stack(states)), restored,
+                            active, step)
 
   def active(self, progress: Progress) -> list[int]:
     return [i for i, h in enumerate(progress.histories) if not self.is_done(i, h)]
@@ -261,49 +139,7 @@ class GroupTrainer:
 
   # --- one epoch --------------------------------------------------------------------------------
 
-  def epoch_plan(self, epoch: int) -> batches_lib.GroupPlan:
-    """Every member's batches of ``epoch`` as one plan (batches.py)."""
-    plans = []
-    device_side = self.train_finisher is not None
-    for exp in self.exps:
-      c = exp.config
-      common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch, shift=c.data.augment_shift,
-                    skip_bad=c.data.skip_bad_examples, on_device=device_side,
-                    bucket=c.data.length_bucket)
-      if exp.privacy:
-        size = exp.privacy["padded_batch"]
-        plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
-                                             steps=exp.steps_per_epoch, rows=self.parallel.process_rows(size),
-                                             **common))
-      else:
-        plans.append(batches_lib.ShuffledPlan(batch_length=exp.batch_length,
-                                              rows=self.parallel.process_rows(exp.batch_length), **common))
-    return batches_lib.GroupPlan(plans, self.group.vectorized)
-
-  @property
-  def input_settings(self) -> dict[str, Any]:
-    """``data.*``'s pipeline settings, as ``pipeline.batches`` and ``evaluate_group`` take them."""
-    data, datasets = self.config.data, self.shared.datasets
-    lazy = any(split.lazy for split in (datasets.train, datasets.val, datasets.test))
-    return dict(workers=data.workers, prefetch=data.prefetch, read_on_demand=lazy,
-                skip_bad=data.skip_bad_examples, bucket=data.length_bucket)
-
-  @property
-  def train_finisher(self) -> on_device.Finisher | None:
-    """Scales (and shifts) the training batches on the devices (on_device.py), or None."""
-    return on_device.finisher([exp.datasets.train for exp in self.exps],
-                              self.config.data.augment_shift, self.group.vectorized)
-
-  def stream(self, plan, start: int, stop: int, batch_length: int, stacked: bool):
-    """The batches ``plan(start..stop-1)`` on the devices, through the Grain pipeline."""
-    settings = self.input_settings
-    shard = functools.partial(self.parallel.shard, stacked=stacked, batch_length=batch_length)
-    return stream_batches(plan, start, stop, workers=settings["workers"],
-                          prefetch=settings["prefetch"],
-                          read_on_demand=settings["read_on_demand"],
-                          place=chain(shard, self.train_finisher))
-
-  def train_epoch(self, progress: Progress, epoch: int, stop: _StopSignals,
+  def train_epoch(self, progress: Progress, epoch: int, stop: StopSignals,
                   reporter: Reporter) -> tuple[Any, float]:
     """Trains the rest of ``epoch``; returns its metric sums and the examples they held before.
 
@@ -317,7 +153,7 @@ class GroupTrainer:
     before = sum(s["count"] for s in progress.partial_sums) if start_batch else 0.0
     t_mark = time.perf_counter()
     length = self.shared.privacy["padded_batch"] if self.shared.privacy else self.shared.batch_length
-    for batch in self.stream(self.epoch_plan(epoch), start_batch, spe, length,
+    for batch in self.input.stream(self.input.epoch_plan(epoch), start_batch, spe, length,
                              self.group.vectorized):
       t_step = time.perf_counter()
       progress.state, step_sums = self.train_step(progress.state, batch)
@@ -344,7 +180,7 @@ class GroupTrainer:
                             "train it again with --overwrite")
     return self.group.stack([from_json(s) for s in progress.partial_sums])
 
-  def _checkpoint_mid_epoch(self, progress: Progress, epoch: int, sums: Any, stop: _StopSignals,
+  def _checkpoint_mid_epoch(self, progress: Progress, epoch: int, sums: Any, stop: StopSignals,
                             t_mark: float) -> float:
     """Checkpoints every ``checkpoint_every_steps`` and on a stop signal; returns the time mark.
 
@@ -404,7 +240,7 @@ class GroupTrainer:
     active = self.active(progress)
     vals = evaluate_group(self.group, self.eval_step, progress.state, self.shared.datasets.val,
                           self.eval_batch_size, self.parallel,
-                          **self.input_settings)
+                          **self.input.settings)
     for i in active:
       row = epoch_row(epoch + 1, progress.step, means(host[i]), vals[i], examples, seconds)
       for key in ("nonfinite_steps", "truncated_steps"):
@@ -433,7 +269,7 @@ class GroupTrainer:
     start_step = progress.step
     spe = self.shared.steps_per_epoch
     with Reporter(self.shared.total_steps, start_step, self.quiet,
-                  self.config.batch_size * self.group.size) as reporter, _StopSignals() as stop:
+                  self.config.batch_size * self.group.size) as reporter, StopSignals() as stop:
       if start_step:
         reporter.log(f"resuming {', '.join(self.names)} from step {start_step}")
       while active := self.active(progress):
@@ -464,18 +300,13 @@ class GroupTrainer:
     """Each member's test means with ``state``."""
     return evaluate_group(self.group, self.eval_step, state, self.shared.datasets.test,
                           self.eval_batch_size, self.parallel,
-                          **self.input_settings)
+                          **self.input.settings)
 
   def predict(self, state: Any) -> list[dict[str, np.ndarray]]:
     """Each member's per-example test predictions with ``state`` (for paired tests)."""
-    step = make_predict_step(self.shared.model, self.shared.objective,
-                             self.shared.datasets.spec.task == "classification",
-                             self.shared.compute_dtype)
-    jitted = jax.jit(self.group.vmap_if_vectorized(step, in_axes=(0, None)),
-                     in_shardings=(self.state_sharding, self.parallel.batch_sharding(stacked=False)),
-                     out_shardings=self.parallel.replicated)
+    jitted = jit_predict_step(self.shared, self.group, self.parallel, self.state_sharding)
     return predict_group(self.group, jitted, state, self.shared.datasets.test,
-                         self.eval_batch_size, self.parallel, **self.input_settings)
+                         self.eval_batch_size, self.parallel, **self.input.settings)
 
   def results(self, progress: Progress, wall_start: float) -> list[dict[str, Any]]:
     """Tests the selected and the last checkpoints and writes each member's results.json."""
@@ -526,12 +357,6 @@ class GroupTrainer:
       ckpt.close()
     for writer in (w for writers in self.writers for w in writers):
       writer.close()
-
-
-def eval_batch_length(exp: Experiment) -> int:
-  """The evaluation batch arrays' length: no longer than the largest split needs."""
-  spec = exp.datasets.spec
-  return batch_length(exp.config.eval_batch_size, max(spec.num_val, spec.num_test))
 
 
 def _sync(name: str) -> None:
@@ -624,80 +449,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                      command=command, datasets=datasets, model=model)[0]
 
 
-def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
-              state_sharding: Any) -> tuple[Any, Any]:
-  """The jitted train and eval steps that ``jaxdl train`` runs, for ``exp``'s model.
-
-  Args:
-    exp: the first member's experiment: model, optimizer, objective, dtype and privacy.
-    group: how many runs the steps train at once (vmapped when vectorized).
-    parallel: the device mesh; batches are sharded over its data axis.
-    state_sharding: the (stacked) state's shardings, from ``parallel.state_shardings``.
-
-  Returns:
-    ``(train_step, eval_step)``: ``train_step(state, batch) -> (state, metric sums)``
-    donates its state; ``eval_step(state, batch) -> metric sums``.
-  """
-  config = exp.config
-  batch_mesh = parallel.mesh if parallel.num_devices > 1 else None
-  train_step = jax.jit(group.vmap_if_vectorized(make_train_step(
-      exp.model, exp.tx, exp.objective, config.nonfinite, exp.privacy, exp.compute_dtype,
-      batch_mesh, exp.constrain)),
-      donate_argnums=0, in_shardings=(state_sharding, parallel.batch_sharding()),
-      out_shardings=(state_sharding, parallel.replicated))
-  eval_step = jax.jit(group.vmap_if_vectorized(make_eval_step(exp.model, exp.objective,
-                                                              exp.compute_dtype),
-                                               in_axes=(0, None)),
-                      in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
-                      out_shardings=parallel.replicated)
-  return train_step, eval_step
-
-
-def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
-             model: Any = None, data: Callable | None = None
-             ) -> tuple[Experiment, TrainState, RunFolder]:
-  """Rebuilds a run's experiment from its config.json and restores one of its checkpoints.
-
-  Args:
-    workdir: the run folder.
-    checkpoint: ``'selected'`` (the model its results come from) or ``'last'``.
-    model: the model object, for a run trained on one given to the API.
-    data: the data function, likewise.
-  """
-  if checkpoint not in ("selected", "last"):
-    raise CheckpointError(f"checkpoint must be 'selected' or 'last', got {checkpoint!r}")
-  run = RunFolder(workdir)
-  if not run.file("config.json").exists():
-    raise CheckpointError(f"{workdir} is not a run folder (no config.json); pass the "
-                          "--workdir of a `jaxdl train` run")
-  config = config_from_dict(read_json(run.file("config.json")), model)
-  datasets = data_lib.build(config.data, config.experiment, data) if data is not None else None
-  exp = build_experiment(config, datasets, model)
-  run.check_vocab(exp.datasets.vocab, required=True)
-  checkpointer = Checkpointer(workdir, exp.config.checkpoints_to_keep, exp.selection)
-  try:
-    steps = checkpointer.all_steps()
-    if not steps:
-      raise CheckpointError(f"no checkpoint in {checkpointer.directory}; train first with "
-                            "`jaxdl train CONFIG --workdir DIR`")
-    history = checkpointer.progress(steps[-1])["history"]
-    step = steps[-1]
-    if checkpoint == "selected" and history:
-      step = history[exp.selection.best_index(history)]["step"]
-    state, _ = checkpointer.restore(exp.initial_state, step)
-  finally:
-    checkpointer.close()
-  return exp, state, run
-
-
-def evaluate_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
-                 model: Any = None, data: Callable | None = None) -> dict[str, Any]:
-  """Re-evaluates a run's checkpoint on its validation and test splits; writes eval.json."""
-  exp, state, run = load_run(workdir, checkpoint, model=model, data=data)
-  eval_step = jax.jit(make_eval_step(exp.model, exp.objective, exp.compute_dtype))
-  results: dict[str, Any] = {"checkpoint": checkpoint, "step": int(state.step)}
-  for name, split in (("val", exp.datasets.val), ("test", exp.datasets.test)):
-    for key, value in evaluate(eval_step, state, split, eval_batch_length(exp)).items():
-      results[f"{name}_{key}"] = value
-  run.write("eval.json", results)
-  return results

@@ -16,7 +16,7 @@ from jaxdl.host import allocator_state
 from jaxdl.models.native import build as native_build
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.group import MemberGroup
-from jaxdl.training.loop import jit_steps
+from jaxdl.training.jitted import jit_steps
 from jaxdl.training.metric_sums import merge
 from jaxdl.training.parallel import DataParallel
 
