@@ -9,7 +9,7 @@
   jaxdl compare DIR_A DIR_B [--metric M ...]   (two configurations, paired)
   jaxdl plot DIR [--out DIR]
   jaxdl cite DIR
-  jaxdl reproduce [--quick] --workdir DIR
+  jaxdl reproduce [STUDY] [--quick] --workdir DIR   (seed, kim2014, or PKG.MODULE:ATTR)
   jaxdl reproduce kim2014 --workdir DIR [--seeds N] [--split-seeds N] [--datasets mr,trec]
   jaxdl explain --workdir RUN [--examples N]
   jaxdl bench-peak
@@ -161,18 +161,14 @@ def _cite(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _reproduce(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.studies.reproduce import reproduce, reproduce_kim2014
+  from jaxdl.studies import StudyOptions
+  from jaxdl.studies.reproduce import reproduce
 
   _no_extra("reproduce", extra)
-  if args.study == "kim2014":
-    datasets = [d for d in (args.datasets or "").split(",") if d]
-    path = reproduce_kim2014(args.workdir, quick=args.quick, seeds=args.seeds,
-                             split_seeds=args.split_seeds, datasets=datasets, command=sys.argv)
-  else:
-    if args.seeds != 1 or args.split_seeds != 1 or args.datasets:
-      raise ConfigError("--seeds, --split-seeds and --datasets are for `jaxdl reproduce "
-                        "kim2014`; the seed's studies fix their own")
-    path = reproduce(args.workdir, quick=args.quick, command=sys.argv)
+  options = StudyOptions(seeds=args.seeds, split_seeds=args.split_seeds,
+                         datasets=tuple(d for d in (args.datasets or "").split(",") if d))
+  path = reproduce(args.workdir, quick=args.quick, command=sys.argv, study=args.study,
+                   options=options)
   print(f"wrote {path}")
   return 0
 
@@ -319,8 +315,9 @@ def _add_reproduce_command(sub) -> None:
   """reproduce: the seed's studies, or a published table."""
   rep = sub.add_parser("reproduce", help="run the studies of the seed's claims (results.md), or "
                        "Kim (2014) Table 2 (kim2014.md)")
-  rep.add_argument("study", nargs="?", default="seed", choices=("seed", "kim2014"),
-                   help="seed: the seed document's claims; kim2014: Kim (2014) Table 2, CNN-rand")
+  rep.add_argument("study", nargs="?", default="seed",
+                   help="seed (the seed document's claims), kim2014 (Kim 2014, Table 2), or "
+                   "PKG.MODULE:ATTR of your own jaxdl.studies.Study")
   rep.add_argument("--workdir", required=True)
   rep.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores (CI)")
   rep.add_argument("--seeds", type=_positive_int, default=1,
@@ -332,22 +329,27 @@ def _add_reproduce_command(sub) -> None:
 
 
 def _registries() -> dict:
-  from jaxdl import models, optim
+  from jaxdl import models, optim, studies
 
   return {"models": models.MODELS, "optimizers": optim.OPTIMIZERS,
-          "constraints": optim.CONSTRAINTS}
+          "constraints": optim.CONSTRAINTS, "studies": studies.STUDIES}
 
 
 def _parts(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  """One line per built-in part: its name and its own config fields with their defaults."""
+  """One line per built-in part: its name and its own config fields with their defaults (a
+  study: what it reproduces and its options)."""
   del extra
   for kind, registry in _registries().items():
     if args.kind not in (None, kind):
       continue
     print(f"{kind} ({registry.key}; or PKG.MODULE:ATTR for your own):")
     for name in registry.names():
-      fields = registry.resolve(name).fields or {}
-      print(f"  {name:<28} " + " ".join(f"{k}={v!r}" for k, v in fields.items()))
+      record = registry.resolve(name)
+      if hasattr(record, "fields"):
+        print(f"  {name:<28} " + " ".join(f"{k}={v!r}" for k, v in (record.fields or {}).items()))
+      else:  # A study: what it reproduces, and its options.
+        options = " ".join("--" + o.replace("_", "-") for o in record.options)
+        print(f"  {name:<28} {record.description}" + (f"; {options}" if options else ""))
   return 0
 
 

@@ -120,3 +120,4 @@ def _tiny_part():
 
 
 TINY_PART = _tiny_part()
+

@@ -8,9 +8,17 @@ import re
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, cue_sentences, polarity_folder
-from jaxdl.studies import kim2014
-from jaxdl.studies.reproduce import reproduce_kim2014
+from conftest import EXPERIMENTS, SHARED_DATA, cue_sentences, polarity_folder
+from jaxdl.configs.loading import load_module
+from jaxdl.studies import StudyOptions
+from jaxdl.studies.reproduce import reproduce
+
+kim2014 = load_module(str(EXPERIMENTS / "kim2014_study.py"))
+
+
+def reproduce_kim2014(workdir, quick=True, datasets=(), log=lambda m: None):
+  return reproduce(workdir, quick, log=log, study="kim2014",
+                   options=StudyOptions(datasets=tuple(datasets)))
 from jaxdl.sweeps.intervals import Estimate
 from jaxdl.sweeps.report import Group
 
@@ -36,7 +44,7 @@ def _row(document: str, dataset: str) -> list[str]:
 
 def test_the_cells_are_the_run_folders_numbers_and_a_rerun_trains_nothing(tiny_data):
   workdir = tiny_data / "runs"
-  path = reproduce_kim2014(workdir, quick=True, datasets=["trec", "mr", "sst2"], log=lambda m: None)
+  path = reproduce_kim2014(workdir, datasets=["trec", "mr", "sst2"])
   document = path.read_text()
   for dataset, folder in (("trec", "trec"), ("mr", "mr")):
     results = [json.loads(p.read_text()) for p in sorted((workdir / folder).glob("m*/results.json"))]
@@ -62,13 +70,13 @@ def test_the_cells_are_the_run_folders_numbers_and_a_rerun_trains_nothing(tiny_d
   assert "\\begin{tabular}{lrr}" in document and "| model | mr | trec |" in document
 
   stamps = {p: p.stat().st_mtime_ns for p in workdir.glob("*/m*/results.json")}
-  reproduce_kim2014(workdir, quick=True, datasets=["trec", "mr"], log=lambda m: None)
+  reproduce_kim2014(workdir, datasets=["trec", "mr"])
   assert {p: p.stat().st_mtime_ns for p in workdir.glob("*/m*/results.json")} == stamps
 
 
 def test_an_unknown_dataset_is_refused_in_one_line(tiny_data):
   with pytest.raises(Exception, match="unknown dataset 'imdb' for kim2014; choose from mr, "):
-    reproduce_kim2014(tiny_data / "runs", quick=True, datasets=["imdb"])
+    reproduce_kim2014(tiny_data / "runs", datasets=["imdb"])
 
 
 def _group(mean: float, low: float = math.nan, high: float = math.nan) -> Group:
@@ -109,7 +117,7 @@ def test_the_quick_table_runs_on_the_seven_datasets(tmp_path, monkeypatch):
   if not (SHARED_DATA / "trec").is_dir():
     pytest.skip(f"{SHARED_DATA} is not present")
   monkeypatch.setenv("JAXDL_DATA_DIR", str(SHARED_DATA))
-  document = reproduce_kim2014(tmp_path, quick=True, log=lambda m: None).read_text()
+  document = reproduce_kim2014(tmp_path).read_text()
   for dataset in ("mr", "sst1", "sst2", "subj", "trec", "cr", "mpqa"):
     cells = _row(document, dataset)
     assert re.fullmatch(r"\d+\.\d", cells[3]), cells  # Ours, from a finished run.

@@ -1,1 +1,23 @@
-"""Studies that test the seed document's claims with data (``jaxdl reproduce``)."""
+"""Studies: experiments run into one folder and a document made from their run folders
+(``jaxdl reproduce NAME``). Built in: ``seed`` (the seed document's claims) and ``kim2014``
+(Kim 2014, Table 2, whose code lives beside its recipe in ``experiments/``); a user's study
+is a :class:`Study` at an import path."""
+
+from jaxdl.studies.record import STUDIES, Study, StudyOptions, checkout_study, resolve
+
+
+def _seed(workdir, options, log):
+  from jaxdl.studies import seed  # Matplotlib and the studies, only when one runs.
+
+  return seed.run(workdir, options, log)
+
+
+STUDIES.register("seed", Study(
+    "seed", "The seed's claims, tested with data", "results.md", _seed,
+    description="the seed document's claims: depth, memory, language, privacy (results.md)"))
+STUDIES.register("kim2014", Study(
+    "kim2014", "Kim (2014), Table 2, CNN-rand, reproduced with jaxdl", "kim2014.md",
+    checkout_study("kim2014_study.py", "run"), ("seeds", "split_seeds", "datasets"),
+    description="Kim (2014) Table 2, CNN-rand, on seven sentence sets (kim2014.md)"))
+
+__all__ = ["STUDIES", "Study", "StudyOptions", "checkout_study", "resolve"]

@@ -1,16 +1,13 @@
-"""``jaxdl reproduce``: the seed's studies in one document (``results.md`` + PNG figures), and
-``jaxdl reproduce kim2014``: a published table (``kim2014.md``).
+"""``jaxdl reproduce [STUDY]``: a study's runs and its document (Markdown + PNG figures).
 
-The numbers in the document come from the runs the command makes; the
-verdicts on the seed's claims are computed from them, never written by hand.
-``--quick`` shrinks every study to run in a few minutes on 2 CPU cores (for CI):
-its numbers show the machinery works, not what the claims look like at scale.
+The numbers in the document come from the runs the command makes; the verdicts are
+computed from them, never written by hand. The document is headed by the command, the
+commit, the versions, the machine and the time it took.
 """
 
 import dataclasses
 import datetime
 import json
-import math
 import os
 import pathlib
 import platform
@@ -22,28 +19,7 @@ from collections.abc import Sequence
 import jax
 
 from jaxdl import __version__
-from jaxdl.studies import depth, kim2014, language, memory, privacy_study
-from jaxdl.studies.common import shared_data_dir
-
-FULL = dict(
-    depth=depth.DepthScale(seeds=3, blocks_per_stage=(1, 2, 4, 8),
-                           epochs={"digits": 20, "mnist": 4}),
-    memory=memory.MemoryScale(seeds=3, lengths=(10, 50, 100, 200), num_train=5000, epochs=8,
-                              gradient_length=100),
-    language=language.LanguageScale(seeds=3, variants=tuple(language.VARIANTS), mr_epochs=3,
-                                    mr_max_len=60, digits_epochs=15),
-    privacy=privacy_study.PrivacyScale(seeds=3, epsilons=(1.0, 3.0, 8.0, math.inf),
-                                       epochs={"digits": 15, "mnist": 5}),
-)
-QUICK = dict(
-    depth=depth.DepthScale(seeds=2, blocks_per_stage=(1, 2), epochs={"digits": 2}),
-    memory=memory.MemoryScale(seeds=2, lengths=(10, 20), num_train=1000, epochs=2,
-                              gradient_length=20),
-    language=language.LanguageScale(seeds=2, variants=("LSTM (seed)", "RNN"), mr_epochs=1,
-                                    mr_max_len=30, digits_epochs=2),
-    privacy=privacy_study.PrivacyScale(seeds=2, epsilons=(3.0, math.inf), epochs={"digits": 1}),
-)
-
+from jaxdl.studies.record import StudyOptions, resolve
 
 def _commit() -> str:
   here = pathlib.Path(__file__).resolve().parent
@@ -77,63 +53,30 @@ def _generated_by(command: Sequence[str], default: str, quick: bool, minutes: fl
       "provenance); every verdict is computed from those numbers.")
 
 
-def reproduce(workdir: str | pathlib.Path, quick: bool = False,
-              command: Sequence[str] = (), log=lambda m: print(m, file=sys.stderr)
-              ) -> pathlib.Path:
-  """Runs the seed's studies into ``workdir`` and writes ``workdir/results.md``."""
-  start = time.perf_counter()
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  scales = QUICK if quick else FULL
-  data_dir = shared_data_dir()
-  sections = [depth.run(workdir, scales["depth"], data_dir, quick, log),
-              memory.run(workdir, scales["memory"], log),
-              language.run(workdir, scales["language"], data_dir, log),
-              privacy_study.run(workdir, scales["privacy"], data_dir, quick, log)]
-  minutes = (time.perf_counter() - start) / 60
-  header = [
-      "# The seed's claims, tested with data", "",
-      _generated_by(command, "jaxdl reproduce", quick, minutes, workdir), "",
-      "Data offline: scikit-learn's digits (1,797 8x8 images, resized to 28x28 for the CNNs), "
-      "the 10,000-image MNIST **test** set from `../shared/data/mnist` split 80/20 into "
-      "train/test by `data.split_seed` (the training images were not available), MR from "
-      "`../shared/data/mr`, and the synthetic adding problem. Fashion-MNIST is not present "
-      "offline and is not used."
-      + (" **Quick scale:** tiny budgets for CI; do not cite these numbers." if quick else ""),
-      ""]
-  document = "\n".join(header + sections)
-  path = workdir / "results.md"
-  path.write_text(document)
-  return path
-
-
-def reproduce_kim2014(workdir: str | pathlib.Path, quick: bool = False, seeds: int = 1,
-                      split_seeds: int = 1, datasets: Sequence[str] = (),
-                      command: Sequence[str] = (), log=lambda m: print(m, file=sys.stderr)
-                      ) -> pathlib.Path:
-  """Runs Kim (2014) Table 2, CNN-rand, into ``workdir`` and writes ``workdir/kim2014.md``.
+def reproduce(workdir: str | pathlib.Path, quick: bool = False, command: Sequence[str] = (),
+              log=lambda m: print(m, file=sys.stderr), *, study: str = "seed",
+              options: StudyOptions | None = None) -> pathlib.Path:
+  """Runs ``study`` (a built-in name or ``PKG.MODULE:ATTR``) into ``workdir`` and writes its
+  document there; returns the document's path.
 
   Args:
-    quick: one fold, two epochs, small dimensions (CI): checks the machinery only.
-    seeds: runs per fold (or given test set).
-    split_seeds: fold assignments (``data.split_seed``) of the cross-validated datasets.
-    datasets: a subset of the table's columns (default: all seven).
+    quick: tiny budgets (CI); do not cite the numbers.
+    options: seeds, split seeds, datasets, for studies that take them (``quick`` is set
+      from the argument).
   """
   start = time.perf_counter()
+  chosen = resolve(study)
+  options = dataclasses.replace(options or StudyOptions(), quick=quick)
+  chosen.check(options)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  scale = dataclasses.replace(kim2014.QUICK if quick else kim2014.FULL, seeds=seeds,
-                              split_seeds=split_seeds)
-  body = kim2014.run(workdir, scale, shared_data_dir(), datasets, log)
+  intro, body = chosen.run(workdir, options, log)
   minutes = (time.perf_counter() - start) / 60
-  header = ["# Kim (2014), Table 2, CNN-rand, reproduced with jaxdl", "",
-            _generated_by(command, "jaxdl reproduce kim2014", quick, minutes, workdir), "",
-            "The model and recipe are `experiments/kim2014.py` (its docstring says where the "
-            "paper is silent and Kim's code decides); the model is the built-in `kim_cnn` "
-            "(`jaxdl/models/kim.py`). Data: the seven sentence datasets of `../shared/data` "
-            "(checksums and counts in each folder's PROVENANCE.md)."
-            + (" **Quick scale:** tiny budgets for CI; do not cite these numbers." if quick
-               else ""), ""]
-  path = workdir / "kim2014.md"
-  path.write_text("\n".join(header + [body]))
+  default = "jaxdl reproduce" + ("" if chosen.name == "seed" else f" {chosen.name}")
+  header = [f"# {chosen.title}", "",
+            _generated_by(command, default, quick, minutes, workdir), "",
+            intro + (" **Quick scale:** tiny budgets for CI; do not cite these numbers."
+                     if quick else ""), ""]
+  path = workdir / chosen.document
+  path.write_text("\n".join(header) + "\n" + body)
   return path

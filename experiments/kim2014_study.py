@@ -1,8 +1,9 @@
 """``jaxdl reproduce kim2014``: Kim (2014) Table 2, CNN-rand, on the seven sentence datasets.
 
-The recipe is the experiment file ``experiments/kim2014.py`` (one variant per dataset), read
-here as a user would run it; this module only sweeps it over folds and seeds, reads the run
-folders back and writes the document. Every number in the document comes from those run
+A study (``jaxdl.studies.Study``) kept beside its recipe, outside the package: the recipe is
+the experiment file ``kim2014.py`` (one variant per dataset), read here as a user would run
+it; this module only sweeps it over folds and seeds, reads the run folders back and writes
+the document. Every number in the document comes from those run
 folders: the cells (intervals from ``sweeps.intervals``, which follow the design: the
 corrected resampled t over the 10 folds, Wilson on a given test set), the verdicts against
 the published bands, the spreads and the wall time.
@@ -21,7 +22,8 @@ import ml_collections
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import load_config, load_module
 from jaxdl.errors import ConfigError
-from jaxdl.studies.common import StudyRows, save_figure, seeds_sweep
+from jaxdl.studies import StudyOptions
+from jaxdl.studies.common import StudyRows, save_figure, seeds_sweep, shared_data_dir
 from jaxdl.sweeps import report, tables
 
 METRIC = "test_accuracy"
@@ -59,14 +61,8 @@ QUICK = KimScale(folds=1, epochs=2, overrides=(("model.embed_dim", 16), ("model.
 
 
 def recipe_file() -> pathlib.Path:
-  """``experiments/kim2014.py`` of this checkout (or of the working directory)."""
-  candidates = [pathlib.Path(__file__).resolve().parents[2] / "experiments" / "kim2014.py",
-                pathlib.Path.cwd() / "experiments" / "kim2014.py"]
-  for path in candidates:
-    if path.is_file():
-      return path
-  raise ConfigError("jaxdl reproduce kim2014 needs the recipe experiments/kim2014.py; run it "
-                    "from a checkout of jaxdl (git clone), where the experiments folder is")
+  """The recipe, ``kim2014.py`` beside this file."""
+  return pathlib.Path(__file__).resolve().parent / "kim2014.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,8 +201,8 @@ def figure(found: list[Dataset], groups: dict[str, report.Group], path: pathlib.
   return save_figure(fig, path)
 
 
-def run(workdir: pathlib.Path, scale: KimScale, data_dir: pathlib.Path | None,
-        only: Sequence[str] = (), log=print) -> str:
+def table(workdir: pathlib.Path, scale: KimScale, data_dir: pathlib.Path | None,
+          only: Sequence[str] = (), log=print) -> str:
   """Runs the table's datasets (all, or ``only``) into ``workdir``; returns the Markdown."""
   recipe = recipe_file()
   found = datasets(recipe)
@@ -225,6 +221,17 @@ def run(workdir: pathlib.Path, scale: KimScale, data_dir: pathlib.Path | None,
   by_name = {g.values["dataset"]: g for g in groups if g.rows}
   missing = [d.name for d in found if d not in present]
   return "\n".join(_document(found, by_name, rows, scale, workdir, missing))
+
+
+def run(workdir: pathlib.Path, options: StudyOptions, log) -> tuple[str, str]:
+  """The study's entry (``jaxdl.studies.Study.run``): the data note and the table."""
+  scale = dataclasses.replace(QUICK if options.quick else FULL, seeds=options.seeds,
+                              split_seeds=options.split_seeds)
+  intro = ("The model and recipe are `experiments/kim2014.py` (its docstring says where the "
+           "paper is silent and Kim's code decides); the model is the built-in `kim_cnn` "
+           "(`jaxdl/models/kim.py`). Data: the seven sentence datasets of `../shared/data` "
+           "(checksums and counts in each folder's PROVENANCE.md).")
+  return intro, table(workdir, scale, shared_data_dir(), options.datasets, log)
 
 
 def _document(found, by_name, rows: StudyRows, scale: KimScale, workdir: pathlib.Path,
