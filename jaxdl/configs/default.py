@@ -63,6 +63,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.in_memory = "auto"
   # Pin the number of classes (0: from the data).
   c.data.num_classes = 0
+  # What the labels are: 'auto' (integers or strings: classes; floats: regression targets),
+  # 'classification' (floats that are whole numbers become class ids) or 'regression'.
+  # A source whose labels say otherwise is refused.
+  c.data.task = "auto"
   # Text: vocabulary size (PAD and OOV included), tokens per text, file encoding.
   c.data.vocab_size = 10_000  # The seed's Embedding(input_dim=10000).
   c.data.max_len = 100  # The seed's input_length=100.

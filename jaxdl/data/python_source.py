@@ -12,9 +12,11 @@ optional and held out of train as for every source (``data.val_fraction``,
 besides ``inputs`` and ``label`` are per-example arrays passed to the model by
 keyword. An optional ``meta`` entry may give ``class_names``, ``num_classes``,
 ``vocab_size`` and ``notes``. The DataSpec is inferred: integer labels mean
-classification, float labels regression; integer inputs are token ids
-(``vocab_size`` = the largest id + 1 unless given); uint8 images are scaled to
-[0, 1].
+classification, float labels regression (``data.task`` decides otherwise: floats that
+are all whole numbers can be classes), string labels are classes (ids in sorted order,
+their names kept); integer inputs are token ids (``vocab_size`` = the largest id + 1
+unless given); uint8 images are scaled to [0, 1]. Raw strings as inputs are refused with
+a pointer to ``textfile:`` (which tokenises) or to returning token ids.
 """
 
 from collections.abc import Callable, Mapping
@@ -30,6 +32,7 @@ from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
 
 PREFIX = "py:"
+TASKS = ("auto", "classification", "regression")
 _VAL_NAMES = ("val", "validation", "dev")
 
 
@@ -52,8 +55,50 @@ def _as_split(name: str, value: Any, where: str) -> dict[str, np.ndarray]:
   return arrays
 
 
-def _convert(arrays: dict[str, np.ndarray], task: str, num_classes: int, where: str) -> Split:
+def _is_text(array: np.ndarray) -> bool:
+  return array.dtype.kind in "US" or (array.dtype.kind == "O" and array.size > 0
+                                       and isinstance(array.flat[0], str))
+
+
+def _task(labels: np.ndarray, chosen: str, where: str) -> tuple[str, tuple[str, ...], list[str]]:
+  """(task, class names of string labels, notes) from the training labels and ``data.task``."""
+  if chosen not in TASKS:
+    raise DataError(f"data.task must be one of {', '.join(TASKS)}, got {chosen!r}")
+  if _is_text(labels):
+    if chosen == "regression":
+      raise DataError(f"{where}: data.task=regression, but the labels are strings (e.g. "
+                      f"{labels[0]!r}); regression needs numbers")
+    names = tuple(sorted({str(v) for v in labels}))
+    return "classification", names, [f"string labels as classes 0..{len(names) - 1}: "
+                                     f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"]
+  integers = np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool
+  if chosen != "auto":
+    return chosen, (), []
+  if integers:
+    return "classification", (), []
+  whole = np.issubdtype(labels.dtype, np.number) and np.array_equal(labels, np.round(labels))
+  note = (["float labels that are all whole numbers (e.g. "
+           f"{', '.join(map(str, np.unique(labels)[:3].tolist()))}) are trained as regression "
+           "targets; set data.task=classification to treat them as classes"] if whole else [])
+  return "regression", (), note
+
+
+def _class_ids(labels: np.ndarray, names: tuple[str, ...], where: str) -> np.ndarray:
+  ids = {name: i for i, name in enumerate(names)}
+  unknown = [str(v) for v in labels if str(v) not in ids]
+  if unknown:
+    raise DataError(f"{where}: label {unknown[0]!r} is not among the training labels "
+                    f"({', '.join(names[:10])})")
+  return np.asarray([ids[str(v)] for v in labels], np.int32)
+
+
+def _convert(arrays: dict[str, np.ndarray], task: str, num_classes: int, where: str,
+             class_names: tuple[str, ...] = ()) -> Split:
   inputs, scaling = arrays["inputs"], None
+  if _is_text(inputs):
+    raise DataError(f"{where}: inputs are strings (e.g. {str(inputs.flat[0])[:40]!r}); a model "
+                    "takes numbers: return token ids (and 'lengths'), or read the texts with "
+                    "data.name=textfile:FOLDER, which tokenises them")
   if inputs.dtype == np.uint8:  # Pixels: stored as they are, scaled to [0, 1] a batch at a time.
     scaling = Scaling(255.0)
   elif np.issubdtype(inputs.dtype, np.integer):
@@ -62,7 +107,9 @@ def _convert(arrays: dict[str, np.ndarray], task: str, num_classes: int, where: 
     inputs = inputs.astype(np.float32)
   else:
     raise DataError(f"{where}: inputs must be numbers, got dtype {inputs.dtype}")
-  if task == "classification":
+  if task == "classification" and class_names:
+    label = _class_ids(arrays["label"], class_names, f"{where} labels")
+  elif task == "classification":
     label = check_labels(arrays["label"], num_classes, f"{where} labels")
   else:
     label = arrays["label"].astype(np.float32)
@@ -111,10 +158,15 @@ def build_python_data(cfg: ml_collections.ConfigDict,
          if name != "meta"}
   val_name = next((v for v in _VAL_NAMES if v in raw), None)
   labels = raw["train"]["label"]
-  task = "classification" if np.issubdtype(labels.dtype, np.integer) else "regression"
-  num_classes = (cfg.num_classes or meta.get("num_classes") or int(labels.max()) + 1
+  task, class_names, notes = _task(labels, cfg.task, where)
+  if class_names:
+    meta = {**meta, "class_names": class_names, "notes": [*meta.get("notes", ()), *notes]}
+  elif notes:
+    meta = {**meta, "notes": [*meta.get("notes", ()), *notes]}
+  num_classes = (cfg.num_classes or meta.get("num_classes") or
+                 (len(class_names) if class_names else int(np.max(labels)) + 1)
                  if task == "classification" else 0)
-  splits = {name: _convert(arrays, task, num_classes, f"{where} {name}")
+  splits = {name: _convert(arrays, task, num_classes, f"{where} {name}", class_names)
             for name, arrays in raw.items()}
   return _assemble(cfg, splits, val_name, task, num_classes, meta)
 

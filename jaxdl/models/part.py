@@ -207,3 +207,21 @@ def call_kwargs(module: nn.Module, candidates: Mapping[str, Any]) -> dict[str, A
   """The keyword arguments of ``candidates`` that ``module.__call__`` accepts."""
   names, anything = _keywords(call_target(module))
   return {k: v for k, v in candidates.items() if anything or k in names}
+
+
+# How a model's __call__ may spell the mode: jaxdl's and Flax's ``train``, Keras's
+# ``training``, Flax layers' ``deterministic`` (its opposite).
+TRAIN_FLAGS = ("train", "training", "deterministic")
+
+
+def train_flags(module: nn.Module, train: bool) -> dict[str, bool]:
+  """The mode as ``module.__call__`` spells it (``train`` alone for a ``**kwargs`` call)."""
+  names, anything = _keywords(call_target(module))
+  flags = {"train": train, "training": train, "deterministic": not train}
+  spelled = {k: v for k, v in flags.items() if k in names}
+  return spelled or ({"train": train} if anything else {})
+
+
+def accepted_train_flags(module: nn.Module) -> list[str]:
+  """The mode arguments ``module.__call__`` takes ([] : it cannot be told train from eval)."""
+  return list(train_flags(module, True))

@@ -23,6 +23,7 @@ from jaxdl.training import privacy, selection
 from jaxdl.training import metrics, objectives
 from jaxdl.training.objectives import Objective
 from jaxdl.optim import build_constraints, build_optimizer
+from jaxdl.training.contract import check_model
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.steps import NONFINITE_POLICIES
 
@@ -95,6 +96,9 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
                       f"{spec.name} gives {spec.input_dtype} inputs of shape {spec.input_shape}; "
                       "set data.augment_shift=0")
   _check_length_bucket(config.data.length_bucket, datasets)
+  if config.data.task != "auto" and config.data.task != spec.task:
+    raise ConfigError(f"data.task={config.data.task}, but {spec.name} gives {spec.task} labels; "
+                      f"set data.task=auto (or {spec.task})")
   part = models.resolve(config.model.name, config.experiment, model)
   module = models.build(config, spec, part)
   objective = _objective(config, spec)
@@ -103,6 +107,8 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch,
                        config.experiment)
   state = _initial_state(config, module, part, tx, datasets)
+  if not part.is_builtin:  # The built-in models are held to the contract by their tests.
+    _check_contract(config, module, part, state, datasets)
   constrain = build_constraints(config.constraints, state.params, config.experiment)
   data_devices = jax.device_count() // max(config.parallel.model_axis, 1)
   private = None
@@ -152,6 +158,16 @@ def _initial_state(config: ml_collections.ConfigDict, module, part: models.Model
     raise ConfigError(f"model {part.name} failed on a batch of the data ({shapes}): "
                       f"{type(e).__name__}: {first}; its __call__(self, x, *, train) takes the "
                       "inputs and returns [batch, classes] logits") from e
+
+
+def _check_contract(config, module, part: models.ModelPart, state: TrainState,
+                    datasets: data.Datasets) -> None:
+  """The user's model against jaxdl's conventions, on two training examples (contract.py)."""
+  example = {**datasets.train.rows(np.arange(min(2, len(datasets.train))))[0]}
+  example["mask"] = np.ones(len(example["label"]), np.float32)
+  check_model(part.name, module, state.variables(), example, datasets.spec,
+              loss_reads_outputs=config.objective == "auto",
+              key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 2))
 
 
 def batch_length(batch_size: int, num_examples: int, devices: int = 1) -> int:

@@ -11,21 +11,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.part import call_kwargs
+from jaxdl.models.part import call_kwargs, train_flags
 
 _NOT_MODEL_INPUTS = ("label", "mask", "truncated", "skipped")
 
 
 def model_arguments(model: nn.Module, batch: Mapping[str, jax.Array], *, train: bool,
                     compute_dtype=None) -> tuple[jax.Array, dict[str, Any]]:
-  """How a batch is passed to a model: ``inputs`` positionally; by keyword ``train``,
-  ``mask`` and the batch's per-example arrays (``lengths``, ...) where ``__call__``
-  accepts them. Floating-point arrays are cast to ``compute_dtype`` (None: unchanged).
+  """How a batch is passed to a model: ``inputs`` positionally; by keyword the mode (as
+  ``__call__`` spells it: ``train``, Keras's ``training`` or ``deterministic``), ``mask``
+  and the batch's per-example arrays (``lengths``, ...) where ``__call__`` accepts them.
+  Floating-point arrays are cast to ``compute_dtype`` (None: unchanged).
   """
   extras = {k: cast(v, compute_dtype) for k, v in batch.items()
             if k not in _NOT_MODEL_INPUTS and k != "inputs"}
-  kwargs = call_kwargs(model, {"train": train, "mask": batch["mask"], **extras})
-  return cast(batch["inputs"], compute_dtype), kwargs
+  kwargs = call_kwargs(model, {"mask": batch["mask"], **extras})
+  return cast(batch["inputs"], compute_dtype), {**train_flags(model, train), **kwargs}
 
 
 def apply_model(model: nn.Module, variables: Mapping[str, Any], batch: Mapping[str, jax.Array],
