@@ -28,6 +28,7 @@ _EXPORTS = {
     "tune": ("jaxdl.api", "tune"),
     "evaluate": ("jaxdl.api", "evaluate"), "load_run": ("jaxdl.api", "load_run"),
     "get_config": ("jaxdl.api", "get_config"), "Run": ("jaxdl.api", "Run"),
+    "predict_file": ("jaxdl.api", "predict_file"), "Study": ("jaxdl.studies", "Study"),
     "explain": ("jaxdl.interpret.run", "explain"), "report": ("jaxdl.sweeps.report", "report"),
     "build_data": ("jaxdl.data", "build"), "build_model": ("jaxdl.models", "build"),
     "DataSpec": ("jaxdl.data", "DataSpec"), "Datasets": ("jaxdl.data", "Datasets"),
@@ -39,13 +40,14 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # What IDEs and type checkers see; tests/test_layering.py keeps it in step.
-  from jaxdl.api import Run, evaluate, get_config, load_run, sweep, train, tune
+  from jaxdl.api import Run, evaluate, get_config, load_run, predict_file, sweep, train, tune
   from jaxdl.data import DataSpec, Datasets, Split
   from jaxdl.data import build as build_data
   from jaxdl.interpret.run import explain
   from jaxdl.models import ModelPart
   from jaxdl.models import build as build_model
   from jaxdl.optim import ConstraintPart, OptimizerPart
+  from jaxdl.studies import Study
   from jaxdl.sweeps.report import report
   from jaxdl.training.metrics import Metric
   from jaxdl.training.objectives import Objective
@@ -62,6 +64,6 @@ def __getattr__(name: str):
 
 __all__ = ["CheckpointError", "ConfigError", "ConstraintPart", "DataError", "DataSpec",
            "Datasets", "JaxdlError", "Metric", "ModelPart", "Objective", "OptimizerPart", "Run",
-           "Split", "__version__", "build_data", "build_model", "evaluate", "explain",
-           "get_config", "load_run", "report", "sweep", "train", "tune", "tune_host_allocator",
-           "tune_xla_flags"]
+           "Split", "Study", "__version__", "build_data", "build_model", "evaluate", "explain",
+           "get_config", "load_run", "predict_file", "report", "sweep", "train", "tune",
+           "tune_host_allocator", "tune_xla_flags"]

@@ -13,6 +13,7 @@ take the Python object: ``model=`` a ``flax.linen.Module`` class, a Flax NNX
 pass the same objects again to load or evaluate it.
 """
 
+import csv
 import dataclasses
 import pathlib
 import sys
@@ -25,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl import data as data_lib
+from jaxdl.data import text as text_lib
 from jaxdl import parts
 from jaxdl.configs.loading import apply_overrides, load_config, load_sweep
 from jaxdl.configs.model_fields import rename_model
@@ -153,23 +155,19 @@ class Run:
   experiment: Experiment
   workdir: pathlib.Path
 
-  def predict(self, inputs: np.ndarray, batch_size: int = 256, **extras: np.ndarray
-              ) -> np.ndarray:
+  def predict(self, inputs: Any, batch_size: int = 256, **extras: np.ndarray) -> np.ndarray:
     """The model's outputs (logits, or regression outputs) for ``inputs``.
 
     Args:
-      inputs: ``[n, *spec.input_shape]``: the model's inputs, or uint8 images,
-        which are scaled as the training data was (its ``Split.scaling``; else to [0, 1]).
+      inputs: what the run's data source reads: sentences (a string or a list of them) for
+        a text run, tokenised and encoded with the run's own vocabulary; or the model's
+        inputs ``[n, *spec.input_shape]``: token ids (``lengths`` computed from the PAD
+        padding where not given), or uint8 images, which are scaled as the training data
+        was (its ``Split.scaling``; else to [0, 1]).
       batch_size: examples per call.
       **extras: per-example arrays the model takes (e.g. ``lengths`` for text).
     """
-    inputs = np.asarray(inputs)
-    if inputs.dtype == np.uint8:
-      scaling = self.experiment.datasets.train.scaling or data_lib.Scaling(255.0)
-      inputs = scaling(inputs)
-    if inputs.shape[1:] != tuple(self.spec.input_shape):
-      raise ValueError(f"inputs of shape {inputs.shape} do not fit this run's "
-                       f"{list(self.spec.input_shape)} examples")
+    inputs, extras = self._model_inputs(inputs, dict(extras))
     call = jax.jit(lambda variables, batch: apply_model(self.model, variables, batch,
                                                         train=False))
     variables = self.state.variables()
@@ -180,6 +178,51 @@ class Run:
       part["mask"] = jnp.ones((len(part["inputs"]),), jnp.float32)
       outputs.append(np.asarray(call(variables, part)))
     return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+  def predict_proba(self, inputs: Any, batch_size: int = 256, **extras: np.ndarray
+                    ) -> np.ndarray:
+    """``<float32>[n, classes]``: the softmax of :meth:`predict`'s logits (classifiers)."""
+    if self.spec.task != "classification":
+      raise ValueError(f"{self.workdir} is a {self.spec.task} run: it predicts values, not "
+                       "class probabilities; use predict()")
+    return np.asarray(jax.nn.softmax(self.predict(inputs, batch_size, **extras), axis=-1))
+
+  def predict_classes(self, inputs: Any, batch_size: int = 256, **extras: np.ndarray
+                      ) -> np.ndarray:
+    """Each example's most probable class: its name where the data named the classes."""
+    ids = self.predict_proba(inputs, batch_size, **extras).argmax(-1)
+    names = self.spec.class_names
+    return np.asarray([names[i] for i in ids]) if names else ids
+
+  def _model_inputs(self, inputs: Any, extras: dict[str, np.ndarray]
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Raw inputs as the model takes them (sentences encoded, lengths computed, pixels
+    scaled), checked against the run's input shape."""
+    vocab = self.experiment.datasets.vocab
+    if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
+                                   and all(isinstance(t, str) for t in inputs)):
+      if vocab is None:
+        raise ValueError(f"{self.workdir} was not trained on text, so sentences cannot be "
+                         f"encoded; give its inputs as arrays of shape [n, "
+                         f"{', '.join(map(str, self.spec.input_shape))}]")
+      texts = [inputs] if isinstance(inputs, str) else list(inputs)
+      inputs, lengths = text_lib.encode(texts, vocab, self.spec.input_shape[0])
+      extras.setdefault("lengths", lengths)
+    inputs = np.asarray(inputs)
+    if inputs.dtype == np.uint8:
+      scaling = self.experiment.datasets.train.scaling or data_lib.Scaling(255.0)
+      inputs = scaling(inputs)
+    if inputs.shape[1:] != tuple(self.spec.input_shape):
+      raise ValueError(f"inputs of shape {inputs.shape} do not fit this run's "
+                       f"{list(self.spec.input_shape)} examples"
+                       + ("; give sentences (strings) to encode them with the run's vocabulary"
+                          if vocab is not None else ""))
+    if "lengths" in self.experiment.datasets.train.extra and "lengths" not in extras:
+      # Token ids are PAD-padded at the end: each length runs to the last non-PAD id.
+      real = inputs != 0
+      extras["lengths"] = np.where(real.any(1), inputs.shape[1] - real[:, ::-1].argmax(1), 0
+                                   ).astype(np.int32)
+    return inputs, extras
 
 
 def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
@@ -193,3 +236,41 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model
   """
   exp, state, run = restore_run(workdir, checkpoint, model=model, data=data)
   return Run(exp.config, exp.datasets.spec, exp.model, state, exp, run.path)
+
+
+def predict_file(workdir: str | pathlib.Path, path: str | pathlib.Path,
+                 out: str | pathlib.Path | None = None, checkpoint: str = "selected", *,
+                 model: Any = None, data: Callable | None = None) -> pathlib.Path:
+  """Predicts every example of ``path`` with a run and writes a CSV (``jaxdl predict``).
+
+  ``path`` is a text file of one sentence per line (a text run; row k is line k + 1) or a
+  ``.npy`` array of the model's inputs. The CSV has one row per example: its number, the
+  sentence (text runs), the predicted class and each class's probability (a regression
+  run: the predicted value). Default ``out``: ``path`` with ``.predictions.csv``.
+  """
+  run = load_run(workdir, checkpoint, model=model, data=data)
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise ConfigError(f"{path} does not exist; give a text file (one sentence per line) or "
+                      "a .npy array of inputs")
+  texts = None
+  if path.suffix == ".npy":
+    inputs = np.load(path)
+  else:
+    texts = path.read_text(encoding=run.config.data.encoding).splitlines()
+    inputs = texts
+  out = pathlib.Path(out) if out else path.with_suffix(".predictions.csv")
+  text_column = ["text"] if texts is not None else []
+  with out.open("w", newline="") as f:
+    writer = csv.writer(f)
+    if run.spec.task == "classification":
+      names = run.spec.class_names or tuple(str(i) for i in range(run.spec.num_classes))
+      writer.writerow(["example", *text_column, "class", *(f"p_{n}" for n in names)])
+      for i, row in enumerate(run.predict_proba(inputs)):
+        writer.writerow([i, *([texts[i]] if text_column else []), names[int(row.argmax())],
+                         *(f"{v:.6f}" for v in row)])
+    else:
+      writer.writerow(["example", *text_column, "prediction"])
+      for i, row in enumerate(run.predict(inputs).reshape(len(inputs), -1)):
+        writer.writerow([i, *([texts[i]] if text_column else []), *(f"{v:.6g}" for v in row)])
+  return out

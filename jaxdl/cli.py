@@ -11,6 +11,7 @@
   jaxdl cite DIR
   jaxdl reproduce [STUDY] [--quick] --workdir DIR   (seed, kim2014, or PKG.MODULE:ATTR)
   jaxdl reproduce kim2014 --workdir DIR [--seeds N] [--split-seeds N] [--datasets mr,trec]
+  jaxdl predict FILE --workdir RUN [--out CSV]  (sentences, one per line, or an .npy array)
   jaxdl explain --workdir RUN [--examples N]
   jaxdl bench-peak
 
@@ -173,6 +174,14 @@ def _reproduce(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _predict(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jaxdl.api import predict_file
+
+  _no_extra("predict", extra)
+  print(f"wrote {predict_file(args.workdir, args.file, args.out, args.checkpoint)}")
+  return 0
+
+
 def _explain(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl.interpret.run import explain
 
@@ -264,7 +273,7 @@ def _add_tune_command(sub) -> None:
 
 
 def _add_result_commands(sub) -> None:
-  """report, compare, plot, cite, reproduce, explain, bench-peak."""
+  """report, compare, plot, cite, reproduce, predict, explain, parts, bench-peak."""
   rep = sub.add_parser("report", help="a sweep's results over seeds and folds as a table")
   rep.add_argument("dir", nargs="+", help="a sweep or run folder (several with --rows/--cols)")
   rep.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"))
@@ -295,11 +304,7 @@ def _add_result_commands(sub) -> None:
 
   _add_reproduce_command(sub)
 
-  exp = sub.add_parser("explain", help="attributions and LSTM gates for a trained run")
-  exp.add_argument("--workdir", required=True)
-  exp.add_argument("--examples", type=int, default=4, help="examples (per class for images)")
-  exp.add_argument("--steps", type=int, default=64, help="integrated-gradients path points")
-  exp.set_defaults(handler=_explain)
+  _add_trained_run_commands(sub)
 
   prt = sub.add_parser("parts", help="the built-in models, optimizers and constraints, and "
                        "their config fields")
@@ -309,6 +314,23 @@ def _add_result_commands(sub) -> None:
   peak = sub.add_parser("bench-peak", help="measure and cache this machine's matmul FLOP/s")
   peak.add_argument("--size", type=int, default=2048)
   peak.set_defaults(handler=_bench_peak)
+
+
+def _add_trained_run_commands(sub) -> None:
+  """predict and explain: what a trained run says about new inputs, and why."""
+  pre = sub.add_parser("predict", help="a run's predictions for a file of sentences or an .npy "
+                       "array, as CSV")
+  pre.add_argument("file", help="one sentence per line (text runs), or a .npy array of inputs")
+  pre.add_argument("--workdir", required=True)
+  pre.add_argument("--out", help="the CSV (default: FILE with .predictions.csv)")
+  pre.add_argument("--checkpoint", default="selected", choices=("selected", "last"))
+  pre.set_defaults(handler=_predict)
+
+  exp = sub.add_parser("explain", help="attributions and LSTM gates for a trained run")
+  exp.add_argument("--workdir", required=True)
+  exp.add_argument("--examples", type=int, default=4, help="examples (per class for images)")
+  exp.add_argument("--steps", type=int, default=64, help="integrated-gradients path points")
+  exp.set_defaults(handler=_explain)
 
 
 def _add_reproduce_command(sub) -> None:

@@ -243,3 +243,12 @@ def test_each_parameter_draws_its_own_noise(getkey):
   a, b = np.asarray(noisy["a"]), np.asarray(noisy["b"])
   assert abs(np.corrcoef(a, b)[0, 1]) < 0.1
   assert np.std(a) == pytest.approx(2.0 / 4.0, rel=0.05)
+
+
+def test_each_example_draws_its_own_dropout_key(getkey):
+  """Per-example gradients with one key for all would give every example the same dropout
+  mask: the gradient of ``w * noise(key)`` is each example's own draw."""
+  batch = {"inputs": jnp.zeros((6, 1)), "mask": jnp.ones(6)}
+  loss_of_one = lambda w, example, key: (w * jax.random.normal(key), {})
+  grads, _ = privacy.per_example_grads(loss_of_one, jnp.float32(1.0), batch, getkey())
+  assert len(np.unique(np.asarray(grads))) == 6
