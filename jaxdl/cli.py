@@ -262,7 +262,9 @@ def _add_tune_command(sub) -> None:
                     help="loguniform(lo,hi) | uniform(lo,hi) | randint(lo,hi) | choice(a,b) | "
                     "a,b,c; repeatable")
   tune.add_argument("--trials", type=int, default=20, help="trials in the study (all workers)")
-  tune.add_argument("--storage", help="SQLAlchemy URL of the study (default: WORKDIR/study.db)")
+  tune.add_argument("--storage", help="journal:PATH (many machines on a shared filesystem) or "
+                    "a database URL (postgresql://...); default: WORKDIR/study.db (SQLite, one "
+                    "machine)")
   tune.add_argument("--sampler", default="tpe", choices=("tpe", "random"))
   tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
   tune.add_argument("--parallel", type=int, default=1,

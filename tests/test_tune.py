@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import optuna
 import pytest
 
 import jaxdl
@@ -13,6 +14,8 @@ from jaxdl.configs.loading import config_from_dict
 from jaxdl.errors import ConfigError
 from jaxdl.sweeps import tune as tune_lib
 from jaxdl.sweeps.axes import parse_axis
+from jaxdl.sweeps.storage import open_storage, retry_orphans
+from jaxdl.training.folder_lock import FolderLock
 from jaxdl.training import train_group
 
 TINY = ["num_epochs=2", "batch_size=256", "data.augment_shift=0"]
@@ -41,16 +44,26 @@ def test_a_search_runs_its_trials_as_run_folders_and_reports_the_best(tmp_path, 
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_sqlite_study_without_losing_or_repeating_a_trial(tmp_path):
+@pytest.mark.parametrize("storage", ["default", "journal"])
+def test_four_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_path, storage):
   argv = [sys.executable, "-m", "jaxdl.cli", "tune", str(EXPERIMENTS / "seed_cnn_digits.py"),
           "--workdir", str(tmp_path), "--trials", "4", "--quiet", "--search", SEARCH[0],
           *(f"--config.{o}" for o in TINY)]
+  if storage == "journal":
+    argv += ["--storage", f"journal:{tmp_path / 'shared' / 'study.log'}"]
   workers = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-  outs = [w.communicate(timeout=600) for w in workers]
-  assert [w.returncode for w in workers] == [0, 0], [o[1][-2000:] for o in outs]
+                              text=True) for _ in range(4)]
+  outs = [w.communicate(timeout=900) for w in workers]
+  assert [w.returncode for w in workers] == [0] * 4, [o[1][-2000:] for o in outs]
+  if storage == "journal":
+    assert (tmp_path / "shared" / "study.log").stat().st_size > 0
+    assert not (tmp_path / "study.db").exists()
   _, trials = tune_lib.load_trials(tmp_path)
   assert sorted(t["trial"] for t in trials) == [0, 1, 2, 3]
+  # The study stopped at --trials: no trial was asked past the budget and closed unrun.
+  study = optuna.load_study(study_name="jaxdl", storage=open_storage(
+      json.loads((tmp_path / "tune.json").read_text())["storage"]))
+  assert len(study.trials) == 4
   assert {t["state"] for t in trials} == {"complete"}
   for t in trials:  # Each trial trained once, by one worker.
     sessions = json.loads((tmp_path / t["name"] / "provenance.json").read_text())["sessions"]
@@ -159,3 +172,27 @@ def test_parallel_trials_that_differ_in_values_train_as_one_vectorized_program(t
   assert groups == [(2, True)] and [t["state"] for t in ran] == ["complete", "complete"]
   values = {t["trial"]: t["value"] for t in ran}
   assert values[0] != values[1]  # Each member its own learning rate.
+
+
+def test_a_journal_trial_whose_worker_died_is_failed_and_run_again(tmp_path):
+  study = optuna.create_study(study_name="jaxdl",
+                              storage=open_storage(f"journal:{tmp_path / 'study.log'}"))
+  space = tune_lib.distributions([parse_axis(SEARCH[0])])
+  dead, alive = study.ask(space), study.ask(space)
+  (tmp_path / tune_lib.trial_name(alive.number)).mkdir()
+  with FolderLock(tmp_path / tune_lib.trial_name(alive.number)):  # A live worker's trial.
+    assert retry_orphans(study, tmp_path, tune_lib.trial_name, grace_s=0) == 1
+  states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+  assert states == {0: "FAIL", 1: "RUNNING", 2: "WAITING"}
+  retry = study.trials[2]
+  assert retry.system_attrs["fixed_params"] == dead.params and retry.user_attrs == {"retry_of": 0}
+  assert tune_lib.budget_used(study) == 2  # The failed trial is replaced, not counted twice.
+  assert retry_orphans(study, tmp_path, tune_lib.trial_name, grace_s=3600) == 0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("journal:", "needs a file path"), ("study.db", "neither journal:PATH nor a database URL"),
+    ("postgresql://nobody@127.0.0.1:1/none", "cannot open the database")])
+def test_a_storage_that_cannot_be_used_is_one_line(spec, message):
+  with pytest.raises(ConfigError, match=message):
+    open_storage(spec)

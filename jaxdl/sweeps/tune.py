@@ -8,10 +8,11 @@ The search space uses the sweep's axis syntax (``loguniform``, ``uniform``,
 trial; the objective is the trial's selected validation metric (the run's
 ``config.select``: validation accuracy by default), so the test set never
 steers the search; every epoch's value is reported to Optuna, whose median
-pruner stops trials that fall behind. The study lives in a real database:
-``study.db`` (SQLite) in the workdir by default, or any SQLAlchemy URL
-(``--storage postgresql://...``), so many workers on many machines share one
-study; trials are numbered by the database, so none is run twice.
+pruner stops trials that fall behind. The study lives where the workers can share it
+(storage.py): ``study.db`` (SQLite) in the workdir for one machine, ``--storage
+journal:PATH`` for workers on many machines sharing a filesystem, or a database server
+(``--storage postgresql://...``); trials are numbered by the storage, so none is run
+twice, and a trial whose worker died is failed and run again.
 
 ``--parallel K`` asks Optuna for K trials at once and, where they differ only in
 values (learning rate, weight decay, ...), trains them as one vectorized
@@ -21,6 +22,7 @@ The folder holds ``tune.json`` (the search's command, space and storage) and a
 run folder per trial (``t000``, ``t001``, ...).
 """
 
+import contextlib
 import json
 import pathlib
 import sys
@@ -36,6 +38,9 @@ from jaxdl.errors import ConfigError, JaxdlError
 from jaxdl.sweeps.axes import Axis
 from jaxdl.sweeps.groups import group_members
 from jaxdl.sweeps.run import choose_mode
+from jaxdl.sweeps.storage import (asking_and_telling, beating, default_storage,
+                                  fail_stale_trials, open_storage, retried_numbers,
+                                  retry_orphans)
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.folder_lock import RunLocked, waiting_lock
 from jaxdl.training.loop import train_group
@@ -78,7 +83,7 @@ def _overrides(params: dict[str, Any], axes: Sequence[Axis]) -> dict[str, Any]:
   return {k: tuple(json.loads(v)) if k in tuples else v for k, v in params.items()}
 
 
-def _study(base: ml_collections.ConfigDict, folder: pathlib.Path, storage: str | None,
+def _study(base: ml_collections.ConfigDict, folder: pathlib.Path, storage: str,
            sampler: str, seed: int, direction: str):
   import optuna
 
@@ -89,7 +94,7 @@ def _study(base: ml_collections.ConfigDict, folder: pathlib.Path, storage: str |
   pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
   # Workers starting at once would race to create the database's tables: one at a time.
   with waiting_lock(folder / ".tune.lock"):
-    return optuna.create_study(study_name="jaxdl", storage=storage, sampler=chosen,
+    return optuna.create_study(study_name="jaxdl", storage=open_storage(storage), sampler=chosen,
                                pruner=pruner, load_if_exists=True,
                                direction="maximize" if direction == "max" else "minimize")
 
@@ -168,7 +173,7 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
   if selection.is_last:
     raise ConfigError("jaxdl tune needs a validation metric to search on; keep "
                       "data.val_fraction > 0 and select.metric != last")
-  storage = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
+  storage = storage or default_storage(folder)
   _record(folder, base, axes, {"command": list(command), "storage": storage,
                                "metric": selection.metric, "direction": selection.mode,
                                "trials": trials, "sampler": sampler, "seed": seed})
@@ -188,20 +193,32 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
 
 def _ask(study, space: dict, parallel: int, trials: int, folder: pathlib.Path, sampler: str,
          seed: int) -> list:
-  """Up to ``parallel`` new trials; those numbered past the budget are closed, not run."""
+  """Up to ``parallel`` new trials while the study's budget lasts (retries come first)."""
   from optuna.trial import TrialState
 
   asked = []
   for _ in range(parallel):
     with waiting_lock(folder / ".tune.lock"):  # Numbers are taken one worker at a time.
+      fail_stale_trials(study)
+      retry_orphans(study, folder, trial_name)
+      waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+      if not waiting and budget_used(study) >= trials:
+        break
       study.sampler = trial_sampler(sampler, seed, len(study.get_trials(deepcopy=False)))
-      trial = study.ask(space)
-    if trial.number >= trials:  # Other workers took the last ones: the database numbers them.
-      trial.set_user_attr("jaxdl", "not run: over the trial budget")
-      study.tell(trial, state=TrialState.FAIL)
-      break
-    asked.append(trial)
+      with asking_and_telling():
+        asked.append(study.ask(space))
   return asked
+
+
+def budget_used(study) -> int:
+  """Trials that count toward ``--trials``: all but failed ones that were run again and
+  (from older studies) ones closed unrun over the budget."""
+  from optuna.trial import TrialState
+
+  trials = study.get_trials(deepcopy=False)
+  retried = retried_numbers(trials)
+  return sum(1 for t in trials if "jaxdl" not in t.user_attrs
+             and not (t.state == TrialState.FAIL and t.number in retried))
 
 
 def _train_trials(study, batch: list, configs: list, folder: pathlib.Path, metric: str,
@@ -212,14 +229,18 @@ def _train_trials(study, batch: list, configs: list, folder: pathlib.Path, metri
   log(f"trials {', '.join(names)}: {', '.join(json.dumps(t.params) for t in batch)}")
   hooks = [PruningHook(t, metric) for t in batch]
   try:
-    results = train_group(configs, [folder / n for n in names], vectorized=len(batch) > 1,
-                          quiet=quiet, command=command, datasets=datasets, model=model,
-                          log=log, epoch_hooks=hooks)
+    with contextlib.ExitStack() as beats:
+      for trial in batch:
+        beats.enter_context(beating(study, trial))
+      results = train_group(configs, [folder / n for n in names], vectorized=len(batch) > 1,
+                            quiet=quiet, command=command, datasets=datasets, model=model,
+                            log=log, epoch_hooks=hooks)
   except RunLocked:
     raise
   except JaxdlError as e:
     for trial in batch:
-      study.tell(trial, state=TrialState.FAIL)
+      with asking_and_telling():
+        study.tell(trial, state=TrialState.FAIL)
     log(f"failed: {e}")
     return [{"trial": t.number, "name": n, "params": t.params, "state": "failed", "value": None}
             for t, n in zip(batch, names)]
@@ -227,7 +248,8 @@ def _train_trials(study, batch: list, configs: list, folder: pathlib.Path, metri
   for trial, name, result, hook in zip(batch, names, results, hooks):
     value = result.get(metric)
     state = TrialState.PRUNED if hook.pruned else TrialState.COMPLETE
-    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    with asking_and_telling():
+      study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
     out.append({"trial": trial.number, "name": name, "params": trial.params,
                 "state": "pruned" if hook.pruned else "complete", "value": value})
   return out
@@ -239,7 +261,7 @@ def load_trials(folder: pathlib.Path) -> tuple[dict, list[dict]]:
 
   record = read_json(folder / "tune.json")
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  study = optuna.load_study(study_name="jaxdl", storage=record["storage"])
+  study = optuna.load_study(study_name="jaxdl", storage=open_storage(record["storage"]))
   trials = []
   for trial in study.get_trials(deepcopy=False):
     if "jaxdl" in trial.user_attrs:  # Over the budget: never ran.
@@ -257,7 +279,7 @@ def importances(folder: pathlib.Path) -> dict[str, float]:
   import optuna
 
   record = read_json(folder / "tune.json")
-  study = optuna.load_study(study_name="jaxdl", storage=record["storage"])
+  study = optuna.load_study(study_name="jaxdl", storage=open_storage(record["storage"]))
   complete = [t for t in study.trials if t.state.name == "COMPLETE"]
   if len(complete) < 2 or len(complete[0].params) < 1:
     return {}

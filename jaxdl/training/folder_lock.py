@@ -98,3 +98,20 @@ def waiting_lock(path: pathlib.Path) -> Iterator[None]:
   finally:
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
+
+
+def is_held(folder: pathlib.Path) -> bool:
+  """Whether a live process holds ``folder``'s run lock (False where there is no lock file)."""
+  path = folder / LOCK_FILE
+  if not path.exists():
+    return False
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError:
+    return True
+  else:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+  finally:
+    os.close(fd)
