@@ -204,22 +204,30 @@ def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup)
   def grad_of(params, one):
     return classification(apply_model(model, {"params": params}, one, train=False), one)[1]["loss"]
 
-  clipped = []
+  clipped, norms = [], []
   for i in range(real):
     g = grad_of(state.params, {k: v[i:i + 1] for k, v in batch.items()})
-    norm = float(optax.tree.norm(g))
-    clipped.append(jax.tree_util.tree_map(lambda x, n=norm: x * min(1.0, 0.5 / n), g))
+    norms.append(float(optax.tree.norm(g)))
+    clipped.append(jax.tree_util.tree_map(lambda x, n=norms[-1]: x * min(1.0, 0.5 / n), g))
   expected = jax.tree_util.tree_map(lambda p, *gs: p - sum(gs) / 8, state.params, *clipped)
   chex.assert_trees_all_close(a.params, expected, rtol=1e-4, atol=1e-6)
   assert float(sums["count"]) == real
+  # The fraction clipped is over the drawn examples, not the padded batch.
+  assert float(sums["clipped"]) == pytest.approx(sum(n > 0.5 for n in norms) / real)
 
 
 @pytest.mark.slow
 def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_path):
   # A one-conv model on 8x8 digits: the sampling and accounting do not depend on the model.
-  cfg = experiment("dp_cnn_digits", "num_epochs=1", "data.image_size=0",
-                   "model.name=plugin_models:TinyCNN", "model.batch_norm=false")
+  # Selection on the worst validation accuracy picks an earlier epoch than the last: the
+  # epsilon spent is still that of every step taken.
+  cfg = experiment("dp_cnn_digits", "num_epochs=3", "data.image_size=0",
+                   "model.name=plugin_models:TinyCNN", "model.batch_norm=false",
+                   "select.metric=val_accuracy", "select.mode=min")
   results = train_and_evaluate(cfg, tmp_path, quiet=True)
+  assert results["selected_epoch"] < results["last_epoch"] == 3
+  assert results["privacy_epsilon"] == pytest.approx(privacy.epsilon(
+      1.1, results["privacy_sampling_rate"], results["steps"], results["privacy_delta"]), rel=1e-9)
   assert 0 < results["privacy_epsilon"] < 10 and results["privacy_noise_multiplier"] == 1.1
   assert results["privacy_sampling"] == "poisson" and results["privacy_accountant"] == "rdp"
   assert results["privacy_sampling_rate"] == pytest.approx(64 / results["num_train"])
@@ -228,7 +236,7 @@ def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_p
   # whose privacy loss is bounded by the neighbouring datasets' odds: (1 + e^eps) * OVERFLOW.
   assert results["privacy_truncation_delta"] == pytest.approx(
       (1 + math.exp(results["privacy_epsilon"])) * privacy.OVERFLOW, rel=1e-12)
-  row = json.loads((tmp_path / "metrics.jsonl").read_text())
+  row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
   assert "truncated_steps" not in row and row["epsilon"] == results["privacy_epsilon"]
   with pytest.raises(ConfigError, match="batch norm"):
     train_and_evaluate(experiment("dp_cnn_digits", "model.name=deep_cnn", "model.widths=(8,)"),
