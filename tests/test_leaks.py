@@ -17,6 +17,7 @@ from jaxdl.data.arrays import Scaling
 from jaxdl.data.text import build_vocab
 from jaxdl.training import privacy, train_and_evaluate
 from jaxdl.training import loop as loop_module
+from jaxdl.training.experiment import build_experiment
 
 
 def _texts(folder, with_dev: bool):
@@ -91,6 +92,18 @@ def test_dp_settings_take_delta_from_the_training_examples_and_the_rate_from_the
   assert settings["delta"] == pytest.approx(1 / (10 * 1295), rel=1e-12)
   assert settings["sampling_rate"] == pytest.approx(64 / 1295, rel=1e-12)
   assert settings["expected_batch"] == 64
+
+
+def test_a_target_epsilon_is_calibrated_for_every_step_of_the_run():
+  cfg = experiment("dp_cnn_digits", "num_epochs=3", "privacy.target_epsilon=2.0",
+                   "data.image_size=0", "model.name=plugin_models:TinyCNN",
+                   "model.batch_norm=false")
+  exp = build_experiment(cfg)
+  settings = exp.privacy
+  assert exp.total_steps == 3 * exp.steps_per_epoch
+  spent = privacy.epsilon(settings["noise_multiplier"], settings["sampling_rate"],
+                          exp.total_steps, settings["delta"])
+  assert 1.95 <= spent <= 2.0  # Calibrated to the whole run: at, not above, the target.
 
 
 @pytest.mark.slow
