@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import jaxdl
+
 from conftest import experiment, shared_data
 from jaxdl import data
 from jaxdl.data import synthetic, text
@@ -163,3 +165,21 @@ def test_eval_refuses_a_vocabulary_that_changed(tmp_path):
   _write(folder / "t.neg", "poor\ndire\nweak\nflat\n")
   with pytest.raises(CheckpointError, match="vocabulary rebuilt from the data differs"):
     load_run(tmp_path / "run")
+
+
+def test_blank_lines_and_cut_texts_are_noted_and_printed(tmp_path, capsys):
+  folder = tmp_path / "mr"
+  folder.mkdir()
+  (folder / "rt-polarity.pos").write_text("a good film\n\nvery good\n" + "good " * 30 + "\n")
+  (folder / "rt-polarity.neg").write_text("a bad film\nbad\n\n\nawful\n")
+  results = jaxdl.train("experiments/seed_lstm_mr.py", tmp_path / "run",
+                        [f"data.name=textfile:{folder}", "data.encoding=utf-8", "data.max_len=10",
+                         "num_epochs=1", "data.test_fraction=0.3", "data.val_fraction=0.0",
+                         "model.hidden_sizes=(4,)", "model.embed_dim=4"], quiet=False)
+  blank = (f"3 blank line(s) left out, not examples ({folder / 'rt-polarity.neg'}:3, "
+           f"{folder / 'rt-polarity.neg'}:4, {folder / 'rt-polarity.pos'}:2)")
+  assert blank in results["data_notes"]
+  assert results["num_train"] + results["num_val"] + results["num_test"] == 6
+  assert any("texts are longer than data.max_len=10 tokens and were cut (the longest has 30)"
+             in n for n in results["data_notes"])
+  assert f"data: {blank}" in capsys.readouterr().err

@@ -21,6 +21,8 @@ class DataSpec:
     notes: how the splits were made, for results.json and the paper.
     vocab_size: rows of the embedding table for token inputs (0 otherwise).
     class_names: the label of each class id, where the data names them.
+    changes: examples the source left out or changed (blank lines, cut texts), each a
+      sentence that says how many and where; printed when a run starts, and in ``notes``.
   """
 
   name: str
@@ -34,6 +36,7 @@ class DataSpec:
   notes: tuple[str, ...] = ()
   vocab_size: int = 0
   class_names: tuple[str, ...] = ()
+  changes: tuple[str, ...] = ()
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

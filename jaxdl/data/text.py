@@ -73,6 +73,7 @@ class _Examples:
   texts: list[str] = dataclasses.field(default_factory=list)
   labels: list[str] = dataclasses.field(default_factory=list)
   origins: list[str] = dataclasses.field(default_factory=list)
+  blank: list[str] = dataclasses.field(default_factory=list)  # Where blank lines were left out.
 
   def add(self, text: str, label: str, origin: str) -> None:
     self.texts.append(text)
@@ -80,8 +81,11 @@ class _Examples:
     self.origins.append(origin)
 
 
-def _read_lines(path: pathlib.Path, encoding: str) -> list[tuple[int, str]]:
-  """(line number, text) of each non-blank line, split on ``\\n`` only."""
+def _read_lines(path: pathlib.Path, encoding: str, blank: list[str] | None = None
+                ) -> list[tuple[int, str]]:
+  """(line number, text) of each non-blank line, split on ``\\n`` only; ``blank`` collects
+  ``FILE:LINE`` of the blank lines left out (the file's final newline ends a line, so it
+  makes none)."""
   try:
     raw = path.read_bytes()
   except OSError as e:
@@ -89,7 +93,10 @@ def _read_lines(path: pathlib.Path, encoding: str) -> list[tuple[int, str]]:
   if not raw.strip():
     raise DataError(f"{path} is empty; every split file needs at least one example")
   lines = []
-  for number, line in enumerate(raw.split(b"\n"), start=1):
+  parts = raw.split(b"\n")
+  if parts[-1] == b"":
+    parts.pop()
+  for number, line in enumerate(parts, start=1):
     try:
       text = line.decode(encoding).rstrip("\r")
     except UnicodeDecodeError as e:
@@ -99,6 +106,8 @@ def _read_lines(path: pathlib.Path, encoding: str) -> list[tuple[int, str]]:
       raise DataError(f"data.encoding {encoding!r} is not a known text encoding") from None
     if text.strip():
       lines.append((number, text))
+    elif blank is not None:
+      blank.append(f"{path}:{number}")
   return lines
 
 
@@ -116,7 +125,7 @@ def _data_files(folder: pathlib.Path) -> list[pathlib.Path]:
 
 def _read_table(path: pathlib.Path, cfg: ml_collections.ConfigDict, into: _Examples) -> None:
   delimiter = "\t" if path.suffix == ".tsv" else ","
-  text = "\n".join(t for _, t in _read_lines(path, cfg.encoding))
+  text = "\n".join(t for _, t in _read_lines(path, cfg.encoding, into.blank))
   reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
   columns = reader.fieldnames or []
   for key in (cfg.text_key, cfg.label_key):
@@ -135,11 +144,12 @@ def _read_labelled_lines(split_files: dict[pathlib.Path, str], encoding: str) ->
   """``LABEL TEXT`` lines (the SST-2 layout) into {split: _Examples}."""
   splits = {}
   for path, split in split_files.items():
-    for number, line in _read_lines(path, encoding):
+    examples = splits.setdefault(split, _Examples())
+    for number, line in _read_lines(path, encoding, examples.blank):
       label, _, text = line.strip().partition(" ")
       if not text:
         raise DataError(f"{path}:{number}: expected 'LABEL TEXT', got {line[:60]!r}")
-      splits.setdefault(split, _Examples()).add(text, label, f"{path}:{number}")
+      examples.add(text, label, f"{path}:{number}")
   return splits
 
 
@@ -148,7 +158,7 @@ def _read_class_files(files: list[pathlib.Path], encoding: str) -> dict:
   examples = _Examples()
   for path in files:
     label = path.suffix.lstrip(".") or path.name
-    for number, line in _read_lines(path, encoding):
+    for number, line in _read_lines(path, encoding, examples.blank):
       examples.add(line.strip(), label, f"{path}:{number}")
   return {"train": examples}
 
@@ -255,9 +265,27 @@ def _hold_out(splits: dict, train_ids: np.ndarray, cfg, notes: list[str]):
   return train, train_ids, val, test
 
 
+def _blank_note(splits: dict) -> list[str]:
+  blank = [origin for examples in splits.values() for origin in examples.blank]
+  if not blank:
+    return []
+  return [f"{len(blank)} blank line(s) left out, not examples ({', '.join(blank[:3])}"
+          f"{', ...' if len(blank) > 3 else ''})"]
+
+
+def _cut_note(name: str, texts: list[str], max_len: int) -> list[str]:
+  counts = [len(tokenize(t)) for t in texts]
+  cut = sum(c > max_len for c in counts)
+  if not cut:
+    return []
+  return [f"{cut} of {len(texts)} {name} texts are longer than data.max_len={max_len} tokens "
+          f"and were cut (the longest has {max(counts)}); raise data.max_len to keep them whole"]
+
+
 def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
   """Loads, splits, tokenises and encodes the text dataset of ``config.data``."""
   splits, classes, notes = _read_source(cfg)
+  changes = _blank_note(splits)
   train_ids = _label_ids(splits["train"], classes, "train")
   train, train_ids, val, test = _hold_out(splits, train_ids, cfg, notes)
   vocab = build_vocab(train.texts, cfg.vocab_size)
@@ -268,11 +296,14 @@ def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
     ids, lengths = encode(examples.texts, vocab, cfg.max_len)
     return Split(ids, labels, {"lengths": lengths})
 
+  for name, examples in (("training", train), ("validation", val), ("test", test)):
+    changes += _cut_note(name, examples.texts, cfg.max_len)
   train_split = to_split(train, train_ids)
   val_split = to_split(val, _label_ids(val, classes, "validation"))
   test_split = to_split(test, _label_ids(test, classes, "test"))
   spec = DataSpec(name=cfg.name, task="classification", input_shape=(cfg.max_len,),
                   input_dtype="int32", num_classes=cfg.num_classes or len(classes),
                   num_train=len(train_split), num_val=len(val_split), num_test=len(test_split),
-                  notes=tuple(notes), vocab_size=len(vocab), class_names=classes)
+                  notes=tuple(notes + changes), vocab_size=len(vocab), class_names=classes,
+                  changes=tuple(changes))
   return Datasets(train_split, val_split, test_split, spec, vocab)

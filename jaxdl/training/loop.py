@@ -403,6 +403,9 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
   parallel = DataParallel.over_all_devices(stacked=vectorized,
                                            model_axis=first.config.parallel.model_axis)
   parallel.check_batch_size(first.config.batch_size)
+  if jax.process_index() == 0:
+    for change in first.datasets.spec.changes:  # Examples the data left out or changed.
+      log(f"data: {change}")
   runs = [RunFolder(w) for w in workdirs]
   code = [user_code.record(exp.config, [model]) for exp in exps]  # The researcher's files.
   with contextlib.ExitStack() as held:
