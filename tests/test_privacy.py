@@ -15,7 +15,7 @@ from conftest import experiment
 from jaxdl import data, models
 from jaxdl.errors import ConfigError
 from jaxdl.training import build_optimizer, create_train_state, make_train_step, train_and_evaluate
-from jaxdl.training import privacy
+from jaxdl.training import feeding, privacy
 from jaxdl.training.objectives import classification
 from jaxdl.training.steps import apply_model
 
@@ -217,15 +217,30 @@ def test_chunked_private_gradient_skips_padding_and_equals_the_direct_sum(setup)
 
 
 @pytest.mark.slow
-def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_path):
+def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_path,
+                                                                          monkeypatch):
   # A one-conv model on 8x8 digits: the sampling and accounting do not depend on the model.
   # Selection on the worst validation accuracy picks an earlier epoch than the last: the
   # epsilon spent is still that of every step taken.
   cfg = experiment("dp_cnn_digits", "num_epochs=3", "data.image_size=0",
                    "model.name=plugin_models:TinyCNN", "model.batch_norm=false",
                    "select.metric=val_accuracy", "select.mode=min")
+  drawn = []
+  real = feeding.stream_batches
+
+  def counting(plan, *args, **kwargs):  # The examples each training step actually drew.
+    def counted(step):
+      batch = plan(step)
+      drawn.append(float(batch["mask"].sum()))
+      return batch
+    return real(counted, *args, **kwargs)
+
+  monkeypatch.setattr(feeding, "stream_batches", counting)
   results = train_and_evaluate(cfg, tmp_path, quiet=True)
   assert results["selected_epoch"] < results["last_epoch"] == 3
+  # Binomial(N, q) draws: their mean over the run's steps is q * N = 64 within 4 of its stds.
+  assert len(drawn) == results["steps"]
+  assert abs(np.mean(drawn) - 64) < 4 * np.sqrt(64 / len(drawn))
   assert results["privacy_epsilon"] == pytest.approx(privacy.epsilon(
       1.1, results["privacy_sampling_rate"], results["steps"], results["privacy_delta"]), rel=1e-9)
   assert 0 < results["privacy_epsilon"] < 10 and results["privacy_noise_multiplier"] == 1.1
