@@ -94,6 +94,21 @@ def test_without_a_validation_metric_nothing_is_ranked_and_the_note_says_why(tmp
   assert "ranked by test_accuracy" not in table.lower()
 
 
+@pytest.mark.parametrize("change, note", [
+    ({"selection_metric": "test_accuracy"}, "Not ranked: m004 has no validation metric"),
+    ({"selection_mode": None}, "Not ranked: the runs selected on different rules"),
+    ({"selection_metric": "val_loss", "val_loss": 0.3}, "Not ranked: the runs selected on "
+     "different rules (val_accuracy, val_loss")])
+def test_runs_that_did_not_all_select_on_one_validation_rule_are_not_ranked(tmp_path, change,
+                                                                            note):
+  folder = _single_split(tmp_path, {"a": (0.9, 0.9), "b": (0.8, 0.5)})
+  results = folder / "m004" / "results.json"
+  values = {**json.loads(results.read_text()), **change}
+  results.write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
+  table = report(folder, metrics=["test_accuracy"])
+  assert note in table and "**" not in table and "| rank |" not in table
+
+
 def test_the_direction_is_the_one_the_runs_selected_with(tmp_path):
   """val_recall (selection_mode max) ranks highest first; the name guessed 'min' before."""
   members = []
@@ -109,6 +124,23 @@ def test_the_direction_is_the_one_the_runs_selected_with(tmp_path):
   table = report(folder, metrics=["val_recall", "test_accuracy"])
   assert table.splitlines()[2].startswith("| high | 1 |")
   assert "**" in _lines(table, "high")[0]  # 0.9 vs 0.5 accuracy on 400 examples: significant.
+
+
+def test_a_metric_selected_by_its_minimum_ranks_the_lowest_first(tmp_path):
+  members = []
+  for i, (g, loss) in enumerate([("worse", 0.9), ("better", 0.2)]):
+    for seed in range(3):
+      correct = _correct(0.5 + 0.4 * (g == "better"), 10 * i + seed)
+      members.append(_member(tmp_path, f"m{3 * i + seed:03d}", {"model.name": g, "seed": seed},
+                             {"selection_metric": "val_loss", "selection_mode": "min",
+                              "val_loss": loss + 0.01 * seed, "num_test": 400,
+                              "test_accuracy": float(correct.mean()), "test_loss": 1.0},
+                             correct=correct))
+  table = report(_sweep(tmp_path, ["model.name", "seed"], members),
+                 metrics=["val_loss", "test_accuracy"])
+  assert table.splitlines()[2].startswith("| better | 1 |")
+  assert table.splitlines()[3].startswith("| worse | ")
+  assert "Ranked by val_loss (lower is better" in table
 
 
 def test_a_model_by_dataset_grid_is_ranked_and_bolded_within_each_dataset(tmp_path):
