@@ -11,7 +11,7 @@ import pytest
 
 from jaxdl import cli
 from jaxdl.sweeps import intervals
-from jaxdl.sweeps.report import against, compare_folders, pivot, report
+from jaxdl.sweeps.report import against, compare_folders, default_metrics, pivot, report
 from jaxdl.training.run_folder import PREDICTIONS, RunFolder
 
 
@@ -215,6 +215,11 @@ def test_compare_pairs_two_folders_by_fold(tmp_path, capsys):
   assert "corrected paired t over 6 folds" in line and "+0.0200" in line
   assert cli.main(["compare", str(a), str(b)]) == 0
   assert "corrected paired t over 6 folds" in capsys.readouterr().out
+  both = compare_folders(a, b, metrics=["test_accuracy", "test_loss"])
+  rows = [line.split("|") for line in both.splitlines() if "| test_" in line]
+  assert len(rows) == 2  # Holm over the metrics compared.
+  assert [float(r[6]) for r in rows] == pytest.approx(intervals.holm([float(r[5]) for r in rows]),
+                                                     rel=1e-2)
 
 
 def test_against_compares_every_group_with_the_reference_and_corrects_with_holm(tmp_path):
@@ -225,5 +230,60 @@ def test_against_compares_every_group_with_the_reference_and_corrects_with_holm(
   p = [float(line.split("|")[5]) for line in lines]
   holm = [float(line.split("|")[6]) for line in lines]
   assert holm == pytest.approx(intervals.holm(p), rel=1e-2)
+  # Each group minus the reference: a and b are above c.
+  assert all(line.split("|")[3].strip().startswith("+") for line in lines)
   with pytest.raises(Exception, match="0 groups match"):
     against(folder, "model.name=z")
+
+
+def test_the_best_is_bold_only_if_it_beats_the_others_after_holm(tmp_path, monkeypatch):
+  """Two comparisons at raw p = 0.03 are both significant alone, neither after Holm (0.06)."""
+  folder = _single_split(tmp_path, {"a": (0.9, 0.9), "b": (0.8, 0.8), "c": (0.7, 0.7)})
+
+  def fixed(rows_a, rows_b, metric, *args):
+    return intervals.Comparison(metric, 0.1, 0.01, 0.2, 0.03, 400, "fixed", 0.5)
+
+  monkeypatch.setattr(intervals, "compare", fixed)
+  table = report(folder)
+  assert "**" not in table
+  assert [_lines(table, g)[0].split("|")[2].strip() for g in "bc"] == ["1=", "1="]
+
+
+def test_default_metrics_leave_out_a_selection_metric_the_runs_do_not_share():
+  rows = [{"member": "a", "selection_metric": "val_accuracy", "val_accuracy": 0.9,
+           "val_loss": 0.3, "test_accuracy": 0.8},
+          {"member": "b", "selection_metric": "val_loss", "val_accuracy": 0.8, "val_loss": 0.2,
+           "test_accuracy": 0.7}]
+  assert default_metrics(rows) == ["test_accuracy"]
+  assert default_metrics(rows[:1]) == ["val_accuracy", "test_accuracy"]
+
+
+def test_a_group_whose_members_all_failed_keeps_its_row_after_the_ranked_ones(tmp_path):
+  folder = _single_split(tmp_path, {"a": (0.9, 0.9)})
+  record = json.loads((folder / "sweep.json").read_text())
+  record["members"] = [{"name": "m099", "overrides": {"model.name": "b", "seed": 0}, "group": 0,
+                        "status": "failed", "error": "out of memory"}, *record["members"]]
+  (folder / "sweep.json").write_text(json.dumps(record))
+  lines = report(folder).splitlines()
+  b = next(i for i, line in enumerate(lines) if line.startswith("| b |"))
+  a = next(i for i, line in enumerate(lines) if line.startswith("| a |"))
+  assert a < b and lines[b].startswith("| b | – | 0 | 1 |")  # Rank –, 0 finished, 1 failed.
+
+
+def test_without_a_paired_test_nothing_is_bold(tmp_path):
+  members = [_member(tmp_path, f"m{i:03d}", {"model.name": g, "seed": seed},
+                     {"val_accuracy": v, "test_accuracy": v, "test_loss": 1 - v})
+             for i, (g, v, seed) in enumerate([("a", 0.9, 0), ("a", 0.91, 1), ("b", 0.5, 0),
+                                               ("b", 0.52, 1)])]
+  table = report(_sweep(tmp_path, ["model.name", "seed"], members))
+  assert "**" not in table and "Not tested for significance" in table
+
+
+def test_split_seeds_are_repetitions_averaged_into_one_group(tmp_path):
+  members = [_member(tmp_path, f"m{s:03d}", {"data.split_seed": s},
+                     {"val_accuracy": 0.8 + 0.01 * s, "test_accuracy": 0.7 + 0.01 * s,
+                      "test_loss": 1.0}, config={"data": {"name": "digits", "split_seed": s}})
+             for s in range(3)]
+  table = report(_sweep(tmp_path, ["data.split_seed"], members))
+  data_rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+  assert len(data_rows) == 1 and "| 3 |" in data_rows[0]
