@@ -96,7 +96,7 @@ def test_without_a_validation_metric_nothing_is_ranked_and_the_note_says_why(tmp
 
 @pytest.mark.parametrize("change, note", [
     ({"selection_metric": "test_accuracy"}, "Not ranked: m004 has no validation metric"),
-    ({"selection_mode": None}, "Not ranked: the runs selected on different rules"),
+    ({"selection_mode": None}, "Not ranked: m004 does not record the direction it selected in"),
     ({"selection_metric": "val_loss", "val_loss": 0.3}, "Not ranked: the runs selected on "
      "different rules (val_accuracy, val_loss")])
 def test_runs_that_did_not_all_select_on_one_validation_rule_are_not_ranked(tmp_path, change,
@@ -287,3 +287,14 @@ def test_split_seeds_are_repetitions_averaged_into_one_group(tmp_path):
   table = report(_sweep(tmp_path, ["data.split_seed"], members))
   data_rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
   assert len(data_rows) == 1 and "| 3 |" in data_rows[0]
+
+
+def test_runs_that_recorded_no_direction_are_not_ranked(tmp_path):
+  """Results from before runs recorded their selection_mode: the direction is unknown."""
+  folder = _single_split(tmp_path, {"a": (0.9, 0.9), "b": (0.8, 0.5)})
+  for path in folder.glob("m*/results.json"):
+    values = json.loads(path.read_text())
+    del values["selection_mode"]
+    path.write_text(json.dumps(values))
+  table = report(folder, metrics=["test_accuracy"])
+  assert "does not record the direction it selected in" in table and "**" not in table

@@ -184,7 +184,11 @@ def _selection(groups: Sequence[Group]) -> tuple[str | None, str, str]:
                       "), and the test set never chooses; keep data.val_fraction > 0 to rank.")
   metrics = {r["selection_metric"] for r in rows}
   modes = {r.get("selection_mode") for r in rows}
-  if len(metrics) > 1 or len(modes) > 1 or None in modes:
+  if None in modes:
+    missing = next(r["member"] for r in rows if r.get("selection_mode") is None)
+    return None, "", (f"Not ranked: {missing} does not record the direction it selected in "
+                      "(selection_mode; results of an older jaxdl), so better is unknown.")
+  if len(metrics) > 1 or len(modes) > 1:
     return None, "", (f"Not ranked: the runs selected on different rules ({', '.join(sorted(metrics))}"
                       f"; modes {', '.join(sorted(map(str, modes)))}).")
   return metrics.pop(), modes.pop(), ""
