@@ -250,7 +250,7 @@ def test_a_dp_run_samples_as_its_accountant_assumes_and_refuses_batch_norm(tmp_p
   # The truncated mechanism differs from the analysed one on an event of chance OVERFLOW,
   # whose privacy loss is bounded by the neighbouring datasets' odds: (1 + e^eps) * OVERFLOW.
   assert results["privacy_truncation_delta"] == pytest.approx(
-      (1 + math.exp(results["privacy_epsilon"])) * privacy.OVERFLOW, rel=1e-12)
+      (1 + math.exp(results["privacy_epsilon"])) * privacy.OVERFLOW, rel=1e-9, abs=0)
   row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
   assert "truncated_steps" not in row and row["epsilon"] == results["privacy_epsilon"]
   with pytest.raises(ConfigError, match="batch norm"):
@@ -275,3 +275,10 @@ def test_each_example_draws_its_own_dropout_key(getkey):
   loss_of_one = lambda w, example, key: (w * jax.random.normal(key), {})
   grads, _ = privacy.per_example_grads(loss_of_one, jnp.float32(1.0), batch, getkey())
   assert len(np.unique(np.asarray(grads))) == 6
+
+
+def test_the_truncation_delta_is_the_overflow_chance_times_the_neighbours_odds():
+  settings = {"overflow_probability": 1e-12}
+  assert privacy.truncation_delta(settings, 2.0) == pytest.approx((1 + math.e**2) * 1e-12,
+                                                                   rel=1e-12, abs=0)
+  assert math.isfinite(privacy.truncation_delta(settings, 1e6))  # Capped, not overflowing.
