@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from jaxdl.errors import ConfigError, JaxdlError, Preempted
 
 EXIT_USER_ERROR = 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after a checkpoint; rerun to resume.
 
 
 def _positive_int(text: str) -> int:
@@ -37,7 +38,6 @@ def _positive_int(text: str) -> int:
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
   return value
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after a checkpoint; rerun to resume.
 
 
 def _split_overrides(extra: Sequence[str]) -> list[str]:

@@ -159,10 +159,9 @@ def build_python_data(cfg: ml_collections.ConfigDict,
   val_name = next((v for v in _VAL_NAMES if v in raw), None)
   labels = raw["train"]["label"]
   task, class_names, notes = _task(labels, cfg.task, where)
+  meta = {**meta, "notes": [*meta.get("notes", ()), *notes]}
   if class_names:
-    meta = {**meta, "class_names": class_names, "notes": [*meta.get("notes", ()), *notes]}
-  elif notes:
-    meta = {**meta, "notes": [*meta.get("notes", ()), *notes]}
+    meta["class_names"] = class_names
   num_classes = (cfg.num_classes or meta.get("num_classes") or
                  (len(class_names) if class_names else int(np.max(labels)) + 1)
                  if task == "classification" else 0)

@@ -56,13 +56,19 @@ def build_vocab(texts: list[str], size: int) -> tuple[str, ...]:
 
 def encode(texts: list[str], vocab: tuple[str, ...], max_len: int) -> tuple[np.ndarray, np.ndarray]:
   """Token ids ``<int32>[n, max_len]`` (PAD-padded, truncated) and lengths ``<int32>[n]``."""
+  return encode_tokens([tokenize(text) for text in texts], vocab, max_len)
+
+
+def encode_tokens(tokenized: list[list[str]], vocab: tuple[str, ...], max_len: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """:func:`encode` of texts already split into tokens."""
   index = {w: i for i, w in enumerate(vocab)}
-  ids = np.zeros((len(texts), max_len), np.int32)
-  lengths = np.zeros(len(texts), np.int32)
-  for row, text in enumerate(texts):
-    tokens = [index.get(t, 1) for t in tokenize(text)[:max_len]]
-    ids[row, :len(tokens)] = tokens
-    lengths[row] = len(tokens)
+  ids = np.zeros((len(tokenized), max_len), np.int32)
+  lengths = np.zeros(len(tokenized), np.int32)
+  for row, tokens in enumerate(tokenized):
+    kept = [index.get(t, 1) for t in tokens[:max_len]]
+    ids[row, :len(kept)] = kept
+    lengths[row] = len(kept)
   return ids, lengths
 
 
@@ -273,12 +279,12 @@ def _blank_note(splits: dict) -> list[str]:
           f"{', ...' if len(blank) > 3 else ''})"]
 
 
-def _cut_note(name: str, texts: list[str], max_len: int) -> list[str]:
-  counts = [len(tokenize(t)) for t in texts]
+def _cut_note(name: str, tokenized: list[list[str]], max_len: int) -> list[str]:
+  counts = [len(tokens) for tokens in tokenized]
   cut = sum(c > max_len for c in counts)
   if not cut:
     return []
-  return [f"{cut} of {len(texts)} {name} texts are longer than data.max_len={max_len} tokens "
+  return [f"{cut} of {len(counts)} {name} texts are longer than data.max_len={max_len} tokens "
           f"and were cut (the longest has {max(counts)}); raise data.max_len to keep them whole"]
 
 
@@ -292,15 +298,15 @@ def build_text_data(cfg: ml_collections.ConfigDict) -> Datasets:
   notes.append(f"vocabulary: {len(vocab)} entries (PAD=0, OOV=1, then the most frequent "
                f"training words), texts truncated/padded to {cfg.max_len} tokens")
 
-  def to_split(examples: _Examples, labels: np.ndarray) -> Split:
-    ids, lengths = encode(examples.texts, vocab, cfg.max_len)
+  def to_split(name: str, examples: _Examples, labels: np.ndarray) -> Split:
+    tokenized = [tokenize(text) for text in examples.texts]
+    changes.extend(_cut_note(name, tokenized, cfg.max_len))
+    ids, lengths = encode_tokens(tokenized, vocab, cfg.max_len)
     return Split(ids, labels, {"lengths": lengths})
 
-  for name, examples in (("training", train), ("validation", val), ("test", test)):
-    changes += _cut_note(name, examples.texts, cfg.max_len)
-  train_split = to_split(train, train_ids)
-  val_split = to_split(val, _label_ids(val, classes, "validation"))
-  test_split = to_split(test, _label_ids(test, classes, "test"))
+  train_split = to_split("training", train, train_ids)
+  val_split = to_split("validation", val, _label_ids(val, classes, "validation"))
+  test_split = to_split("test", test, _label_ids(test, classes, "test"))
   spec = DataSpec(name=cfg.name, task="classification", input_shape=(cfg.max_len,),
                   input_dtype="int32", num_classes=cfg.num_classes or len(classes),
                   num_train=len(train_split), num_val=len(val_split), num_test=len(test_split),

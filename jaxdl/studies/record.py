@@ -96,10 +96,6 @@ def checkout_study(file: str, attr: str = "run") -> Callable[..., tuple[str, str
   return run
 
 
-def names_and_descriptions() -> list[tuple[str, str]]:
-  return [(name, STUDIES.resolve(name).description) for name in STUDIES.names()]
-
-
 def resolve(name: str, experiment: str = "") -> Study:
   return STUDIES.resolve(name, experiment)
 

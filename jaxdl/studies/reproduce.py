@@ -21,6 +21,7 @@ import jax
 from jaxdl import __version__
 from jaxdl.studies.record import StudyOptions, resolve
 
+
 def _commit() -> str:
   here = pathlib.Path(__file__).resolve().parent
   try:

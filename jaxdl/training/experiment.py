@@ -141,10 +141,16 @@ def _objective(config: ml_collections.ConfigDict, spec) -> Objective:
   return objectives.with_metrics(base, tuple(names), functions, modes)
 
 
+def _first_examples(train: data.Split, n: int) -> dict[str, np.ndarray]:
+  """The first ``n`` training examples (fewer in a smaller split) as a batch, all real."""
+  batch = train.rows(np.arange(min(n, len(train))))[0]
+  return {**batch, "mask": np.ones(len(batch["label"]), np.float32)}
+
+
 def _initial_state(config: ml_collections.ConfigDict, module, part: models.ModelPart, tx,
                    datasets: data.Datasets) -> TrainState:
   """The state at step 0, initialised on one real training example (extras included)."""
-  example = {**datasets.train.rows(np.arange(1))[0], "mask": np.ones(1, np.float32)}
+  example = _first_examples(datasets.train, 1)
   try:
     return create_train_state(jax.random.PRNGKey(config.seed), module, tx, datasets.spec,
                               example)
@@ -163,8 +169,7 @@ def _initial_state(config: ml_collections.ConfigDict, module, part: models.Model
 def _check_contract(config, module, part: models.ModelPart, state: TrainState,
                     datasets: data.Datasets) -> None:
   """The user's model against jaxdl's conventions, on two training examples (contract.py)."""
-  example = {**datasets.train.rows(np.arange(min(2, len(datasets.train))))[0]}
-  example["mask"] = np.ones(len(example["label"]), np.float32)
+  example = _first_examples(datasets.train, 2)
   check_model(part.name, module, state.variables(), example, datasets.spec,
               loss_reads_outputs=config.objective == "auto",
               key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 2))
