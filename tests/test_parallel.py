@@ -174,7 +174,8 @@ def test_two_processes_each_read_half_of_streamed_records(tmp_path):
   assert single.returncode == 0, single.stderr[-3000:]
   parts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
   whole = json.loads(single.stdout.strip().splitlines()[-1])
-  for key, setup in (("train_reads", 1), ("test_reads", 0)):  # Setup: one example shapes the model.
+  # Setup reads: one training example shapes the model and two check a user model's contract.
+  for key, setup in (("train_reads", 3), ("test_reads", 0)):
     halves = [part[key] - setup for part in parts]
     assert halves[0] == halves[1] > 0  # Each process read its half, no more.
     assert sum(halves) == whole[key] - setup
