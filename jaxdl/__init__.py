@@ -7,14 +7,13 @@ XLA:CPU flags that speed up convolutions are opt-in for both (:func:`tune_xla_fl
 ``JAXDL_XLA_CPU=tuned``).
 """
 
-__version__ = "0.1.0"
-
 import os as _os
 from typing import TYPE_CHECKING
 
 from jaxdl.errors import CheckpointError, ConfigError, DataError, JaxdlError
 from jaxdl.host import tune_allocator as tune_host_allocator
 from jaxdl.host import tune_xla_flags
+from jaxdl.version import __version__
 
 if _os.environ.get("JAXDL_HOST_ALLOCATOR") == "tuned":  # The user's explicit opt-in.
   tune_host_allocator()
@@ -30,6 +29,7 @@ _EXPORTS = {
     "get_config": ("jaxdl.api", "get_config"), "Run": ("jaxdl.api", "Run"),
     "predict_file": ("jaxdl.api", "predict_file"), "Study": ("jaxdl.studies", "Study"),
     "explain": ("jaxdl.interpret.run", "explain"), "report": ("jaxdl.sweeps.report", "report"),
+    "compare": ("jaxdl.sweeps.report", "compare_folders"), "cite": ("jaxdl.bibtex", "cite"),
     "build_data": ("jaxdl.data", "build"), "build_model": ("jaxdl.models", "build"),
     "DataSpec": ("jaxdl.data", "DataSpec"), "Datasets": ("jaxdl.data", "Datasets"),
     "Split": ("jaxdl.data", "Split"), "ModelPart": ("jaxdl.models", "ModelPart"),
@@ -40,6 +40,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # What IDEs and type checkers see; tests/test_layering.py keeps it in step.
+  from jaxdl.bibtex import cite
   from jaxdl.api import Run, evaluate, get_config, load_run, predict_file, sweep, train, tune
   from jaxdl.data import DataSpec, Datasets, Split
   from jaxdl.data import build as build_data
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # What IDEs and type checkers see; tests/test_layering.py kee
   from jaxdl.models import build as build_model
   from jaxdl.optim import ConstraintPart, OptimizerPart
   from jaxdl.studies import Study
+  from jaxdl.sweeps.report import compare_folders as compare
   from jaxdl.sweeps.report import report
   from jaxdl.training.metrics import Metric
   from jaxdl.training.objectives import Objective
@@ -64,6 +66,7 @@ def __getattr__(name: str):
 
 __all__ = ["CheckpointError", "ConfigError", "ConstraintPart", "DataError", "DataSpec",
            "Datasets", "JaxdlError", "Metric", "ModelPart", "Objective", "OptimizerPart", "Run",
-           "Split", "Study", "__version__", "build_data", "build_model", "evaluate", "explain",
+           "Split", "Study", "__version__", "build_data", "build_model", "cite", "compare",
+           "evaluate", "explain",
            "get_config", "load_run", "predict_file", "report", "sweep", "train", "tune",
            "tune_host_allocator", "tune_xla_flags"]

@@ -70,7 +70,27 @@ def _datasets(config: ml_collections.ConfigDict, data: Callable | None):
 def train(config: Config, workdir: str | pathlib.Path, overrides: Overrides = (), *,
           model: Any = None, data: Callable | None = None, quiet: bool = True,
           overwrite: bool = False) -> dict[str, Any]:
-  """Trains (or resumes) a run in ``workdir`` and returns its results.json."""
+  """Trains (or resumes) a run in ``workdir`` and returns its results.json (``jaxdl train``).
+
+  Args:
+    config: an experiment file (``path.py``, or ``path.py:ARG`` for ``get_config(ARG)``) or a
+      ConfigDict (from :func:`get_config`).
+    workdir: the run folder; a folder holding this run resumes it, one holding another run is
+      refused unless ``overwrite``.
+    overrides: ``["key=value", ...]`` or ``{"key": value}``, checked as on the command line.
+    model: a model object (a linen or NNX Module class, a factory, an instance) instead of
+      ``config.model.name``; pass the same object to :func:`load_run` and :func:`evaluate`.
+    data: a data function ``f(data_config)`` returning the splits, instead of ``data.name``.
+    quiet: one line per epoch instead of a progress bar.
+    overwrite: delete the folder's old run (only jaxdl's own files) once this one is checked.
+
+  Returns:
+    The run's results: test metrics of the checkpoint selected on validation (``test_*``)
+    and of the last one (``last_test_*``), ``selected_epoch``, sizes, FLOPs, timings.
+
+  Raises:
+    JaxdlError: bad input (a config key, the data, the model's contract), before training.
+  """
   config = get_config(config, overrides, model=model, data=data)
   return train_and_evaluate(config, workdir, quiet=quiet, overwrite=overwrite,
                             command=list(sys.argv), datasets=_datasets(config, data), model=model)
@@ -117,7 +137,8 @@ def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Ma
     parallel: trials asked at once (one vectorized program where they fit one).
 
   Returns:
-    The trials this process ran: number, params, state, value.
+    The trials this process ran, each a dict: ``trial`` (its number), ``name`` (its run
+    folder), ``params``, ``state`` and ``value`` (the validation objective; None if failed).
   """
   from jaxdl.sweeps.tune import run_tune  # Optuna, only when searching.
 
@@ -131,7 +152,20 @@ def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Ma
 
 def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
              data: Callable | None = None) -> dict[str, Any]:
-  """Re-evaluates a run's selected (or last) checkpoint on its val and test splits."""
+  """Re-evaluates a run's selected (or last) checkpoint on its val and test splits (``jaxdl eval``).
+
+  The data are rebuilt from the run's ``config.json`` (a text run's vocabulary must match its
+  ``vocab.json``) and the checkpoint's checksums are verified before it is restored.
+
+  Args:
+    workdir: the run folder.
+    checkpoint: ``'selected'`` (chosen on validation) or ``'last'``.
+    model: the model object, for a run trained on one.
+    data: the data function, for a run trained on one.
+
+  Returns:
+    ``val_*`` and ``test_*`` metrics, as in results.json.
+  """
   return evaluate_run(workdir, checkpoint, model=model, data=data)
 
 
@@ -232,7 +266,8 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model
   Args:
     workdir: the run folder.
     checkpoint: ``'selected'`` (chosen on validation: the run's result) or ``'last'``.
-    model, data: the objects a run trained on objects needs again.
+    model: the model object, for a run trained on one (its config names ``python:...``).
+    data: the data function, for a run trained on one.
   """
   exp, state, run = restore_run(workdir, checkpoint, model=model, data=data)
   return Run(exp.config, exp.datasets.spec, exp.model, state, exp, run.path)

@@ -154,7 +154,7 @@ def _plot(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _cite(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  from jaxdl.cite import cite
+  from jaxdl.bibtex import cite
 
   _no_extra("cite", extra)
   print(cite(args.dir), end="")

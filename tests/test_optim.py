@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from conftest import experiment, quadratic_run
-from jaxdl import cite
+from jaxdl import bibtex as cite
 from jaxdl.configs import apply_overrides
 from jaxdl.configs.loading import config_from_dict, config_to_dict
 from jaxdl.errors import ConfigError

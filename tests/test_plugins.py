@@ -318,3 +318,55 @@ def test_a_model_record_is_accepted_at_an_import_path():
   assert part.name == "plugin_models:TINY_PART" and part.description == "a tiny CNN of my own"
   with pytest.raises(ConfigError, match="did you mean 'model.width'"):
     experiment("seed_cnn_digits", "model.name=plugin_models:TINY_PART", "model.widht=3")
+
+
+_CELL = '''
+import flax.linen as nn
+
+class CellModel(nn.Module):
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    return nn.Dense(self.num_classes)(x.reshape(len(x), -1))
+'''
+
+
+def _cell_model(name: str, keep_source: bool):
+  """A model class as a notebook defines it: its module has no file; the cell's source is in
+  linecache (as IPython keeps it) or nowhere (an exec'd string)."""
+  import linecache
+  import sys
+  import types
+
+  filename = f"<cell-{name}>"
+  if keep_source:
+    linecache.cache[filename] = (len(_CELL), None, _CELL.splitlines(True), filename)
+  module = types.ModuleType(name)
+  sys.modules[name] = module
+  exec(compile(_CELL, filename, "exec"), module.__dict__)
+  return module.CellModel
+
+
+@pytest.mark.parametrize("keep_source", [True, False])
+def test_a_model_defined_in_a_notebook_records_the_source_python_kept(tmp_path, keep_source):
+  """A notebook's class has no file to hash; the run crashed (OSError) before. Now its kept
+  source is hashed and copied into code/, or the run says it has none, and cite says which."""
+  import hashlib
+
+  model = _cell_model(f"cell_{keep_source}", keep_source)
+  jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, ["num_epochs=1", "batch_size=256"],
+              model=model)
+  (entry,) = [e for e in json.loads((tmp_path / "provenance.json").read_text())["user_code"]
+              if e["role"] == "object"]
+  assert entry["path"] is None and entry["name"].endswith("CellModel (defined interactively)")
+  assert "source" not in entry
+  bibtex = jaxdl.cite(tmp_path)
+  if keep_source:
+    copied = (tmp_path / entry["copy"]).read_text()
+    assert "def __call__" in copied and "nn.Dense(self.num_classes)" in copied
+    assert entry["sha256"] == hashlib.sha256(copied.encode()).hexdigest()
+    assert f"its source in the run's {entry['copy']}" in bibtex
+  else:
+    assert entry["sha256"] is None and entry["copy"] is None
+    assert "no source kept, so the run cannot show its code" in bibtex

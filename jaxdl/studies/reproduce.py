@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import jax
 
-from jaxdl import __version__
+from jaxdl.version import __version__
 from jaxdl.studies.record import StudyOptions, resolve
 
 

@@ -288,7 +288,7 @@ class RunFolder:
     record = read_json(path) if path.exists() else {"sessions": []}
     session = provenance(command)
     record.update({k: v for k, v in session.items() if k not in ("command", "started_at")})
-    record["user_code"] = [dict(entry) for entry in code]
+    record["user_code"] = [user_code.saved_entry(entry) for entry in code]
     record["sessions"].append({"command": session["command"],
                                "started_at": session["started_at"]})
     write_json(path, record)

@@ -58,17 +58,56 @@ def _named_modules(config: ml_collections.ConfigDict) -> Iterable[tuple[str, str
       yield role, module
 
 
+def _target(obj: Any) -> Any:
+  return obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+
+
+def _source_file(target: Any) -> pathlib.Path | None:
+  try:
+    path = inspect.getsourcefile(target)
+  except (TypeError, OSError):  # Built in, or defined in a notebook or an exec'd string.
+    return None
+  return pathlib.Path(path).resolve() if path and pathlib.Path(path).is_file() else None
+
+
 def _objects(objects: Sequence[Any]) -> Iterable[tuple[str, pathlib.Path]]:
   for obj in objects:
-    if obj is None:
-      continue
-    target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
-    try:
-      path = inspect.getsourcefile(target)
-    except TypeError:
-      path = None
+    path = _source_file(_target(obj)) if obj is not None else None
     if path:
-      yield "object", pathlib.Path(path).resolve()
+      yield "object", path
+
+
+def interactive_source(target: Any) -> str | None:
+  """The source of a class or function defined in a notebook cell (no file to copy), as far
+  as Python kept it: a function's own, or the methods a class defines; None if none is kept."""
+  functions = [target] if inspect.isfunction(target) else [
+      f for f in vars(target).values() if inspect.isfunction(f)] if inspect.isclass(target) else []
+  pieces = []
+  for function in functions:
+    try:
+      pieces.append(inspect.getsource(function))
+    except (OSError, TypeError):
+      continue
+  return "\n".join(pieces) or None
+
+
+def _interactive_entries(objects: Sequence[Any]) -> list[dict[str, Any]]:
+  """Entries for objects without a source file (a notebook's model): the source Python kept,
+  hashed and copied, or a sha256 of None saying that the run cannot show its code."""
+  entries = []
+  for obj in objects:
+    if obj is None or _source_file(_target(obj)) is not None:
+      continue
+    target = _target(obj)
+    if getattr(target, "__module__", "").split(".")[0] == "jaxdl":
+      continue
+    source = interactive_source(target)
+    name = f"{target.__module__}.{target.__qualname__}"
+    entries.append({"role": "object", "path": None, "name": f"{name} (defined interactively)",
+                    "sha256": source and hashlib.sha256(source.encode()).hexdigest(),
+                    "copy": source and f"{CODE_DIR}/object_{target.__qualname__}.py",
+                    "source": source, "git_commit": None, "git_dirty": None, "git_root": None})
+  return entries
 
 
 def files(config: ml_collections.ConfigDict, objects: Sequence[Any] = ()
@@ -117,7 +156,7 @@ def record(config: ml_collections.ConfigDict, objects: Sequence[Any] = ()
                     "copy": f"{CODE_DIR}/{role}_{path.name}",
                     "git_commit": git and git["commit"], "git_dirty": git and git["dirty"],
                     "git_root": git and git["root"]})
-  return entries
+  return entries + _interactive_entries(objects)
 
 
 def changes(saved: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -133,16 +172,24 @@ def changes(saved: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
     if match is None:
       out.append(f"{entry['role']} {entry['name']}: no longer used")
     elif match["sha256"] != entry["sha256"]:
-      out.append(f"{entry['role']} {entry['name']}: sha256 {entry['sha256'][:12]} -> "
-                 f"{match['sha256'][:12]}")
+      out.append(f"{entry['role']} {entry['name']}: sha256 {(entry['sha256'] or 'none')[:12]}"
+                 f" -> {(match['sha256'] or 'none')[:12]}")
   return out
 
 
 def copy_into(folder: pathlib.Path, entries: Sequence[Mapping[str, Any]]) -> None:
   """Copies each file into ``folder/code/`` (the code the run ran, beside its results)."""
   for entry in entries:
+    if not entry["copy"]:  # Defined interactively, and Python kept no source.
+      continue
     target = folder / entry["copy"]
     target.parent.mkdir(exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(pathlib.Path(entry["path"]).read_bytes())
+    tmp.write_bytes(pathlib.Path(entry["path"]).read_bytes() if entry["path"]
+                    else entry["source"].encode())
     tmp.replace(target)
+
+
+def saved_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+  """``entry`` as provenance.json keeps it (a notebook object's source is in its copy)."""
+  return {k: v for k, v in entry.items() if k != "source"}

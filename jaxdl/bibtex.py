@@ -4,7 +4,7 @@ import pathlib
 import re
 from typing import Any
 
-from jaxdl import __version__
+from jaxdl.version import __version__
 from jaxdl.data import sources as data_sources
 from jaxdl.errors import JaxdlError
 from jaxdl.models import BUILTIN
@@ -203,6 +203,10 @@ def _code_at(code: list[dict[str, Any]], roles: tuple[str, ...]) -> str:
     dirty = " with uncommitted changes" if entry.get("git_dirty") else ""
     return (f"{entry['name']} at commit {entry['git_commit']}{dirty}, sha256 "
             f"{entry['sha256'][:16]}")
+  if entry.get("path") is None and not entry.get("sha256"):
+    return f"{entry['name']}: no source kept, so the run cannot show its code"
+  if entry.get("path") is None:
+    return f"{entry['name']}, its source in the run's {entry['copy']}, sha256 {entry['sha256'][:16]}"
   return f"{entry['name']} (not in a git repository), sha256 {entry['sha256'][:16]}"
 
 
