@@ -2,8 +2,8 @@
 
 Importing jaxdl changes nothing in the process (allocator, flags, logging). The
 ``jaxdl`` command tunes the host allocator for its own process (see host.py);
-a script opts in with :func:`tune_host_allocator` or ``JAXDL_HOST_ALLOCATOR=tuned``.
-XLA:CPU flags that speed up convolutions are opt-in for both (:func:`tune_xla_flags`,
+a script opts in with ``tune_host_allocator`` or ``JAXDL_HOST_ALLOCATOR=tuned``.
+XLA:CPU flags that speed up convolutions are opt-in for both (``tune_xla_flags``,
 ``JAXDL_XLA_CPU=tuned``).
 """
 

@@ -74,12 +74,12 @@ def train(config: Config, workdir: str | pathlib.Path, overrides: Overrides = ()
 
   Args:
     config: an experiment file (``path.py``, or ``path.py:ARG`` for ``get_config(ARG)``) or a
-      ConfigDict (from :func:`get_config`).
+      ConfigDict (from ``get_config``).
     workdir: the run folder; a folder holding this run resumes it, one holding another run is
       refused unless ``overwrite``.
     overrides: ``["key=value", ...]`` or ``{"key": value}``, checked as on the command line.
     model: a model object (a linen or NNX Module class, a factory, an instance) instead of
-      ``config.model.name``; pass the same object to :func:`load_run` and :func:`evaluate`.
+      ``config.model.name``; pass the same object to ``load_run`` and ``evaluate``.
     data: a data function ``f(data_config)`` returning the splits, instead of ``data.name``.
     quiet: one line per epoch instead of a progress bar.
     overwrite: delete the folder's old run (only jaxdl's own files) once this one is checked.
@@ -215,7 +215,7 @@ class Run:
 
   def predict_proba(self, inputs: Any, batch_size: int = 256, **extras: np.ndarray
                     ) -> np.ndarray:
-    """``<float32>[n, classes]``: the softmax of :meth:`predict`'s logits (classifiers)."""
+    """``<float32>[n, classes]``: the softmax of ``predict``'s logits (classifiers)."""
     if self.spec.task != "classification":
       raise ValueError(f"{self.workdir} is a {self.spec.task} run: it predicts values, not "
                        "class probabilities; use predict()")

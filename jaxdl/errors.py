@@ -1,7 +1,7 @@
 """User-facing errors.
 
 Every problem a researcher can fix (a wrong config key, a mis-shaped dataset, a
-missing file) is raised as a :class:`JaxdlError` with one sentence that names the
+missing file) is raised as a ``JaxdlError`` with one sentence that names the
 problem and the fix. The command line prints that sentence and exits with
 status 2; library users can catch it like any ``ValueError``.
 """

@@ -9,7 +9,7 @@ page faults, again on every step. Measured on a 2-core x86 machine
 (``scripts/benchmark.py``): 28% of the seed CNN's step was spent in the kernel,
 and the seed CNN ran 1.6x and the seed LSTM 1.4x faster with the settings below.
 
-So :func:`tune_allocator` asks glibc (``mallopt``) to serve blocks of up to
+So ``tune_allocator`` asks glibc (``mallopt``) to serve blocks of up to
 1 GiB from the heap, to keep up to 1 GiB of freed memory for reuse, and to use
 one arena for all threads. The arena setting only reaches threads that have
 not allocated yet, so it must run before JAX starts its thread pools. Nothing
@@ -19,7 +19,7 @@ malloc lock.
 
 Those are a process-wide choice, so a library must not make it for its user:
 importing jaxdl changes nothing. The ``jaxdl`` command (an application) calls
-:func:`tune_allocator` when it starts; a script or notebook opts in with
+``tune_allocator`` when it starts; a script or notebook opts in with
 ``jaxdl.tune_host_allocator()`` before its first JAX computation, or with
 ``JAXDL_HOST_ALLOCATOR=tuned`` in the environment. ``JAXDL_HOST_ALLOCATOR=default``
 leaves the allocator alone, the command's included. Other C libraries (musl,
@@ -75,7 +75,7 @@ def tune_allocator() -> dict:
 
 
 def allocator_state() -> dict:
-  """What :func:`tune_allocator` did in this process (for provenance)."""
+  """What ``tune_allocator`` did in this process (for provenance)."""
   return dict(_state)
 
 
@@ -150,6 +150,6 @@ def tune_xla_flags() -> dict:
 
 
 def xla_flags_state() -> dict:
-  """What :func:`tune_xla_flags` did in this process (for provenance)."""
+  """What ``tune_xla_flags`` did in this process (for provenance)."""
   return dict(_xla_state)
 

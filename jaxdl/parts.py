@@ -1,7 +1,7 @@
 """Resolving a part by name: a built-in name, or an import path ``PKG.MODULE:ATTR``.
 
 A *part* is a model, a data source, an objective, an optimizer or a parameter
-constraint. Built-in parts are found in their registry (:class:`Registry` for
+constraint. Built-in parts are found in their registry (``Registry`` for
 optimizers and constraints); anything else is imported, the way big_vision and the Flax
 examples pick a model by name, from ``sys.path`` and the folder of the
 experiment file that named it (so a module beside the experiment, or the

@@ -1,6 +1,6 @@
 """The base config every experiment starts from.
 
-Experiments in ``experiments/`` call :func:`get_config` and change a few fields;
+Experiments in ``experiments/`` call ``get_config`` and change a few fields;
 every key that any part of jaxdl reads is defined here with its default, so an
 override of an unknown key is an error rather than a silent no-op.
 """

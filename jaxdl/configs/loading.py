@@ -197,7 +197,7 @@ def _split_override(text: str) -> tuple[str, str]:
 
 
 def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collections.ConfigDict:
-  """Rebuilds a locked config from :func:`config_to_dict` output (a run's config.json).
+  """Rebuilds a locked config from ``config_to_dict`` output (a run's config.json).
 
   The saved values are laid over today's default config, so a run folder made
   before a key existed gets that key's default (lists become tuples again).

@@ -10,7 +10,7 @@ A folder holds, per split (``train``, optionally ``val`` and ``test``)::
 Inputs are read on demand through Grain's ``ArrayRecordDataSource`` (random
 access, batched reads), so a split larger than memory costs only its labels;
 ``data.in_memory`` decides whether a split is read whole instead (sources.py).
-:class:`Writer` makes such a folder from batches of NumPy arrays, so a dataset
+``Writer`` makes such a folder from batches of NumPy arrays, so a dataset
 that does not fit in memory can be written a part at a time.
 """
 

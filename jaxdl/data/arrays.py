@@ -22,7 +22,7 @@ class Scaling:
 
   Images are stored as they come (uint8: a quarter of float32's memory) and
   scaled a batch at a time: on the host (``__call__``), or for uint8 pixels on
-  the device by looking each value up in :meth:`table` (on_device.py), which
+  the device by looking each value up in ``table`` (on_device.py), which
   gives bitwise the same numbers.
 
   Attributes:

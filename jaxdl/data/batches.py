@@ -258,7 +258,7 @@ def eval_batches(split: Split, batch_size: int) -> Iterator[Batch]:
 
 
 class PoissonBatches:
-  """Iterates a :class:`PoissonPlan` from step ``start``; ``truncated`` counts overflows."""
+  """Iterates a ``PoissonPlan`` from step ``start``; ``truncated`` counts overflows."""
 
   def __init__(self, split: Split, rate: float, padded_size: int, seed: int, epoch: int,
                steps: int, start: int = 0, shift: int = 0):

@@ -2,9 +2,9 @@
 
 A column has ``len()``, ``shape`` (its leading axis counts examples), ``dtype``
 and ``column[index]``, which for an integer array ``index`` returns the stacked
-examples. NumPy arrays are columns. A :class:`LazyColumn` reads its examples
+examples. NumPy arrays are columns. A ``LazyColumn`` reads its examples
 from files when indexed (ArrayRecord records, image files), so a split larger
-than memory costs only its index; :func:`take` selects examples of either kind
+than memory costs only its index; ``take`` selects examples of either kind
 without reading them.
 """
 
@@ -17,11 +17,11 @@ from jaxdl.errors import DataError
 
 
 class LazyColumn:
-  """Examples read on demand; a subclass implements :meth:`read` (one example).
+  """Examples read on demand; a subclass implements ``read`` (one example).
 
   Subclasses must be picklable (Grain's worker processes receive them), so
   they hold paths, not open files; one that reads through a reader implements
-  :meth:`open`, and :attr:`source` opens it once per process.
+  ``open``, and :attr:`source` opens it once per process.
 
   Args:
     length: the number of examples.

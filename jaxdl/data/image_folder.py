@@ -154,7 +154,7 @@ def load_image_folder(folder: str, size: int, in_memory: str = "auto"
   """``({split: (images, labels)}, class names, notes)`` of an image folder.
 
   The images are decoded now (``<uint8>[n, h, w, c]`` arrays) or when read
-  (:class:`ImageFileColumn`), as ``in_memory`` (``data.in_memory``) decides
+  (``ImageFileColumn``), as ``in_memory`` (``data.in_memory``) decides
   from their decoded size.
   """
   root = pathlib.Path(folder)

@@ -61,7 +61,7 @@ def encode(texts: list[str], vocab: tuple[str, ...], max_len: int) -> tuple[np.n
 
 def encode_tokens(tokenized: list[list[str]], vocab: tuple[str, ...], max_len: int
                   ) -> tuple[np.ndarray, np.ndarray]:
-  """:func:`encode` of texts already split into tokens."""
+  """``encode`` of texts already split into tokens."""
   index = {w: i for i, w in enumerate(vocab)}
   ids = np.zeros((len(tokenized), max_len), np.int32)
   lengths = np.zeros(len(tokenized), np.int32)

@@ -64,7 +64,7 @@ class TfdsColumn(LazyColumn):
 
 def open_split(name: str, split: str, data_dir: str, download: bool, image_key: str,
                label_key: str, in_memory: str, chunk: int = 4096) -> tuple[Any, np.ndarray]:
-  """A split's images (in memory, or a :class:`TfdsColumn`) and its labels.
+  """A split's images (in memory, or a ``TfdsColumn``) and its labels.
 
   ``in_memory`` (``data.in_memory``) decides from the images' size; the
   labels are read now either way (records are decoded whole, so this reads

@@ -1,6 +1,6 @@
 """The model record every consumer asks, and how a user's module becomes one.
 
-A :class:`ModelPart` says how to build a model from its config fields and the
+A ``ModelPart`` says how to build a model from its config fields and the
 data's DataSpec, which fields it has (so a typo in ``config.model`` is an
 error), what inputs it takes, how a paper cites it, and whether it has LSTM
 gates to trace. The built-in models are records like any user's: the loop,

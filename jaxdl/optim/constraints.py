@@ -18,7 +18,7 @@ Built in:
   dropout.
 - ``non_negative``: ``max(w, 0)``.
 
-A researcher's constraint is an import path to a :class:`ConstraintPart`, or to
+A researcher's constraint is an import path to a ``ConstraintPart``, or to
 a function ``project(param, **fields) -> param`` (its keyword arguments with
 defaults are its fields). Projections are elementwise or reduce over axes of
 one parameter, so they hold for each member of a vectorized sweep (vmap), for

@@ -12,7 +12,7 @@ and sgd keep the fields jaxdl has always injected (sgd's momentum), so their
 runs are bitwise those of earlier releases.
 
 A researcher's optimizer is an import path ``PKG.MODULE:ATTR`` to an
-:class:`OptimizerPart`, or to a factory ``f(learning_rate, **fields) ->
+``OptimizerPart``, or to a factory ``f(learning_rate, **fields) ->
 optax.GradientTransformation`` whose keyword arguments with defaults are its
 fields (as optax's own functions are).
 """

@@ -1,7 +1,7 @@
 """Studies: experiments run into one folder and a document made from their run folders
 (``jaxdl reproduce NAME``). Built in: ``seed`` (the seed document's claims) and ``kim2014``
 (Kim 2014, Table 2, whose code lives beside its recipe in ``experiments/``); a user's study
-is a :class:`Study` at an import path."""
+is a ``Study`` at an import path."""
 
 from jaxdl.studies.record import STUDIES, Study, StudyOptions, checkout_study, resolve
 

@@ -45,7 +45,7 @@ class Study:
     run: ``run(workdir, options, log) -> (intro, body)``: trains (or resumes) every run
       into ``workdir`` and returns the Markdown after the heading and before the sections
       (the data it used), and the sections themselves.
-    options: the :class:`StudyOptions` fields besides ``quick`` it reads.
+    options: the ``StudyOptions`` fields besides ``quick`` it reads.
     description: one line for ``jaxdl parts studies``.
   """
 

@@ -289,7 +289,7 @@ def _significance_note(ranking: Ranking, untested: Sequence[str]) -> str:
 def render(groups: Sequence[Group], group_by: Sequence[str], metrics: Sequence[str],
            fmt: str = "markdown", digits: int = 4, failures: Sequence[Failure] = (),
            strata_keys: Sequence[str] | None = None) -> str:
-  """The table as Markdown, LaTeX (booktabs) or CSV, ranked as :func:`rank` says."""
+  """The table as Markdown, LaTeX (booktabs) or CSV, ranked as ``rank`` says."""
   if fmt not in FORMATS:
     raise JaxdlError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
   if not groups:
@@ -348,7 +348,7 @@ def pivot(folders: Sequence[str | pathlib.Path], rows_key: str, cols_key: str,
 def pivot_rows(rows: Sequence[dict[str, Any]], failures: Sequence[Failure], rows_key: str,
                cols_key: str, metric: str | None = None, fmt: str = "markdown",
                digits: int = 4) -> str:
-  """:func:`pivot` of runs already loaded (``load_rows``'s rows, relabelled as a study
+  """``pivot`` of runs already loaded (``load_rows``'s rows, relabelled as a study
   needs)."""
   for key in (rows_key, cols_key):
     if not any(key in r for r in rows):

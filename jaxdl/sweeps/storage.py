@@ -144,7 +144,7 @@ def _stable_enough() -> Iterator[None]:
 @contextlib.contextmanager
 def asking_and_telling() -> Iterator[None]:
   """Optuna warns that heartbeats are meant for ``Study.optimize``; jaxdl asks and tells and
-  keeps the heartbeat itself (:func:`beating`), so the warning says nothing here."""
+  keeps the heartbeat itself (``beating``), so the warning says nothing here."""
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
     yield

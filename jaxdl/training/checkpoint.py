@@ -7,7 +7,7 @@ one stood. Orbax writes into a temporary folder and renames it when complete,
 so a crash mid-write never replaces the last good checkpoint.
 
 Two rules decide what is kept: the latest ``keep_latest`` checkpoints (to
-resume), and the best epoch-end checkpoint by the run's :class:`Selection`
+resume), and the best epoch-end checkpoint by the run's ``Selection``
 (the model its results come from). Each checkpoint also carries the SHA-256 of
 its files, checked before it is restored, so flipped bits on disk are found
 instead of silently evaluated.

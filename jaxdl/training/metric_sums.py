@@ -50,7 +50,7 @@ def means(sums: Mapping[str, Any]) -> dict[str, float]:
   """Summed metrics as means: per example, or per step for the PER_STEP ones.
 
   A summed confusion matrix (``confusion``) gives macro-F1 and Matthews'
-  correlation (:func:`from_confusion`).
+  correlation (``from_confusion``).
   """
   count, steps = float(sums["count"]), float(sums.get("steps", 0.0))
   out = {k: float(v) / max(steps if k in PER_STEP else count, 1.0)

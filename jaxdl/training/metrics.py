@@ -10,7 +10,7 @@ vectorized members stay exact like the loss:
     correlation coefficient in its multi-class form (Gorodkin 2004). Accuracy
     alone rewards a spam filter that never says "spam"; these two do not.
 
-A researcher's own metric is ``PKG.MODULE:ATTR`` naming a :class:`Metric`
+A researcher's own metric is ``PKG.MODULE:ATTR`` naming a ``Metric``
 (which says whether higher or lower is better) or a bare function
 ``(logits, batch) -> <float32>[batch]`` of per-example values; it is summed
 over real examples and averaged like accuracy. Selecting on a bare function's

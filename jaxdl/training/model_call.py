@@ -31,7 +31,7 @@ def model_arguments(model: nn.Module, batch: Mapping[str, jax.Array], *, train: 
 
 def apply_model(model: nn.Module, variables: Mapping[str, Any], batch: Mapping[str, jax.Array],
                 *, train: bool, compute_dtype=None, rngs=None, mutable=False):
-  """``model.apply`` on a batch, its arguments as :func:`model_arguments` gives them."""
+  """``model.apply`` on a batch, its arguments as ``model_arguments`` gives them."""
   inputs, kwargs = model_arguments(model, batch, train=train, compute_dtype=compute_dtype)
   # Mixed precision mixes dtypes by design (bfloat16 activations, float32 batch-norm
   # statistics), which Flax's layers promote; strict promotion would refuse them.

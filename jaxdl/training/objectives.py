@@ -2,7 +2,7 @@
 
 An objective maps ``(outputs, batch)`` to per-example losses and a dict of
 metric *sums* over the real (mask = 1) examples, with the count under
-``"count"``; :class:`Objective` names the means it reports, so a config can
+``"count"``; ``Objective`` names the means it reports, so a config can
 select a model by one of them before any training.
 """
 
@@ -101,7 +101,7 @@ def resolve(name: str, task: str, experiment: str = "") -> Objective:
 
   Args:
     name: ``auto`` (the data's task: classification or regression), a built-in
-      name, or ``PKG.MODULE:ATTR`` of an :class:`Objective` or of a function
+      name, or ``PKG.MODULE:ATTR`` of an ``Objective`` or of a function
       ``(outputs, batch) -> (<float32>[batch] losses, sums)`` whose sums hold
       ``loss`` and ``count`` (its other sums are averaged and reported too).
     task: the data's task, for ``auto``.

@@ -8,7 +8,7 @@ parameter (and its optimizer state) is split over the k devices of the
 sharding of large layers; small ones stay replicated). The train step is the
 same jitted function on one device or many: only its shardings change, and
 XLA inserts the collectives. With several processes (``jax.distributed``),
-each process reads only its rows of every global batch (:meth:`local_rows`)
+each process reads only its rows of every global batch (``local_rows``)
 and the global array is assembled from the processes' parts
 (``jax.make_array_from_process_local_data``).
 """
@@ -120,7 +120,7 @@ class DataParallel:
     """A global batch on the devices, from this process's rows of it.
 
     Args:
-      batch: ``{name: [(members,) rows, ...]}``, the rows :meth:`local_rows`
+      batch: ``{name: [(members,) rows, ...]}``, the rows ``local_rows``
         names (the whole batch in a single process).
       stacked: whether arrays have a leading members axis.
       batch_length: the global batch's rows (default: this batch's, one process).

@@ -1,7 +1,7 @@
 """Model selection on validation data: which epoch is a run's result, and early stopping.
 
 Careful papers pick the model on validation data and touch the test set once,
-with the picked model. A :class:`Selection` reads a run's history (the rows of
+with the picked model. A ``Selection`` reads a run's history (the rows of
 ``metrics.jsonl``) and names the selected epoch: the best by a validation
 metric (ties go to the earlier epoch), or the last one. The same rule decides
 early stopping and which checkpoint orbax keeps as the best, so the three
