@@ -19,6 +19,9 @@ from jaxdl.configs import apply_overrides, load_config
 # Hermetic: the jaxdl command run by tests (in process or not) keeps no compiled programs
 # in the user's cache (the run's own cache is set below); tests of the cache set their own.
 os.environ["JAXDL_COMPILATION_CACHE"] = "off"
+# The C++ kernels are checked on any CPU: 'auto' picks them wherever they build, not only on
+# the AVX-512 CPUs where it picks them for speed (tests/test_native_conv.py tests that choice).
+os.environ["JAXDL_NATIVE_KERNELS"] = "on"
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -201,3 +201,26 @@ def test_auto_is_silent_for_bfloat16_and_native_warns(fresh_build_state):
   with pytest.warns(RuntimeWarning, match="float32 only, not bfloat16"):
     assert not native_conv.usable(jnp.bfloat16)
   assert native_conv.usable(jnp.float32)
+
+
+@pytest.mark.parametrize("flags, setting, picked", [
+    ("fpu sse avx2 fma", "auto", False), ("fpu avx2 avx512f avx512bw", "auto", True),
+    ("fpu sse avx2 fma", "on", True), ("fpu avx2 avx512f", "off", False)])
+def test_auto_picks_the_kernels_where_they_were_measured_faster(monkeypatch, flags, setting,
+                                                                 picked):
+  """Without AVX-512 the kernels ran 5-7x slower than XLA (AMD EPYC, AVX2), so 'auto' runs
+  XLA there, silently; 'native' still asks for them; the run's provenance says why."""
+  from jaxdl.models.native import build
+  from jaxdl.training.run_folder import provenance
+
+  monkeypatch.setattr(build, "_cpu_identity", lambda: f"model name : CPU\nflags : {flags}")
+  monkeypatch.setenv("JAXDL_NATIVE_KERNELS", setting)
+  chosen, why = build.auto_choice()
+  assert chosen == picked and why
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # 'auto' never warns about the choice.
+    assert native_conv.usable(jnp.float32, quiet=True) == picked
+  assert native_conv.usable(jnp.float32)  # Asked for by name: it runs wherever it builds.
+  assert provenance([])["native_kernels_auto"] == {"picked": picked, "why": why}
+  if setting == "auto" and not picked:
+    assert "no AVX-512" in why

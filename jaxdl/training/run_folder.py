@@ -36,6 +36,7 @@ import numpy as np
 from jaxdl import host
 from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
+from jaxdl.models.native import build as native_build
 from jaxdl.training import user_code
 from jaxdl.training.folder_lock import LOCK_FILE, FolderLock
 
@@ -95,6 +96,7 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "xla_tuning": host.xla_flags_state(),
       "host_allocator": host.allocator_state(),
+      "native_kernels_auto": dict(zip(("picked", "why"), native_build.auto_choice())),
       "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
       "command": list(command),
       "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -45,6 +45,30 @@ def _cpu_identity() -> str:
   return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
 
 
+# Measured with model.*_kernel=native vs xla, 2 epochs each on an AMD EPYC with AVX2 and no
+# AVX-512 (2 cores, 2026-12-02): the seed CNN on digits 190 vs 1,285 examples/s, the seed LSTM
+# on the adding problem 1,000 vs 5,650. The kernels' 16-float register blocks (one AVX-512
+# register each) spill on AVX2's sixteen 8-float registers; with AVX-512 they were the
+# fastest of every framework measured (docs/benchmarks.md).
+_SLOW_WITHOUT_AVX512 = ("this CPU has no AVX-512, where the kernels measured 5-7x slower than "
+                        "XLA (their register blocks spill on AVX2)")
+
+
+def auto_choice() -> tuple[bool, str]:
+  """Whether ``auto`` (model.conv_kernel, model.lstm_kernel) picks the C++ kernels here, and why.
+
+  ``JAXDL_NATIVE_KERNELS=on`` picks them wherever they build (the tests use it, to check
+  them on any CPU), ``=off`` never; by default they are picked on CPUs with AVX-512, where
+  they were measured fastest. ``native`` asks for them whatever this says.
+  """
+  setting = os.environ.get("JAXDL_NATIVE_KERNELS", "auto")
+  if setting in ("on", "off"):
+    return setting == "on", f"JAXDL_NATIVE_KERNELS={setting}"
+  if "avx512f" in _cpu_identity().split():
+    return True, "this CPU has AVX-512"
+  return False, _SLOW_WITHOUT_AVX512
+
+
 def library_path(source: pathlib.Path, compiler: str) -> pathlib.Path:
   """Where the build of ``source`` by ``compiler`` for this jaxlib and CPU lives."""
   import jaxlib
@@ -130,13 +154,16 @@ class Kernel:
 
     Anything else warns once (naming why) and the caller runs the fallback;
     ``quiet`` (the ``auto`` settings) skips the warning for another backend or
-    dtype, where the fallback is the intended path, but not for a failed build.
+    dtype, where the fallback is the intended path, but not for a failed build; it also
+    runs XLA on a CPU where ``auto_choice`` says the kernel is slower.
     """
     backend = jax.default_backend()
     if backend != "cpu":
       why = f"it runs on CPU only, not {backend}"
     elif jnp.dtype(dtype) != jnp.float32:
       why = f"it computes in float32 only, not {jnp.dtype(dtype).name}"
+    elif quiet and not auto_choice()[0]:  # 'auto' on a CPU where XLA measured faster.
+      return False
     else:
       return self.available()
     return False if quiet else unavailable(self.what, why, self.fallback)
