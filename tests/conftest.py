@@ -19,9 +19,6 @@ from jaxdl.configs import apply_overrides, load_config
 # Hermetic: the jaxdl command run by tests (in process or not) keeps no compiled programs
 # in the user's cache (the run's own cache is set below); tests of the cache set their own.
 os.environ["JAXDL_COMPILATION_CACHE"] = "off"
-# The C++ kernels are checked on any CPU: 'auto' picks them wherever they build, not only on
-# the AVX-512 CPUs where it picks them for speed (tests/test_native_conv.py tests that choice).
-os.environ["JAXDL_NATIVE_KERNELS"] = "on"
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -252,3 +249,11 @@ def polarity_folder(folder: pathlib.Path, per_class: int, rng, longest: int = 8)
     sentences = cue_sentences(rng, label, per_class, other, longest)
     (folder / f"rt-polarity.{label}").write_text("\n".join(sentences) + "\n")
   return folder
+
+
+@pytest.fixture
+def native_kernels_on(monkeypatch):
+  """'auto' picks the C++ kernels wherever they build, not only on the AVX-512 CPUs where it
+  picks them for speed: the tests of the kernels check them on any CPU (and the commands
+  they start inherit the setting). Elsewhere the suite runs what 'auto' picks on this CPU."""
+  monkeypatch.setenv("JAXDL_NATIVE_KERNELS", "on")

@@ -22,7 +22,8 @@ from jaxdl.models.convolution import convolution
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.native import conv as native_conv
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler here")
+pytestmark = [pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler here"),
+              pytest.mark.usefixtures("native_kernels_on")]  # On any CPU: conftest.py.
 
 
 @pytest.fixture(autouse=True)

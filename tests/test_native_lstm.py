@@ -19,7 +19,8 @@ from jaxdl.models.native import lstm as native_lstm
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.models.lstm_scan import lstm_scan
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler here")
+pytestmark = [pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler here"),
+              pytest.mark.usefixtures("native_kernels_on")]  # On any CPU: conftest.py.
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,8 @@ from jaxdl.models.convolution import convolution
 from jaxdl.models.conv_pool import ConvReluPool
 from jaxdl.models.custom_gradients import custom_gradients
 
+pytestmark = pytest.mark.usefixtures("native_kernels_on")  # conftest.py
+
 mesh = Mesh(np.array(jax.devices()).reshape(2, 1), ("data", "model"))
 
 class Conv(nn.Module):  # A researcher's layer through jaxdl's convolution.

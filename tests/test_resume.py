@@ -137,7 +137,8 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_a_process_killed_after_its_last_checkpoint_resumes_to_the_same_results(tmp_path):
+def test_a_process_killed_after_its_last_checkpoint_resumes_to_the_same_results(
+    tmp_path, native_kernels_on):
   """SIGKILL between the last checkpoint and results.json (1 in 4 random kills landed
   there): the resumed results.json holds every field of an uninterrupted run's, timing and
   the kernels the training sessions loaded included (they were 0.0, None and [])."""

@@ -70,10 +70,10 @@ def _together_and_alone(configs, tmp_path):
     yield together[i], alone, state_v, state_l
 
 
-# Both convolution paths: 'auto' (the native kernel, with its fused conv-relu-pool blocks,
-# where g++ is installed) and XLA's.
+# Both convolution paths: the native kernel (with its fused conv-relu-pool blocks, where g++
+# is installed) and XLA's.
 @pytest.mark.slow
-@pytest.mark.parametrize("conv_kernel", ["auto", "xla"])
+@pytest.mark.parametrize("conv_kernel", ["native", "xla"])
 def test_vectorized_members_equal_their_lone_runs(tmp_path, conv_kernel):
   # A vmapped step rounds differently from a lone one (XLA batches the dense layers), and
   # early SGD with momentum 0.9 is chaotic at float32 level: a max-pool window or relu whose
