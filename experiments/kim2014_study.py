@@ -254,7 +254,9 @@ def _document(found, by_name, rows: StudyRows, scale: KimScale, workdir: pathlib
            "examples.",
            "CNN-static, CNN-non-static and CNN-multichannel (the other columns of Table 2) "
            "need the 3.6 GB word2vec vectors, which are not available here: those columns "
-           "are not run."]
+           "are not run. The path is built and tested: `--config.model.embeddings=static` "
+           "(or `non_static`, `multichannel`) with `--config.model.vectors_file=` the "
+           "GoogleNews vectors runs them."]
   if missing:
     lines.append(f"Not present in the data folder, so not run: {', '.join(missing)}.")
   if rows.failures:

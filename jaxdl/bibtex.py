@@ -139,6 +139,13 @@ ENTRIES = {
   pages = {1746--1751},
   year = {2014}
 }""",
+    "mikolov2013distributed": """@inproceedings{mikolov2013distributed,
+  author = {Tomas Mikolov and Ilya Sutskever and Kai Chen and Greg Corrado and Jeffrey Dean},
+  title = {Distributed Representations of Words and Phrases and their Compositionality},
+  booktitle = {Advances in Neural Information Processing Systems (NIPS)},
+  pages = {3111--3119},
+  year = {2013}
+}""",
     "zeiler2012adadelta": """@article{zeiler2012adadelta,
   author = {Matthew D. Zeiler},
   title = {{ADADELTA}: An Adaptive Learning Rate Method},

@@ -62,7 +62,8 @@ def test_initialisation_follows_kims_code(getkey):
   assert not np.asarray(params["Dense_0"]["kernel"]).any()
   assert models.resolve("kim_cnn").fields == {"embed_dim": 300, "widths": (3, 4, 5),
                                               "features": 100, "dropout_rate": 0.5,
-                                              "embed_init_range": 0.25}
+                                              "embed_init_range": 0.25,
+                                              "embeddings": "rand", "vectors_file": ""}
 
 
 def test_the_recipe_is_the_papers():

@@ -24,6 +24,15 @@ Theano code (github yoonkim/CNN_sentence, ``conv_net_sentence.py`` and
   dropout, where the code scales the weights by 0.5 at test time: the same
   expectation.
 
+The other three columns of Table 2 start from pretrained vectors (``vectors_file``: word2vec
+or GloVe, ``jaxdl/data/word_vectors.py``): ``embeddings='static'`` keeps them fixed,
+``'non_static'`` fine-tunes them, ``'multichannel'`` has two tables that start from the
+vectors, one fixed and one fine-tuned, each filter applied to both and the results added
+(section 2: a filter is linear, so this is the filter applied to the sum of the two
+channels). Words the file lacks start uniform in ±0.25 as in ``'rand'`` (the code's
+``add_unknown_words``) and are fixed in ``'static'`` as the paper says ("all words, including
+the unknown ones that are randomly initialized, are kept static").
+
 The l2 max-norm constraint s = 3 on the softmax layer's weight vectors, the
 Adadelta optimizer and the batches are the experiment's (``experiments/kim2014.py``):
 ``config.constraints`` covers ``Dense_0/kernel``, the code's only 2-D parameter
@@ -33,11 +42,19 @@ besides the word vectors, which it exempts.
 import dataclasses
 from collections.abc import Sequence
 
+import logging
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from jaxdl.data import word_vectors
+from jaxdl.errors import ConfigError
 from jaxdl.models.part import TOKENS, linen_class_part
+
+EMBEDDINGS = ("rand", "static", "non_static", "multichannel")  # Table 2's four columns.
+STATIC_TABLE = "Embed_static"  # The multichannel model's fixed table.
 
 
 def _glorot_over_windows(windows: int, width: int, embed_dim: int, features: int):
@@ -89,6 +106,9 @@ class KimCNN(nn.Module):
     features: feature maps per width (100).
     dropout_rate: on the pooled features (0.5).
     embed_init_range: word vectors start uniform in ±this (0.25).
+    embeddings: 'rand' (CNN-rand), or from ``vectors_file``: 'static', 'non_static',
+      'multichannel' (the paper's four variants).
+    vectors_file: pretrained word vectors (word2vec ``.bin`` or text, GloVe text).
     vocab_size, num_classes: from the data.
   """
 
@@ -97,6 +117,8 @@ class KimCNN(nn.Module):
   features: int = 100
   dropout_rate: float = 0.5
   embed_init_range: float = 0.25
+  embeddings: str = "rand"
+  vectors_file: str = ""
   vocab_size: int = 10_000
   num_classes: int = 2
 
@@ -106,9 +128,13 @@ class KimCNN(nn.Module):
     batch, time = tokens.shape
     lengths = jnp.full((batch,), time) if lengths is None else lengths
     r = self.embed_init_range
-    x = nn.Embed(self.vocab_size, self.embed_dim,
-                 embedding_init=lambda k, s, d=jnp.float32: jax.random.uniform(k, s, d, -r, r)
-                 )(tokens)
+    init = lambda k, s, d=jnp.float32: jax.random.uniform(k, s, d, -r, r)
+    x = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=init)(tokens)
+    if self.embeddings == "static":
+      x = jax.lax.stop_gradient(x)
+    elif self.embeddings == "multichannel":  # The fixed channel, added: see the docstring.
+      fixed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=init, name=STATIC_TABLE)
+      x = x + jax.lax.stop_gradient(fixed(tokens))
     real = jnp.arange(time)[None, :] < lengths[:, None]
     x = jnp.where(real[..., None], x, 0.0)  # The padding vector is zero (the code's set_zero).
     pooled = []
@@ -123,7 +149,46 @@ class KimCNN(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)(x)
 
 
+def pretrained_vectors(params, model_config: ml_collections.ConfigDict, datasets):
+  """``params`` with each word table's rows of the words in ``vectors_file`` set to their
+  vectors (the others keep their uniform ±0.25 start); unchanged for 'rand'."""
+  _check_embeddings(model_config)
+  if model_config.embeddings == "rand":
+    return params
+  if datasets.vocab is None:
+    raise ConfigError(f"model.embeddings={model_config.embeddings} reads word vectors for the "
+                      f"vocabulary, but {datasets.spec.name} has no vocabulary (is it text?)")
+  found = word_vectors.read(model_config.vectors_file, datasets.vocab)
+  if found.dim != model_config.embed_dim:
+    raise ConfigError(f"{found.path} holds vectors of {found.dim} dimensions, but "
+                      f"model.embed_dim={model_config.embed_dim}; set model.embed_dim="
+                      f"{found.dim}")
+  logging.info("%s: vectors for %d of %d vocabulary words", found.path, found.found.sum(),
+               len(found.found))
+  rows = jnp.asarray(found.found)[:, None]
+  tables = ["Embed_0"] + ([STATIC_TABLE] if model_config.embeddings == "multichannel" else [])
+  params = dict(params)
+  for table in tables:
+    start = params[table]["embedding"]
+    params[table] = {"embedding": jnp.where(rows, jnp.asarray(found.vectors, start.dtype), start)}
+  return params
+
+
+def _check_embeddings(fields) -> None:
+  if fields["embeddings"] not in EMBEDDINGS:
+    raise ConfigError(f"model.embeddings={fields['embeddings']!r}; choose one of "
+                      f"{', '.join(EMBEDDINGS)}")
+  if fields["embeddings"] != "rand" and not fields["vectors_file"]:
+    raise ConfigError(f"model.embeddings={fields['embeddings']} starts from pretrained word "
+                      "vectors: set model.vectors_file to a word2vec (.bin or text) or GloVe file")
+
+
+def _cite_keys(fields) -> list[str]:
+  vectors = ["mikolov2013distributed"] if fields.get("embeddings", "rand") != "rand" else []
+  return ["kim2014convolutional", *vectors]
+
+
 KIM_CNN = dataclasses.replace(
-    linen_class_part("kim_cnn", KimCNN), inputs=TOKENS,
-    cite_keys=lambda fields: ["kim2014convolutional"],
-    description="Kim's (2014) CNN for sentence classification")
+    linen_class_part("kim_cnn", KimCNN), inputs=TOKENS, cite_keys=_cite_keys,
+    description="Kim's (2014) CNN for sentence classification",
+    prepare_params=pretrained_vectors)

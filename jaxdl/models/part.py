@@ -70,6 +70,9 @@ class ModelPart:
     description: how citations and reports name it.
     lstm_cell: ``params -> the first LSTM layer's cell parameters`` (or None),
       for gate traces; None for models without such layers.
+    prepare_params: ``(params, model_config, datasets) -> params``: the freshly initialised
+      parameters made ready with the data (e.g. pretrained word vectors for the vocabulary),
+      before the first step; None to keep them as initialised.
   """
 
   name: str
@@ -80,6 +83,7 @@ class ModelPart:
   cite_keys: Callable[[Mapping[str, Any]], list[str]] = lambda fields: []
   description: str = ""
   lstm_cell: Callable[[Mapping[str, Any]], Any] | None = None
+  prepare_params: Callable[[Any, ml_collections.ConfigDict, Any], Any] | None = None
 
   @property
   def is_builtin(self) -> bool:

@@ -107,6 +107,9 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch,
                        config.experiment)
   state = _initial_state(config, module, part, tx, datasets)
+  if part.prepare_params is not None:  # E.g. pretrained word vectors (models/kim.py).
+    params = part.prepare_params(state.params, config.model, datasets)
+    state = state.replace(params=params, opt_state=tx.init(params))
   if not part.is_builtin:  # The built-in models are held to the contract by their tests.
     _check_contract(config, module, part, state, datasets)
   constrain = build_constraints(config.constraints, state.params, config.experiment)
