@@ -81,9 +81,24 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _launched(command: str, args: argparse.Namespace) -> int | None:
+  """With ``--launcher``: submits the command's tasks (sweeps/launch.py) and returns the exit
+  status; None without it, when this process runs the command itself."""
+  if not args.launcher:
+    return None
+  from jaxdl.sweeps import launch
+
+  slurm = {key: getattr(args, f"slurm_{key}") for key in launch.SLURM_OPTIONS
+           if getattr(args, f"slurm_{key}") is not None}
+  plan = launch.Launch(args.launcher, args.tasks, args.parallelism, slurm)
+  return launch.launch(command, launch.without_launch_options(args.argv), plan, args.workdir)
+
+
 def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl import api
 
+  if (status := _launched("sweep", args)) is not None:
+    return status
   members = api.sweep(args.config, args.workdir, args.sweep or [], _split_overrides(extra),
                       mode=args.mode, samples=args.samples, sweep_seed=args.sweep_seed,
                       quiet=args.quiet, overwrite=args.overwrite, shard=args.shard)
@@ -97,6 +112,8 @@ def _sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _tune(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl import api
 
+  if (status := _launched("tune", args)) is not None:
+    return status
   ran = api.tune(args.config, args.workdir, args.search or [], _split_overrides(extra),
                  trials=args.trials, storage=args.storage, sampler=args.sampler,
                  seed=args.seed, parallel=args.parallel, mode=args.mode, quiet=args.quiet)
@@ -251,6 +268,7 @@ def _add_training_commands(sub) -> None:
                      "vectorized groups stay together); 'auto' reads SLURM_ARRAY_TASK_ID and "
                      "SLURM_ARRAY_TASK_COUNT")
   sweep.add_argument("--overwrite", action="store_true")
+  _add_launch_options(sweep, "shards")
   sweep.set_defaults(handler=_sweep)
 
 
@@ -271,6 +289,7 @@ def _add_tune_command(sub) -> None:
                     help="trials asked at once, trained as one vectorized program where they fit")
   tune.add_argument("--mode", default="auto", choices=("auto", "vectorized", "sequential"))
   tune.add_argument("--quiet", action="store_true")
+  _add_launch_options(tune, "workers")
   tune.set_defaults(handler=_tune)
 
 
@@ -377,6 +396,18 @@ def _parts(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _add_launch_options(parser: argparse.ArgumentParser, tasks_are: str) -> None:
+  from jaxdl.sweeps.launch import LAUNCHERS, SLURM_OPTIONS  # No submitit import: names only.
+
+  group = parser.add_argument_group("launching as a job array (submitit)")
+  group.add_argument("--launcher", choices=LAUNCHERS,
+                     help="run the tasks as a SLURM job array, or as local processes")
+  group.add_argument("--tasks", type=int, default=4, help=f"the array's size: {tasks_are}")
+  group.add_argument("--parallelism", type=int, default=0, help="at most this many at once")
+  for key, (_, kind, text) in SLURM_OPTIONS.items():
+    group.add_argument(f"--slurm.{key}", dest=f"slurm_{key}", type=kind, help=text)
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__.split("\n")[0])
   parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
@@ -396,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = _parser()
   host.enable_compilation_cache()
   args, extra = parser.parse_known_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)  # What a launcher's tasks rerun.
   try:
     return args.handler(args, extra)
   except JaxdlError as e:

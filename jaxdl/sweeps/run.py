@@ -28,6 +28,7 @@ from jaxdl.configs.loading import config_to_dict
 from jaxdl.data.cache import DatasetCache
 from jaxdl.errors import CheckpointError, ConfigError, JaxdlError
 from jaxdl.sweeps.axes import Axis, expand
+from jaxdl.sweeps.launch import SUBMITIT_DIR
 from jaxdl.sweeps.groups import group_members, splitting_axes
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.folder_lock import LOCK_FILE, RunLocked, waiting_lock
@@ -95,7 +96,7 @@ def _check_sweep_folder(folder: pathlib.Path) -> None:
   if not folder.is_dir() or (folder / "sweep.json").exists():
     return
   # Another shard of the same sweep may be setting the folder up right now.
-  ours = {SWEEP_LOCK, "sweep.json.tmp", "results.csv", "results.csv.tmp"}
+  ours = {SWEEP_LOCK, "sweep.json.tmp", "results.csv", "results.csv.tmp", SUBMITIT_DIR}
   held = sorted(p.name for p in folder.iterdir()
                 if p.name not in ours and not _MEMBER.fullmatch(p.name))
   if held:
