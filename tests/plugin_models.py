@@ -121,3 +121,19 @@ def _tiny_part():
 
 TINY_PART = _tiny_part()
 
+
+
+class NNXBagOfWords(nnx.Module):
+  """The same bag of embeddings in Flax NNX (no flax.linen.Embed for explain to intercept);
+  padding is found from the token ids (0), as many user models do."""
+
+  def __init__(self, dim: int = 16, vocab_size: int = 100, num_classes: int = 2, *,
+               rngs: nnx.Rngs):
+    self.embed = nnx.Embed(vocab_size, dim, rngs=rngs)
+    self.out = nnx.Linear(dim, num_classes, rngs=rngs)
+
+  def __call__(self, tokens, *, train: bool = False):
+    del train
+    real = (tokens != 0).astype(jnp.float32)[..., None]
+    mean = (self.embed(tokens) * real).sum(1) / jnp.maximum(real.sum(1), 1.0)
+    return self.out(mean)

@@ -84,3 +84,68 @@ def test_explain_text_shades_tokens(tmp_path, capsys):
   page = (tmp_path / "run" / "explain" / "tokens.html").read_text()
   assert page.count("<span") >= 2 and "predicted:" in page
   assert (tmp_path / "run" / "explain" / "lstm_gates.png").exists()
+
+
+@pytest.fixture(scope="module")
+def small_texts(tmp_path_factory):
+  texts = tmp_path_factory.mktemp("texts")
+  (texts / "t.pos").write_text("a good good fun film\ngreat acting\nnice one\nsuperb cast\n" * 3)
+  (texts / "t.neg").write_text("a bad bad dull film\nawful acting\nboring one\npoor cast\n" * 3)
+  return texts
+
+
+def _text_experiment(texts, model):
+  from jaxdl.training.experiment import build_experiment
+
+  import plugin_models
+  cfg = experiment("seed_lstm_mr", f"data.name=textfile:{texts}", "data.encoding=utf-8",
+                   "data.test_fraction=0.2", "data.max_len=8")
+  return build_experiment(jaxdl_config(cfg, getattr(plugin_models, model)),
+                          model=getattr(plugin_models, model))
+
+
+def jaxdl_config(cfg, model):
+  import jaxdl
+  return jaxdl.get_config(cfg, model=model)
+
+
+def test_attributions_by_table_match_the_equations_of_a_linear_nnx_model(small_texts):
+  """The table path (an NNX Embed through the bridge, found by tracing) against the model's
+  own algebra: logit_c = W_c . mean of the real positions' vectors + b_c is linear in each
+  vector, so integrated gradients from zero are exactly e_p . W_c / n per position, a
+  repeated word ('good good') getting its share at each of its positions."""
+  from jaxdl.interpret.run import _by_interception, _by_table, _example
+
+  exp = _text_experiment(small_texts, "NNXBagOfWords")
+  variables = exp.initial_state.variables()
+  train = exp.datasets.train
+  index = next(i for i in range(len(train)) if len(set(train.model_inputs(i).tolist())) <
+               int(train.extra["lengths"][i]) + 1)  # A sentence with a repeated word.
+  batch, length = _example(train, index), int(train.extra["lengths"][index])
+  assert _by_interception(exp, variables, batch) is None  # No linen Embed to intercept.
+  embedded, f = _by_table(exp, variables, batch, length)
+  table = np.asarray(variables["params"]["embed"]["embedding"])
+  np.testing.assert_array_equal(embedded, table[train.model_inputs(index)])
+  kernel = np.asarray(variables["params"]["out"]["kernel"])  # [dim, classes]
+  for c in (0, 1):
+    ig, error = integrated_gradients(lambda e: f(e, c), embedded, jnp.zeros_like(embedded), 8)
+    want = np.asarray(embedded[:length]) @ kernel[:, c] / length
+    np.testing.assert_allclose(np.asarray(ig.sum(-1))[:length], want, rtol=1e-5, atol=1e-7)
+    assert abs(float(error)) < 1e-5
+
+
+@pytest.mark.slow
+def test_explain_attributes_an_nnx_text_model(small_texts, tmp_path):
+  """An NNX model through the bridge has no linen Embed; it was refused ("has no
+  flax.linen.Embed layer"). Its lookup is found by tracing, and IG is complete."""
+  import jaxdl
+  import plugin_models
+
+  cfg = experiment("seed_lstm_mr", f"data.name=textfile:{small_texts}", "data.encoding=utf-8",
+                   "data.test_fraction=0.2", "data.max_len=8", "num_epochs=2", "batch_size=4")
+  jaxdl.train(cfg, tmp_path, model=plugin_models.NNXBagOfWords)
+  summary = jaxdl.explain(tmp_path, examples=3, steps=64, model=plugin_models.NNXBagOfWords)
+  assert summary["max_abs_completeness_error"] < 1e-3
+  html = (tmp_path / "explain" / "tokens.html").read_text()
+  assert html.count("<span") >= 3
+  assert any(word in html for word in ("good", "bad", "great", "awful", "acting", "film"))

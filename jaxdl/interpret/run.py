@@ -17,7 +17,9 @@ import json
 import pathlib
 from typing import Any
 
+import flax
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import matplotlib
 
@@ -30,6 +32,7 @@ from jaxdl.interpret.attributions import integrated_gradients, saliency  # noqa:
 from jaxdl.interpret.gates import lstm_gate_trace  # noqa: E402
 from jaxdl.models import IMAGES, SEQUENCES, TOKENS  # noqa: E402
 from jaxdl.training import load_run  # noqa: E402
+from jaxdl.training.contract import embedding_tables  # noqa: E402
 from jaxdl.training.run_folder import read_json  # noqa: E402
 from jaxdl.training.steps import apply_model  # noqa: E402
 
@@ -103,20 +106,59 @@ class _Embeddings:
     return out
 
 
-def _embedded(exp, variables, batch: dict) -> jnp.ndarray:
+def _by_interception(exp, variables, batch: dict):
+  """``(embedded [T, D], f(embedded, class) -> logit)`` through the first ``nn.Embed`` call,
+  or None for a model without one."""
   reader = _Embeddings()
   with nn.intercept_methods(reader):
     apply_model(exp.model, variables, batch, train=False)
   if reader.seen is None:
-    raise JaxdlError(f"model {exp.config.model.name} has no flax.linen.Embed layer, so jaxdl "
-                     "explain cannot attribute its token inputs (attributions are taken with "
-                     "respect to the first embedding's output)")
-  return reader.seen[0]
+    return None
+
+  def f(embedded, index):
+    with nn.intercept_methods(_Embeddings(embedded[None])):
+      return _output(exp, variables, batch, index)
+
+  return reader.seen[0], f
 
 
-def _with_embedded(exp, variables, batch: dict, embedded, index) -> jnp.ndarray:
-  with nn.intercept_methods(_Embeddings(embedded[None])):
-    return _output(exp, variables, batch, index)
+def _by_table(exp, variables, batch: dict, length: int):
+  """The same for any model that looks its tokens up in a parameter (an NNX ``Embed`` through
+  the bridge, a hand-written ``table[tokens]``), found by tracing (training/contract.py).
+
+  Each real position gets a row of its own, appended to the table, so the gradient with
+  respect to that row is the gradient with respect to the position's vector, even where a
+  word repeats; padding keeps its ids, so a model that masks by id still sees padding.
+  """
+  params = variables["params"]
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  tokens = jnp.asarray(batch["inputs"])
+  others = {k: v for k, v in batch.items() if k != "inputs"}
+  forward = lambda p, x: apply_model(exp.model, {**variables, "params": p},
+                                     {**others, "inputs": x}, train=False)
+  found = embedding_tables(forward, params, np.asarray(tokens))
+  if not found:
+    raise JaxdlError(f"model {exp.config.model.name} looks up no parameter by its token ids, so "
+                     "jaxdl explain cannot attribute them (attributions are taken with respect "
+                     "to the embedded vectors of the first lookup)")
+  leaf, rows = found[0]
+  table = leaves[leaf]
+  time = tokens.shape[1]
+  own_rows = jnp.where(jnp.arange(time) < length, rows + jnp.arange(time), tokens[0])
+
+  def f(embedded, index):
+    extended = jnp.concatenate([table, embedded.astype(table.dtype)])
+    p = treedef.unflatten([extended if i == leaf else x for i, x in enumerate(leaves)])
+    return _output(exp, {**variables, "params": p}, {**batch, "inputs": own_rows[None]}, index)
+
+  embedded = table[tokens[0]]
+  try:
+    f(embedded, 0)
+  except flax.errors.ScopeParamShapeError as e:  # Linen checks a parameter's shape.
+    raise JaxdlError(f"model {exp.config.model.name} looks its tokens up in a flax.linen "
+                     "parameter that is not a flax.linen.Embed, which jaxdl explain cannot "
+                     "attribute through; look them up with nn.Embed (or an NNX Embed)") from e
+  return embedded, f
 
 
 def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
@@ -131,8 +173,9 @@ def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
     tokens, label = test.model_inputs(i), int(test.label[i])
     length = int(test.extra["lengths"][i]) if "lengths" in test.extra else len(tokens)
     predicted = int(jnp.argmax(_output(exp, variables, batch, None)))
-    f = lambda e, c=predicted: _with_embedded(exp, variables, batch, e, c)
-    embedded = _embedded(exp, variables, batch)
+    embedded, output = (_by_interception(exp, variables, batch)
+                        or _by_table(exp, variables, batch, length))
+    f = lambda e, c=predicted: output(e, c)
     ig, error = integrated_gradients(f, embedded, jnp.zeros_like(embedded), steps)
     scores = np.asarray(ig.sum(-1))[:length]
     limit = np.abs(scores).max() or 1.0
@@ -189,8 +232,12 @@ def _gate_figure(exp, state, out: pathlib.Path, n: int) -> bool:
   fig, axes = plt.subplots(count, 2, figsize=(11, 2.8 * count), squeeze=False)
   for k in range(count):
     if TOKENS.fits(exp.datasets.spec):
-      length = int(test.extra["lengths"][k]) if "lengths" in test.extra else test.model_inputs(k).shape[0]
-      x = _embedded(exp, state.variables(), _example(test, k))[:length]
+      length = (int(test.extra["lengths"][k]) if "lengths" in test.extra
+                else test.model_inputs(k).shape[0])
+      batch = _example(test, k)
+      embedded, _ = (_by_interception(exp, state.variables(), batch)
+                     or _by_table(exp, state.variables(), batch, length))
+      x = embedded[:length]
     else:
       x = jnp.asarray(test.model_inputs(k))
     trace = lstm_gate_trace(cell, x)

@@ -105,7 +105,13 @@ def _check_embedding(name, model, variables, example, spec: DataSpec) -> None:
 
 
 def embedding_rows(forward, params: Any, tokens: np.ndarray) -> list[int]:
-  """The row counts of the parameters that ``forward(params, tokens)`` indexes by the tokens.
+  """The row counts of the parameters that ``forward(params, tokens)`` indexes by the tokens."""
+  return [rows for _, rows in embedding_tables(forward, params, tokens)]
+
+
+def embedding_tables(forward, params: Any, tokens: np.ndarray) -> list[tuple[int, int]]:
+  """``(leaf, rows)`` of each parameter ``forward(params, tokens)`` indexes by the tokens, in
+  the order the lookups run: ``leaf`` is its index in ``jax.tree_util.tree_leaves(params)``.
 
   Traces ``forward`` and follows the tokens through it: a ``gather`` whose indices come from
   the tokens and whose operand is a parameter (perhaps cast) is an embedding lookup.
@@ -113,27 +119,29 @@ def embedding_rows(forward, params: Any, tokens: np.ndarray) -> list[int]:
   closed = jax.make_jaxpr(forward)(params, tokens)
   leaves = len(jax.tree_util.tree_leaves(params))
   invars = closed.jaxpr.invars
-  rows: list[int] = []
-  _follow(closed.jaxpr, set(invars[:leaves]), set(invars[leaves:]), rows)
-  return rows
+  found: list[tuple[int, int]] = []
+  _follow(closed.jaxpr, {v: i for i, v in enumerate(invars[:leaves])}, set(invars[leaves:]),
+          found)
+  return found
 
 
 _CASTS = ("convert_element_type", "copy", "copy_p", "reduce_precision")
 
 
-def _follow(jaxpr: jcore.Jaxpr, tables: set, tokens: set, rows: list[int]) -> None:
+def _follow(jaxpr: jcore.Jaxpr, tables: dict, tokens: set, found: list[tuple[int, int]]) -> None:
+  """Appends ``(leaf, rows)`` per lookup; ``tables`` maps a variable to the leaf it holds."""
   for eqn in jaxpr.eqns:
     ins = [v if isinstance(v, jcore.Var) else None for v in eqn.invars]
     if eqn.primitive.name == "gather" and ins[0] in tables and ins[1] in tokens:
-      rows.append(int(eqn.invars[0].aval.shape[0]))
+      found.append((tables[ins[0]], int(eqn.invars[0].aval.shape[0])))
     for inner in _sub_jaxprs(eqn.params):
       if len(inner.invars) == len(ins):  # Calls (jit, remat, custom_jvp): argument for argument.
-        _follow(inner, {i for i, o in zip(inner.invars, ins) if o in tables},
-                {i for i, o in zip(inner.invars, ins) if o in tokens}, rows)
+        _follow(inner, {i: tables[o] for i, o in zip(inner.invars, ins) if o in tables},
+                {i for i, o in zip(inner.invars, ins) if o in tokens}, found)
     if any(v in tokens for v in ins if v is not None):
       tokens.update(eqn.outvars)
     if eqn.primitive.name in _CASTS and ins and ins[0] in tables:
-      tables.update(eqn.outvars)
+      tables.update({out: tables[ins[0]] for out in eqn.outvars})
 
 
 def _sub_jaxprs(params: Mapping[str, Any]) -> list[jcore.Jaxpr]:
