@@ -8,7 +8,7 @@ from jaxdl.version import __version__
 from jaxdl.data import sources as data_sources
 from jaxdl.errors import JaxdlError
 from jaxdl.models import BUILTIN
-from jaxdl.optim import CONSTRAINTS, OPTIMIZERS
+from jaxdl.optim import CONSTRAINTS, OPTIMIZERS, SCHEDULES
 from jaxdl.training.run_folder import read_json
 
 JAXDL = f"""@software{{jaxdl,
@@ -169,6 +169,12 @@ ENTRIES = {
   pages = {1929--1958},
   year = {2014}
 }""",
+    "loshchilov2017sgdr": """@inproceedings{loshchilov2017sgdr,
+  author = {Ilya Loshchilov and Frank Hutter},
+  title = {{SGDR}: Stochastic Gradient Descent with Warm Restarts},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2017}
+}""",
     "loshchilov2019decoupled": """@inproceedings{loshchilov2019decoupled,
   author = {Ilya Loshchilov and Frank Hutter},
   title = {Decoupled Weight Decay Regularization},
@@ -190,10 +196,13 @@ def keys_for(config: dict[str, Any]) -> list[str]:
 
 
 def _optim_keys(config: dict[str, Any]) -> list[str]:
-  """The papers behind the run's built-in optimizer and constraints (a user's have none here)."""
+  """The papers behind the run's built-in optimizer, schedule and constraints (a user's have
+  none here)."""
   keys = []
   if config["optim"]["name"] in OPTIMIZERS.names():
     keys += OPTIMIZERS.resolve(config["optim"]["name"]).cite_keys
+  if config["optim"].get("schedule") in SCHEDULES.names():
+    keys += SCHEDULES.resolve(config["optim"]["schedule"]).cite_keys
   for spec in config.get("constraints", {}).values():
     if spec.get("name") in CONSTRAINTS.names():
       keys += CONSTRAINTS.resolve(spec["name"]).cite_keys

@@ -375,7 +375,8 @@ def _registries() -> dict:
   from jaxdl import models, optim, studies
 
   return {"models": models.MODELS, "optimizers": optim.OPTIMIZERS,
-          "constraints": optim.CONSTRAINTS, "studies": studies.STUDIES}
+          "schedules": optim.SCHEDULES, "constraints": optim.CONSTRAINTS,
+          "studies": studies.STUDIES}
 
 
 def _parts(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -390,8 +391,8 @@ def _parts(args: argparse.Namespace, extra: Sequence[str]) -> int:
       record = registry.resolve(name)
       if hasattr(record, "fields"):
         print(f"  {name:<28} " + " ".join(f"{k}={v!r}" for k, v in (record.fields or {}).items()))
-      else:  # A study: what it reproduces, and its options.
-        options = " ".join("--" + o.replace("_", "-") for o in record.options)
+      else:  # A schedule or a study: what it is (a study's options too).
+        options = " ".join("--" + o.replace("_", "-") for o in getattr(record, "options", ()))
         print(f"  {name:<28} {record.description}" + (f"; {options}" if options else ""))
   return 0
 

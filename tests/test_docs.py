@@ -19,8 +19,8 @@ REFERENCE = REPO / "docs" / "reference"
 # whose docstring lives in the module that holds it.
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.M)
 ALSO_DOCUMENTED = {"__version__": "jaxdl.version"}
-# The records a part is made of, beyond those exported from jaxdl (the data source's).
-RECORDS = ["jaxdl.data.sources.DataSource"]
+# The records a part is made of, beyond those exported from jaxdl.
+RECORDS = ["jaxdl.data.sources.DataSource", "jaxdl.optim.SchedulePart"]
 
 
 def _directives() -> set[str]:

@@ -22,24 +22,9 @@ import optax
 
 from jaxdl.errors import ConfigError
 from jaxdl.optim.optimizers import COMMON, OPTIMIZERS, OptimizerPart
+from jaxdl.optim.schedules import schedule_shape
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
 _STATIC = ("jaxdl_static", "jaxdl_clip", "jaxdl_decay", "jaxdl_shape")
-
-
-def _schedule_shape(cfg: ml_collections.ConfigDict, total_steps: int,
-                    steps_per_epoch: int) -> optax.Schedule | None:
-  """A schedule with peak 1.0, or None for a constant learning rate."""
-  if cfg.schedule == "constant":
-    return None
-  end = cfg.end_lr_fraction
-  if cfg.schedule == "cosine":
-    return optax.cosine_decay_schedule(1.0, max(total_steps, 1), alpha=end)
-  warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-  if warmup >= total_steps:
-    raise ConfigError(f"optim.warmup_epochs={cfg.warmup_epochs} covers the whole run "
-                      f"({total_steps} steps); make it shorter than num_epochs")
-  return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total_steps, end_value=end)
 
 
 def _chain(part: OptimizerPart, jaxdl_static: Mapping[str, Any], jaxdl_clip: bool,
@@ -88,9 +73,7 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, steps_per_
     experiment: the experiment file, whose folder an import path resolves from.
   """
   part = OPTIMIZERS.resolve(cfg.name, experiment)
-  if cfg.schedule not in SCHEDULES:
-    raise ConfigError(f"unknown optim.schedule {cfg.schedule!r}; choose one of "
-                      f"{', '.join(SCHEDULES)}")
+  shape = schedule_shape(cfg, total_steps, steps_per_epoch, experiment)
   for key in ("learning_rate", "weight_decay", "grad_clip_norm"):
     value = cfg[key]
     if not math.isfinite(value) or value < 0:
@@ -100,6 +83,6 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, steps_per_
   make = optax.inject_hyperparams(_factory(part), static_args=_STATIC)
   return make(jaxdl_static=own, jaxdl_clip=cfg.grad_clip_norm > 0,
               jaxdl_decay=cfg.weight_decay > 0 and not part.decoupled_decay,
-              jaxdl_shape=_schedule_shape(cfg, total_steps, steps_per_epoch),
+              jaxdl_shape=shape,
               learning_rate=cfg.learning_rate, weight_decay=float(cfg.weight_decay),
               grad_clip_norm=cfg.grad_clip_norm or 1.0, **injected)
