@@ -23,7 +23,7 @@ import pathlib
 import secrets
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import ml_collections
@@ -90,16 +90,13 @@ class EventFile:
     self._records.write(event.SerializeToString())
 
   def scalar(self, tag: str, value: float, step: int) -> None:
-    """A scalar as tensorboard.summary writes one: a float32 tensor, scalars plugin."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.util import tensor_util
+    """A scalar as a ``simple_value``: TensorBoard's dashboard shows it, and so does every
+    reader (``EventAccumulator.Tags()['scalars']``, pandas exporters), which a tensor
+    summary of the scalars plugin is not to the older ones."""
+    from tensorboard.compat.proto import event_pb2
 
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-        data_class=summary_pb2.DataClass.DATA_CLASS_SCALAR)
     event = event_pb2.Event(wall_time=time.time(), step=step)
-    event.summary.value.add(tag=tag, tensor=tensor_util.make_tensor_proto(np.float32(value)),
-                            metadata=metadata)
+    event.summary.value.add(tag=tag, simple_value=float(np.float32(value)))
     self.add(event)
 
   def flush(self) -> None:
@@ -112,8 +109,11 @@ class EventFile:
 class TensorBoardWriter:
   """Event files in ``folder`` (a run folder's ``tb/``)."""
 
-  def __init__(self, folder: pathlib.Path, hparams: Mapping[str, Any]):
+  def __init__(self, folder: pathlib.Path, hparams: Mapping[str, Any],
+               learning_rate: Callable[[int], float] | None = None):
+    """``learning_rate(step)``: the rate of the update that made ``step``, logged with it."""
     self.folder = folder
+    self._learning_rate = learning_rate
     folder.mkdir(parents=True, exist_ok=True)
     self._marker = folder / "logged.json"
     self._last = json.loads(self._marker.read_text())["epoch"] if self._marker.exists() else 0
@@ -124,8 +124,10 @@ class TensorBoardWriter:
   def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
     new = [row for row in rows if row["epoch"] > self._last]
     for row in new:
-      for tag, value in _scalars(row).items():
-        self._writer.scalar(tag, value, step=int(row["step"]))
+      step = int(row["step"])
+      for tag, value in self._with_rate(_scalars(row), step, "train/").items():
+        self._writer.scalar(tag, value, step=step)
+      self._writer.scalar("epoch", row["epoch"], step=step)  # Steps to epochs, in the UI.
     if new:
       self._writer.flush()
       self._last = new[-1]["epoch"]
@@ -136,9 +138,15 @@ class TensorBoardWriter:
       os.replace(tmp, self._marker)
 
   def running(self, step: int, values: Mapping[str, float]) -> None:
-    for name, value in values.items():
-      self._writer.scalar(f"train_running/{name}", value, step=step)
+    running = {f"train_running/{name}": value for name, value in values.items()}
+    for tag, value in self._with_rate(running, step, "train_running/").items():
+      self._writer.scalar(tag, value, step=step)
     self._writer.flush()
+
+  def _with_rate(self, scalars: dict[str, float], step: int, prefix: str) -> dict[str, float]:
+    if self._learning_rate is None or step < 1:
+      return scalars
+    return {**scalars, f"{prefix}learning_rate": self._learning_rate(step)}
 
   def close(self) -> None:
     self._writer.close()
@@ -199,12 +207,27 @@ class WandbWriter:
     self._run.finish()
 
 
-def open_writers(config: ml_collections.ConfigDict, run_folder: pathlib.Path) -> list[Writer]:
-  """The writers ``config.log`` asks for, for one run folder (process 0 only)."""
+def learning_rates(optim: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
+                   experiment: str = "") -> Callable[[int], float]:
+  """``step -> the learning rate of the update that made it`` (the peak times the schedule
+  at the update's count, ``step - 1``), as the optimizer chain computes it (optim/build.py)."""
+  from jaxdl.optim.schedules import schedule_shape
+
+  shape = schedule_shape(optim, steps_per_epoch * num_epochs, steps_per_epoch, experiment)
+  peak = float(optim.learning_rate)
+  return lambda step: peak * (float(shape(step - 1)) if shape is not None else 1.0)
+
+
+def open_writers(config: ml_collections.ConfigDict, run_folder: pathlib.Path,
+                 steps_per_epoch: int = 0) -> list[Writer]:
+  """The writers ``config.log`` asks for, for one run folder (process 0 only); with
+  ``steps_per_epoch``, TensorBoard also gets the learning rate of each logged step."""
   hparams = hyperparameters(config)
   writers: list[Writer] = []
   if config.log.tensorboard:
-    writers.append(TensorBoardWriter(run_folder / "tb", hparams))
+    rate = (learning_rates(config.optim, steps_per_epoch, config.num_epochs, config.experiment)
+            if steps_per_epoch else None)
+    writers.append(TensorBoardWriter(run_folder / "tb", hparams, rate))
   if config.log.wandb:
     writers.append(WandbWriter(run_folder, config, hparams))
   return writers

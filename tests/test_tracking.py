@@ -5,9 +5,10 @@ import json
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.util import tensor_util
 
 from conftest import Crash, crash_at_batch, experiment
 from jaxdl.training import train_and_evaluate, train_group
@@ -19,13 +20,13 @@ class _Events:
   """The scalars of an event-file folder, read with TensorBoard's own reader."""
 
   def __init__(self, folder):
-    self.reader = event_accumulator.EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    self.reader = event_accumulator.EventAccumulator(str(folder), size_guidance={"scalars": 0})
     self.reader.Reload()
 
   def scalars(self, tag):
-    """``[(step, value)]``: tensorboard.summary writes scalars as tensor summaries."""
-    return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
-            for e in self.reader.Tensors(tag)]
+    """``[(step, value)]`` of a tag among the reader's scalars."""
+    assert tag in self.reader.Tags()["scalars"], (tag, self.reader.Tags())
+    return [(e.step, e.value) for e in self.reader.Scalars(tag)]
 
 
 def _events(folder):
@@ -121,3 +122,41 @@ def test_a_kill_while_the_logged_marker_is_written_leaves_the_old_one(tmp_path, 
   resumed = TensorBoardWriter(tmp_path, {"seed": 0})
   resumed.close()
   assert resumed._last == 1  # Resuming reads it.
+
+
+def test_tensorboard_scalars_are_scalars_with_an_epoch_axis_and_the_learning_rate(tmp_path):
+  """EventAccumulator lists them under Tags()['scalars'] (tensor summaries it did not); each
+  row brings its epoch and the learning rate of the update that made its step."""
+  from jaxdl.tracking import TensorBoardWriter
+
+  writer = TensorBoardWriter(tmp_path, {"seed": 0}, learning_rate=lambda step: 0.5 / step)
+  writer.rows([{"epoch": 1, "step": 4, "train_loss": 2.0, "val_accuracy": 0.5},
+               {"epoch": 2, "step": 8, "train_loss": 1.0, "val_accuracy": 0.75}])
+  writer.running(6, {"loss": 1.5})
+  writer.close()
+  events = _events(tmp_path)
+  assert {"train/loss", "val/accuracy", "epoch", "train/learning_rate",
+          "train_running/learning_rate"} <= set(events.reader.Tags()["scalars"])
+  assert events.scalars("epoch") == [(4, 1.0), (8, 2.0)]
+  rates = events.scalars("train/learning_rate")
+  assert [s for s, _ in rates] == [4, 8] and [v for _, v in rates] == pytest.approx([0.125, 0.0625])
+  (running,) = events.scalars("train_running/learning_rate")
+  assert running[0] == 6 and running[1] == pytest.approx(0.5 / 6)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "warmup_cosine"])
+def test_the_logged_learning_rate_is_the_optimizers(schedule):
+  """learning_rates(step) against the rate SGD actually applied at each update."""
+  from jaxdl.optim import build_optimizer
+  from jaxdl.tracking import learning_rates
+
+  cfg = experiment("seed_cnn_digits", "optim.name=sgd", "optim.momentum=0.0",
+                   "optim.learning_rate=0.2", f"optim.schedule={schedule}",
+                   "optim.warmup_epochs=1", "num_epochs=3").optim
+  tx, rate = build_optimizer(cfg, 12, 4), learning_rates(cfg, 4, 3)
+  params = {"w": jnp.zeros(())}
+  state = tx.init(params)
+  with jax.numpy_dtype_promotion("standard"):
+    for step in range(1, 13):
+      updates, state = tx.update({"w": jnp.ones(())}, state, params)
+      assert -float(updates["w"]) == pytest.approx(rate(step), rel=1e-5, abs=1e-8), step

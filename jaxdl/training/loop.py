@@ -340,7 +340,7 @@ class GroupTrainer:
 
   def run(self, wall_start: float) -> list[dict[str, Any]]:
     progress = self.resume()
-    self.writers = [open_writers(exp.config, run.path) if run.writer else []
+    self.writers = [open_writers(exp.config, run.path, exp.steps_per_epoch) if run.writer else []
                     for exp, run in zip(self.exps, self.runs)]
     for run, history, writers in zip(self.runs, progress.histories, self.writers):
       run.write_metrics(history)  # The checkpoint's history is the truth on resume.
