@@ -396,3 +396,17 @@ def test_shards_from_the_command_line_or_a_slurm_array(text, environ, expected):
 def test_bad_shards_are_clear_errors(text, message):
   with pytest.raises(ConfigError, match=message):
     run_lib.parse_shard(text, {})
+
+
+def test_a_one_epoch_learning_curve_is_a_visible_point():
+  """A line through one point draws nothing: each epoch is a marker."""
+  import matplotlib.pyplot as plt
+
+  from jaxdl.sweeps.plot import _draw_curves
+
+  fig, ax = plt.subplots()
+  _draw_curves(ax, {"lr=0.1": [[{"train_loss": 1.0, "val_loss": 0.9}]]}, "loss")
+  lines = ax.get_lines()
+  assert len(lines) == 2 and all(line.get_marker() == "o" for line in lines)
+  assert [list(line.get_xdata()) for line in lines] == [[1], [1]]
+  plt.close(fig)

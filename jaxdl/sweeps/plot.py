@@ -45,7 +45,8 @@ def _draw_curves(ax, histories: dict[str, list[list[dict]]], metric: str) -> Non
         continue
       y = np.array([[row[key] for row in h[:epochs]] for h in hs])
       mean, std = y.mean(0), y.std(0)
-      ax.plot(x, mean, style, color=f"C{i % 10}", label=f"{name} ({split})")
+      ax.plot(x, mean, style, color=f"C{i % 10}", label=f"{name} ({split})",
+              marker="o" if epochs <= 30 else None, markersize=3)  # One epoch: still a point.
       if len(hs) > 1:
         ax.fill_between(x, mean - std, mean + std, color=f"C{i % 10}", alpha=0.15)
 
