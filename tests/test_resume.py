@@ -203,3 +203,43 @@ def test_a_run_with_worker_processes_resumes_bitwise(tmp_path, monkeypatch, refe
   train_and_evaluate(workers(2), tmp_path, quiet=True, overwrite=False)
   assert comparable_files(tmp_path) == comparable_files(reference)
   chex.assert_trees_all_equal(load_run(tmp_path)[1], load_run(reference)[1])
+
+
+@pytest.mark.parametrize("kill_first", [False, True])
+def test_more_epochs_on_a_finished_run_continue_it_as_a_longer_run(tmp_path, monkeypatch,
+                                                                   kill_first):
+  """num_epochs raised alone, with a constant learning rate: the run goes on from its last
+  epoch and ends bitwise as a run started with the larger number (also when the continuation
+  is killed and resumed); it used to refuse the folder as a different config."""
+  constant = ("optim.schedule=constant",)
+  longer = tmp_path / "longer"
+  train_and_evaluate(experiment("seed_cnn_digits", *OVERRIDES, *constant), longer, quiet=True)
+  grown = tmp_path / "grown"
+  two = apply_overrides(_config(), ["num_epochs=2", *constant])
+  train_and_evaluate(two, grown, quiet=True)
+  first_rows = (grown / "metrics.jsonl").read_text()
+  three = apply_overrides(two, ["num_epochs=3"])
+  if kill_first:
+    with monkeypatch.context() as patch:
+      crash_at_batch(patch, 10)  # In the added epoch.
+      with pytest.raises(Crash):
+        train_and_evaluate(three, grown, quiet=True)
+  train_and_evaluate(three, grown, quiet=True)
+  assert comparable_files(grown) == comparable_files(longer)
+  assert json.loads((grown / "config.json").read_text())["num_epochs"] == 3
+  # Continued, not retrained: the first two rows are the old ones, wall-clock times included.
+  assert (grown / "metrics.jsonl").read_text().startswith(first_rows)
+
+
+@pytest.mark.parametrize("first, then, message", [
+    (("optim.schedule=cosine",), (), "optim.schedule=cosine spreads over all num_epochs"),
+    (("optim.schedule=constant", "num_epochs=3"), ("num_epochs=2",),
+     "it trained for num_epochs=3; a run of fewer epochs is a new run")])
+def test_more_epochs_where_the_run_would_differ_say_exactly_why(tmp_path, first, then, message):
+  from jaxdl.errors import CheckpointError
+
+  config = apply_overrides(_config(), ["num_epochs=2", *first])
+  train_and_evaluate(config, tmp_path, quiet=True)
+  grown = apply_overrides(config, list(then) or ["num_epochs=3"])
+  with pytest.raises(CheckpointError, match=message):
+    train_and_evaluate(grown, tmp_path, quiet=True)

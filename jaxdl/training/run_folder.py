@@ -122,6 +122,27 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
           if k not in IGNORED_KEYS and old[k] != new[k]]
 
 
+def extension_refusal(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+  """Why a run saved with config ``old`` cannot go on to ``new``'s larger ``num_epochs``, or
+  None where it can: where its first epochs are exactly those of a run started with the
+  larger number (a constant learning rate, noise not calibrated for the whole run)."""
+  if new["num_epochs"] < old["num_epochs"]:
+    return (f"it trained for num_epochs={old['num_epochs']}; a run of fewer epochs is a new "
+            "run (its selection and test use fewer epochs)")
+  if old["optim"].get("schedule", "constant") != "constant":
+    return (f"optim.schedule={old['optim']['schedule']} spreads over all num_epochs, so the "
+            f"epochs it trained are not those of a {new['num_epochs']}-epoch run")
+  privacy = old.get("privacy", {})
+  if privacy.get("enabled") and privacy.get("target_epsilon"):
+    return ("its DP-SGD noise was calibrated for privacy.target_epsilon over its "
+            f"{old['num_epochs']} epochs")
+  return None
+
+
+def _only_more_epochs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+  return [d.partition(":")[0] for d in config_differences(old, new)] == ["num_epochs"]
+
+
 # Everything jaxdl writes into a run folder: --overwrite deletes these and nothing else.
 PREDICTIONS = "test_predictions.npz"
 RUN_FILES = ("config.json", "data_spec.json", "metrics.jsonl", "results.json", "provenance.json",
@@ -212,8 +233,15 @@ class RunFolder:
       return
     existing = self.file("config.json")
     if existing.exists():
-      diff = config_differences(read_json(existing), config)
-      if diff:
+      saved = read_json(existing)
+      diff = config_differences(saved, config)
+      if diff and _only_more_epochs(saved, config):
+        why = extension_refusal(saved, config)
+        if why:
+          raise CheckpointError(f"workdir {self.path} cannot go on to num_epochs="
+                                f"{config['num_epochs']}: {why}; use a new --workdir, or pass "
+                                "--overwrite to delete the old run")
+      elif diff:
         raise CheckpointError(f"workdir {self.path} holds a run of a different config "
                               f"({'; '.join(diff[:5])}); use a new --workdir, or pass "
                               "--overwrite to delete the old run")
@@ -263,8 +291,9 @@ class RunFolder:
       return
     if overwrite:
       self.clear()
-    if not self.file("config.json").exists():
-      self.write("config.json", config)
+    saved = self.file("config.json")
+    if not saved.exists() or read_json(saved)["num_epochs"] != config["num_epochs"]:
+      self.write("config.json", config)  # New, or more epochs (check_claim allowed them).
     self.write("data_spec.json", spec)
     if vocab is not None and not self.file("vocab.json").exists():
       self.write("vocab.json", list(vocab))
