@@ -130,3 +130,25 @@ def test_the_readmes_own_model_example_trains(tmp_path):
   import json
   results = json.loads((workdir / "results.json").read_text())
   assert results["test_accuracy"] > 0.8  # Ten classes: chance is 0.1.
+
+
+@pytest.mark.slow
+def test_the_one_file_one_line_parts_of_the_guide_train_together(tmp_path):
+  """docs/guides/own-parts.md's parts file and its six lines, extracted as written, train."""
+  import json
+
+  from jaxdl import cli
+
+  guide = (REPO / "docs" / "guides" / "own-parts.md").read_text()
+  parts_file = re.search(r"```python\n# my_parts.py\n(.*?)```", guide, re.S).group(1)
+  lines = re.search(r"```python\n# in get_config\(\), one line each:\n(.*?)```", guide,
+                    re.S).group(1)
+  (tmp_path / "my_parts.py").write_text(parts_file)
+  body = "\n".join(f"  {line}" for line in lines.strip().splitlines())
+  (tmp_path / "exp.py").write_text("from jaxdl.configs import default\n\n\ndef get_config():\n"
+                                   f"  config = default.get_config()\n{body}\n"
+                                   "  config.num_epochs = 3\n  return config\n")
+  assert cli.main(["train", str(tmp_path / "exp.py"), "--workdir", str(tmp_path / "run"),
+                   "--quiet"]) == 0
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert "test_top_margin" in results and results["test_accuracy"] > 0.5  # Chance: 1/3.
