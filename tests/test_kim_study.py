@@ -42,6 +42,7 @@ def _row(document: str, dataset: str) -> list[str]:
   return [cell.strip() for cell in line.strip("|").split("|")]
 
 
+@pytest.mark.slow  # 33 s: trains the study's tiny table.
 def test_the_cells_are_the_run_folders_numbers_and_a_rerun_trains_nothing(tiny_data):
   workdir = tiny_data / "runs"
   path = reproduce_kim2014(workdir, datasets=["trec", "mr", "sst2"])

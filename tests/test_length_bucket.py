@@ -51,6 +51,7 @@ def test_stacked_members_of_different_widths_are_padded_to_the_widest():
   assert not first["inputs"][1, :, 4:].any()
 
 
+@pytest.mark.slow  # 28 s: two trainings.
 def test_a_model_reading_lengths_trains_alike_on_cut_batches(tmp_path, monkeypatch):
   folder = polarity_folder(tmp_path / "mr", 60, np.random.default_rng(1), longest=30)
   base = ["model.name=kim_cnn", "model.embed_dim=8", "model.features=4", f"data.name=textfile:{folder}",

@@ -205,6 +205,7 @@ def test_a_run_with_worker_processes_resumes_bitwise(tmp_path, monkeypatch, refe
   chex.assert_trees_all_equal(load_run(tmp_path)[1], load_run(reference)[1])
 
 
+@pytest.mark.slow  # Three trainings each.
 @pytest.mark.parametrize("kill_first", [False, True])
 def test_more_epochs_on_a_finished_run_continue_it_as_a_longer_run(tmp_path, monkeypatch,
                                                                    kill_first):

@@ -94,7 +94,8 @@ def _file_vectors(sentences, vocab):
   return word_vectors.read(sentences / "vectors.txt", vocab)
 
 
-@pytest.mark.parametrize("embeddings", ["static", "non_static", "multichannel"])
+@pytest.mark.parametrize("embeddings", ["static", pytest.param("non_static", marks=pytest.mark.slow),
+                                        pytest.param("multichannel", marks=pytest.mark.slow)])
 def test_each_variant_starts_from_the_vectors_and_trains_or_keeps_them(
     sentences, tmp_path, embeddings):
   exp = build_experiment(_config(sentences, embeddings))
