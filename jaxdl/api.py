@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl import data as data_lib
+from jaxdl.data import image_folder
 from jaxdl.data import text as text_lib
 from jaxdl import parts
 from jaxdl.configs.loading import apply_overrides, load_config, load_sweep
@@ -194,7 +195,8 @@ class Run:
 
     Args:
       inputs: what the run's data source reads: sentences (a string or a list of them) for
-        a text run, tokenised and encoded with the run's own vocabulary; or the model's
+        a text run, tokenised and encoded with the run's own vocabulary; image files (a list
+        of paths) for an image run, decoded and resized as ``imagefolder:`` reads them; or the model's
         inputs ``[n, *spec.input_shape]``: token ids (``lengths`` computed from the PAD
         padding where not given), or uint8 images, which are scaled as the training data
         was (its ``Split.scaling``; else to [0, 1]).
@@ -233,6 +235,12 @@ class Run:
     """Raw inputs as the model takes them (sentences encoded, lengths computed, pixels
     scaled), checked against the run's input shape."""
     vocab = self.experiment.datasets.vocab
+    if _image_files(inputs):
+      if len(self.spec.input_shape) != 3:
+        raise ValueError(f"{self.workdir} does not take images (its inputs are "
+                         f"{list(self.spec.input_shape)}), so image files cannot be predicted")
+      inputs = np.stack([image_folder.decode_for(pathlib.Path(p), tuple(self.spec.input_shape))
+                         for p in inputs])
     if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
                                    and all(isinstance(t, str) for t in inputs)):
       if vocab is None:
@@ -259,6 +267,13 @@ class Run:
     return inputs, extras
 
 
+def _image_files(inputs: Any) -> bool:
+  """Whether ``inputs`` is a list of image file paths."""
+  return (isinstance(inputs, (list, tuple)) and bool(inputs)
+          and all(isinstance(p, (str, pathlib.Path))
+                  and pathlib.Path(p).suffix.lower() in image_folder.SUFFIXES for p in inputs))
+
+
 def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
              data: Callable | None = None) -> Run:
   """A trained run: its config, model, restored parameters and data spec.
@@ -278,24 +293,35 @@ def predict_file(workdir: str | pathlib.Path, path: str | pathlib.Path,
                  model: Any = None, data: Callable | None = None) -> pathlib.Path:
   """Predicts every example of ``path`` with a run and writes a CSV (``jaxdl predict``).
 
-  ``path`` is a text file of one sentence per line (a text run; row k is line k + 1) or a
-  ``.npy`` array of the model's inputs. The CSV has one row per example: its number, the
+  ``path`` is a text file of one sentence per line (a text run; row k is line k + 1), a
+  ``.npy`` array of the model's inputs, or an image file or a folder of them (an image run;
+  a column names each file; default ``out`` for a folder: ``path/predictions.csv``). The CSV has one row per example: its number, the
   sentence (text runs), the predicted class and each class's probability (a regression
   run: the predicted value). Default ``out``: ``path`` with ``.predictions.csv``.
   """
   run = load_run(workdir, checkpoint, model=model, data=data)
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise ConfigError(f"{path} does not exist; give a text file (one sentence per line) or "
-                      "a .npy array of inputs")
+  if not path.exists():
+    raise ConfigError(f"{path} does not exist; give a text file (one sentence per line), a "
+                      ".npy array of inputs, or image files (a file or a folder of them)")
   texts = None
-  if path.suffix == ".npy":
+  if path.is_dir() or path.suffix.lower() in image_folder.SUFFIXES:
+    files = (sorted(p for p in path.rglob("*") if p.suffix.lower() in image_folder.SUFFIXES)
+             if path.is_dir() else [path])
+    if not files:
+      raise ConfigError(f"{path} holds no image files ({', '.join(image_folder.SUFFIXES)})")
+    texts = [str(f.relative_to(path) if path.is_dir() else f.name) for f in files]
+    inputs = files
+    out = pathlib.Path(out) if out else (path / "predictions.csv" if path.is_dir()
+                                         else path.with_suffix(".predictions.csv"))
+  elif path.suffix == ".npy":
     inputs = np.load(path)
   else:
     texts = path.read_text(encoding=run.config.data.encoding).splitlines()
     inputs = texts
   out = pathlib.Path(out) if out else path.with_suffix(".predictions.csv")
-  text_column = ["text"] if texts is not None else []
+  column = "file" if _image_files(inputs) else "text"
+  text_column = [column] if texts is not None else []
   with out.open("w", newline="") as f:
     writer = csv.writer(f)
     if run.spec.task == "classification":

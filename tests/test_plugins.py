@@ -147,6 +147,20 @@ def test_an_image_folder_of_the_users_own_images(tmp_path):
                                                  "data.augment_shift=0", "model.batch_norm=false"],
                         model=plugin_models.TinyCNN)
   assert results["test_accuracy"] == 1.0  # Dark cats, bright dogs.
+  # Prediction on image files, read as imagefolder: reads them (here 30x30, resized to 20).
+  new = tmp_path / "new"
+  for name, value in (("dark.png", 70), ("bright.png", 200)):
+    _png(new / name, value, size=30)
+  run = jaxdl.load_run(tmp_path / "run", model=plugin_models.TinyCNN)
+  files = [new / "dark.png", new / "bright.png"]
+  assert run.predict_classes(files).tolist() == ["cat", "dog"]
+  pixels = np.stack([np.asarray(Image.open(f).convert("L").resize((20, 20), Image.BILINEAR))
+                     for f in files])[..., None]
+  np.testing.assert_array_equal(run.predict(files), run.predict(pixels))
+  written = jaxdl.predict_file(tmp_path / "run", new, model=plugin_models.TinyCNN)
+  lines = written.read_text().splitlines()
+  assert written == new / "predictions.csv" and lines[0].startswith("example,file,class,p_cat")
+  assert [line.split(",")[1:3] for line in lines[1:]] == [["bright.png", "dog"], ["dark.png", "cat"]]
   (tmp_path / "pets" / "train" / "cat" / "broken.png").write_bytes(b"not a png")
   with pytest.raises(DataError, match="broken.png: cannot decode this image"):
     jaxdl.build_data(cfg.data)

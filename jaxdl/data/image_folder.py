@@ -108,6 +108,17 @@ def _decode(path: pathlib.Path, size: int, channels: int = 0):
     raise DataError(f"{path}: cannot decode this image ({e}); delete or replace the file") from e
 
 
+def decode_for(path: pathlib.Path, shape: tuple[int, ...]) -> np.ndarray:
+  """One image file as a run of input shape ``[size, size, channels]`` reads it: decoded,
+  converted to its channels and resized as ``imagefolder:`` does (``<uint8>[*shape]``)."""
+  height, width, channels = shape
+  if height != width:
+    raise DataError(f"{path}: this run takes {height}x{width} images, and image files are "
+                    "resized to squares; give its inputs as arrays instead")
+  pixels, _ = _decode(pathlib.Path(path), height, channels)
+  return pixels.reshape(shape)
+
+
 def read_tree(paths: list[pathlib.Path], root: pathlib.Path, size: int) -> np.ndarray:
   """The images ``paths`` (under ``root``) decoded into memory: ``<uint8>[n, h, w, c]``."""
   images, gray = [], []
