@@ -149,3 +149,14 @@ def test_explain_attributes_an_nnx_text_model(small_texts, tmp_path):
   html = (tmp_path / "explain" / "tokens.html").read_text()
   assert html.count("<span") >= 3
   assert any(word in html for word in ("good", "bad", "great", "awful", "acting", "film"))
+
+
+def test_inputs_explain_cannot_attribute_are_refused_before_anything_loads(tmp_path):
+  """Read from data_spec.json alone: the folder here has no config or checkpoint to load."""
+  import jaxdl
+  from jaxdl.errors import JaxdlError
+
+  (tmp_path / "data_spec.json").write_text(json.dumps(
+      {"name": "py:tumours", "input_shape": [30], "input_dtype": "float32"}))
+  with pytest.raises(JaxdlError, match="py:tumours gives float32 inputs of shape \\[30\\]"):
+    jaxdl.explain(tmp_path)

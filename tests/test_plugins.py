@@ -81,6 +81,9 @@ def test_a_flax_nnx_module_plugs_in_through_the_bridge(tmp_path):
   assert results["test_accuracy"] > 0.6, results
   run = jaxdl.load_run(tmp_path, model=plugin_models.NNXMLP)
   assert set(run.state.batch_stats) == {"norm"}
+  test = run.experiment.datasets.test  # Predicting through the bridge, running averages on.
+  predicted = run.predict(test.inputs).argmax(-1)
+  assert np.mean(predicted == test.label) == pytest.approx(results["test_accuracy"])
   assert json.loads((tmp_path / "config.json").read_text())["model"] == {
       "name": "python:plugin_models.NNXMLP", "in_features": 784, "hidden": 32,
       "dropout_rate": 0.1}
