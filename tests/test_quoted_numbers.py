@@ -19,13 +19,21 @@ CHECKED_BY_TRAINING = re.compile(r"\(([01]\.\d{4}) here, seed 0")
 NUMBER = re.compile(r"(?<![\d.])[01]\.\d{4}(?!\d)")
 
 
-def test_every_study_number_the_readme_quotes_is_in_its_generated_source():
-  readme = (ROOT / "README.md").read_text()
+# The pages written by hand that quote study numbers: the README and the docs site's own.
+QUOTING = ("README.md", "docs/index.md", "docs/reproductions.md", *(
+    str(p.relative_to(ROOT)) for p in sorted((ROOT / "docs" / "guides").glob("*.md"))
+    if p.name != "testing.md"))  # The testing guide quotes mutation scores, not studies.
+
+
+@pytest.mark.parametrize("page", QUOTING)
+def test_every_study_number_a_page_quotes_is_in_its_generated_source(page):
+  text = (ROOT / page).read_text()
   sources = "".join((ROOT / f).read_text() for f in GENERATED if (ROOT / f).exists())
-  quoted = set(NUMBER.findall(CHECKED_BY_TRAINING.sub("", readme)))
-  assert quoted, "the README quotes no study number: is this test still reading it?"
+  quoted = set(NUMBER.findall(CHECKED_BY_TRAINING.sub("", text)))
+  if page == "README.md":
+    assert quoted, "the README quotes no study number: is this test still reading it?"
   unsourced = sorted(q for q in quoted if q not in set(NUMBER.findall(sources)))
-  assert not unsourced, f"README numbers found in no generated document: {unsourced}"
+  assert not unsourced, f"{page} quotes numbers found in no generated document: {unsourced}"
 
 
 @pytest.mark.slow
