@@ -43,20 +43,43 @@ def test_a_search_runs_its_trials_as_run_folders_and_reports_the_best(tmp_path, 
   assert (tmp_path / "plots" / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture
+def postgres_url():
+  """A real PostgreSQL server for the test (pgserver's own binaries), stopped after it."""
+  pgserver = pytest.importorskip("pgserver")
+  pytest.importorskip("psycopg")  # SQLAlchemy 2.1's PostgreSQL driver.
+  import shutil
+  import tempfile
+
+  folder = tempfile.mkdtemp(prefix="pg", dir="/tmp")  # Short: a Unix socket path is limited.
+  try:
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+  except Exception as e:  # No way to run a server here (permissions, a missing library).
+    shutil.rmtree(folder, ignore_errors=True)
+    pytest.skip(f"PostgreSQL could not start here: {e}")
+  yield server.get_uri()
+  server.cleanup()
+  shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", ["default", "journal"])
-def test_four_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_path, storage):
+@pytest.mark.parametrize("storage", ["default", "journal", "postgresql"])
+def test_four_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_path, storage,
+                                                                          request):
   argv = [sys.executable, "-m", "jaxdl.cli", "tune", str(EXPERIMENTS / "seed_cnn_digits.py"),
           "--workdir", str(tmp_path), "--trials", "4", "--quiet", "--search", SEARCH[0],
           *(f"--config.{o}" for o in TINY)]
   if storage == "journal":
     argv += ["--storage", f"journal:{tmp_path / 'shared' / 'study.log'}"]
+  if storage == "postgresql":
+    argv += ["--storage", request.getfixturevalue("postgres_url")]
   workers = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
   outs = [w.communicate(timeout=900) for w in workers]
   assert [w.returncode for w in workers] == [0] * 4, [o[1][-2000:] for o in outs]
   if storage == "journal":
     assert (tmp_path / "shared" / "study.log").stat().st_size > 0
+  if storage != "default":
     assert not (tmp_path / "study.db").exists()
   _, trials = tune_lib.load_trials(tmp_path)
   assert sorted(t["trial"] for t in trials) == [0, 1, 2, 3]
