@@ -196,8 +196,8 @@ class Run:
     Args:
       inputs: what the run's data source reads: sentences (a string or a list of them) for
         a text run, tokenised and encoded with the run's own vocabulary; image files (a list
-        of paths) for an image run, decoded and resized as ``imagefolder:`` reads them; or the model's
-        inputs ``[n, *spec.input_shape]``: token ids (``lengths`` computed from the PAD
+        of paths) for an image run, decoded and resized as ``imagefolder:`` reads them; or
+        the model's inputs ``[n, *spec.input_shape]``: token ids (``lengths`` computed from the PAD
         padding where not given), or uint8 images, which are scaled as the training data
         was (its ``Split.scaling``; else to [0, 1]).
       batch_size: examples per call.
@@ -294,33 +294,30 @@ def predict_file(workdir: str | pathlib.Path, path: str | pathlib.Path,
   """Predicts every example of ``path`` with a run and writes a CSV (``jaxdl predict``).
 
   ``path`` is a text file of one sentence per line (a text run; row k is line k + 1), a
-  ``.npy`` array of the model's inputs, or an image file or a folder of them (an image run;
-  a column names each file; default ``out`` for a folder: ``path/predictions.csv``). The CSV has one row per example: its number, the
-  sentence (text runs), the predicted class and each class's probability (a regression
-  run: the predicted value). Default ``out``: ``path`` with ``.predictions.csv``.
+  ``.npy`` array of the model's inputs, or an image file or a folder of them (an image run).
+  The CSV has one row per example: its number, the sentence or the image file, the predicted
+  class and each class's probability (a regression run: the predicted value). Default
+  ``out``: ``path`` with ``.predictions.csv``, or ``path/predictions.csv`` for a folder.
   """
   run = load_run(workdir, checkpoint, model=model, data=data)
   path = pathlib.Path(path)
   if not path.exists():
     raise ConfigError(f"{path} does not exist; give a text file (one sentence per line), a "
                       ".npy array of inputs, or image files (a file or a folder of them)")
-  texts = None
+  texts, column = None, "text"  # texts: what names each example in the CSV, if anything.
   if path.is_dir() or path.suffix.lower() in image_folder.SUFFIXES:
-    files = (sorted(p for p in path.rglob("*") if p.suffix.lower() in image_folder.SUFFIXES)
-             if path.is_dir() else [path])
-    if not files:
+    inputs = image_folder.image_files(path) if path.is_dir() else [path]
+    if not inputs:
       raise ConfigError(f"{path} holds no image files ({', '.join(image_folder.SUFFIXES)})")
-    texts = [str(f.relative_to(path) if path.is_dir() else f.name) for f in files]
-    inputs = files
-    out = pathlib.Path(out) if out else (path / "predictions.csv" if path.is_dir()
-                                         else path.with_suffix(".predictions.csv"))
+    texts = [str(f.relative_to(path) if path.is_dir() else f.name) for f in inputs]
+    column = "file"
   elif path.suffix == ".npy":
     inputs = np.load(path)
   else:
     texts = path.read_text(encoding=run.config.data.encoding).splitlines()
     inputs = texts
-  out = pathlib.Path(out) if out else path.with_suffix(".predictions.csv")
-  column = "file" if _image_files(inputs) else "text"
+  default_out = path / "predictions.csv" if path.is_dir() else path.with_suffix(".predictions.csv")
+  out = pathlib.Path(out) if out else default_out
   text_column = [column] if texts is not None else []
   with out.open("w", newline="") as f:
     writer = csv.writer(f)

@@ -61,7 +61,7 @@ def list_tree(root: pathlib.Path, classes: list[str]) -> tuple[list[pathlib.Path
   """Every image file under ``root/<class>/`` and its class id, without reading them."""
   paths, labels = [], []
   for c, name in enumerate(classes):
-    files = _files(root / name) if (root / name).is_dir() else []
+    files = image_files(root / name) if (root / name).is_dir() else []
     paths += files
     labels += [c] * len(files)
   if not paths:
@@ -87,7 +87,7 @@ def _class_folders(root: pathlib.Path) -> list[pathlib.Path]:
   return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _files(folder: pathlib.Path) -> list[pathlib.Path]:
+def image_files(folder: pathlib.Path) -> list[pathlib.Path]:
   return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
 
 

@@ -162,6 +162,13 @@ def _by_table(exp, variables, batch: dict, length: int):
   return embedded, f
 
 
+def _embedding_route(exp, variables, batch: dict, length: int):
+  """``(embedded [T, D], f(embedded, class) -> logit)``: through the first ``nn.Embed`` call
+  where there is one, else through the parameter the tokens index."""
+  return (_by_interception(exp, variables, batch)
+          or _by_table(exp, variables, batch, length))
+
+
 def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
                   steps: int) -> list[dict]:
   vocab = read_json(workdir / "vocab.json") if (workdir / "vocab.json").exists() else None
@@ -174,8 +181,7 @@ def _explain_text(exp, state, workdir: pathlib.Path, out: pathlib.Path, n: int,
     tokens, label = test.model_inputs(i), int(test.label[i])
     length = int(test.extra["lengths"][i]) if "lengths" in test.extra else len(tokens)
     predicted = int(jnp.argmax(_output(exp, variables, batch, None)))
-    embedded, output = (_by_interception(exp, variables, batch)
-                        or _by_table(exp, variables, batch, length))
+    embedded, output = _embedding_route(exp, variables, batch, length)
     f = lambda e, c=predicted: output(e, c)
     ig, error = integrated_gradients(f, embedded, jnp.zeros_like(embedded), steps)
     scores = np.asarray(ig.sum(-1))[:length]
@@ -235,9 +241,7 @@ def _gate_figure(exp, state, out: pathlib.Path, n: int) -> bool:
     if TOKENS.fits(exp.datasets.spec):
       length = (int(test.extra["lengths"][k]) if "lengths" in test.extra
                 else test.model_inputs(k).shape[0])
-      batch = _example(test, k)
-      embedded, _ = (_by_interception(exp, state.variables(), batch)
-                     or _by_table(exp, state.variables(), batch, length))
+      embedded, _ = _embedding_route(exp, state.variables(), _example(test, k), length)
       x = embedded[:length]
     else:
       x = jnp.asarray(test.model_inputs(k))

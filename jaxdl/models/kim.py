@@ -40,9 +40,8 @@ besides the word vectors, which it exempts.
 """
 
 import dataclasses
-from collections.abc import Sequence
-
 import logging
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

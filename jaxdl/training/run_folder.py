@@ -139,8 +139,9 @@ def extension_refusal(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
   return None
 
 
-def _only_more_epochs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-  return [d.partition(":")[0] for d in config_differences(old, new)] == ["num_epochs"]
+def _only_epochs_differ(diff: Sequence[str]) -> bool:
+  """Whether ``config_differences``'s lines name ``num_epochs`` and nothing else."""
+  return [d.partition(":")[0] for d in diff] == ["num_epochs"]
 
 
 # Everything jaxdl writes into a run folder: --overwrite deletes these and nothing else.
@@ -235,7 +236,7 @@ class RunFolder:
     if existing.exists():
       saved = read_json(existing)
       diff = config_differences(saved, config)
-      if diff and _only_more_epochs(saved, config):
+      if _only_epochs_differ(diff):
         why = extension_refusal(saved, config)
         if why:
           raise CheckpointError(f"workdir {self.path} cannot go on to num_epochs="

@@ -80,8 +80,12 @@ def _objects(objects: Sequence[Any]) -> Iterable[tuple[str, pathlib.Path]]:
 def interactive_source(target: Any) -> str | None:
   """The source of a class or function defined in a notebook cell (no file to copy), as far
   as Python kept it: a function's own, or the methods a class defines; None if none is kept."""
-  functions = [target] if inspect.isfunction(target) else [
-      f for f in vars(target).values() if inspect.isfunction(f)] if inspect.isclass(target) else []
+  if inspect.isfunction(target):
+    functions = [target]
+  elif inspect.isclass(target):
+    functions = [f for f in vars(target).values() if inspect.isfunction(f)]
+  else:
+    functions = []
   pieces = []
   for function in functions:
     try:
@@ -95,11 +99,9 @@ def _interactive_entries(objects: Sequence[Any]) -> list[dict[str, Any]]:
   """Entries for objects without a source file (a notebook's model): the source Python kept,
   hashed and copied, or a sha256 of None saying that the run cannot show its code."""
   entries = []
-  for obj in objects:
-    if obj is None or _source_file(_target(obj)) is not None:
-      continue
-    target = _target(obj)
-    if getattr(target, "__module__", "").split(".")[0] == "jaxdl":
+  for target in (_target(obj) for obj in objects if obj is not None):
+    if (_source_file(target) is not None
+        or getattr(target, "__module__", "").split(".")[0] == "jaxdl"):
       continue
     source = interactive_source(target)
     name = f"{target.__module__}.{target.__qualname__}"

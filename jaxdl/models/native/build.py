@@ -36,6 +36,7 @@ def cache_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get("JAXDL_KERNEL_CACHE", default / "jaxdl" / "kernels"))
 
 
+@functools.cache  # Asked at every trace of a kernel layer ('auto'); the CPU does not change.
 def _cpu_identity() -> str:
   """The CPU model and its flags: ``-march=native`` code is only valid on such a CPU."""
   try:
