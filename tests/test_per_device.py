@@ -5,6 +5,8 @@ import pytest
 
 from conftest import report_from_fake_devices
 
+pytestmark = pytest.mark.usefixtures("native_kernels_on")  # conftest.py; inherited by the subprocess
+
 _CHECK = """
 import functools, json, re
 import flax.linen as nn
@@ -14,8 +16,6 @@ from jaxdl.models import LSTMCell, RecurrentLayer
 from jaxdl.models.convolution import convolution
 from jaxdl.models.conv_pool import ConvReluPool
 from jaxdl.models.custom_gradients import custom_gradients
-
-pytestmark = pytest.mark.usefixtures("native_kernels_on")  # conftest.py
 
 mesh = Mesh(np.array(jax.devices()).reshape(2, 1), ("data", "model"))
 

@@ -14,7 +14,7 @@ from jaxdl.configs.loading import config_from_dict
 from jaxdl.errors import ConfigError
 from jaxdl.sweeps import tune as tune_lib
 from jaxdl.sweeps.axes import parse_axis
-from jaxdl.sweeps.storage import open_storage, retry_orphans
+from jaxdl.sweeps.storage import open_storage, opened_storage, retry_orphans
 from jaxdl.training.folder_lock import FolderLock
 from jaxdl.training import train_group
 
@@ -58,6 +58,9 @@ def postgres_url():
     shutil.rmtree(folder, ignore_errors=True)
     pytest.skip(f"PostgreSQL could not start here: {e}")
   yield server.get_uri()
+  import gc
+
+  gc.collect()  # A connection left open by the test fails it here (ResourceWarning), not later.
   server.cleanup()
   shutil.rmtree(folder, ignore_errors=True)
 
@@ -84,9 +87,8 @@ def test_four_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_pa
   _, trials = tune_lib.load_trials(tmp_path)
   assert sorted(t["trial"] for t in trials) == [0, 1, 2, 3]
   # The study stopped at --trials: no trial was asked past the budget and closed unrun.
-  study = optuna.load_study(study_name="jaxdl", storage=open_storage(
-      json.loads((tmp_path / "tune.json").read_text())["storage"]))
-  assert len(study.trials) == 4
+  with opened_storage(json.loads((tmp_path / "tune.json").read_text())["storage"]) as storage:
+    assert len(optuna.load_study(study_name="jaxdl", storage=storage).trials) == 4
   assert {t["state"] for t in trials} == {"complete"}
   for t in trials:  # Each trial trained once, by one worker.
     sessions = json.loads((tmp_path / t["name"] / "provenance.json").read_text())["sessions"]

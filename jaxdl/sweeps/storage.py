@@ -60,6 +60,24 @@ def open_storage(spec: str):
                       f"{str(e).splitlines()[0][:200]})") from e
 
 
+@contextlib.contextmanager
+def opened_storage(spec: str) -> Iterator:
+  """``open_storage(spec)`` for the block; a database's connections are closed after it.
+
+  SQLAlchemy pools a server's connections until the engine is disposed: without this,
+  every report or load in a long-lived process (a notebook, a test session) would keep
+  connections open on the server until Python happened to collect them.
+  """
+  storage = open_storage(spec)
+  try:
+    yield storage
+  finally:
+    engine = getattr(storage, "engine", None)  # RDBStorage's; a journal holds no connection.
+    if engine is not None:
+      storage.remove_session()
+      engine.dispose()
+
+
 def has_heartbeat(storage) -> bool:
   from optuna.storages._heartbeat import is_heartbeat_enabled
 

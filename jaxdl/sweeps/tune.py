@@ -39,7 +39,7 @@ from jaxdl.sweeps.axes import Axis
 from jaxdl.sweeps.groups import group_members
 from jaxdl.sweeps.run import choose_mode
 from jaxdl.sweeps.storage import (asking_and_telling, beating, default_storage,
-                                  fail_stale_trials, open_storage, retried_numbers,
+                                  fail_stale_trials, opened_storage, retried_numbers,
                                   retry_orphans)
 from jaxdl.training.experiment import build_experiment
 from jaxdl.training.folder_lock import RunLocked, waiting_lock
@@ -83,8 +83,7 @@ def _overrides(params: dict[str, Any], axes: Sequence[Axis]) -> dict[str, Any]:
   return {k: tuple(json.loads(v)) if k in tuples else v for k, v in params.items()}
 
 
-def _study(base: ml_collections.ConfigDict, folder: pathlib.Path, storage: str,
-           sampler: str, seed: int, direction: str):
+def _study(folder: pathlib.Path, storage, sampler: str, seed: int, direction: str):
   import optuna
 
   if sampler not in SAMPLERS:
@@ -94,7 +93,7 @@ def _study(base: ml_collections.ConfigDict, folder: pathlib.Path, storage: str,
   pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
   # Workers starting at once would race to create the database's tables: one at a time.
   with waiting_lock(folder / ".tune.lock"):
-    return optuna.create_study(study_name="jaxdl", storage=open_storage(storage), sampler=chosen,
+    return optuna.create_study(study_name="jaxdl", storage=storage, sampler=chosen,
                                pruner=pruner, load_if_exists=True,
                                direction="maximize" if direction == "max" else "minimize")
 
@@ -177,17 +176,18 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
   _record(folder, base, axes, {"command": list(command), "storage": storage,
                                "metric": selection.metric, "direction": selection.mode,
                                "trials": trials, "sampler": sampler, "seed": seed})
-  study = _study(base, folder, storage, sampler, seed, selection.mode)
-  space = distributions(axes)
   vectorized = choose_mode(mode, log) == "vectorized"
   ran: list[dict] = []
-  while batch := _ask(study, space, parallel, trials, folder, sampler, seed):
-    configs = [apply_overrides(base, _overrides(t.params, axes)) for t in batch]
-    groups = group_members(configs) if vectorized else [[i] for i in range(len(batch))]
-    for group in groups:
-      ran += _train_trials(study, [batch[i] for i in group], [configs[i] for i in group],
-                           folder, selection.metric, data_of(configs[group[0]]), model, quiet,
-                           command, log)
+  with opened_storage(storage) as opened:
+    study = _study(folder, opened, sampler, seed, selection.mode)
+    space = distributions(axes)
+    while batch := _ask(study, space, parallel, trials, folder, sampler, seed):
+      configs = [apply_overrides(base, _overrides(t.params, axes)) for t in batch]
+      groups = group_members(configs) if vectorized else [[i] for i in range(len(batch))]
+      for group in groups:
+        ran += _train_trials(study, [batch[i] for i in group], [configs[i] for i in group],
+                             folder, selection.metric, data_of(configs[group[0]]), model,
+                             quiet, command, log)
   return ran
 
 
@@ -261,9 +261,10 @@ def load_trials(folder: pathlib.Path) -> tuple[dict, list[dict]]:
 
   record = read_json(folder / "tune.json")
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  study = optuna.load_study(study_name="jaxdl", storage=open_storage(record["storage"]))
+  with opened_storage(record["storage"]) as storage:
+    stored = optuna.load_study(study_name="jaxdl", storage=storage).get_trials(deepcopy=True)
   trials = []
-  for trial in study.get_trials(deepcopy=False):
+  for trial in stored:
     if "jaxdl" in trial.user_attrs:  # Over the budget: never ran.
       continue
     results_path = folder / trial_name(trial.number) / "results.json"
@@ -279,11 +280,12 @@ def importances(folder: pathlib.Path) -> dict[str, float]:
   import optuna
 
   record = read_json(folder / "tune.json")
-  study = optuna.load_study(study_name="jaxdl", storage=open_storage(record["storage"]))
-  complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-  if len(complete) < 2 or len(complete[0].params) < 1:
-    return {}
-  return dict(optuna.importance.get_param_importances(study))
+  with opened_storage(record["storage"]) as storage:
+    study = optuna.load_study(study_name="jaxdl", storage=storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if len(complete) < 2 or len(complete[0].params) < 1:
+      return {}
+    return dict(optuna.importance.get_param_importances(study))
 
 
 def _trial_row(trial: dict, keys: list[str], test_key: str, best: bool) -> str:
