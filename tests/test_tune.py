@@ -14,7 +14,7 @@ from jaxdl.configs.loading import config_from_dict
 from jaxdl.errors import ConfigError
 from jaxdl.sweeps import tune as tune_lib
 from jaxdl.sweeps.axes import parse_axis
-from jaxdl.sweeps.storage import open_storage, opened_storage, retry_orphans
+from jaxdl.sweeps.storage import open_storage, opened_storage, retried_numbers, retry_orphans
 from jaxdl.training.folder_lock import FolderLock
 from jaxdl.training import train_group
 
@@ -197,6 +197,48 @@ def test_parallel_trials_that_differ_in_values_train_as_one_vectorized_program(t
   assert groups == [(2, True)] and [t["state"] for t in ran] == ["complete", "complete"]
   values = {t["trial"]: t["value"] for t in ran}
   assert values[0] != values[1]  # Each member its own learning rate.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["default", "postgresql"])
+def test_a_database_trial_whose_worker_was_killed_is_failed_and_run_again(tmp_path, storage,
+                                                                          request):
+  import os
+  import signal
+  import time
+
+  argv = [sys.executable, "-m", "jaxdl.cli", "tune", str(EXPERIMENTS / "seed_cnn_digits.py"),
+          "--workdir", str(tmp_path), "--trials", "2", "--quiet", "--search", SEARCH[0],
+          *(f"--config.{o}" for o in [*TINY, "num_epochs=4"])]
+  if storage == "postgresql":
+    argv += ["--storage", request.getfixturevalue("postgres_url")]
+  env = {**os.environ, "JAXDL_HEARTBEAT_S": "1"}  # Stale after 3 s without a beat.
+  log = tmp_path / "doomed.log"
+  with log.open("w") as out:
+    doomed = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out)
+  rows = tmp_path / "t000" / "metrics.jsonl"
+  deadline = time.monotonic() + 300
+  while not (rows.exists() and rows.read_text().strip()):  # Mid-trial: an epoch is done.
+    assert doomed.poll() is None, log.read_text()[-2000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.2)
+  doomed.send_signal(signal.SIGKILL)
+  assert doomed.wait(timeout=60) == -signal.SIGKILL
+  assert not (tmp_path / "t000" / "results.json").exists()
+  time.sleep(4)  # Past the grace period: the dead worker's trial is stale.
+  survivor = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=900)
+  assert survivor.returncode == 0, survivor.stderr[-2000:]
+  record = json.loads((tmp_path / "tune.json").read_text())
+  with opened_storage(record["storage"]) as opened:
+    study = optuna.load_study(study_name="jaxdl", storage=opened)
+    trials = study.get_trials(deepcopy=True)
+    assert tune_lib.budget_used(study) == 2
+  states = {t.number: t.state.name for t in trials}
+  assert states == {0: "FAIL", 1: "COMPLETE", 2: "COMPLETE"}, states
+  retry = [t for t in trials[1:] if t.params == trials[0].params]  # The killed trial's values.
+  assert len(retry) == 1 and 0 in retried_numbers(trials)
+  assert (tmp_path / tune_lib.trial_name(retry[0].number) / "results.json").exists()
 
 
 def test_a_journal_trial_whose_worker_died_is_failed_and_run_again(tmp_path):

@@ -14,6 +14,7 @@ which the operating system releases when the process dies (``stale_trials``).
 """
 
 import contextlib
+import os
 import pathlib
 import warnings
 from collections.abc import Iterator
@@ -21,8 +22,11 @@ from collections.abc import Iterator
 from jaxdl.errors import ConfigError
 
 JOURNAL = "journal:"
+# A worker beats every HEARTBEAT_S seconds; a trial unbeaten for 3 beats is stale.
+# JAXDL_HEARTBEAT_S sets it (whole seconds, as Optuna takes them): shorter finds a dead
+# worker's trial sooner, at the price of a database write per beat per running trial.
+HEARTBEAT_ENV = "JAXDL_HEARTBEAT_S"
 HEARTBEAT_S = 30
-GRACE_S = 90
 # A journal has no heartbeat: a trial counts as orphaned once its folder is unlocked this long
 # after it started (data loading and checks run before the folder is locked).
 JOURNAL_GRACE_S = 600
@@ -49,15 +53,24 @@ def open_storage(spec: str):
   if "://" not in spec:
     raise ConfigError(f"--storage {spec!r} is neither journal:PATH nor a database URL "
                       "(sqlite:///PATH, postgresql://USER@HOST/DB)")
+  beat = heartbeat_s()
   try:
     with _stable_enough():
       retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-      return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S,
-                                        grace_period=GRACE_S,
+      return optuna.storages.RDBStorage(spec, heartbeat_interval=beat, grace_period=3 * beat,
                                         heartbeat_stale_trial_callback=retry)
   except Exception as e:  # A driver missing, a server down: one line with the URL.
     raise ConfigError(f"--storage {spec}: cannot open the database ({type(e).__name__}: "
                       f"{str(e).splitlines()[0][:200]})") from e
+
+
+def heartbeat_s() -> int:
+  """Seconds between a running trial's heartbeats (``JAXDL_HEARTBEAT_S``, default 30)."""
+  value = os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_S))
+  if not value.isdigit() or int(value) < 1:
+    raise ConfigError(f"{HEARTBEAT_ENV}={value!r}: give whole seconds, at least 1 "
+                      f"(default {HEARTBEAT_S})")
+  return int(value)
 
 
 @contextlib.contextmanager
