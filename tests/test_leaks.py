@@ -16,7 +16,7 @@ from jaxdl import data
 from jaxdl.data.arrays import Scaling
 from jaxdl.data.text import build_vocab
 from jaxdl.training import privacy, train_and_evaluate
-from jaxdl.training import loop as loop_module
+from jaxdl.training import final_test as evaluating_module
 from jaxdl.training.experiment import build_experiment
 
 
@@ -127,13 +127,13 @@ def test_the_test_split_is_evaluated_once_on_the_selected_checkpoint(tmp_path, m
   """Evaluation is counted split by split: validation once per epoch, test once on the
   selected checkpoint and once on the last (they differ here), never on any other."""
   seen = []
-  real = loop_module.evaluate_group
+  real = evaluating_module.evaluate_group
 
   def counting(group, step, state, split, *args, **kwargs):
     seen.append((len(split), int(np.asarray(state.step).max())))
     return real(group, step, state, split, *args, **kwargs)
 
-  monkeypatch.setattr(loop_module, "evaluate_group", counting)
+  monkeypatch.setattr(evaluating_module, "evaluate_group", counting)
   config = experiment("seed_cnn_digits", "num_epochs=3", "batch_size=128",
                       "checkpoints_to_keep=1", "select.metric=val_loss", "select.mode=max")
   results = train_and_evaluate(config, tmp_path, quiet=True)

@@ -20,7 +20,7 @@ from conftest import EXPERIMENTS, ROOT, Crash, comparable_files, crash_at_batch,
 from jaxdl.configs import apply_overrides
 from jaxdl.errors import Preempted
 from jaxdl.training import evaluation, load_run, train_and_evaluate
-from jaxdl.training import loop as loop_module
+from jaxdl.training import final_test as evaluating_module
 from jaxdl.training.checkpoint import Checkpointer
 from jaxdl.training.run_folder import RunFolder
 
@@ -60,7 +60,7 @@ INTERRUPTIONS = {
     "mid_epoch": lambda mp: crash_at_batch(mp, 2 * STEPS_PER_EPOCH + 10),
     # After epoch 2's last step, before its validation (its checkpoint step is not yet written).
     "before_the_epoch_end_evaluation": lambda mp: _crash_on_call(
-        mp, loop_module, "evaluate_group", 2),
+        mp, evaluating_module, "evaluate_group", 2),
     # Epoch 2's checkpoint is written, its metrics.jsonl row is not.
     "between_checkpoint_and_metrics": lambda mp: _crash_on_call(
         mp, RunFolder, "write_metrics", 3),  # The 1st call rewrites the (empty) history.
@@ -69,7 +69,7 @@ INTERRUPTIONS = {
     # Epoch 2's checkpoint is being written: orbax's temporary folder is left behind.
     "during_checkpoint_write": lambda mp: _crash_writing_checkpoint(mp, 2),
     # Every epoch is done; results.json is not written yet.
-    "before_results": lambda mp: _crash_on_call(mp, loop_module, "run_results", 1),
+    "before_results": lambda mp: _crash_on_call(mp, evaluating_module, "run_results", 1),
 }
 
 
@@ -180,11 +180,11 @@ def test_a_resumed_run_evaluates_as_often_as_an_uninterrupted_one(tmp_path, monk
 
   with monkeypatch.context() as patch:
     crash_at_batch(patch, 2 * STEPS_PER_EPOCH + 10)
-    patch.setattr(loop_module, "evaluate_group", counting)
+    patch.setattr(evaluating_module, "evaluate_group", counting)
     with pytest.raises(Crash):
       train_and_evaluate(_config(), tmp_path, quiet=True)
     assert calls["n"] == 2  # Epochs 1 and 2.
-  monkeypatch.setattr(loop_module, "evaluate_group", counting)
+  monkeypatch.setattr(evaluating_module, "evaluate_group", counting)
   results = train_and_evaluate(_config(), tmp_path, quiet=True)
   tests = 1 if results["selected_epoch"] == results["last_epoch"] else 2
   assert calls["n"] == 2 + 1 + tests  # Epoch 3's validation, then the test split.

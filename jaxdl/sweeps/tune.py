@@ -117,7 +117,7 @@ def trial_sampler(sampler: str, seed: int, number: int):
 class PruningHook:
   """Reports each new epoch's validation metric to Optuna; stops the trial when it says prune.
 
-  Called by the loop with a trial's history after every epoch (see GroupTrainer).
+  Called by the loop with a trial's history after every epoch (see ``training.members``).
   """
 
   def __init__(self, trial, metric: str):

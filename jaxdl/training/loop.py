@@ -4,14 +4,14 @@ The loop is host-side glue around two jitted pure functions (train and eval
 steps); nothing here names a device, so the same code runs on CPU, GPU and
 TPU. A lone run is a group of one, so there is one loop:
 
-  build and check everything   (experiment.py: nothing on disk changes if it fails)
-  lock and claim the run folder (run_folder.py, folder_lock.py)
-  resume from the checkpoints   (the checkpoint's history is the truth)
-  per epoch: train, validate, record the row, checkpoint, maybe stop early
-  test the selected checkpoint and the last one; write results.json
+  build and check everything    (experiment.py: nothing on disk changes if it fails)
+  lock and claim the run folders (claim.py, run_folder.py)
+  resume from the checkpoints    (members.py: the checkpoint's history is the truth)
+  per epoch: train, with periodic actions after each step (periodic.py: mid-epoch
+    checkpoints, running logs); validate, record the row, checkpoint, maybe stop early
+  test the selected checkpoint and the last one; write results.json (final_test.py)
 """
 
-import contextlib
 import pathlib
 import sys
 import time
@@ -24,34 +24,30 @@ import numpy as np
 
 from jaxdl import models
 from jaxdl import data as data_lib
-from jaxdl.models.native import build as native_build
-from jaxdl.configs.loading import config_to_dict
 from jaxdl.errors import CheckpointError, JaxdlError
-from jaxdl.training.checkpoint import Checkpointer
-from jaxdl.training.evaluation import check_finite, epoch_row, evaluate_group, predict_group
+from jaxdl.training.claim import claimed_folders
+from jaxdl.training.evaluation import check_finite, epoch_row
 from jaxdl.training.experiment import Experiment, build_experiment, eval_batch_length
 from jaxdl.training.feeding import GroupInput
+from jaxdl.training.final_test import GroupEvaluator, test_and_write
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.jitted import jit_predict_step, jit_steps
+from jaxdl.training.members import EpochHook, Members
 from jaxdl.training.metric_sums import from_json, means, merge
 from jaxdl.training.parallel import DataParallel
+from jaxdl.training.periodic import MidEpochCheckpoint, RunningLog, TrainClock
 from jaxdl.training.progress import Reporter, format_row
-from jaxdl.training.results import epsilon_spent, run_results
-from jaxdl.training.resume import (Progress, good_steps, restore_members, resume_point,
-                                   resumed_progress)
-from jaxdl.training.run_folder import PREDICTIONS, RunFolder, read_json
+from jaxdl.training.results import epsilon_spent
+from jaxdl.training.resume import Progress
+from jaxdl.training.run_folder import RunFolder, read_json
 from jaxdl.training.signals import StopSignals
 from jaxdl.tracking import open_writers
-from jaxdl.training import user_code
 
 _merge = jax.jit(merge)
 
 
 def _stderr(message: str) -> None:
   print(message, file=sys.stderr)
-
-
-EpochHook = Callable[[Sequence[dict[str, Any]]], bool]
 
 
 class GroupTrainer:
@@ -64,97 +60,84 @@ class GroupTrainer:
     parallel: the device mesh.
     quiet: log lines instead of a progress bar.
     log: where messages go.
-    epoch_hooks: per member, None or ``hook(history) -> stop``, called once with each new
-      row (and with the restored history on resume); True stops that member (a search
-      pruning a trial).
+    epoch_hooks: per member, None or ``hook(history) -> stop`` (see ``Members``).
   """
 
   def __init__(self, exps: Sequence[Experiment], runs: Sequence[RunFolder], group: MemberGroup,
                parallel: DataParallel, quiet: bool, log: Callable[[str], None],
                epoch_hooks: Sequence[EpochHook | None] | None = None):
-    self.exps, self.runs, self.group, self.parallel = list(exps), list(runs), group, parallel
+    self.exps, self.runs, self.group = list(exps), list(runs), group
     # Member 0's experiment: its model, optimizer, data and schedule are every member's.
     self.shared, self.config = exps[0], exps[0].config
     self.quiet = quiet or not runs[0].writer  # One process reports.
-    self.log = log
-    self.names = [str(run.path) for run in runs]
-    self.checkpointers = [Checkpointer(run.path, exp.config.checkpoints_to_keep, exp.selection)
-                          for run, exp in zip(runs, exps)]
-    self.eval_batch_size = parallel.eval_batch_size(eval_batch_length(self.shared))
+    self.members = Members(exps, runs, group, parallel, log, epoch_hooks)
     state = parallel.place_state(group.stack([e.initial_state for e in exps]))
-    self.state_sharding = parallel.state_shardings(state)
-    self.train_step, self.eval_step = jit_steps(self.shared, group, parallel, self.state_sharding)
+    state_sharding = parallel.state_shardings(state)
+    self.train_step, eval_step = jit_steps(self.shared, group, parallel, state_sharding)
     self.input = GroupInput(exps, group, parallel)
+    self.evaluator = GroupEvaluator(
+        group, eval_step, parallel.eval_batch_size(eval_batch_length(self.shared)), parallel,
+        self.input.settings,
+        lambda: jit_predict_step(self.shared, group, parallel, state_sharding))
     self.writers: list[list] = [[] for _ in runs]  # TensorBoard / W&B, opened by run().
-    self.hooks = list(epoch_hooks or [None] * len(runs))
-    self.stopped = [False] * len(runs)  # Stopped by its hook.
 
-  # --- resuming -------------------------------------------------------------------------------
+  def run(self, wall_start: float) -> list[dict[str, Any]]:
+    """Resumes, trains every member to its end, tests, and returns each member's results."""
+    progress = self.members.resume()
+    self.writers = [open_writers(exp.config, run.path, exp.steps_per_epoch) if run.writer else []
+                    for exp, run in zip(self.exps, self.runs)]
+    for run, history, writers in zip(self.runs, progress.histories, self.writers):
+      run.write_metrics(history)  # The checkpoint's history is the truth on resume.
+      for writer in writers:  # Rows the writers missed (a crash between checkpoint and copy).
+        writer.rows(history)
+    trained = self.train(progress)
+    finished = [run.file("results.json") for run in self.runs]
+    if not trained and all(path.exists() for path in finished):
+      return [read_json(path) for path in finished]  # A finished run: nothing changes.
+    return test_and_write(self.members, self.evaluator, self.runs, progress, wall_start)
 
-  def is_done(self, member: int, history: Sequence[dict[str, Any]]) -> bool:
-    """A member is done after its last epoch, or once its selection rule or hook stops it."""
-    return (len(history) >= self.config.num_epochs or self.stopped[member]
-            or self.shared.selection.should_stop(history))
-
-  def _call_hook(self, member: int, history: Sequence[dict[str, Any]]) -> None:
-    if self.hooks[member] is not None and history and not self.stopped[member]:
-      self.stopped[member] = bool(self.hooks[member](history))
-
-  def resume(self) -> Progress:
-    """Restores the latest point every unfinished member has a good checkpoint of.
-
-    Members that are done keep their history and take part only as a
-    placeholder (their slot is trained but never recorded again).
-    """
-    good = [good_steps(ckpt, self.log) for ckpt in self.checkpointers]
-    latest = [self.checkpointers[i].progress(steps[-1]) if steps else None
-              for i, steps in enumerate(good)]
-    for i, saved in enumerate(latest):
-      self._call_hook(i, saved["history"] if saved else [])
-    active, step = resume_point(good, latest, self.is_done)
-    states, restored = restore_members(self.exps, self.checkpointers, step, active, latest)
-    return resumed_progress(self.parallel.place_state(self.group.stack(states)), restored,
-                            active, step)
-
-  def active(self, progress: Progress) -> list[int]:
-    return [i for i, h in enumerate(progress.histories) if not self.is_done(i, h)]
-
-  # --- checkpoints ----------------------------------------------------------------------------
-
-  def save(self, progress: Progress, epoch_end: bool) -> None:
-    """Checkpoints every unfinished member (epoch ends carry the selection metric)."""
-    states = self.group.unstack(progress.state)
-    progress.native_kernels = tuple(dict.fromkeys([*progress.native_kernels, *native_build.loaded()]))
-    for i in self.active_at_save(progress, epoch_end):
-      history = progress.histories[i]
-      metrics = self.shared.selection.checkpoint_metrics(history[-1]) if epoch_end else None
-      self.checkpointers[i].save(states[i], progress.saved(i), metrics)
-    progress.saved_step = progress.step
-
-  def active_at_save(self, progress: Progress, epoch_end: bool) -> list[int]:
-    # At an epoch's end the members that just stopped early save their last state too.
-    if not epoch_end:
-      return self.active(progress)
-    return [i for i, h in enumerate(progress.histories) if h and h[-1]["step"] == progress.step]
-
-  # --- one epoch --------------------------------------------------------------------------------
+  def train(self, progress: Progress) -> int:
+    """Trains until every member is done; returns the steps this session took."""
+    start_step = progress.step
+    spe = self.shared.steps_per_epoch
+    with Reporter(self.shared.total_steps, start_step, self.quiet,
+                  self.config.batch_size * self.group.size) as reporter, StopSignals() as stop:
+      if start_step:
+        reporter.log(f"resuming {', '.join(self.members.names)} from step {start_step}")
+      while active := self.members.active(progress):
+        epoch = len(progress.histories[active[0]])
+        if progress.step > (epoch + 1) * spe:
+          raise CheckpointError(f"{self.members.names[active[0]]}: its checkpoint at step "
+                                f"{progress.step} has {epoch} epochs of history; the run folder "
+                                "is inconsistent: train it again with --overwrite")
+        t_epoch = time.perf_counter()
+        sums, counted_before = self.train_epoch(progress, epoch, stop, reporter)
+        self.end_epoch(progress, epoch, sums, counted_before, time.perf_counter() - t_epoch,
+                       reporter)
+        if stop.received:
+          raise stop.preempted(progress.step)
+    return progress.step - start_step
 
   def train_epoch(self, progress: Progress, epoch: int, stop: StopSignals,
                   reporter: Reporter) -> tuple[Any, float]:
     """Trains the rest of ``epoch``; returns its metric sums and the examples they held before.
 
-    Checkpoints every ``checkpoint_every_steps`` and on a stop signal, except at
-    the epoch's last step, whose checkpoint is written with the epoch's row.
+    After each step the periodic actions run: a checkpoint every ``checkpoint_every_steps``
+    (and on a stop signal), the running means every ``log.every_steps``.
     """
     spe = self.shared.steps_per_epoch
     start_batch = progress.step - epoch * spe  # > 0 when resuming mid-epoch.
     sums = self._restored_sums(progress, start_batch)
     # Examples (all members) counted before this session: restored with the epoch's sums.
     before = sum(s["count"] for s in progress.partial_sums) if start_batch else 0.0
-    t_mark = time.perf_counter()
+    clock = TrainClock()
+    checkpoint = MidEpochCheckpoint(self.config.checkpoint_every_steps, spe, stop, clock,
+                                    self._save_partial)
+    running_log = RunningLog(self.config.log.every_steps, self.writers, self.group,
+                             self.members.active)
     length = self.shared.privacy["padded_batch"] if self.shared.privacy else self.shared.batch_length
     for batch in self.input.stream(self.input.epoch_plan(epoch), start_batch, spe, length,
-                             self.group.vectorized):
+                                   self.group.vectorized):
       t_step = time.perf_counter()
       progress.state, step_sums = self.train_step(progress.state, batch)
       if progress.compile_s is None:
@@ -163,11 +146,10 @@ class GroupTrainer:
         progress.compile_s = time.perf_counter() - t_step
       sums = step_sums if sums is None else _merge(sums, step_sums)
       progress.step += 1
-      t_mark = self._checkpoint_mid_epoch(progress, epoch, sums, stop, t_mark)
+      checkpoint(progress.step, progress, sums)
       self._advance(reporter, progress.step, sums)
-      self._log_running(progress, sums)
-    jax.block_until_ready(progress.state.step)
-    progress.train_s += time.perf_counter() - t_mark
+      running_log(progress.step, progress, sums)
+    clock.stop(progress)
     return sums, before
 
   def _restored_sums(self, progress: Progress, start_batch: int) -> Any:
@@ -175,50 +157,23 @@ class GroupTrainer:
     if not start_batch:
       return None
     if progress.partial_sums is None:
-      raise CheckpointError(f"{self.names[0]}: the checkpoint at step {progress.step} has no "
-                            "metric sums of its unfinished epoch; the run folder is inconsistent: "
-                            "train it again with --overwrite")
+      raise CheckpointError(f"{self.members.names[0]}: the checkpoint at step {progress.step} "
+                            "has no metric sums of its unfinished epoch; the run folder is "
+                            "inconsistent: train it again with --overwrite")
     return self.group.stack([from_json(s) for s in progress.partial_sums])
-
-  def _checkpoint_mid_epoch(self, progress: Progress, epoch: int, sums: Any, stop: StopSignals,
-                            t_mark: float) -> float:
-    """Checkpoints every ``checkpoint_every_steps`` and on a stop signal; returns the time mark.
-
-    Not at the epoch's last step: that checkpoint is written with the epoch's row.
-    """
-    epoch_ends = progress.step == (epoch + 1) * self.shared.steps_per_epoch
-    if epoch_ends or not (progress.step % self.config.checkpoint_every_steps == 0
-                          or stop.received):
-      return t_mark
-    jax.block_until_ready(progress.state.step)  # Time the steps, not the queue.
-    progress.train_s += time.perf_counter() - t_mark
-    self._save_partial(progress, sums)
-    if stop.received:
-      raise stop.preempted(progress.step)
-    return time.perf_counter()
 
   def _save_partial(self, progress: Progress, sums: Any) -> None:
     host = self.group.host_sums(sums)
     self._check_finite(progress, host)
     progress.partial_sums = host
-    self.save(progress, epoch_end=False)
+    self.members.save(progress, epoch_end=False)
 
   def _check_finite(self, progress: Progress, host_sums: list[dict[str, float]]) -> None:
     if self.config.nonfinite != "stop":
       return
-    active = self.active(progress)
-    check_finite([host_sums[i] for i in active], [self.names[i] for i in active],
+    active = self.members.active(progress)
+    check_finite([host_sums[i] for i in active], [self.members.names[i] for i in active],
                  progress.saved_step)
-
-  def _log_running(self, progress: Progress, sums: Any) -> None:
-    """Every ``log.every_steps`` steps, the epoch's running training means to the writers."""
-    every = self.config.log.every_steps
-    if not every or progress.step % every or not any(self.writers):
-      return
-    means = self.group.means(sums)
-    for i in self.active(progress):
-      for writer in self.writers[i]:
-        writer.running(progress.step, means[i])
 
   def _advance(self, reporter: Reporter, step: int, sums: Any) -> None:
     if not reporter.wants_live_metrics():
@@ -237,10 +192,8 @@ class GroupTrainer:
     host = self.group.host_sums(sums)
     examples = int(sum(h["count"] for h in host) - counted_before)
     self._check_finite(progress, host)
-    active = self.active(progress)
-    vals = evaluate_group(self.group, self.eval_step, progress.state, self.shared.datasets.val,
-                          self.eval_batch_size, self.parallel,
-                          **self.input.settings)
+    active = self.members.active(progress)
+    vals = self.evaluator.means(progress.state, self.shared.datasets.val)
     for i in active:
       row = epoch_row(epoch + 1, progress.step, means(host[i]), vals[i], examples, seconds)
       for key in ("nonfinite_steps", "truncated_steps"):
@@ -249,122 +202,26 @@ class GroupTrainer:
       if self.exps[i].privacy:
         row["epsilon"] = epsilon_spent(self.exps[i].privacy, progress.step)
       progress.histories[i].append(row)
-      self._call_hook(i, progress.histories[i])
+      self.members.call_hook(i, progress.histories[i])
     progress.partial_sums = None
     # The checkpoint first, then metrics.jsonl: a row on disk is always in a checkpoint.
-    self.save(progress, epoch_end=True)
+    self.members.save(progress, epoch_end=True)
     for i in active:
-      self.runs[i].write_metrics(progress.histories[i])
-      for writer in self.writers[i]:  # Copies for TensorBoard / W&B, after the truth.
-        writer.rows(progress.histories[i])
-      prefix = f"{self.runs[i].path.name}: " if self.group.size > 1 else ""
-      stopped = (" (stopped by its hook)" if self.stopped[i] else " (early stop)"
-                 if self.shared.selection.should_stop(progress.histories[i]) else "")
-      reporter.log(prefix + format_row(progress.histories[i][-1]) + stopped)
+      self._record_row(i, progress.histories[i], reporter)
 
-  # --- the whole run ----------------------------------------------------------------------------
-
-  def train(self, progress: Progress) -> int:
-    """Trains until every member is done; returns the steps this session took."""
-    start_step = progress.step
-    spe = self.shared.steps_per_epoch
-    with Reporter(self.shared.total_steps, start_step, self.quiet,
-                  self.config.batch_size * self.group.size) as reporter, StopSignals() as stop:
-      if start_step:
-        reporter.log(f"resuming {', '.join(self.names)} from step {start_step}")
-      while active := self.active(progress):
-        epoch = len(progress.histories[active[0]])
-        if progress.step > (epoch + 1) * spe:
-          raise CheckpointError(f"{self.names[active[0]]}: its checkpoint at step "
-                                f"{progress.step} has {epoch} epochs of history; the run folder "
-                                "is inconsistent: train it again with --overwrite")
-        t_epoch = time.perf_counter()
-        sums, counted_before = self.train_epoch(progress, epoch, stop, reporter)
-        self.end_epoch(progress, epoch, sums, counted_before, time.perf_counter() - t_epoch,
-                       reporter)
-        if stop.received:
-          raise stop.preempted(progress.step)
-    return progress.step - start_step
-
-  def restore(self, steps: Sequence[int]) -> Any:
-    """The (stacked) state of each member's checkpoint of ``steps[member]``, on the devices."""
-    states = []
-    for ckpt, exp, step in zip(self.checkpointers, self.exps, steps):
-      try:
-        states.append(ckpt.restore(exp.initial_state, step)[0])
-      except CheckpointError as e:
-        raise CheckpointError(f"cannot test the checkpoint of step {step}: {e}") from e
-    return self.parallel.place_state(self.group.stack(states))
-
-  def test(self, state: Any) -> list[dict[str, float]]:
-    """Each member's test means with ``state``."""
-    return evaluate_group(self.group, self.eval_step, state, self.shared.datasets.test,
-                          self.eval_batch_size, self.parallel,
-                          **self.input.settings)
-
-  def predict(self, state: Any) -> list[dict[str, np.ndarray]]:
-    """Each member's per-example test predictions with ``state`` (for paired tests)."""
-    jitted = jit_predict_step(self.shared, self.group, self.parallel, self.state_sharding)
-    return predict_group(self.group, jitted, state, self.shared.datasets.test,
-                         self.eval_batch_size, self.parallel, **self.input.settings)
-
-  def results(self, progress: Progress, wall_start: float) -> list[dict[str, Any]]:
-    """Tests the selected and the last checkpoints and writes each member's results.json."""
-    progress.state = None  # Free the devices for the checkpoints under test.
-    chosen = self.shared.selection
-    selected = [h[chosen.best_index(h)]["step"] for h in progress.histories]
-    last = [h[-1]["step"] for h in progress.histories]
-    selected_state = self.restore(selected)
-    selected_test = self.test(selected_state)
-    predictions = self.predict(selected_state)
-    del selected_state
-    last_test = selected_test if selected == last else self.test(self.restore(last))
-    variables = self.shared.initial_state.variables()
-    spec = self.shared.datasets.spec
-    size = {"num_params": models.count_params(variables["params"]),
-            "flops_per_example": models.flops_per_example(
-                self.shared.model, variables, spec.input_shape, spec.input_dtype,
-                self.shared.datasets.train.extra)}
-    timing = {"train_s": progress.train_s, "compile_s": progress.compile_s,
-              "wall_s": time.perf_counter() - wall_start, "group_steps": progress.step,
-              "native_kernels": list(progress.native_kernels)}
-    all_results = []
-    for exp, run, history, sel, lst, predicted in zip(
-        self.exps, self.runs, progress.histories, selected_test, last_test, predictions):
-      results = run_results(exp, history, sel, lst, size=size, timing=timing,
-                            members=self.group.size)
-      run.write_arrays(PREDICTIONS, predicted)  # Before results.json, which says the run is done.
-      run.write("results.json", results)
-      all_results.append(results)
-    return all_results
-
-  def run(self, wall_start: float) -> list[dict[str, Any]]:
-    progress = self.resume()
-    self.writers = [open_writers(exp.config, run.path, exp.steps_per_epoch) if run.writer else []
-                    for exp, run in zip(self.exps, self.runs)]
-    for run, history, writers in zip(self.runs, progress.histories, self.writers):
-      run.write_metrics(history)  # The checkpoint's history is the truth on resume.
-      for writer in writers:  # Rows the writers missed (a crash between checkpoint and copy).
-        writer.rows(history)
-    trained = self.train(progress)
-    finished = [run.file("results.json") for run in self.runs]
-    if not trained and all(path.exists() for path in finished):
-      return [read_json(path) for path in finished]  # A finished run: nothing changes.
-    return self.results(progress, wall_start)
+  def _record_row(self, member: int, history: list[dict[str, Any]], reporter: Reporter) -> None:
+    self.runs[member].write_metrics(history)
+    for writer in self.writers[member]:  # Copies for TensorBoard / W&B, after the truth.
+      writer.rows(history)
+    prefix = f"{self.runs[member].path.name}: " if self.group.size > 1 else ""
+    stopped = (" (stopped by its hook)" if self.members.stopped[member] else " (early stop)"
+               if self.shared.selection.should_stop(history) else "")
+    reporter.log(prefix + format_row(history[-1]) + stopped)
 
   def close(self) -> None:
-    for ckpt in self.checkpointers:
-      ckpt.close()
+    self.members.close()
     for writer in (w for writers in self.writers for w in writers):
       writer.close()
-
-
-def _sync(name: str) -> None:
-  """All processes wait here (multi-host); a no-op in one process."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices(name)
 
 
 def train_group(configs: Sequence[ml_collections.ConfigDict],
@@ -390,7 +247,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     datasets: the data, if already built from ``configs[0].data``.
     model: the model as a Python object (see ``build_experiment``), if not by name.
     log: where messages go.
-    epoch_hooks: per member, ``hook(history) -> stop`` after each epoch (see GroupTrainer).
+    epoch_hooks: per member, ``hook(history) -> stop`` after each epoch (see ``Members``).
 
   Returns:
     Each member's results (also written to its ``results.json``).
@@ -407,17 +264,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     for change in first.datasets.spec.changes:  # Examples the data left out or changed.
       log(f"data: {change}")
   runs = [RunFolder(w) for w in workdirs]
-  code = [user_code.record(exp.config, [model]) for exp in exps]  # The researcher's files.
-  with contextlib.ExitStack() as held:
-    for run in runs:
-      held.enter_context(run.lock(log))
-    for run, exp, files in zip(runs, exps, code):
-      run.check_claim(config_to_dict(exp.config), exp.datasets.vocab, overwrite, files)
-    _sync("jaxdl: run folders checked")
-    for run, exp, files in zip(runs, exps, code):
-      run.start(config_to_dict(exp.config), exp.datasets.spec.to_dict(), exp.datasets.vocab,
-                command, overwrite, files)
-    _sync("jaxdl: run folders ready")
+  with claimed_folders(runs, exps, model, overwrite, command, log):
     trainer = GroupTrainer(exps, runs, group, parallel, quiet, log, epoch_hooks)
     try:
       return trainer.run(wall_start)
