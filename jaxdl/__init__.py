@@ -32,6 +32,7 @@ _EXPORTS = {
     "compare": ("jaxdl.sweeps.report", "compare_folders"), "cite": ("jaxdl.bibtex", "cite"),
     "build_data": ("jaxdl.data", "build"), "build_model": ("jaxdl.models", "build"),
     "DataSpec": ("jaxdl.data", "DataSpec"), "Datasets": ("jaxdl.data", "Datasets"),
+    "DataSource": ("jaxdl.data", "DataSource"),
     "Split": ("jaxdl.data", "Split"), "ModelPart": ("jaxdl.models", "ModelPart"),
     "Objective": ("jaxdl.training.objectives", "Objective"),
     "Metric": ("jaxdl.training.metrics", "Metric"),
@@ -42,7 +43,7 @@ _EXPORTS = {
 if TYPE_CHECKING:  # What IDEs and type checkers see; tests/test_layering.py keeps it in step.
   from jaxdl.bibtex import cite
   from jaxdl.api import Run, evaluate, get_config, load_run, predict_file, sweep, train, tune
-  from jaxdl.data import DataSpec, Datasets, Split
+  from jaxdl.data import DataSource, DataSpec, Datasets, Split
   from jaxdl.data import build as build_data
   from jaxdl.interpret.run import explain
   from jaxdl.models import ModelPart
@@ -64,7 +65,8 @@ def __getattr__(name: str):
   return getattr(importlib.import_module(module), attribute)
 
 
-__all__ = ["CheckpointError", "ConfigError", "ConstraintPart", "DataError", "DataSpec",
+__all__ = ["CheckpointError", "ConfigError", "ConstraintPart", "DataError", "DataSource",
+           "DataSpec",
            "Datasets", "JaxdlError", "Metric", "ModelPart", "Objective", "OptimizerPart", "Run",
            "Split", "Study", "__version__", "build_data", "build_model", "cite", "compare",
            "evaluate", "explain",

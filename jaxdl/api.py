@@ -29,6 +29,7 @@ from jaxdl import data as data_lib
 from jaxdl.data import image_folder
 from jaxdl.data import text as text_lib
 from jaxdl import parts
+from jaxdl.configs.data_fields import complete_data, rename_data
 from jaxdl.configs.loading import apply_overrides, load_config, load_sweep
 from jaxdl.configs.model_fields import rename_model
 from jaxdl.data.spec import DataSpec
@@ -56,11 +57,12 @@ def get_config(config: Config, overrides: Overrides = (), *, model: Any = None,
   """
   base = load_config(config) if isinstance(config, str) else config
   base = apply_overrides(base, {})  # A locked copy: the caller's config is never changed.
+  if not isinstance(config, str):  # Built in Python: its data source's fields, as loading adds.
+    complete_data(base)
   if model is not None:
     rename_model(base, parts.object_name(model), model)
   if data is not None:
-    with base.unlocked():
-      base.data.name = parts.object_name(data)
+    rename_data(base, parts.object_name(data))
   return apply_overrides(base, overrides)
 
 

@@ -190,7 +190,8 @@ def keys_for(config: dict[str, Any]) -> list[str]:
   part = BUILTIN.get(model["name"])
   if part is not None:
     keys += part.cite_keys({**part.fields, **model})
-  keys += data_sources.resolve(config["data"]["name"]).cite_keys(config["data"]["name"])
+  source = data_sources.resolve(config["data"]["name"], config.get("experiment", ""))
+  keys += source.cite_keys(config["data"]["name"])
   keys += _optim_keys(config)
   return list(dict.fromkeys(k for k in keys if k))
 
@@ -232,7 +233,7 @@ def user_entries(config: dict[str, Any], code: list[dict[str, Any]]) -> list[str
   parts = []
   if config["model"]["name"] not in BUILTIN:
     parts.append(("usermodel", "user model", config["model"]["name"], ("model", "object")))
-  if data_sources.resolve(config["data"]["name"]).user_data:
+  if data_sources.resolve(config["data"]["name"], config.get("experiment", "")).user_data:
     parts.append(("userdata", "user data", config["data"]["name"], ("data", "object")))
   return [f"@misc{{{prefix}{re.sub(r'[^A-Za-z0-9]', '', name.rpartition(':')[2] or name)},\n"
           f"  title = {{{what} {name}}},\n"
@@ -264,5 +265,6 @@ def cite(folder: str | pathlib.Path) -> str:
     code = (read_json(provenance).get("user_code", []) if provenance and provenance.exists()
             else [])
     users += user_entries(config, code)
+    users += data_sources.resolve(config["data"]["name"], config.get("experiment", "")).references
   entries = [ENTRIES[k] for k in dict.fromkeys(keys)]
   return "\n\n".join([JAXDL, *entries, *dict.fromkeys(users)]) + "\n"

@@ -327,8 +327,8 @@ def _add_result_commands(sub) -> None:
 
   _add_trained_run_commands(sub)
 
-  prt = sub.add_parser("parts", help="the built-in models, optimizers and constraints, and "
-                       "their config fields")
+  prt = sub.add_parser("parts", help="the built-in models, data sources, optimizers, "
+                       "schedules, constraints and studies, and their config fields")
   prt.add_argument("kind", nargs="?", choices=sorted(_registries()), help="one kind only")
   prt.set_defaults(handler=_parts)
 
@@ -372,9 +372,9 @@ def _add_reproduce_command(sub) -> None:
 
 
 def _registries() -> dict:
-  from jaxdl import models, optim, studies
+  from jaxdl import data, models, optim, studies
 
-  return {"models": models.MODELS, "optimizers": optim.OPTIMIZERS,
+  return {"models": models.MODELS, "data": data.SOURCES, "optimizers": optim.OPTIMIZERS,
           "schedules": optim.SCHEDULES, "constraints": optim.CONSTRAINTS,
           "studies": studies.STUDIES}
 

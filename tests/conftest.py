@@ -103,7 +103,7 @@ def quadratic_run(tx, params=None, steps: int = 6):
 
 
 def assert_float32_close(got, want32, want64, factor: float = 4.0, ulps: float = 64.0,
-                         err_msg: str = "") -> None:
+                         err_msg: str = "", scales=None) -> None:
   """``got`` (float32) is as close to the float64 result ``want64`` as float32 rounding allows.
 
   Sums of many float32 terms taken in another order differ by a few ulps of the terms'
@@ -114,14 +114,17 @@ def assert_float32_close(got, want32, want64, factor: float = 4.0, ulps: float =
   XLA in float32, which measures this computation's rounding), or by ``ulps`` float32 ulps of
   the array's largest entry (which bounds its terms), whichever is larger. A missing term or
   a wrong sign is an error of a term's own size: about 1e5 of those ulps in these tests.
+  Where an array's entries are not its terms' size (a scalar loss summed over a whole batch,
+  whose terms cancel), ``scales`` gives, per array, the magnitude of its terms (None: the
+  array's largest entry).
   """
   eps = float(np.finfo(np.float32).eps)
-  for i, (g, w32, w64) in enumerate(zip(jax.tree_util.tree_leaves(got),
-                                        jax.tree_util.tree_leaves(want32),
-                                        jax.tree_util.tree_leaves(want64))):
+  leaves = [jax.tree_util.tree_leaves(t) for t in (got, want32, want64)]
+  for i, (g, w32, w64) in enumerate(zip(*leaves)):
     g, w32, w64 = (np.asarray(a, np.float64) for a in (g, w32, w64))
-    allowed = max(factor * float(np.max(np.abs(w32 - w64), initial=0.0)),
-                  ulps * eps * float(np.max(np.abs(w64), initial=0.0)))
+    scale = scales[i] if scales is not None and scales[i] is not None else float(
+        np.max(np.abs(w64), initial=0.0))
+    allowed = max(factor * float(np.max(np.abs(w32 - w64), initial=0.0)), ulps * eps * scale)
     error = float(np.max(np.abs(g - w64), initial=0.0))
     assert error <= allowed, (f"{err_msg} array {i}: error {error:.3g} against float64 exceeds "
                               f"the {allowed:.3g} that float32 rounding explains")

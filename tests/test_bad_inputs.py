@@ -254,8 +254,14 @@ BAD_OVERRIDES = [
      "'model.widths' must be one positive int per stage"),
     ("--config.model.name=seq_rnn --config.model.hidden_sizes=abc",
      "'model.hidden_sizes' must be one positive int per layer"),
-    ("--config.data.max_len=0", "'data.max_len' must be at least 1"),
-    ("--config.data.max_len=-3", "'data.max_len' must be at least 1"),
+    # Ranges are checked before any data is read (the folder does not exist).
+    ("--config.data.name=textfile:/nonexistent --config.data.max_len=0",
+     "'data.max_len' must be at least 1"),
+    ("--config.data.name=textfile:/nonexistent --config.data.max_len=-3",
+     "'data.max_len' must be at least 1"),
+    ("--config.data.max_len=60", "'data.max_len' is not a field of data source 'digits'; its "
+     "fields: augment_shift, image_size, standardize; every source's: "),
+    ("--config.data.image_sise=28", "(did you mean 'data.image_size'?)"),
     ("--config.model.name=text_rnn --config.model.embed_dim=0",
      "'model.embed_dim' must be at least 1"),
     ("--config.model.name=deep_cnn --config.model.dropout_rate=-0.5",

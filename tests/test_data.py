@@ -11,7 +11,7 @@ from conftest import experiment, shared_data
 from jaxdl import data
 from jaxdl.data import idx
 from jaxdl.data.arrays import Split, check_images, check_labels, hold_out_test, split_indices
-from jaxdl.errors import DataError
+from jaxdl.errors import ConfigError, DataError
 
 
 def write_idx(path, array, magic_type=0x08, truncate=0):
@@ -103,8 +103,9 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
 
 
 def test_unknown_data_name_is_a_clear_error():
-  with pytest.raises(DataError, match="unknown data.name 'digitz'"):
-    data.build(experiment("seed_cnn_digits", "data.name=digitz").data)
+  # Refused when the name is set, before anything is built.
+  with pytest.raises(ConfigError, match=r"unknown data.name 'digitz' \(did you mean 'digits'\?\)"):
+    experiment("seed_cnn_digits", "data.name=digitz")
 
 
 def test_labels_out_of_range_or_not_integers_are_clear_errors():

@@ -20,7 +20,7 @@ REFERENCE = REPO / "docs" / "reference"
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.M)
 ALSO_DOCUMENTED = {"__version__": "jaxdl.version"}
 # The records a part is made of, beyond those exported from jaxdl.
-RECORDS = ["jaxdl.data.sources.DataSource", "jaxdl.optim.SchedulePart"]
+RECORDS = ["jaxdl.optim.SchedulePart"]
 
 
 def _directives() -> set[str]:

@@ -73,8 +73,20 @@ def test_a_model_reading_lengths_trains_alike_on_cut_batches(tmp_path, monkeypat
   assert full["test_accuracy"] == cut["test_accuracy"]
 
 
+def _arrays_without_lengths(data_config):
+  x = np.random.default_rng(0).normal(0, 1, (60, 4, 1)).astype(np.float32)
+  return {"train": (x, np.arange(60) % 2), "test": (x[:20], np.arange(20) % 2)}
+
+
 def test_cut_batches_are_refused_for_data_without_lengths(tmp_path):
+  # A source that takes the field (a data function's arrays may have lengths) but gave none.
+  fast = ["num_epochs=1", "model.name=seq_rnn", "data.augment_shift=0"]
   with pytest.raises(ConfigError, match="gives no lengths; set data.length_bucket=0"):
-    jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, ["data.length_bucket=8"])
+    jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, [*fast, "data.length_bucket=8"],
+                data=_arrays_without_lengths)
   with pytest.raises(ConfigError, match="must be >= 0"):
-    jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, ["data.length_bucket=-1"])
+    jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, [*fast, "data.length_bucket=-1"],
+                data=_arrays_without_lengths)
+  # Image sources have no such field.
+  with pytest.raises(ConfigError, match="'data.length_bucket' is not a field of data source"):
+    jaxdl.train("experiments/seed_cnn_digits.py", tmp_path, ["data.length_bucket=8"])

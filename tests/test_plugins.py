@@ -387,3 +387,53 @@ def test_a_model_defined_in_a_notebook_records_the_source_python_kept(tmp_path, 
   else:
     assert entry["sha256"] is None and entry["copy"] is None
     assert "no source kept, so the run cannot show its code" in bibtex
+
+
+_NOISY_LINES = '''
+import numpy as np
+import jaxdl
+
+REFERENCE = """@misc{lines2026,
+  title = {Noisy lines},
+  year = {2026}
+}"""
+
+
+def _make(cfg):
+  rng = np.random.default_rng(cfg.split_seed)
+  x = rng.uniform(-1, 1, (cfg.examples, 1)).astype(np.float32)
+  y = (2 * x[:, 0] + 1 + rng.normal(0, cfg.noise, cfg.examples)).astype(np.float32)
+  return {"train": (x, y), "test": (x[:50], y[:50])}
+
+
+SOURCE = jaxdl.DataSource.from_function(_make, fields={"examples": 300, "noise": 0.05},
+                                        references=(REFERENCE,))
+'''
+
+
+def test_a_data_source_record_at_an_import_path_has_its_own_fields_and_reference(
+    tmp_path, capsys):
+  (tmp_path / "noisy_lines.py").write_text(_NOISY_LINES)
+  (tmp_path / "exp.py").write_text(
+      "from jaxdl.configs import default\n\n\ndef get_config():\n"
+      "  config = default.get_config()\n  config.data.name = 'noisy_lines:SOURCE'\n"
+      "  config.data.noise = 0.5\n  config.model.name = 'plugin_models:MLP'\n"
+      "  config.num_epochs = 1\n  return config\n")
+  config = jaxdl.get_config(str(tmp_path / "exp.py"))
+  assert (config.data.examples, config.data.noise) == (300, 0.5)  # Default, and the file's.
+  assert "image_size" not in config.data  # Not a field of this source.
+  spec = jaxdl.build_data(config.data, config.experiment).spec
+  assert spec.num_train + spec.num_val == 300 and spec.num_test == 50
+  bigger = jaxdl.get_config(config, ["data.examples=500"])
+  assert jaxdl.build_data(bigger.data, config.experiment).spec.num_train + \
+      jaxdl.build_data(bigger.data, config.experiment).spec.num_val == 500
+  with pytest.raises(ConfigError, match=r"'data.noize' is not a field of data source "
+                     r"'noisy_lines:SOURCE' \(did you mean 'data.noise'\?\)"):
+    jaxdl.get_config(config, ["data.noize=0.1"])
+  assert cli.main(["train", str(tmp_path / "exp.py"), "--workdir", str(tmp_path / "run"),
+                   "--quiet"]) == 0
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+  assert (saved["examples"], saved["noise"]) == (300, 0.5)
+  capsys.readouterr()
+  assert cli.main(["cite", str(tmp_path / "run")]) == 0
+  assert "@misc{lines2026," in capsys.readouterr().out

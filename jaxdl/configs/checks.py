@@ -72,6 +72,8 @@ def check_keys_and_types(config: ml_collections.ConfigDict, where: str) -> None:
       continue  # The model's own fields: model_fields.complete_model checks them.
     if key.startswith("optim.") and key not in defaults:
       continue  # The optimizer's own fields: optim_fields.complete_optim checks them.
+    if key.startswith("data.") and key not in defaults:
+      continue  # The data source's own fields: data_fields.complete_data checks them.
     if key.startswith("constraints."):
       continue  # Each constraint's fields: optim.constraints checks them when it binds.
     if key not in defaults:

@@ -20,16 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 256  # Evaluation only: does not change any result.
 
   c.data = ml_collections.ConfigDict()
-  # Images: 'digits' | 'tfds:<name>' | 'idx:<dir>'. Text: 'textfile:<dir>' |
-  # 'tfds:<name>' of a text dataset. Sequences: 'adding' | 'memory' | 'seq_digits'.
+  # Images: 'digits' | 'idx:<dir>' | 'imagefolder:<dir>' | 'arrayrecord:<dir>'. Text:
+  # 'textfile:<dir>'. Either: 'tfds:<name>', 'py:PKG.MODULE:ATTR' (a function returning
+  # the splits). Sequences: 'adding' | 'memory' | 'seq_digits'. Loading adds the source's
+  # own fields (image_size, max_len, ...: jaxdl/data/fields.py, `jaxdl parts data`).
   c.data.name = "digits"
-  c.data.data_dir = ""  # TFDS data dir; '' means TFDS's default.
-  c.data.download = False  # Let TFDS download and prepare (needs internet).
-  c.data.train_split = "train"
-  c.data.test_split = "test"
-  c.data.image_key = "image"  # TFDS feature names.
-  c.data.text_key = "text"  # TFDS feature / table column of text data.
-  c.data.label_key = "label"
   # Fraction of the training split held out for validation each epoch.
   c.data.val_fraction = 0.1
   # Where a source has no test split (digits, a one-split IDX folder), this
@@ -38,15 +33,18 @@ def get_config() -> ml_collections.ConfigDict:
   # The splits are drawn with split_seed, not seed, so runs over several model
   # seeds are scored on the same test set.
   c.data.split_seed = 0
-  # Resize images to [size, size] (0 keeps the source size). The 8x8 digits are
-  # resized to 28x28 so the seed's Keras CNN runs on them unchanged.
-  c.data.image_size = 0
-  # Subtract the training set's mean and divide by its std (per channel),
-  # after scaling pixels to [0, 1].
-  c.data.standardize = False
-  # Training-time augmentation: shift each image by up to this many pixels
-  # (zero fill), fresh for every batch; 0 disables it. Images only.
-  c.data.augment_shift = 0
+  # k-fold cross-validation (the published protocol of MR, SUBJ, ...): with
+  # folds = k > 1, the test set is fold data.fold (0..k-1) of a stratified
+  # k-fold partition drawn with split_seed, replacing test_fraction. Sweep
+  # data.fold=0:k to run every fold; `jaxdl report` averages over folds.
+  c.data.folds = 0
+  c.data.fold = 0
+  # Pin the number of classes (0: from the data).
+  c.data.num_classes = 0
+  # What the labels are: 'auto' (integers or strings: classes; floats: regression targets),
+  # 'classification' (floats that are whole numbers become class ids) or 'regression'.
+  # A source whose labels say otherwise is refused.
+  c.data.task = "auto"
   # The input pipeline (data/pipeline.py, on Grain): worker processes that
   # read, decode and augment batches (0: this process; -1: none on a CPU backend
   # or for data in memory, as measured fastest, else half the cores, at most 8),
@@ -61,35 +59,6 @@ def get_config() -> ml_collections.ConfigDict:
   # 'auto' reads them whole into memory when that takes at most 2 GiB (and a
   # quarter of the free memory), 'yes' always, 'no' never (bounded memory).
   c.data.in_memory = "auto"
-  # Pin the number of classes (0: from the data).
-  c.data.num_classes = 0
-  # What the labels are: 'auto' (integers or strings: classes; floats: regression targets),
-  # 'classification' (floats that are whole numbers become class ids) or 'regression'.
-  # A source whose labels say otherwise is refused.
-  c.data.task = "auto"
-  # Text: vocabulary size (PAD and OOV included), tokens per text, file encoding.
-  c.data.vocab_size = 10_000  # The seed's Embedding(input_dim=10000).
-  c.data.max_len = 100  # The seed's input_length=100.
-  # Sequences: cut each batch to its longest sequence, rounded up to a multiple of this
-  # many steps (0: every batch keeps max_len steps). Faster for short texts; one compile
-  # per width. Only for models that read `lengths` (padding must not change their output).
-  c.data.length_bucket = 0
-  c.data.encoding = "utf-8"
-  # Keep each label up to this separator ('' keeps it whole): ':' gives TREC's 6 coarse
-  # classes from labels such as 'DESC:manner'.
-  c.data.label_separator = ""
-  # Synthetic sequences: length T, sizes, memory-task alphabet, pixel permutation.
-  c.data.seq_len = 50
-  c.data.num_train = 10_000
-  c.data.num_test = 1_000
-  c.data.num_symbols = 8
-  c.data.permute = False
-  # k-fold cross-validation (the published protocol of MR, SUBJ, ...): with
-  # folds = k > 1, the test set is fold data.fold (0..k-1) of a stratified
-  # k-fold partition drawn with split_seed, replacing test_fraction. Sweep
-  # data.fold=0:k to run every fold; `jaxdl report` averages over folds.
-  c.data.folds = 0
-  c.data.fold = 0
 
   c.model = ml_collections.ConfigDict()
   # A built-in model: 'seed_cnn' | 'deep_cnn' (images), 'text_rnn' (token ids),

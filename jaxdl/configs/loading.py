@@ -19,6 +19,7 @@ import ml_collections
 
 from jaxdl.configs.checks import check_keys_and_types
 from jaxdl.configs.keys import config_to_dict, flatten, suggest  # noqa: F401 (re-exported)
+from jaxdl.configs.data_fields import complete_data, rename_data, shared_keys
 from jaxdl.configs.model_fields import complete_model, rename_model
 from jaxdl.configs.optim_fields import complete_optim, rename_optim
 from jaxdl.errors import ConfigError
@@ -71,6 +72,7 @@ def load_config(experiment: str) -> ml_collections.ConfigDict:
   if "experiment" in config:  # Import paths of the user's parts resolve from its folder.
     config.experiment = str(pathlib.Path(path_str).resolve())
   check_keys_and_types(config, f"config file {path_str}")
+  complete_data(config)
   complete_model(config)
   complete_optim(config)
   config.lock()
@@ -142,6 +144,13 @@ def _unknown_key(key: str, name: str, walked: list[str], node: Any) -> ConfigErr
     hint = f" (did you mean 'model.{close[0]}'?)" if close and close[0] != "name" else ""
     return ConfigError(f"config key {key!r} is not a field of model {node.name!r}{hint}; its "
                        f"fields: {', '.join(fields) or 'none'}")
+  if walked == ["data"] and "name" in valid:  # The shared keys and the source's own fields.
+    shared = shared_keys()
+    fields = [v for v in valid if v not in shared]
+    hint = f" (did you mean 'data.{close[0]}'?)" if close else ""
+    return ConfigError(f"config key {key!r} is not a field of data source {node.name!r}{hint}; "
+                       f"its fields: {', '.join(fields) or 'none'}; every source's: "
+                       f"{', '.join(shared[1:])}")
   hint = f" (did you mean {'.'.join(walked + close)!r}?)" if close else ""
   return ConfigError(f"unknown config key {key!r}{hint}; valid keys at {where}: {', '.join(valid)}")
 
@@ -177,8 +186,9 @@ def apply_overrides(config: ml_collections.ConfigDict,
   config.lock()
   items = list(overrides.items() if isinstance(overrides, Mapping) else (
       _split_override(o) for o in overrides))
-  # A new model or optimizer first: its fields replace the old one's before they are set.
-  renames = {"model.name": rename_model, "optim.name": rename_optim}
+  # A new model, optimizer or data source first: its fields replace the old one's before
+  # they are set.
+  renames = {"model.name": rename_model, "optim.name": rename_optim, "data.name": rename_data}
   for key, value in items:
     if key in renames:
       renames[key](config, str(value))
@@ -210,13 +220,17 @@ def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collect
   plain = lambda v: tuple(v) if isinstance(v, list) else v
   config.experiment = flat.get("experiment", "")
   # Sections whose keys are a part's own: rebuilt whole, then completed. Older runs saved
-  # every model's fields and sgd's momentum for every optimizer: tolerated, dropped.
-  sections = ("model.", "optim.", "constraints.")
+  # every model's fields, sgd's momentum for every optimizer and every data source's
+  # fields: tolerated, dropped.
+  sections = ("model.", "optim.", "constraints.", "data.")
   config.model = ml_collections.ConfigDict(
       {k[6:]: plain(v) for k, v in flat.items() if k.startswith("model.")})
   config.optim = ml_collections.ConfigDict({**config.optim.to_dict(), **{
       k[6:]: plain(v) for k, v in flat.items() if k.startswith("optim.")}})
   config.constraints = ml_collections.ConfigDict(values.get("constraints", {}))
+  config.data = ml_collections.ConfigDict({**config.data.to_dict(), **{
+      k[5:]: plain(v) for k, v in flat.items() if k.startswith("data.")}})
+  complete_data(config, tolerant=True)
   complete_model(config, model, tolerant=True)
   complete_optim(config, tolerant=True)
   config.lock()

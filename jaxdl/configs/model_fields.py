@@ -56,7 +56,7 @@ def merged_fields(part, given: Mapping[str, Any], carried: Mapping[str, Any],
   """
   if part.fields is None:  # A factory's fields are whatever the experiment set.
     return {**carried, **given}
-  kind = "optimizer" if section == "optim" else section
+  kind = {"optim": "optimizer", "data": "data source"}.get(section, section)
   known = {*part.fields, *part.required}
   unknown = [k for k in given if k not in known]
   if unknown and not tolerant:

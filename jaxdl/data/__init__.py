@@ -27,7 +27,7 @@ def build(data_config: ml_collections.ConfigDict, experiment: str = "",
   if source is None and name.startswith(parts.PYTHON_OBJECT):
     raise DataError(f"data {name} was a Python function given to the API; pass it again "
                     "(data=...) to use this run")
-  found = resolve(parts.PYTHON_OBJECT) if source is not None else resolve(name)
+  found = resolve(parts.PYTHON_OBJECT) if source is not None else resolve(name, experiment)
   return found.build(data_config, experiment, source)
 
 

@@ -1,18 +1,22 @@
-"""Data sources as records: which ``data.name`` each takes, how it builds, what a paper cites.
+"""Data sources as records: which ``data.name`` each takes, its config fields, how it builds,
+what a paper cites.
 
-``build`` (in ``__init__``) and ``jaxdl cite`` ask these records; nothing else
-dispatches on a data name. A researcher's own data arrives through ``py:`` (a
-function) or ``imagefolder:`` (a folder of images), or as a function given to
-the Python API.
+``build`` (in ``__init__``), the config's completion and ``jaxdl cite`` ask these records
+(``SOURCES``); nothing else dispatches on a data name. A researcher's own data is a
+``DataSource`` record (``DataSource.from_function``: its own fields and references) or a
+data function at an import path ``PKG.MODULE:ATTR`` (``py:PKG.MODULE:ATTR`` is the same),
+a folder of images (``imagefolder:``), or a function given to the Python API.
 """
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import ml_collections
 
 from jaxdl import parts
+from jaxdl.data import fields as f
 from jaxdl.data import tfds_source
 from jaxdl.data.images import build_image_data
 from jaxdl.data.python_source import PREFIX as PY, build_python_data
@@ -44,6 +48,11 @@ class DataSource:
     cite_keys: ``data.name -> BibTeX keys`` of the dataset's papers.
     description: for errors and listings.
     user_data: the researcher's own data (cited by name, with the run's commit).
+    fields: the source's own ``config.data`` fields and their defaults, beside the keys
+      every source shares (``jaxdl/data/fields.py``).
+    required: fields without a default (none of the built-ins has one).
+    references: BibTeX entries of the dataset's papers, printed by ``jaxdl cite`` (a
+      user's source carries its own; the built-ins' are jaxdl's, named by ``cite_keys``).
   """
 
   name: str
@@ -51,6 +60,19 @@ class DataSource:
   cite_keys: Callable[[str], list[str]] = lambda name: []
   description: str = ""
   user_data: bool = False
+  fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  required: tuple[str, ...] = ()
+  references: tuple[str, ...] = ()
+
+  @classmethod
+  def from_function(cls, function: Callable, fields: Mapping[str, Any] | None = None,
+                    description: str = "", references: tuple[str, ...] = ()) -> "DataSource":
+    """A researcher's source: ``function(data_config)`` returns the splits as ``py:`` takes
+    them (``{"train": (x, y), "test": (x, y)}``) and reads its own ``fields`` from
+    ``data_config`` (with these defaults, checked like every config key)."""
+    return cls("", lambda cfg, experiment, source: build_python_data(
+        cfg, source or function, experiment), description=description or function.__name__,
+        user_data=True, fields={**f.USER_ARRAYS, **(fields or {})}, references=references)
 
   def matches(self, name: str) -> bool:
     return name == self.name or (self.name.endswith(":") and name.startswith(self.name)
@@ -67,35 +89,58 @@ def _tfds(cfg: ml_collections.ConfigDict, experiment: str, source) -> Datasets:
 _images = lambda cfg, experiment, source: build_image_data(cfg)
 _synthetic = lambda cfg, experiment, source: build_synthetic_data(cfg)
 
-SOURCES = (
+_python = lambda cfg, experiment, source: build_python_data(cfg, source, experiment)
+
+class SourceRegistry(parts.Registry[DataSource]):
+  """Data sources by ``data.name``: a built-in name (``digits``), a built-in prefix and its
+  argument (``idx:FOLDER``, ``textfile:FOLDER``, ``py:PKG.MODULE:ATTR``), or the import path
+  ``PKG.MODULE:ATTR`` of a ``DataSource`` record or of a data function (as ``py:`` takes)."""
+
+  def resolve(self, name: str, experiment: str = "") -> DataSource:
+    if name.startswith(parts.PYTHON_OBJECT):  # A function given to the Python API.
+      return DataSource(name, _python, description="a function given to the API",
+                        user_data=True, fields=f.USER_ARRAYS)
+    for record in self._records.values():
+      if record.name.endswith(":") and record.matches(name):
+        return record
+    return super().resolve(name, experiment)
+
+
+def _adapt(name: str, obj: Any) -> DataSource:
+  """A user's data source at an import path: a ``DataSource`` record, or a data function."""
+  if isinstance(obj, DataSource):
+    return dataclasses.replace(obj, name=name)
+  if callable(obj):
+    return dataclasses.replace(DataSource.from_function(obj), name=name)
+  raise DataError(f"data.name {name!r} is a {type(obj).__name__}; give a jaxdl.DataSource "
+                  "record or a function (data_config) -> {'train': (x, y), 'test': (x, y)}")
+
+
+SOURCES = SourceRegistry("data source", _adapt, key="data.name")
+for _record in (
     DataSource("digits", _images, lambda n: ["alpaydin1998optdigits"],
-               "scikit-learn's bundled 8x8 digits"),
-    DataSource("idx:", _images, _known, "MNIST-format IDX files in a folder"),
-    DataSource("tfds:", _tfds, _known, "a TFDS dataset (images or text)"),
+               "scikit-learn's bundled 8x8 digits", fields=f.IMAGES),
+    DataSource("idx:", _images, _known, "MNIST-format IDX files in a folder", fields=f.IMAGES),
+    DataSource("tfds:", _tfds, _known, "a TFDS dataset (images or text)", fields=f.TFDS),
     DataSource("textfile:", lambda cfg, e, s: build_text_data(cfg), _known,
-               "text classification files in a folder"),
+               "text classification files in a folder", fields={**f.TEXT, **f.COLUMNS}),
     DataSource("imagefolder:", _images, lambda n: [], "one sub-folder of images per class",
-               user_data=True),
+               user_data=True, fields=f.IMAGES),
     DataSource("arrayrecord:", _images, _known,
-               "image examples in ArrayRecord files (jaxdl.data.arrayrecord.Writer)"),
-    DataSource(PY, lambda cfg, e, s: build_python_data(cfg, s, e), lambda n: [],
-               "a function returning the splits", user_data=True),
+               "image examples in ArrayRecord files (jaxdl.data.arrayrecord.Writer)",
+               fields=f.IMAGES),
+    DataSource(PY, _python, lambda n: [], "a function returning the splits", user_data=True,
+               fields=f.USER_ARRAYS),
     DataSource("adding", _synthetic, lambda n: ["hochreiter1997long", "le2015simple"],
-               "the adding problem"),
-    DataSource("memory", _synthetic, lambda n: ["hochreiter1997long"], "a recall task"),
+               "the adding problem", fields=f.SEQUENCE_SIZES),
+    DataSource("memory", _synthetic, lambda n: ["hochreiter1997long"], "a recall task",
+               fields=f.MEMORY),
     DataSource("seq_digits", _synthetic, lambda n: ["alpaydin1998optdigits", "le2015simple"],
-               "the digits pixel by pixel"),
-)
+               "the digits pixel by pixel", fields=f.SEQ_DIGITS),
+):
+  SOURCES.register(_record.name, _record)
 
 
-def resolve(name: str) -> DataSource:
-  """The source of ``data.name``."""
-  if name.startswith(parts.PYTHON_OBJECT):
-    return DataSource(name, lambda cfg, e, s: build_python_data(cfg, s, e),
-                      description="a function given to the API", user_data=True)
-  for source in SOURCES:
-    if source.matches(name):
-      return source
-  raise DataError(f"unknown data.name {name!r}; use one of "
-                  + ", ".join(s.name + ("<...>" if s.name.endswith(":") else "")
-                              for s in SOURCES))
+def resolve(name: str, experiment: str = "") -> DataSource:
+  """The source of ``data.name`` (``SOURCES.resolve``)."""
+  return SOURCES.resolve(name, experiment)

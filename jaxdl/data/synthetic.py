@@ -68,7 +68,6 @@ def _seq_digits(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray,
 def build_synthetic_data(cfg: ml_collections.ConfigDict) -> Datasets:
   """Builds ``adding``, ``memory`` or ``seq_digits`` as in the module docstring."""
   rng = np.random.default_rng([cfg.split_seed, 3])
-  n_train, n_test = cfg.num_train, cfg.num_test
   if cfg.name == "seq_digits":
     x, y, notes = _seq_digits(cfg)
     keep, held, note = hold_out_test(y, cfg, cfg.name)
@@ -77,6 +76,7 @@ def build_synthetic_data(cfg: ml_collections.ConfigDict) -> Datasets:
     notes.append(note)
   else:
     refuse_folds(cfg, f"{cfg.name} (generated with its own test sequences)")
+    n_train, n_test = cfg.num_train, cfg.num_test
     if n_train < 2 or n_test < 1:
       raise DataError(f"{cfg.name}: data.num_train ({n_train}) and data.num_test ({n_test}) "
                       "must be positive")

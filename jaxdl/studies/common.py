@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import ml_collections  # noqa: E402
 
 from jaxdl.configs import apply_overrides  # noqa: E402
+from jaxdl.configs.data_fields import complete_data  # noqa: E402
 from jaxdl.configs.default import get_config  # noqa: E402
 from jaxdl.configs.model_fields import complete_model  # noqa: E402
 from jaxdl.sweeps.axes import parse_axis  # noqa: E402
@@ -34,7 +35,8 @@ def shared_data_dir() -> pathlib.Path | None:
 def config(**overrides: Any) -> ml_collections.ConfigDict:
   """The default config with dotted ``key=value`` overrides (given as keyword ``a__b=v``)."""
   base = get_config()
-  complete_model(base)  # The default model's own fields, as loading an experiment sets them.
+  complete_data(base)  # The default source's and model's own fields, as loading sets them.
+  complete_model(base)
   base.lock()
   return apply_overrides(base, {k.replace("__", "."): v for k, v in overrides.items()})
 

@@ -91,11 +91,12 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
                       f"{config.nonfinite!r}")
   datasets = datasets or data.build(config.data, config.experiment)
   spec = datasets.spec
-  if config.data.augment_shift and not models.IMAGES.fits(spec):
-    raise ConfigError(f"data.augment_shift={config.data.augment_shift} shifts images, but "
+  shift = config.data.get("augment_shift", 0)  # A field of image sources only.
+  if shift and not models.IMAGES.fits(spec):
+    raise ConfigError(f"data.augment_shift={shift} shifts images, but "
                       f"{spec.name} gives {spec.input_dtype} inputs of shape {spec.input_shape}; "
                       "set data.augment_shift=0")
-  _check_length_bucket(config.data.length_bucket, datasets)
+  _check_length_bucket(config.data.get("length_bucket", 0), datasets)
   if config.data.task != "auto" and config.data.task != spec.task:
     raise ConfigError(f"data.task={config.data.task}, but {spec.name} gives {spec.task} labels; "
                       f"set data.task=auto (or {spec.task})")

@@ -24,9 +24,10 @@ class GroupInput:
     device_side = self.train_finisher is not None
     for exp in self.exps:
       c = exp.config
-      common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch, shift=c.data.augment_shift,
+      common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch,
+                    shift=c.data.get("augment_shift", 0),  # Fields of some sources only.
                     skip_bad=c.data.skip_bad_examples, on_device=device_side,
-                    bucket=c.data.length_bucket)
+                    bucket=c.data.get("length_bucket", 0))
       if exp.privacy:
         size = exp.privacy["padded_batch"]
         plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
@@ -43,13 +44,14 @@ class GroupInput:
     data, datasets = self.exps[0].config.data, self.exps[0].datasets
     lazy = any(split.lazy for split in (datasets.train, datasets.val, datasets.test))
     return dict(workers=data.workers, prefetch=data.prefetch, read_on_demand=lazy,
-                skip_bad=data.skip_bad_examples, bucket=data.length_bucket)
+                skip_bad=data.skip_bad_examples, bucket=data.get("length_bucket", 0))
 
   @property
   def train_finisher(self) -> on_device.Finisher | None:
     """Scales (and shifts) the training batches on the devices (on_device.py), or None."""
-    return on_device.finisher([exp.datasets.train for exp in self.exps],
-                              self.exps[0].config.data.augment_shift, self.group.vectorized)
+    shift = self.exps[0].config.data.get("augment_shift", 0)
+    return on_device.finisher([exp.datasets.train for exp in self.exps], shift,
+                              self.group.vectorized)
 
   def stream(self, plan, start: int, stop: int, batch_length: int, stacked: bool):
     """The batches ``plan(start..stop-1)`` on the devices, through the Grain pipeline."""
