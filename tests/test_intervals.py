@@ -146,8 +146,10 @@ def test_runs_are_paired_by_fold_and_seed_not_by_position():
 @pytest.mark.parametrize("metric, bounds", [
     ("test_mcc", (-1.0, 1.0)), ("val_accuracy", (0.0, 1.0)), ("macro_f1", (0.0, 1.0)),
     ("last_test_top5_accuracy", (0.0, 1.0)), ("train_loss", (0.0, math.inf)),
-    ("test_mse", (0.0, math.inf)), ("train_s", (-math.inf, math.inf)),
-    ("test_accuracy_gap", (-math.inf, math.inf))])
+    ("test_mse", (0.0, math.inf)), ("train_s", (0.0, math.inf)),
+    ("train_s_per_epoch", (0.0, math.inf)), ("examples_per_s", (0.0, math.inf)),
+    ("compile_s", (0.0, math.inf)), ("num_params", (0.0, math.inf)),
+    ("test_accuracy_gap", (-math.inf, math.inf)), ("test_auc_delta", (-math.inf, math.inf))])
 def test_each_metric_has_its_range(metric, bounds):
   assert intervals.metric_range(metric) == bounds
 

@@ -95,6 +95,10 @@ def metric_range(metric: str) -> tuple[float, float]:
     return 0.0, 1.0
   if name in ("loss", "mse"):
     return 0.0, math.inf
+  # Seconds, rates and sizes: a noisy wall clock must not give a negative time.
+  if (name in ("s", "s_per_epoch") or name.endswith(("_s", "_s_per_epoch", "_per_s"))
+      or name.startswith(("num_", "flops"))):
+    return 0.0, math.inf
   return -math.inf, math.inf
 
 
