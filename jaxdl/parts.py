@@ -1,8 +1,8 @@
 """Resolving a part by name: a built-in name, or an import path ``PKG.MODULE:ATTR``.
 
-A *part* is a model, a data source, an objective, an optimizer or a parameter
-constraint. Built-in parts are found in their registry (``Registry`` for
-optimizers and constraints); anything else is imported, the way big_vision and the Flax
+A *part* is a model, a data source, an objective, a metric, an optimizer, a schedule, a
+parameter constraint or a study. Built-in parts are found in their kind's ``Registry``;
+anything else is imported, the way big_vision and the Flax
 examples pick a model by name, from ``sys.path`` and the folder of the
 experiment file that named it (so a module beside the experiment, or the
 experiment file itself, can hold the researcher's code).
@@ -123,6 +123,10 @@ class Registry(Generic[Record]):
 
   def names(self) -> list[str]:
     return sorted(self._records)
+
+  def __getitem__(self, name: str) -> Record:
+    """The built-in part ``name`` (KeyError if there is none)."""
+    return self._records[name]
 
   def resolve(self, name: str, experiment: str = "") -> Record:
     """The record of built-in ``name`` or of the object at import path ``name``.

@@ -88,7 +88,7 @@ def test_standardize_uses_exactly_the_training_splits_statistics(tmp_path):
 
 def test_dp_settings_take_delta_from_the_training_examples_and_the_rate_from_the_batch():
   cfg = experiment("dp_cnn_digits").privacy
-  settings = privacy.resolve(cfg, num_train=1295, batch_size=64, total_steps=300)
+  settings = privacy.settings(cfg, num_train=1295, batch_size=64, total_steps=300)
   assert settings["delta"] == pytest.approx(1 / (10 * 1295), rel=1e-12)
   assert settings["sampling_rate"] == pytest.approx(64 / 1295, rel=1e-12)
   assert settings["expected_batch"] == 64

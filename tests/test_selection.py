@@ -13,7 +13,7 @@ from jaxdl.training import train_and_evaluate, train_group
 from jaxdl.training.saved_runs import evaluate_run
 from jaxdl.training import objectives
 from jaxdl.training.objectives import OBJECTIVES
-from jaxdl.training.selection import LAST, Selection, resolve
+from jaxdl.training.selection import LAST, Selection, from_config as resolve
 
 
 def _rows(*values, loss=None):

@@ -159,7 +159,7 @@ class PoissonPlan:
   The chosen examples come first in a batch padded to ``padded_size`` and
   masked, so every step has one shape (one compile). If more than
   ``padded_size`` examples are drawn (the bound makes this about as likely as
-  ``privacy.resolve`` says), a random ``padded_size`` of them are kept; such a
+  ``privacy.settings`` says), a random ``padded_size`` of them are kept; such a
   batch says so in its ``truncated`` entry (1.0 in its first element), which
   the train step counts as ``truncated_steps``.
   """

@@ -103,7 +103,7 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   part = models.resolve(config.model.name, config.experiment, model)
   module = models.build(config, spec, part)
   objective = _objective(config, spec)
-  chosen = selection.resolve(config.select, spec, objective)
+  chosen = selection.from_config(config.select, spec, objective)
   steps_per_epoch = data.num_batches(spec.num_train, config.batch_size)
   tx = build_optimizer(config.optim, steps_per_epoch * config.num_epochs, steps_per_epoch,
                        config.experiment)
@@ -120,7 +120,7 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
     if state.batch_stats:
       raise ConfigError("DP-SGD needs per-example gradients, which batch norm mixes across the "
                         "batch; set model.batch_norm=false")
-    private = privacy.resolve(config.privacy, spec.num_train, config.batch_size,
+    private = privacy.settings(config.privacy, spec.num_train, config.batch_size,
                               steps_per_epoch * config.num_epochs, data_devices)
   return Experiment(config, datasets, module, tx, state, steps_per_epoch, objective, chosen,
                     private, batch_length(config.batch_size, spec.num_train, data_devices), part,

@@ -58,48 +58,68 @@ def _per_example(name: str, fn: Callable) -> SumsFn:
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-  """A researcher's own per-example metric.
+  """A metric: a researcher's own per-example function, or a built-in's sums.
 
   Attributes:
     fn: ``(logits, batch) -> <float32>[batch]`` per-example values (averaged over a split).
-    mode: ``'max'`` if higher is better, ``'min'`` if lower is.
+    mode: ``'max'`` if higher is better, ``'min'`` if lower is; None where a bare function
+      does not say (selecting on it then needs ``select.mode``).
     name: how metrics.jsonl names it (default: the attribute's name).
+    sums: instead of ``fn``, ``(logits, batch) -> sums`` that the metric is finished from
+      (the built-ins: top-K hits, a confusion matrix shared by macro-F1 and MCC).
   """
 
-  fn: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]
-  mode: str
+  fn: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array] | None
+  mode: str | None
   name: str = ""
+  sums: SumsFn | None = None
 
   def __post_init__(self):
-    if self.mode not in ("max", "min"):
+    if self.mode not in ("max", "min", None):
       raise ConfigError(f"Metric mode must be 'max' or 'min', got {self.mode!r}")
+
+
+def _adapt(name: str, found) -> Metric:
+  """A researcher's metric at an import path: a ``Metric``, or a bare per-example function."""
+  if isinstance(found, Metric):
+    return found
+  if callable(found):
+    return Metric(found, None)
+  raise ConfigError(f"metric {name} is a {type(found).__name__}; give a jaxdl.Metric or a "
+                    "function (logits, batch) -> per-example values")
+
+
+class MetricRegistry(parts.Registry[Metric]):
+  """Metrics by name: the built-ins, ``topK_accuracy`` for any K, and import paths."""
+
+  def resolve(self, name: str, experiment: str = "") -> Metric:
+    top = _TOP_K.fullmatch(name)
+    if top and int(top.group(1)) >= 1:
+      return Metric(None, "max", name, sums=_top_k(int(top.group(1))))
+    return super().resolve(name, experiment)
+
+  def names(self) -> list[str]:
+    return [*super().names(), "topK_accuracy (any K, e.g. top5_accuracy)"]
+
+
+METRICS = MetricRegistry("metric", _adapt)
+for _name in FROM_CONFUSION:
+  METRICS.register(_name, Metric(None, "max", _name, sums=_confusion))
 
 
 def resolve(names: Sequence[str], experiment: str = ""
             ) -> tuple[list[str], list[SumsFn], dict[str, str]]:
-  """The metric names ``config.metrics`` asks for, the functions that sum them, and the
-  directions that user metrics declare."""
-  reported, functions, modes, confusion = [], [], {}, False
+  """The metric names ``config.metrics`` asks for (``topK_accuracy`` for any K too), the
+  functions that sum them (a shared one once), and the directions that user metrics declare."""
+  reported, functions, modes = [], [], {}
   for name in names:
-    top = _TOP_K.fullmatch(name)
-    if top and int(top.group(1)) >= 1:
-      reported.append(name)
-      functions.append(_top_k(int(top.group(1))))
-    elif name in FROM_CONFUSION:
-      reported.append(name)
-      if not confusion:
-        functions.append(_confusion)
-        confusion = True
-    elif parts.is_import_path(name):
-      found = parts.import_object(name, experiment, "metric")
-      short = (found.name if isinstance(found, Metric) else "") or \
-          name.rpartition(":")[2].rpartition(".")[2]
-      reported.append(short)
-      if isinstance(found, Metric):
-        modes[short] = found.mode
-      functions.append(_per_example(short, found.fn if isinstance(found, Metric) else found))
-    else:
-      raise ConfigError(f"unknown metric {name!r} in config.metrics; use topK_accuracy (e.g. "
-                        f"top5_accuracy), {', '.join(FROM_CONFUSION)}, or PKG.MODULE:ATTR of a "
-                        "function (logits, batch) -> per-example values")
+    metric = METRICS.resolve(name, experiment)
+    short = metric.name or name.rpartition(":")[2].rpartition(".")[2]
+    reported.append(short)
+    if metric.sums is None:
+      functions.append(_per_example(short, metric.fn))
+    elif metric.sums not in functions:
+      functions.append(metric.sums)
+    if parts.is_import_path(name) and metric.mode is not None:
+      modes[short] = metric.mode
   return reported, functions, modes

@@ -90,10 +90,19 @@ def regression(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.
   return losses, {"loss": losses.sum(), "mse": losses.sum(), "count": mask.sum()}
 
 
-OBJECTIVES: dict[str, Objective] = {
-    "classification": Objective("classification", classification, ("accuracy",)),
-    "regression": Objective("regression", regression, ("mse",)),
-}
+def _adapt(name: str, found) -> Objective:
+  """A researcher's objective at an import path: an ``Objective``, or a function."""
+  if isinstance(found, Objective):
+    return found
+  if callable(found):
+    return Objective(name, found, ())
+  raise ConfigError(f"objective {name} is a {type(found).__name__}; give a jaxdl.Objective or a "
+                    "function (outputs, batch) -> (losses, sums)")
+
+
+OBJECTIVES: parts.Registry[Objective] = parts.Registry("objective", _adapt)
+OBJECTIVES.register("classification", Objective("classification", classification, ("accuracy",)))
+OBJECTIVES.register("regression", Objective("regression", regression, ("mse",)))
 
 
 def resolve(name: str, task: str, experiment: str = "") -> Objective:
@@ -107,17 +116,7 @@ def resolve(name: str, task: str, experiment: str = "") -> Objective:
     task: the data's task, for ``auto``.
     experiment: the experiment file, whose folder resolves the import path.
   """
-  if name == "auto":
-    return OBJECTIVES[task]
-  if name in OBJECTIVES:
-    return OBJECTIVES[name]
-  found = parts.import_object(name, experiment, "objective")
-  if isinstance(found, Objective):
-    return found
-  if callable(found):
-    return Objective(name, found, ())
-  raise ConfigError(f"objective {name} is a {type(found).__name__}; give a jaxdl.Objective or a "
-                    "function (outputs, batch) -> (losses, sums)")
+  return OBJECTIVES.resolve(task if name == "auto" else name, experiment)
 
 
 def with_metrics(objective: Objective, names: tuple[str, ...], functions,

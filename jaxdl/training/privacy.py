@@ -108,7 +108,7 @@ def padded_batch_size(num_train: int, rate: float, steps: int, multiple: int = 1
   return -(-bound // multiple) * multiple
 
 
-def resolve(cfg: ml_collections.ConfigDict, num_train: int, batch_size: int,
+def settings(cfg: ml_collections.ConfigDict, num_train: int, batch_size: int,
             total_steps: int, data_devices: int = 1) -> dict:
   """Checks ``config.privacy`` and returns the settings the run uses (noise calibrated if asked).
 

@@ -100,7 +100,7 @@ class Selection:
     return out
 
 
-def resolve(cfg: ml_collections.ConfigDict, spec: DataSpec, objective: Objective) -> Selection:
+def from_config(cfg: ml_collections.ConfigDict, spec: DataSpec, objective: Objective) -> Selection:
   """Checks ``config.select`` against the data and the objective's metrics.
 
   Args:

@@ -46,7 +46,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   parameters and optimizer state unchanged; with 'stop' the loop stops at its
   next check, before it could checkpoint the damaged state.
 
-  With ``privacy`` (``privacy.resolve``'s settings: ``clip_norm``,
+  With ``privacy`` (``privacy.settings``'s settings: ``clip_norm``,
   ``noise_multiplier``, ``expected_batch``, ``chunk``), the gradient is
   DP-SGD's: per-example gradients clipped and summed, Gaussian noise added,
   divided by the expected batch size (see privacy.py); ``clipped`` reports the
