@@ -11,7 +11,7 @@ from jaxdl import data as data_lib
 from jaxdl import models
 from jaxdl.data.synthetic import ADDING_BASELINE_MSE
 from jaxdl.studies.common import StudyRows, config, save_figure, seeds_sweep
-from jaxdl.studies.gradients import hidden_state_gradient_norms
+from seed_claims.gradients import hidden_state_gradient_norms
 from jaxdl.training import load_run
 
 SOLVED_MSE = 0.05  # Under 30% of the baseline's 0.167: the two marked values were found.

@@ -1,5 +1,8 @@
 """The seed document's claims, tested with data: four studies, one document (``results.md``).
 
+``jaxdl reproduce`` (study ``seed``) loads this file from the checkout; the studies' code is
+in ``seed_claims/`` beside it, outside the installed package.
+
 ``--quick`` shrinks every study to run in a few minutes on 2 CPU cores (for CI): its numbers
 show the machinery works, not what the claims look like at scale.
 """
@@ -7,9 +10,10 @@ show the machinery works, not what the claims look like at scale.
 import math
 import pathlib
 
-from jaxdl.studies import depth, language, memory, privacy_study
 from jaxdl.studies.common import shared_data_dir
 from jaxdl.studies.record import StudyOptions
+from seed_claims import depth, language, memory
+from seed_claims import privacy as privacy_study
 
 FULL = dict(
     depth=depth.DepthScale(seeds=3, blocks_per_stage=(1, 2, 4, 8),
