@@ -61,11 +61,14 @@ def _split_overrides(extra: Sequence[str]) -> list[str]:
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jaxdl import api
 
+  workdir = args.workdir or str(pathlib.Path("runs") / pathlib.Path(args.config.split(":")[0]).stem)
+  args.workdir = workdir  # Where a launcher keeps its tasks' logs too.
+  if (status := _launched("train", args)) is not None:
+    return status
   if args.distributed:
     from jaxdl.training import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-  workdir = args.workdir or str(pathlib.Path("runs") / pathlib.Path(args.config.split(":")[0]).stem)
   results = api.train(args.config, workdir, _split_overrides(extra), quiet=args.quiet,
                       overwrite=args.overwrite)
   _print_results(results, workdir)
@@ -245,6 +248,7 @@ def _add_training_commands(sub) -> None:
   train.add_argument("--coordinator", help="HOST:PORT of process 0 (default: from the launcher)")
   train.add_argument("--num-processes", type=int)
   train.add_argument("--process-id", type=int)
+  _add_launch_options(train, "processes joined by jax.distributed (SLURM: one per node)")
   train.set_defaults(handler=_train)
 
   evaluate = sub.add_parser("eval", help="re-evaluate a run's checkpoint on val and test")

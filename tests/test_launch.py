@@ -33,7 +33,9 @@ def test_each_task_reruns_the_command_as_one_shard_without_the_launchers_options
 @pytest.mark.parametrize("argv, message", [
     (["sweep", "x", "--overwrite"], "every task delete the others' runs"),
     (["sweep", "x", "--shard", "0/2"], "gives each task its --shard"),
-    (["train", "x"], "sweep and tune tasks, not train")])
+    (["train", "x", "--distributed"], "joins them itself; leave out --distributed"),
+    (["train", "x", "--coordinator=h:1"], "joins them itself"),
+    (["eval", "x"], "train, sweep and tune tasks, not eval")])
 def test_launching_what_would_go_wrong_is_refused(argv, message):
   with pytest.raises(ConfigError, match=message):
     launch.task_argvs(argv[0], argv, launch.Launch("local", 2), "w")
@@ -76,6 +78,44 @@ def test_the_slurm_array_reaches_sbatch_with_the_options(tmp_path, monkeypatch, 
     assert line in script, (line, script)
   assert str(workdir / launch.SUBMITIT_DIR) in script
   assert len(list((workdir / launch.SUBMITIT_DIR).rglob("*_submitted.pkl"))) == 4
+
+
+def test_a_training_job_asks_slurm_for_one_process_per_node(tmp_path, monkeypatch, capsys):
+  """One job (not an array) of --tasks nodes, one task each; each runs the command with
+  --distributed, where JAX finds SLURM's coordinator itself."""
+  _fake_slurm(tmp_path, monkeypatch)
+  workdir = tmp_path / "run"
+  argv = ["train", str(EXPERIMENTS / "seed_cnn_digits.py"), "--workdir", str(workdir),
+          "--launcher", "slurm", "--tasks", "4", "--slurm.gpus_per_task=8", "--slurm.time=60"]
+  assert cli.main(argv) == 0
+  assert "1 train task(s) submitted (slurm): 4242" in capsys.readouterr().out
+  script = (tmp_path / "submitted.sh").read_text()
+  for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-task=8",
+               "#SBATCH --job-name=jaxdl-train"):
+    assert line in script, (line, script)
+  assert "--array" not in script
+  pickled = list((workdir / launch.SUBMITIT_DIR).rglob("*_submitted.pkl"))
+  assert len(pickled) == 1
+  delayed = submitit.helpers.DelayedSubmission.load(pickled[0])
+  assert delayed.args[0][-1] == "--distributed" and delayed.args[1] is None
+  assert "--launcher" not in delayed.args[0]
+
+
+@pytest.mark.slow
+def test_a_local_training_job_is_two_processes_that_train_one_run(tmp_path, capsys):
+  """Two processes of this machine, joined by jax.distributed, train one run: each feeds
+  its own device half of every global batch (process_count 2, two devices)."""
+  workdir = tmp_path / "run"
+  argv = ["train", str(EXPERIMENTS / "seed_cnn_digits.py"), "--workdir", str(workdir),
+          "--quiet", "--config.num_epochs=1", "--config.batch_size=64",
+          "--config.data.augment_shift=0", "--launcher", "local", "--tasks", "2"]
+  assert cli.main(argv) == 0
+  assert "1 train task(s) submitted (local)" in capsys.readouterr().out
+  provenance = json.loads((workdir / "provenance.json").read_text())
+  assert provenance["process_count"] == 2 and len(provenance["devices"]) == 2
+  assert json.loads((workdir / "results.json").read_text())["test_accuracy"] > 0.5
+  logs = list((workdir / launch.SUBMITIT_DIR).glob("*_log.out"))
+  assert len(logs) == 2  # A log per process: submitit ran two tasks of one job.
 
 
 def test_a_preempted_task_is_resubmitted_with_the_same_command():

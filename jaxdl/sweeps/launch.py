@@ -9,10 +9,17 @@ task that times out or is preempted is requeued by submitit (``Checkpointable``)
 where it stopped. ``--launcher local`` runs the same tasks as processes of this machine
 through submitit's local executor and waits for them (what the tests use). JAX and SLURM are
 the engines; nothing here schedules anything itself.
+
+``jaxdl train ... --launcher slurm --tasks 4`` is one multi-host training job instead: one
+process per node (``--launcher local``: processes of this machine), joined by
+``jax.distributed`` (which finds SLURM's coordinator itself; locally, this names one), each
+feeding its devices their part of every global batch.
 """
 
 import dataclasses
+import os
 import pathlib
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -90,6 +97,30 @@ def _task_class():
   return Task
 
 
+def _train_task_class():
+  """The task of a multi-process training job: the ``jaxdl train`` command with
+  ``--distributed``, told its rank by submitit's job environment (where JAX cannot find it
+  itself, as under SLURM); requeued like ``_task_class``'s, and the rerun resumes."""
+  submitit = _submitit()
+
+  class TrainTask(submitit.helpers.Checkpointable):
+    def __call__(self, argv: Sequence[str], coordinator: str | None) -> int:
+      env = dict(os.environ)
+      if coordinator:
+        job = submitit.JobEnvironment()
+        env.update(JAXDL_COORDINATOR_ADDRESS=coordinator, JAXDL_NUM_PROCESSES=str(job.num_tasks),
+                   JAXDL_PROCESS_ID=str(job.global_rank))
+      return subprocess.call([sys.executable, "-m", "jaxdl.cli", *argv], env=env)
+
+  return TrainTask
+
+
+def _free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
 LAUNCH_FLAGS = ("--launcher", "--tasks", "--parallelism")
 
 
@@ -124,7 +155,13 @@ def task_argvs(command: str, argv: Sequence[str], plan: Launch, workdir: str) ->
     storage = [] if "--storage" in argv else [
         "--storage", f"journal:{pathlib.Path(workdir) / 'study.journal'}"]
     return [[*argv, *storage] for _ in range(plan.tasks)]
-  raise ConfigError(f"--launcher runs sweep and tune tasks, not {command}")
+  if command == "train":
+    if any(a.partition("=")[0] in ("--distributed", "--coordinator", "--num-processes",
+                                   "--process-id") for a in argv):
+      raise ConfigError("--launcher starts the processes and joins them itself; leave out "
+                        "--distributed, --coordinator, --num-processes and --process-id")
+    return [[*argv, "--distributed"]]
+  raise ConfigError(f"--launcher runs train, sweep and tune tasks, not {command}")
 
 
 def launch(command: str, argv: Sequence[str], plan: Launch, workdir: str) -> int:
@@ -137,19 +174,40 @@ def launch(command: str, argv: Sequence[str], plan: Launch, workdir: str) -> int
   pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
   executor = submitit.AutoExecutor(folder=pathlib.Path(workdir) / SUBMITIT_DIR,
                                    cluster=plan.launcher)
+  if command == "train":
+    return _wait(submitit, _submit_training(executor, argvs[0], plan), plan, command, workdir)
   executor.update_parameters(name=f"jaxdl-{command}", **plan.executor_parameters())
   jobs = executor.map_array(_task_class()(), argvs)
+  return _wait(submitit, jobs, plan, command, workdir)
+
+
+def _submit_training(executor, argv: Sequence[str], plan: Launch) -> list:
+  """One job of ``plan.tasks`` processes: one per node on SLURM, all here for 'local'."""
+  params = {k: v for k, v in plan.executor_parameters().items()
+            if k != "slurm_array_parallelism"}
+  if plan.launcher == "slurm":
+    params.update(nodes=plan.tasks, tasks_per_node=1)
+  else:
+    params.update(tasks_per_node=plan.tasks)
+  executor.update_parameters(name="jaxdl-train", **params)
+  coordinator = None if plan.launcher == "slurm" else f"127.0.0.1:{_free_port()}"
+  return [executor.submit(_train_task_class()(), argv, coordinator)]
+
+
+def _wait(submitit, jobs: list, plan: Launch, command: str, workdir: str) -> int:
+  """Prints what was submitted; for 'local', waits and returns the worst exit status."""
   print(f"{len(jobs)} {command} task(s) submitted ({plan.launcher}): "
         f"{', '.join(str(j.job_id) for j in jobs[:4])}{' ...' if len(jobs) > 4 else ''}; "
         f"logs in {workdir}/{SUBMITIT_DIR}/")
   if plan.launcher == "slurm":
-    print(f"follow it with squeue -j {jobs[0].job_id.split('_')[0]}; the table: jaxdl report "
-          f"{workdir}")
+    result = f"the table: jaxdl report {workdir}" if command != "train" else \
+        f"the run: {workdir}/results.json"
+    print(f"follow it with squeue -j {jobs[0].job_id.split('_')[0]}; {result}")
     return 0
   statuses = []
   for job in jobs:
     try:
-      statuses.append(job.result())
+      statuses.extend(job.results())  # One per task of the job (several for a training job).
     except submitit.core.utils.FailedJobError as e:
       print(f"task {job.job_id} failed: {str(e).strip().splitlines()[-1][:300]}")
       statuses.append(1)

@@ -148,7 +148,8 @@ def _only_epochs_differ(diff: Sequence[str]) -> bool:
 PREDICTIONS = "test_predictions.npz"
 RUN_FILES = ("config.json", "data_spec.json", "metrics.jsonl", "results.json", "provenance.json",
              "vocab.json", "eval.json", "wandb_id.txt", PREDICTIONS)
-RUN_DIRS = ("checkpoints", "explain", "plots", "tb", "wandb", user_code.CODE_DIR)
+# "submitit": the task logs of a training job that `--launcher` started (sweeps/launch.py).
+RUN_DIRS = ("checkpoints", "explain", "plots", "tb", "wandb", user_code.CODE_DIR, "submitit")
 
 
 def is_run_folder(path: pathlib.Path) -> bool:
