@@ -197,3 +197,13 @@ def eval_batch_length(exp: Experiment) -> int:
   """The evaluation batch arrays' length: no longer than the largest split needs."""
   spec = exp.datasets.spec
   return batch_length(exp.config.eval_batch_size, max(spec.num_val, spec.num_test))
+
+
+def out_of_memory(error: Exception, exp: Experiment, members: int) -> JaxdlError:
+  """A device OOM as one line with the sizes that caused it and what to change."""
+  params = models.count_params(exp.initial_state.params)
+  return JaxdlError(
+      f"the device ran out of memory running {members} member(s) of {params:,} "
+      f"parameters at batch_size={exp.config.batch_size} on {jax.device_count()} "
+      f"device(s) ({str(error).strip().splitlines()[0][:200]}); lower batch_size (or "
+      "eval_batch_size, or the model), or add devices; the last checkpoint is kept")

@@ -22,22 +22,22 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdl import models
 from jaxdl import data as data_lib
-from jaxdl.errors import CheckpointError, JaxdlError
+from jaxdl.errors import CheckpointError
 from jaxdl.training.claim import claimed_folders
-from jaxdl.training.evaluation import check_finite, epoch_row
-from jaxdl.training.experiment import Experiment, build_experiment, eval_batch_length
+from jaxdl.training.evaluation import check_finite
+from jaxdl.training.experiment import (Experiment, build_experiment, eval_batch_length,
+                                       out_of_memory)
 from jaxdl.training.feeding import GroupInput
 from jaxdl.training.final_test import GroupEvaluator, test_and_write
 from jaxdl.training.group import MemberGroup
 from jaxdl.training.jitted import jit_predict_step, jit_steps
 from jaxdl.training.members import EpochHook, Members
-from jaxdl.training.metric_sums import from_json, means, merge
+from jaxdl.training.metric_sums import from_json, merge
 from jaxdl.training.parallel import DataParallel
 from jaxdl.training.periodic import MidEpochCheckpoint, RunningLog, TrainClock
 from jaxdl.training.progress import Reporter, format_row
-from jaxdl.training.results import epsilon_spent
+from jaxdl.training.results import member_row
 from jaxdl.training.resume import Progress
 from jaxdl.training.run_folder import RunFolder, read_json
 from jaxdl.training.signals import StopSignals
@@ -195,13 +195,8 @@ class GroupTrainer:
     active = self.members.active(progress)
     vals = self.evaluator.means(progress.state, self.shared.datasets.val)
     for i in active:
-      row = epoch_row(epoch + 1, progress.step, means(host[i]), vals[i], examples, seconds)
-      for key in ("nonfinite_steps", "truncated_steps"):
-        if host[i].get(key):
-          row["skipped_steps" if key == "nonfinite_steps" else key] = int(host[i][key])
-      if self.exps[i].privacy:
-        row["epsilon"] = epsilon_spent(self.exps[i].privacy, progress.step)
-      progress.histories[i].append(row)
+      progress.histories[i].append(member_row(epoch + 1, progress.step, host[i], vals[i],
+                                              examples, seconds, self.exps[i].privacy))
       self.members.call_hook(i, progress.histories[i])
     progress.partial_sums = None
     # The checkpoint first, then metrics.jsonl: a row on disk is always in a checkpoint.
@@ -271,19 +266,9 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     except jax.errors.JaxRuntimeError as e:
       if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
         raise
-      raise _out_of_memory(e, first, group.size) from e
+      raise out_of_memory(e, first, group.size) from e
     finally:
       trainer.close()
-
-
-def _out_of_memory(error: Exception, exp: Experiment, members: int) -> JaxdlError:
-  """A device OOM as one line with the sizes that caused it and what to change."""
-  params = models.count_params(exp.initial_state.params)
-  return JaxdlError(
-      f"the device ran out of memory running {members} member(s) of {params:,} "
-      f"parameters at batch_size={exp.config.batch_size} on {jax.device_count()} "
-      f"device(s) ({str(error).strip().splitlines()[0][:200]}); lower batch_size (or "
-      "eval_batch_size, or the model), or add devices; the last checkpoint is kept")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,

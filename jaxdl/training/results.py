@@ -11,7 +11,9 @@ from typing import Any
 
 from jaxdl import cost
 from jaxdl.training import privacy
+from jaxdl.training.evaluation import epoch_row
 from jaxdl.training.experiment import Experiment
+from jaxdl.training.metric_sums import means
 
 # Fields that measure the machine, not the result: they differ between two runs
 # of the same config (and between a resumed run and an uninterrupted one).
@@ -28,6 +30,20 @@ def epsilon_spent(settings: dict, steps: int) -> float:
   """The ε of ``steps`` DP-SGD steps with the run's settings."""
   return privacy.epsilon(settings["noise_multiplier"], settings["sampling_rate"], steps,
                          settings["delta"], settings["accountant"])
+
+
+def member_row(epoch: int, step: int, host_sums: Mapping[str, Any], val: dict[str, float],
+               examples: int, seconds: float, privacy_settings: dict | None) -> dict[str, Any]:
+  """One member's metrics.jsonl row: its training means (``host_sums``) and validation
+  means, throughput, the steps it skipped (non-finite) or truncated, and under DP-SGD the ε
+  spent by ``step``."""
+  row = epoch_row(epoch, step, means(host_sums), val, examples, seconds)
+  for key in ("nonfinite_steps", "truncated_steps"):
+    if host_sums.get(key):
+      row["skipped_steps" if key == "nonfinite_steps" else key] = int(host_sums[key])
+  if privacy_settings:
+    row["epsilon"] = epsilon_spent(privacy_settings, step)
+  return row
 
 
 def privacy_results(settings: dict, steps: int) -> dict[str, Any]:
