@@ -122,7 +122,7 @@ def verdict(dataset: Dataset, ours: report.Group, papers: bool) -> str:
     return f"aim met (within {AIM_POINTS:g} of Kim)"
   if mean >= dataset.floor:
     return "above the floor" + (", beyond Kim" if gap > 0 else ", short of the aim")
-  inside = s.has_interval and 100 * s.low <= dataset.floor
+  inside = s.has_interval and 100 * s.low <= dataset.floor <= 100 * s.high
   return "**below the floor**" + (" (the floor is inside our interval)" if inside else "")
 
 
