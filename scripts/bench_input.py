@@ -43,7 +43,7 @@ import json, resource, sys, time
 launched = float(sys.argv[1]); steps = int(sys.argv[2]); warm = int(sys.argv[3])
 overrides = json.loads(sys.argv[4]); workdir = sys.argv[5]
 from jaxdl.configs import apply_overrides, load_config
-from jaxdl.training import loop, train_and_evaluate
+from jaxdl.training import feeding, loop, train_and_evaluate
 
 class Done(Exception):
   pass
@@ -63,7 +63,10 @@ def counted(batches):  # Counts steps over all epochs.
       raise Done
     yield batch
 
-if hasattr(loop, "stream_batches"):  # The Grain pipeline.
+if hasattr(feeding, "stream_batches"):  # The Grain pipeline, fed by training/feeding.py.
+  real = feeding.stream_batches
+  feeding.stream_batches = lambda *a, **k: counted(real(*a, **k))
+elif hasattr(loop, "stream_batches"):  # The Grain pipeline, before feeding.py.
   real = loop.stream_batches
   loop.stream_batches = lambda *a, **k: counted(real(*a, **k))
 else:  # The code before it: one generator per member.

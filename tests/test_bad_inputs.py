@@ -134,6 +134,9 @@ def test_two_processes_never_share_a_run_folder_and_a_dead_holder_is_taken_over(
   end = time.monotonic() + 120
   while not (lock.exists() and lock.read_text()) and time.monotonic() < end:
     time.sleep(0.05)
+  # Frozen while it holds the lock: on a loaded machine it could otherwise finish its epochs
+  # (and release the lock) before the other processes start.
+  first.send_signal(signal.SIGSTOP)
   second = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert second.returncode == 2 and f"in use by PID {first.pid}" in second.stderr
   first.send_signal(signal.SIGKILL)

@@ -56,8 +56,7 @@ def test_a_model_reading_lengths_trains_alike_on_cut_batches(tmp_path, monkeypat
   folder = polarity_folder(tmp_path / "mr", 60, np.random.default_rng(1), longest=30)
   base = ["model.name=kim_cnn", "model.embed_dim=8", "model.features=4", f"data.name=textfile:{folder}",
           "data.max_len=64", "data.test_fraction=0.2", "num_epochs=2", "batch_size=16",
-          "optim.name=adadelta", "optim.learning_rate=1.0", "model.dropout_rate=0.0",
-          "data.augment_shift=0"]
+          "optim.name=adadelta", "optim.learning_rate=1.0", "model.dropout_rate=0.0"]
   full = jaxdl.train("experiments/seed_cnn_digits.py", tmp_path / "full", base)
   widths = []
   width = batches.bucketed_width

@@ -130,8 +130,8 @@ def test_a_stop_signal_at_an_epochs_last_step_keeps_its_row(tmp_path, monkeypatc
 _DIE_BEFORE_RESULTS = """
 import os, signal, sys
 from jaxdl import cli
-from jaxdl.training import loop
-loop.run_results = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from jaxdl.training import final_test
+final_test.run_results = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 sys.exit(cli.main(sys.argv[1:]))
 """
 
