@@ -85,26 +85,18 @@ def _submitit():
 def _task_class():
   """The task callable, a ``submitit.helpers.Checkpointable``: on timeout or preemption
   submitit calls its ``checkpoint``, which resubmits the same arguments, and the rerun
-  command resumes the task's run folders."""
+  command resumes the task's run folders.
+
+  A task runs the ``jaxdl`` command itself (its allocator settings, its SIGTERM checkpoint)
+  as a child of the task's process; SLURM signals every process of the job. A task of a
+  multi-process training job is given a ``coordinator`` where JAX cannot find one itself
+  (the local executor): its rank then comes from submitit's job environment, passed as
+  ``training/distributed.py``'s ``JAXDL_*`` variables (not imported: it would start JAX here).
+  """
   submitit = _submitit()
 
   class Task(submitit.helpers.Checkpointable):
-    def __call__(self, argv: Sequence[str]) -> int:
-      # The jaxdl command itself (its allocator settings, its SIGTERM checkpoint), as a
-      # child of the task's process; SLURM signals every process of the job.
-      return subprocess.call([sys.executable, "-m", "jaxdl.cli", *argv])
-
-  return Task
-
-
-def _train_task_class():
-  """The task of a multi-process training job: the ``jaxdl train`` command with
-  ``--distributed``, told its rank by submitit's job environment (where JAX cannot find it
-  itself, as under SLURM); requeued like ``_task_class``'s, and the rerun resumes."""
-  submitit = _submitit()
-
-  class TrainTask(submitit.helpers.Checkpointable):
-    def __call__(self, argv: Sequence[str], coordinator: str | None) -> int:
+    def __call__(self, argv: Sequence[str], coordinator: str | None = None) -> int:
       env = dict(os.environ)
       if coordinator:
         job = submitit.JobEnvironment()
@@ -112,7 +104,7 @@ def _train_task_class():
                    JAXDL_PROCESS_ID=str(job.global_rank))
       return subprocess.call([sys.executable, "-m", "jaxdl.cli", *argv], env=env)
 
-  return TrainTask
+  return Task
 
 
 def _free_port() -> int:
@@ -191,7 +183,7 @@ def _submit_training(executor, argv: Sequence[str], plan: Launch) -> list:
     params.update(tasks_per_node=plan.tasks)
   executor.update_parameters(name="jaxdl-train", **params)
   coordinator = None if plan.launcher == "slurm" else f"127.0.0.1:{_free_port()}"
-  return [executor.submit(_train_task_class()(), argv, coordinator)]
+  return [executor.submit(_task_class()(), argv, coordinator)]
 
 
 def _wait(submitit, jobs: list, plan: Launch, command: str, workdir: str) -> int:
