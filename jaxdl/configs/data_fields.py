@@ -9,6 +9,7 @@ one's, keeping the values of fields both have (``image_size`` means the same for
 every image source).
 """
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from jaxdl.configs.model_fields import merged_fields, set_section
 from jaxdl.data.sources import DataSource, resolve
 
 
+@functools.cache  # The defaults never change; every load and override asks.
 def shared_keys() -> tuple[str, ...]:
   """The ``config.data`` keys every source has (default.py's), ``name`` first."""
   from jaxdl.configs.default import get_config  # default.py imports nothing of ours.
