@@ -16,6 +16,8 @@ which the operating system releases when the process dies (``stale_trials``).
 import contextlib
 import os
 import pathlib
+import random
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -31,6 +33,8 @@ HEARTBEAT_S = 30
 # after it started (data loading and checks run before the folder is locked).
 JOURNAL_GRACE_S = 600
 MAX_RETRY = 2
+# Opening a fresh database while other workers create its tables: tries before giving up.
+SCHEMA_ATTEMPTS = 8
 
 
 def default_storage(folder: pathlib.Path) -> str:
@@ -53,15 +57,58 @@ def open_storage(spec: str):
   if "://" not in spec:
     raise ConfigError(f"--storage {spec!r} is neither journal:PATH nor a database URL "
                       "(sqlite:///PATH, postgresql://USER@HOST/DB)")
-  beat = heartbeat_s()
   try:
-    with _stable_enough():
-      retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-      return optuna.storages.RDBStorage(spec, heartbeat_interval=beat, grace_period=3 * beat,
-                                        heartbeat_stale_trial_callback=retry)
+    _create_schema(spec)
+    return _database(spec)
   except Exception as e:  # A driver missing, a server down: one line with the URL.
     raise ConfigError(f"--storage {spec}: cannot open the database ({type(e).__name__}: "
                       f"{str(e).splitlines()[0][:200]})") from e
+
+
+def _database(spec: str, **engine_kwargs):
+  import optuna
+
+  beat = heartbeat_s()
+  with _stable_enough():
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    return optuna.storages.RDBStorage(spec, heartbeat_interval=beat, grace_period=3 * beat,
+                                      heartbeat_stale_trial_callback=retry,
+                                      engine_kwargs=engine_kwargs or None)
+
+
+def _create_schema(spec: str) -> None:
+  """Optuna's tables in the database, created by this worker or another one starting with it.
+
+  Opened without a connection pool, so that an attempt that lost the race (Optuna's
+  constructor raises and drops its engine) leaves no connection open on the server.
+  """
+  from sqlalchemy.pool import NullPool
+
+  for attempt in range(SCHEMA_ATTEMPTS):
+    try:
+      _database(spec, poolclass=NullPool).engine.dispose()
+      return
+    except Exception as e:
+      if not _lost_schema_race(e) or attempt + 1 == SCHEMA_ATTEMPTS:
+        raise
+      time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+
+
+def _lost_schema_race(error: Exception) -> bool:
+  """Whether opening failed because another worker created Optuna's tables at that moment.
+
+  Optuna creates its schema on first open; on a fresh PostgreSQL database, workers that
+  start together collide on the same types and tables (UniqueViolation on
+  ``pg_type_typname_nsp_index``, DuplicateObject, DuplicateTable), on SQLite on the row
+  that records the schema's version (UNIQUE constraint on ``alembic_version``) or on the
+  file's lock. The winner's schema is complete once it commits: opening again succeeds.
+  """
+  from sqlalchemy import exc
+
+  if isinstance(error, exc.IntegrityError):  # Two inserts of Optuna's schema version.
+    return True
+  return isinstance(error, (exc.ProgrammingError, exc.OperationalError)) and any(
+      words in str(error) for words in ("already exists", "database is locked"))
 
 
 def heartbeat_s() -> int:
