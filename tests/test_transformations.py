@@ -55,21 +55,24 @@ def test_forward_mode_vmap_and_second_order_on_a_built_in_model(getkey, name, ov
   tangent = jax.tree_util.tree_map(lambda a: jax.random.normal(getkey(), a.shape), params)
   dot = lambda a, b: sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
                                                         jax.tree_util.tree_leaves(b)))
-  grads = jax.grad(f)(params)
-  _, forward = jax.jvp(f, (params,), (tangent,))  # Forward mode: what a custom_vjp refuses.
+  # Under jit, as training runs them (and one compile each instead of one per operation).
+  grads = jax.jit(jax.grad(f))(params)
+  # Forward mode: what a custom_vjp refuses.
+  _, forward = jax.jit(lambda p, t: jax.jvp(f, (p,), (t,)))(params, tangent)
   np.testing.assert_allclose(forward, dot(grads, tangent), rtol=2e-3, atol=1e-4)
-  hvp_reverse = jax.grad(lambda p: dot(jax.grad(f)(p), tangent))(params)  # grad of grad
-  _, hvp_forward = jax.jvp(jax.grad(f), (params,), (tangent,))  # jvp of grad
+  hvp_reverse = jax.jit(jax.grad(lambda p: dot(jax.grad(f)(p), tangent)))(params)  # grad of grad
+  _, hvp_forward = jax.jit(lambda p, t: jax.jvp(jax.grad(f), (p,), (t,)))(params, tangent)
   for a, b in zip(jax.tree_util.tree_leaves(hvp_reverse), jax.tree_util.tree_leaves(hvp_forward)):
     np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4)
-  per_example = jax.vmap(lambda one: apply_model(model, {"params": params},
-                                                 {k: v[None] for k, v in one.items()},
-                                                 train=False)[0])(batch)
+  one_alone = lambda one: apply_model(model, {"params": params},
+                                      {k: v[None] for k, v in one.items()}, train=False)[0]
+  per_example = jax.jit(jax.vmap(one_alone))(batch)
   np.testing.assert_allclose(per_example, apply_model(model, {"params": params}, batch,
                                                       train=False), rtol=1e-4, atol=1e-5)
   if jnp.issubdtype(batch["inputs"].dtype, jnp.floating):  # jacfwd of the inputs.
-    jacobian = jax.jacfwd(lambda x: apply_model(model, {"params": params}, {**batch, "inputs": x},
-                                                train=False).sum())(batch["inputs"])
+    total = lambda x: apply_model(model, {"params": params}, {**batch, "inputs": x},
+                                  train=False).sum()
+    jacobian = jax.jit(jax.jacfwd(total))(batch["inputs"])
     assert jacobian.shape == batch["inputs"].shape and bool(jnp.all(jnp.isfinite(jacobian)))
 
 

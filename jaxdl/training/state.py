@@ -1,5 +1,6 @@
 """The training state: one explicit pytree that the jitted step maps to its successor."""
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,9 +60,14 @@ def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTrans
   if example is None:
     example = {"inputs": dummy_inputs(spec), "mask": jnp.ones((1,), jnp.float32)}
   inputs, kwargs = model_arguments(model, example, train=False)
+  arrays = {k: v for k, v in kwargs.items() if hasattr(v, "shape")}
+  flags = {k: v for k, v in kwargs.items() if k not in arrays}  # The mode: static.
+  # Compiled as one program: run op by op, initialising a model compiled each layer's
+  # operations on their own (seconds per run start); the parameters are the same bits.
+  init = jax.jit(functools.partial(model.init, **flags))
   # A dropout stream too: Flax NNX modules (through nnx.bridge) draw dropout keys at init.
-  variables = model.init({"params": init_key, "dropout": jax.random.fold_in(init_key, 1)},
-                         inputs, **kwargs)
+  variables = init({"params": init_key, "dropout": jax.random.fold_in(init_key, 1)},
+                   inputs, **arrays)
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     batch_stats=variables.get("batch_stats", {}), key=dropout_key)
