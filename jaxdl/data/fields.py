@@ -66,3 +66,13 @@ USER_ARRAYS = types.MappingProxyType({
     "augment_shift": IMAGES["augment_shift"],
     "length_bucket": TEXT["length_bucket"],
 })
+
+
+def augment_shift(data) -> int:
+  """``data.augment_shift`` (pixels), 0 for a source without that field (no images)."""
+  return data.get("augment_shift", IMAGES["augment_shift"])
+
+
+def length_bucket(data) -> int:
+  """``data.length_bucket`` (steps), 0 for a source without that field (no lengths)."""
+  return data.get("length_bucket", TEXT["length_bucket"])

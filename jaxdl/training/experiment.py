@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from jaxdl import data, models
+from jaxdl.data import fields
 from jaxdl.configs.checks import check_config
 from jaxdl.errors import ConfigError, JaxdlError
 from jaxdl.training import privacy, selection
@@ -91,12 +92,12 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
                       f"{config.nonfinite!r}")
   datasets = datasets or data.build(config.data, config.experiment)
   spec = datasets.spec
-  shift = config.data.get("augment_shift", 0)  # A field of image sources only.
+  shift = fields.augment_shift(config.data)
   if shift and not models.IMAGES.fits(spec):
     raise ConfigError(f"data.augment_shift={shift} shifts images, but "
                       f"{spec.name} gives {spec.input_dtype} inputs of shape {spec.input_shape}; "
                       "set data.augment_shift=0")
-  _check_length_bucket(config.data.get("length_bucket", 0), datasets)
+  _check_length_bucket(fields.length_bucket(config.data), datasets)
   if config.data.task != "auto" and config.data.task != spec.task:
     raise ConfigError(f"data.task={config.data.task}, but {spec.name} gives {spec.task} labels; "
                       f"set data.task=auto (or {spec.task})")

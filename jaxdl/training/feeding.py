@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxdl.data import batches as batches_lib
+from jaxdl.data import fields
 from jaxdl.data import on_device
 from jaxdl.data.pipeline import batches as stream_batches, chain
 from jaxdl.training.experiment import Experiment
@@ -25,9 +26,9 @@ class GroupInput:
     for exp in self.exps:
       c = exp.config
       common = dict(split=exp.datasets.train, seed=c.seed, epoch=epoch,
-                    shift=c.data.get("augment_shift", 0),  # Fields of some sources only.
+                    shift=fields.augment_shift(c.data),
                     skip_bad=c.data.skip_bad_examples, on_device=device_side,
-                    bucket=c.data.get("length_bucket", 0))
+                    bucket=fields.length_bucket(c.data))
       if exp.privacy:
         size = exp.privacy["padded_batch"]
         plans.append(batches_lib.PoissonPlan(rate=exp.privacy["sampling_rate"], padded_size=size,
@@ -44,12 +45,12 @@ class GroupInput:
     data, datasets = self.exps[0].config.data, self.exps[0].datasets
     lazy = any(split.lazy for split in (datasets.train, datasets.val, datasets.test))
     return dict(workers=data.workers, prefetch=data.prefetch, read_on_demand=lazy,
-                skip_bad=data.skip_bad_examples, bucket=data.get("length_bucket", 0))
+                skip_bad=data.skip_bad_examples, bucket=fields.length_bucket(data))
 
   @property
   def train_finisher(self) -> on_device.Finisher | None:
     """Scales (and shifts) the training batches on the devices (on_device.py), or None."""
-    shift = self.exps[0].config.data.get("augment_shift", 0)
+    shift = fields.augment_shift(self.exps[0].config.data)
     return on_device.finisher([exp.datasets.train for exp in self.exps], shift,
                               self.group.vectorized)
 
