@@ -8,6 +8,7 @@ are stored as uint8 and scaled a batch at a time (``Split.scaling``).
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -24,7 +25,9 @@ RawSplits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
-class _Raw:
+class Raw:
+  """An image source's splits as it read them, before jaxdl splits and scales them."""
+
   splits: RawSplits  # 'train' and optionally 'test'.
   max_value: float  # The value of a white pixel: 16 for digits, 255 for uint8.
   num_classes: int  # 0: count the labels.
@@ -32,16 +35,21 @@ class _Raw:
   class_names: tuple[str, ...] = ()
 
 
-def _digits(cfg: ml_collections.ConfigDict) -> _Raw:
+Loader = Callable[[ml_collections.ConfigDict, str], Raw]
+
+
+def digits(cfg: ml_collections.ConfigDict, argument: str = "") -> Raw:
+  """scikit-learn's bundled 8x8 digits (``digits``)."""
   from sklearn.datasets import load_digits  # Bundled with scikit-learn: no download.
 
-  digits = load_digits()
-  return _Raw({"train": (digits.images, digits.target)}, 16.0, 10,
+  bundled = load_digits()
+  return Raw({"train": (bundled.images, bundled.target)}, 16.0, 10,
               ("scikit-learn's bundled digits (UCI optdigits test part, 1,797 8x8 images, "
                "pixels 0..16)",))
 
 
-def _idx(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
+def idx_folder(cfg: ml_collections.ConfigDict, folder: str) -> Raw:
+  """MNIST-format IDX files in ``folder`` (``idx:FOLDER``)."""
   splits, notes = idx.load_idx_folder(folder)
   if "train" not in splits:  # E.g. only the MNIST test set is present.
     only = sorted(splits)[0]
@@ -50,10 +58,11 @@ def _idx(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
     splits = {"train": splits[only]}
   max_value = float(np.iinfo(splits["train"][0].dtype).max) if np.issubdtype(
       splits["train"][0].dtype, np.integer) else 1.0
-  return _Raw(splits, max_value, 0, tuple(notes))
+  return Raw(splits, max_value, 0, tuple(notes))
 
 
-def _tfds(cfg: ml_collections.ConfigDict, name: str) -> _Raw:
+def tfds_images(cfg: ml_collections.ConfigDict, name: str) -> Raw:
+  """The TFDS dataset ``name``'s images (``tfds:NAME``)."""
   splits = {}
   for split, tfds_split in (("train", cfg.train_split), ("test", cfg.test_split)):
     if tfds_split:
@@ -62,17 +71,19 @@ def _tfds(cfg: ml_collections.ConfigDict, name: str) -> _Raw:
   images = splits["train"][0]
   max_value = float(np.iinfo(images.dtype).max) if np.issubdtype(images.dtype, np.integer) else 1.0
   read = "read when needed" if columns.is_lazy(images) else "read into memory"
-  return _Raw(splits, max_value, tfds_source.num_classes(name, cfg.label_key, cfg.data_dir),
+  return Raw(splits, max_value, tfds_source.num_classes(name, cfg.label_key, cfg.data_dir),
               (f"TFDS {name} (train split {cfg.train_split!r}, test split {cfg.test_split!r}; "
                f"{read})",))
 
 
-def _imagefolder(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
+def image_folder(cfg: ml_collections.ConfigDict, folder: str) -> Raw:
+  """One sub-folder of image files per class (``imagefolder:FOLDER``)."""
   splits, classes, notes = load_image_folder(folder, cfg.image_size, cfg.in_memory)
-  return _Raw(splits, 255.0, len(classes), tuple(notes), classes)
+  return Raw(splits, 255.0, len(classes), tuple(notes), classes)
 
 
-def _arrayrecord(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
+def arrayrecord_folder(cfg: ml_collections.ConfigDict, folder: str) -> Raw:
+  """Image examples in ArrayRecord files (``arrayrecord:FOLDER``)."""
   loaded, info = arrayrecord.load_splits(folder)
   size = sum(columns.nbytes(column) for column, _, _ in loaded.values())
   eager = columns.keep_in_memory(cfg.in_memory, size)
@@ -82,25 +93,8 @@ def _arrayrecord(cfg: ml_collections.ConfigDict, folder: str) -> _Raw:
   max_value = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
   note = (f"ArrayRecord folder {folder} ({size / 2**20:.1f} MiB of inputs, "
           + ("read into memory)" if eager else "read when needed)"))
-  return _Raw(splits, max_value, info.get("num_classes", 0), (note,),
+  return Raw(splits, max_value, info.get("num_classes", 0), (note,),
               tuple(info.get("class_names", ())))
-
-
-def _load_raw(cfg: ml_collections.ConfigDict) -> _Raw:
-  kind, _, arg = cfg.name.partition(":")
-  if kind == "imagefolder" and arg:
-    return _imagefolder(cfg, arg)
-  if kind == "arrayrecord" and arg:
-    return _arrayrecord(cfg, arg)
-  if kind == "digits" and not arg:
-    return _digits(cfg)
-  if kind == "idx" and arg:
-    return _idx(cfg, arg)
-  if kind == "tfds" and arg:
-    return _tfds(cfg, arg)
-  raise DataError(f"unknown data.name {cfg.name!r}; use 'digits', 'tfds:<name>' "
-                  "(e.g. tfds:mnist), 'idx:<folder>', 'imagefolder:<folder>', 'arrayrecord:<folder>', "
-                  "'textfile:<folder>', 'py:PKG.MODULE:ATTR', 'adding', 'memory' or 'seq_digits'")
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -110,7 +104,7 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(jax.image.resize(images, (n, size, size, c), "linear", antialias=True))
 
 
-def _stored_inputs(raw: _Raw, train: np.ndarray, test: np.ndarray, keep: np.ndarray, cfg):
+def _stored_inputs(raw: Raw, train: np.ndarray, test: np.ndarray, keep: np.ndarray, cfg):
   """The train and test images as stored, and the Scaling that makes them model inputs.
 
   Integer pixels the model sees at their own size stay as they are (uint8: a
@@ -139,7 +133,7 @@ def _stored_inputs(raw: _Raw, train: np.ndarray, test: np.ndarray, keep: np.ndar
 STATISTICS_SAMPLE = 10_000
 
 
-def _lazy_inputs(raw: _Raw, train, test, keep: np.ndarray, cfg, resized: bool):
+def _lazy_inputs(raw: Raw, train, test, keep: np.ndarray, cfg, resized: bool):
   """Inputs read on demand: stored as they come, scaled (and standardised) a batch at a time."""
   if resized:
     raise DataError(f"{cfg.name}: its examples are {list(train.shape[1:3])} pixels and are read "
@@ -157,7 +151,7 @@ def _statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2)) + 1e-6
 
 
-def _checked_split(raw: _Raw, split: str, num_classes: int, cfg) -> tuple[np.ndarray, np.ndarray]:
+def _checked_split(raw: Raw, split: str, num_classes: int, cfg) -> tuple[np.ndarray, np.ndarray]:
   images, labels = raw.splits[split]
   if columns.is_lazy(images):  # Checked by shape now, and each example as it is read.
     check_images(np.zeros((0, *images.shape[1:]), images.dtype), f"{cfg.name} {split} images")
@@ -167,7 +161,7 @@ def _checked_split(raw: _Raw, split: str, num_classes: int, cfg) -> tuple[np.nda
           check_labels(labels, num_classes, f"{cfg.name} {split} labels"))
 
 
-def _test_split(raw: _Raw, train: tuple, num_classes: int, cfg, notes: list[str]):
+def _test_split(raw: Raw, train: tuple, num_classes: int, cfg, notes: list[str]):
   """``(train, test)`` image/label pairs: the source's test split, or one held out of train."""
   train_images, train_labels = train
   if "test" in raw.splits:
@@ -183,7 +177,7 @@ def _test_split(raw: _Raw, train: tuple, num_classes: int, cfg, notes: list[str]
           (columns.take(train_images, held), train_labels[held]))
 
 
-def _val_indices(raw: _Raw, train: tuple, num_classes: int, cfg):
+def _val_indices(raw: Raw, train: tuple, num_classes: int, cfg):
   """Train (with the source's val split appended after it) and the kept/held-out indices."""
   train_images, train_labels = train
   if "val" not in raw.splits:
@@ -197,9 +191,15 @@ def _val_indices(raw: _Raw, train: tuple, num_classes: int, cfg):
           keep, held)
 
 
-def build_image_data(cfg: ml_collections.ConfigDict) -> Datasets:
-  """Loads, splits and normalises an image dataset described by ``config.data``."""
-  raw = _load_raw(cfg)
+def build_image_data(cfg: ml_collections.ConfigDict, load: Loader) -> Datasets:
+  """Splits and normalises the images ``load`` reads for ``config.data``.
+
+  Args:
+    cfg: ``config.data``.
+    load: ``(cfg, argument) -> Raw``, the argument being what follows the source's
+      prefix in ``data.name`` (``idx:FOLDER`` gives FOLDER; ``digits`` gives '').
+  """
+  raw = load(cfg, cfg.name.partition(":")[2])
   notes = list(raw.notes)
   num_classes = cfg.num_classes or raw.num_classes or int(np.max(raw.splits["train"][1])) + 1
   train = _checked_split(raw, "train", num_classes, cfg)

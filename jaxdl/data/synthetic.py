@@ -15,6 +15,9 @@ All are generated deterministically from ``data.split_seed``, for any length T:
   [0, 1]; ``data.permute`` applies one fixed random permutation of the pixels.
 """
 
+import dataclasses
+from collections.abc import Callable
+
 import ml_collections
 import numpy as np
 
@@ -23,6 +26,21 @@ from jaxdl.data.spec import DataSpec, Datasets
 from jaxdl.errors import DataError
 
 ADDING_BASELINE_MSE = 1.0 / 6.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+  """A synthetic task's sequences: inputs ``<float32>[n, T, features]``, their labels."""
+
+  inputs: np.ndarray
+  labels: np.ndarray
+  task: str  # 'classification' or 'regression'.
+  num_classes: int  # 0 for regression.
+  note: str  # What the task is and its baseline, for the run's notes.
+
+
+# (data_config, rng, n) -> n sequences of the task.
+Generator = Callable[[ml_collections.ConfigDict, np.random.Generator, int], Generated]
 
 
 def adding_problem(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -65,40 +83,53 @@ def _seq_digits(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray,
   return x, digits.target.astype(np.int32), notes
 
 
-def build_synthetic_data(cfg: ml_collections.ConfigDict) -> Datasets:
-  """Builds ``adding``, ``memory`` or ``seq_digits`` as in the module docstring."""
+def adding(cfg: ml_collections.ConfigDict, rng: np.random.Generator, n: int) -> Generated:
+  """``n`` adding-problem sequences of ``data.seq_len`` steps (``adding``)."""
+  x, y = adding_problem(n, cfg.seq_len, rng)
+  return Generated(x, y, "regression", 0, f"adding problem, T={cfg.seq_len}: predicting 1 "
+                   f"always gives MSE {ADDING_BASELINE_MSE:.3f}")
+
+
+def memory(cfg: ml_collections.ConfigDict, rng: np.random.Generator, n: int) -> Generated:
+  """``n`` recall sequences of ``data.seq_len`` steps (``memory``)."""
+  x, y = memory_task(n, cfg.seq_len, cfg.num_symbols, rng)
+  return Generated(x, y, "classification", cfg.num_symbols,
+                   f"memory task, T={cfg.seq_len}, {cfg.num_symbols} symbols: chance accuracy "
+                   f"{1 / cfg.num_symbols:.3f}")
+
+
+def build_generated_data(cfg: ml_collections.ConfigDict, generate: Generator) -> Datasets:
+  """``data.num_train`` training and ``data.num_test`` test sequences from ``generate``
+  (``adding``, ``memory``), drawn from ``data.split_seed``."""
   rng = np.random.default_rng([cfg.split_seed, 3])
-  if cfg.name == "seq_digits":
-    x, y, notes = _seq_digits(cfg)
-    keep, held, note = hold_out_test(y, cfg, cfg.name)
-    train_all, test = Split(x[keep], y[keep]), Split(x[held], y[held])
-    task, num_classes = "classification", 10
-    notes.append(note)
-  else:
-    refuse_folds(cfg, f"{cfg.name} (generated with its own test sequences)")
-    n_train, n_test = cfg.num_train, cfg.num_test
-    if n_train < 2 or n_test < 1:
-      raise DataError(f"{cfg.name}: data.num_train ({n_train}) and data.num_test ({n_test}) "
-                      "must be positive")
-    if cfg.name == "adding":
-      x, y = adding_problem(n_train + n_test, cfg.seq_len, rng)
-      task, num_classes = "regression", 0
-      notes = [f"adding problem, T={cfg.seq_len}: predicting 1 always gives MSE "
-               f"{ADDING_BASELINE_MSE:.3f}"]
-    elif cfg.name == "memory":
-      x, y = memory_task(n_train + n_test, cfg.seq_len, cfg.num_symbols, rng)
-      task, num_classes = "classification", cfg.num_symbols
-      notes = [f"memory task, T={cfg.seq_len}, {cfg.num_symbols} symbols: chance accuracy "
-               f"{1 / cfg.num_symbols:.3f}"]
-    else:
-      raise DataError(f"unknown synthetic task {cfg.name!r}")
-    train_all, test = Split(x[:n_train], y[:n_train]), Split(x[n_train:], y[n_train:])
-    notes.append(f"{n_train} training and {n_test} test sequences generated from "
-                 f"data.split_seed={cfg.split_seed}")
+  refuse_folds(cfg, f"{cfg.name} (generated with its own test sequences)")
+  n_train, n_test = cfg.num_train, cfg.num_test
+  if n_train < 2 or n_test < 1:
+    raise DataError(f"{cfg.name}: data.num_train ({n_train}) and data.num_test ({n_test}) "
+                    "must be positive")
+  made = generate(cfg, rng, n_train + n_test)
+  train_all = Split(made.inputs[:n_train], made.labels[:n_train])
+  test = Split(made.inputs[n_train:], made.labels[n_train:])
+  notes = [made.note, f"{n_train} training and {n_test} test sequences generated from "
+                      f"data.split_seed={cfg.split_seed}"]
+  return _datasets(cfg, train_all, test, made.task, made.num_classes, notes)
+
+
+def build_seq_digits_data(cfg: ml_collections.ConfigDict) -> Datasets:
+  """The digits pixel by pixel (``seq_digits``), test held out as for any labelled set."""
+  x, y, notes = _seq_digits(cfg)
+  keep, held, note = hold_out_test(y, cfg, cfg.name)
+  return _datasets(cfg, Split(x[keep], y[keep]), Split(x[held], y[held]), "classification",
+                   10, [*notes, note])
+
+
+def _datasets(cfg: ml_collections.ConfigDict, train_all: Split, test: Split, task: str,
+              num_classes: int, notes: list[str]) -> Datasets:
+  """Validation held out of ``train_all`` (stratified for classes), and the spec."""
   keep, held = split_indices(len(train_all), cfg.val_fraction, [cfg.split_seed, 1],
                              train_all.label if task == "classification" else None, "validation")
   check_split_sizes(cfg.name, len(keep), len(test))
-  spec = DataSpec(name=cfg.name, task=task, input_shape=tuple(x.shape[1:]), input_dtype="float32",
-                  num_classes=num_classes, num_train=len(keep), num_val=len(held),
-                  num_test=len(test), notes=tuple(notes))
+  spec = DataSpec(name=cfg.name, task=task, input_shape=tuple(train_all.inputs.shape[1:]),
+                  input_dtype="float32", num_classes=num_classes, num_train=len(keep),
+                  num_val=len(held), num_test=len(test), notes=tuple(notes))
   return Datasets(train_all.take(keep), train_all.take(held), test, spec)
