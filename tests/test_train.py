@@ -230,12 +230,16 @@ def test_bfloat16_mixed_precision_keeps_accuracy(tmp_path):
   assert bf16["test_accuracy"] >= f32["test_accuracy"] - 0.02, (bf16, f32)
 
 
-def test_provenance_names_the_commit_of_the_code_imported(monkeypatch):
+def test_provenance_and_documents_name_the_commit_of_the_code_imported(monkeypatch):
   from jaxdl.training import run_folder
 
   imported = run_folder._COMMIT
   monkeypatch.setattr(run_folder, "_git", lambda *args: "f" * 40)  # A commit made since.
   assert run_folder.provenance(["jaxdl"])["git_commit"] == imported
+  # A study's document names the same commit, however long the study ran.
+  from jaxdl.studies import reproduce
+
+  assert reproduce._commit().startswith(imported[:7] if imported else "unknown")
 
 
 @pytest.mark.slow

@@ -11,25 +11,24 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
 import jax
 
+from jaxdl.training import run_folder
 from jaxdl.version import __version__
 from jaxdl.studies.record import StudyOptions, resolve
 
 
 def _commit() -> str:
-  here = pathlib.Path(__file__).resolve().parent
-  try:
-    out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, timeout=10, check=True)
-    return out.stdout.strip()
-  except (OSError, subprocess.SubprocessError):
+  """The commit of the code this process runs (imported at its start: a commit made while a
+  long study ran is not the code that wrote its document)."""
+  commit, dirty = run_folder.code_commit()
+  if not commit:
     return "unknown (not a git checkout)"
+  return commit[:7] + (", with uncommitted changes" if dirty else "")
 
 
 def _generated_by(command: Sequence[str], default: str, quick: bool, minutes: float,

@@ -76,6 +76,11 @@ _COMMIT = _git("rev-parse", "HEAD")
 _DIRTY = bool(_git("status", "--porcelain", "--untracked-files=no")) if _COMMIT else None
 
 
+def code_commit() -> tuple[str | None, bool | None]:
+  """The commit of jaxdl's code as this process imported it, and whether it had changes."""
+  return _COMMIT, _DIRTY
+
+
 def provenance(command: Sequence[str]) -> dict[str, Any]:
   """What produced a run: versions, code (as imported by this process), hardware, command."""
   devices = jax.devices()
