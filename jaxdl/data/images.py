@@ -38,8 +38,8 @@ class Raw:
 Loader = Callable[[ml_collections.ConfigDict, str], Raw]
 
 
-def digits(cfg: ml_collections.ConfigDict, argument: str = "") -> Raw:
-  """scikit-learn's bundled 8x8 digits (``digits``)."""
+def digits(cfg: ml_collections.ConfigDict, argument: str) -> Raw:
+  """scikit-learn's bundled 8x8 digits (``digits``: no argument)."""
   from sklearn.datasets import load_digits  # Bundled with scikit-learn: no download.
 
   bundled = load_digits()

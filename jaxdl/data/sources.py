@@ -17,12 +17,9 @@ import ml_collections
 
 from jaxdl import parts
 from jaxdl.data import fields as f
-from jaxdl.data import tfds_source
-from jaxdl.data import images
-from jaxdl.data.images import build_image_data
+from jaxdl.data import images, synthetic, tfds_source
 from jaxdl.data.python_source import PREFIX as PY, build_python_data
 from jaxdl.data.spec import Datasets
-from jaxdl.data import synthetic
 from jaxdl.data.text import build_text_data
 from jaxdl.errors import DataError
 
@@ -84,18 +81,17 @@ def _tfds(cfg: ml_collections.ConfigDict, experiment: str, source) -> Datasets:
   name = cfg.name.partition(":")[2]
   if tfds_source.is_text(name, cfg.train_split, cfg.data_dir, cfg.download, cfg.text_key):
     return build_text_data(cfg)
-  return build_image_data(cfg, images.tfds_images)
+  return images.build_image_data(cfg, images.tfds_images)
 
 
 def _images(load: images.Loader) -> Builder:
   """The builder of an image source whose files ``load`` reads (images.py splits and scales)."""
-  return lambda cfg, experiment, source: build_image_data(cfg, load)
+  return lambda cfg, experiment, source: images.build_image_data(cfg, load)
 
 
 def _generated(generate: synthetic.Generator) -> Builder:
   """The builder of a synthetic task whose sequences ``generate`` draws (synthetic.py)."""
   return lambda cfg, experiment, source: synthetic.build_generated_data(cfg, generate)
-
 
 
 _python = lambda cfg, experiment, source: build_python_data(cfg, source, experiment)
@@ -129,23 +125,26 @@ SOURCES = SourceRegistry("data source", _adapt, key="data.name")
 for _record in (
     DataSource("digits", _images(images.digits), lambda n: ["alpaydin1998optdigits"],
                "scikit-learn's bundled 8x8 digits", fields=f.IMAGES),
-    DataSource("idx:", _images(images.idx_folder), _known, "MNIST-format IDX files in a folder", fields=f.IMAGES),
+    DataSource("idx:", _images(images.idx_folder), _known, "MNIST-format IDX files in a folder",
+               fields=f.IMAGES),
     DataSource("tfds:", _tfds, _known, "a TFDS dataset (images or text)", fields=f.TFDS),
     DataSource("textfile:", lambda cfg, e, s: build_text_data(cfg), _known,
                "text classification files in a folder", fields={**f.TEXT, **f.COLUMNS}),
-    DataSource("imagefolder:", _images(images.image_folder), lambda n: [], "one sub-folder of images per class",
-               user_data=True, fields=f.IMAGES),
+    DataSource("imagefolder:", _images(images.image_folder), lambda n: [],
+               "one sub-folder of images per class", user_data=True, fields=f.IMAGES),
     DataSource("arrayrecord:", _images(images.arrayrecord_folder), _known,
                "image examples in ArrayRecord files (jaxdl.data.arrayrecord.Writer)",
                fields=f.IMAGES),
     DataSource(PY, _python, lambda n: [], "a function returning the splits", user_data=True,
                fields=f.USER_ARRAYS),
-    DataSource("adding", _generated(synthetic.adding), lambda n: ["hochreiter1997long", "le2015simple"],
-               "the adding problem", fields=f.SEQUENCE_SIZES),
-    DataSource("memory", _generated(synthetic.memory), lambda n: ["hochreiter1997long"], "a recall task",
-               fields=f.MEMORY),
-    DataSource("seq_digits", lambda cfg, e, s: synthetic.build_seq_digits_data(cfg), lambda n: ["alpaydin1998optdigits", "le2015simple"],
-               "the digits pixel by pixel", fields=f.SEQ_DIGITS),
+    DataSource("adding", _generated(synthetic.adding),
+               lambda n: ["hochreiter1997long", "le2015simple"], "the adding problem",
+               fields=f.SEQUENCE_SIZES),
+    DataSource("memory", _generated(synthetic.memory), lambda n: ["hochreiter1997long"],
+               "a recall task", fields=f.MEMORY),
+    DataSource("seq_digits", lambda cfg, e, s: synthetic.build_seq_digits_data(cfg),
+               lambda n: ["alpaydin1998optdigits", "le2015simple"], "the digits pixel by pixel",
+               fields=f.SEQ_DIGITS),
 ):
   SOURCES.register(_record.name, _record)
 
