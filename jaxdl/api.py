@@ -10,7 +10,9 @@ take the Python object: ``model=`` a ``flax.linen.Module`` class, a Flax NNX
 ``Module`` class, a factory ``f(model_config, spec)`` or a module instance;
 ``data=`` a function ``f(data_config)`` returning the splits (see
 ``jaxdl.data.python_source``). A run trained on objects records their names;
-pass the same objects again to load or evaluate it.
+pass the same objects again to load or evaluate it. Each function hands its
+objects over once (``parts.given``), under the names the config records; below
+it they are found by name, like a built-in part.
 """
 
 import csv
@@ -37,7 +39,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.sweeps.axes import Axis, axes_from_mapping, parse_axis
 from jaxdl.training.experiment import Experiment
 from jaxdl.training.loop import train_and_evaluate
-from jaxdl.training.saved_runs import evaluate_run, load_run as restore_run
+from jaxdl.training.saved_runs import evaluate_run, handed_to_run, load_run as restore_run
 from jaxdl.training.state import TrainState
 from jaxdl.training.steps import apply_model
 
@@ -59,15 +61,18 @@ def get_config(config: Config, overrides: Overrides = (), *, model: Any = None,
   base = apply_overrides(base, {})  # A locked copy: the caller's config is never changed.
   if not isinstance(config, str):  # Built in Python: its data source's fields, as loading adds.
     complete_data(base)
-  if model is not None:
-    rename_model(base, parts.object_name(model), model)
-  if data is not None:
-    rename_data(base, parts.object_name(data))
-  return apply_overrides(base, overrides)
+  with _handed_over(model, data):
+    if model is not None:
+      rename_model(base, parts.object_name(model))
+    if data is not None:
+      rename_data(base, parts.object_name(data))
+    return apply_overrides(base, overrides)
 
 
-def _datasets(config: ml_collections.ConfigDict, data: Callable | None):
-  return data_lib.build(config.data, config.experiment, data) if data is not None else None
+def _handed_over(model: Any, data: Callable | None):
+  """The API's objects for the block, under the names ``get_config`` gives them."""
+  named = lambda obj: (parts.object_name(obj) if obj is not None else "", obj)
+  return parts.given(model=named(model), data=named(data))
 
 
 def train(config: Config, workdir: str | pathlib.Path, overrides: Overrides = (), *,
@@ -95,8 +100,9 @@ def train(config: Config, workdir: str | pathlib.Path, overrides: Overrides = ()
     JaxdlError: bad input (a config key, the data, the model's contract), before training.
   """
   config = get_config(config, overrides, model=model, data=data)
-  return train_and_evaluate(config, workdir, quiet=quiet, overwrite=overwrite,
-                            command=list(sys.argv), datasets=_datasets(config, data), model=model)
+  with _handed_over(model, data):
+    return train_and_evaluate(config, workdir, quiet=quiet, overwrite=overwrite,
+                              command=list(sys.argv))
 
 
 def sweep(config: Config, workdir: str | pathlib.Path,
@@ -123,9 +129,10 @@ def sweep(config: Config, workdir: str | pathlib.Path,
     raise ConfigError("no sweep axes: pass --sweep KEY=VALUES (e.g. --sweep seed=0:3) or define "
                       "sweep() in the experiment file")
   base = get_config(config, overrides, model=model, data=data)
-  return run_sweep(base, chosen, workdir, mode=mode, samples=samples, sweep_seed=sweep_seed,
-                   quiet=quiet, overwrite=overwrite, command=list(sys.argv), model=model,
-                   data=data, shard=parse_shard(shard))
+  with _handed_over(model, data):
+    return run_sweep(base, chosen, workdir, mode=mode, samples=samples, sweep_seed=sweep_seed,
+                     quiet=quiet, overwrite=overwrite, command=list(sys.argv),
+                     shard=parse_shard(shard))
 
 
 def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Mapping[str, Any],
@@ -143,14 +150,14 @@ def tune(config: Config, workdir: str | pathlib.Path, search: Sequence[str] | Ma
     The trials this process ran, each a dict: ``trial`` (its number), ``name`` (its run
     folder), ``params``, ``state`` and ``value`` (the validation objective; None if failed).
   """
-  from jaxdl.sweeps.tune import run_tune  # Optuna, only when searching.
+  from jaxdl.sweeps.tune import Search, run_tune  # Optuna, only when searching.
 
   axes = (axes_from_mapping(search) if isinstance(search, Mapping)
           else [parse_axis(a) for a in search])
   base = get_config(config, overrides, model=model, data=data)
-  return run_tune(base, axes, workdir, trials=trials, storage=storage, sampler=sampler,
-                  seed=seed, parallel=parallel, mode=mode, quiet=quiet, command=list(sys.argv),
-                  model=model, data=data)
+  settings = Search(trials, storage, sampler, seed, parallel, mode)
+  with _handed_over(model, data):
+    return run_tune(base, axes, workdir, settings, quiet=quiet, command=list(sys.argv))
 
 
 def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model: Any = None,
@@ -169,7 +176,8 @@ def evaluate(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model
   Returns:
     ``val_*`` and ``test_*`` metrics, as in results.json.
   """
-  return evaluate_run(workdir, checkpoint, model=model, data=data)
+  with handed_to_run(workdir, model, data):
+    return evaluate_run(workdir, checkpoint)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +294,8 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *, model
     model: the model object, for a run trained on one (its config names ``python:...``).
     data: the data function, for a run trained on one.
   """
-  exp, state, run = restore_run(workdir, checkpoint, model=model, data=data)
+  with handed_to_run(workdir, model, data):
+    exp, state, run = restore_run(workdir, checkpoint)
   return Run(exp.config, exp.datasets.spec, exp.model, state, exp, run.path)
 
 

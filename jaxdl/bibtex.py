@@ -9,6 +9,7 @@ from jaxdl.data import sources as data_sources
 from jaxdl.errors import JaxdlError
 from jaxdl.models import BUILTIN
 from jaxdl.optim import CONSTRAINTS, OPTIMIZERS, SCHEDULES
+from jaxdl.parts import PYTHON_OBJECT
 from jaxdl.training.run_folder import read_json
 
 JAXDL = f"""@software{{jaxdl,
@@ -183,6 +184,15 @@ ENTRIES = {
 }""",
 }
 
+def _data_source(config: dict[str, Any]) -> data_sources.DataSource | None:
+  """The run's data source; None for a function given to the API (the researcher's data,
+  which a later process cannot resolve without it and which carries no references)."""
+  name = config["data"]["name"]
+  if name.startswith(PYTHON_OBJECT):
+    return None
+  return data_sources.resolve(name, config.get("experiment", ""))
+
+
 def keys_for(config: dict[str, Any]) -> list[str]:
   """The citation keys a run's config calls for, framework first (a user model has none)."""
   keys = ["jax2018github"]
@@ -190,8 +200,8 @@ def keys_for(config: dict[str, Any]) -> list[str]:
   part = BUILTIN.get(model["name"])
   if part is not None:
     keys += part.cite_keys({**part.fields, **model})
-  source = data_sources.resolve(config["data"]["name"], config.get("experiment", ""))
-  keys += source.cite_keys(config["data"]["name"])
+  source = _data_source(config)
+  keys += source.cite_keys(config["data"]["name"]) if source else []
   keys += _optim_keys(config)
   return list(dict.fromkeys(k for k in keys if k))
 
@@ -233,7 +243,8 @@ def user_entries(config: dict[str, Any], code: list[dict[str, Any]]) -> list[str
   parts = []
   if config["model"]["name"] not in BUILTIN:
     parts.append(("usermodel", "user model", config["model"]["name"], ("model", "object")))
-  if data_sources.resolve(config["data"]["name"], config.get("experiment", "")).user_data:
+  source = _data_source(config)
+  if source is None or source.user_data:
     parts.append(("userdata", "user data", config["data"]["name"], ("data", "object")))
   return [f"@misc{{{prefix}{re.sub(r'[^A-Za-z0-9]', '', name.rpartition(':')[2] or name)},\n"
           f"  title = {{{what} {name}}},\n"
@@ -265,6 +276,7 @@ def cite(folder: str | pathlib.Path) -> str:
     code = (read_json(provenance).get("user_code", []) if provenance and provenance.exists()
             else [])
     users += user_entries(config, code)
-    users += data_sources.resolve(config["data"]["name"], config.get("experiment", "")).references
+    source = _data_source(config)
+    users += source.references if source else ()
   entries = [ENTRIES[k] for k in dict.fromkeys(keys)]
   return "\n\n".join([JAXDL, *entries, *dict.fromkeys(users)]) + "\n"

@@ -428,7 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   # anything starts JAX's thread pools.
   from jaxdl import host
 
-  host.tune_allocator()
+  try:
+    host.tune_allocator()
+  except JaxdlError as e:  # A bad JAXDL_HOST_TRIM_MB: before the parser, so no --debug yet.
+    print(f"jaxdl: error: {e}", file=sys.stderr)
+    return EXIT_USER_ERROR
   parser = _parser()
   host.enable_compilation_cache()
   args, extra = parser.parse_known_args(argv)

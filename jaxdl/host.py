@@ -32,12 +32,15 @@ import ctypes.util
 import os
 import sys
 
+from jaxdl.errors import ConfigError
+
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 SETTINGS = {"mmap_threshold": 1 << 30, "trim_threshold": 1 << 30, "arena_max": 1}
+TRIM_ENV = "JAXDL_HOST_TRIM_MB"  # Overrides trim_threshold, in MiB (scripts/bench_allocator.py).
 _PARAMETERS = {"mmap_threshold": _M_MMAP_THRESHOLD, "trim_threshold": _M_TRIM_THRESHOLD,
                "arena_max": _M_ARENA_MAX}
 
@@ -67,11 +70,27 @@ def tune_allocator() -> dict:
   except (OSError, AttributeError):
     _state.update(applied=False, reason="the C library is not glibc")
     return dict(_state)
-  failed = [name for name, value in SETTINGS.items() if mallopt(_PARAMETERS[name], value) != 1]
-  _state.update(applied=not failed, settings=dict(SETTINGS),
+  settings = settings_from_environment()
+  failed = [name for name, value in settings.items() if mallopt(_PARAMETERS[name], value) != 1]
+  _state.update(applied=not failed, settings=settings,
                 reason=f"mallopt refused {failed}" if failed else "glibc mallopt",
                 jax_backend_started=_jax_backend_started())
   return dict(_state)
+
+
+def settings_from_environment() -> dict:
+  """SETTINGS, with the trim threshold ``$JAXDL_HOST_TRIM_MB`` MiB where that is set.
+
+  Raises:
+    ConfigError: the variable is not a whole number of MiB from 0 to 2047.
+  """
+  value = os.environ.get(TRIM_ENV, "")
+  if not value:
+    return dict(SETTINGS)
+  if not value.isdigit() or int(value) >= 2048:  # mallopt takes an int of bytes.
+    raise ConfigError(f"{TRIM_ENV}={value!r} is not a whole number of MiB from 0 to 2047; "
+                     f"unset it for the default ({SETTINGS['trim_threshold'] >> 20} MiB)")
+  return {**SETTINGS, "trim_threshold": int(value) << 20}
 
 
 def allocator_state() -> dict:

@@ -9,11 +9,12 @@ experiment file itself, can hold the researcher's code).
 """
 
 import contextlib
+import contextvars
 import difflib
 import importlib
 import pathlib
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from jaxdl.errors import ConfigError
@@ -33,6 +34,36 @@ def object_name(obj: Any) -> str:
   target = obj if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__") else \
       type(obj)
   return f"{PYTHON_OBJECT}{getattr(target, '__module__', '?')}.{target.__qualname__}"
+
+
+# The Python objects handed to the API in the current call: keyword -> (name, object).
+_GIVEN: contextvars.ContextVar[Mapping[str, tuple[str, Any]] | None] = contextvars.ContextVar(
+    "jaxdl_given", default=None)
+
+
+@contextlib.contextmanager
+def given(**objects: tuple[str, Any | None]) -> Iterator[None]:
+  """Inside the block, ``given(model=(name, obj))`` makes the model part ``name`` be ``obj``.
+
+  The Python API hands a researcher's objects (``model=``, ``data=``) over once, at its
+  edge, under the name the config records (``python:module.Qualname``, or a saved run's
+  part name); everything below finds them through the registries by that name, as it
+  finds a built-in part, so no signature carries them. An object of None hands nothing
+  over. The block ends the hand-over: a later call passes them again (so a notebook's
+  redefined class is never a stale one).
+  """
+  handed = {k: v for k, v in objects.items() if v[1] is not None}
+  token = _GIVEN.set({**(_GIVEN.get() or {}), **handed})
+  try:
+    yield
+  finally:
+    _GIVEN.reset(token)
+
+
+def given_object(argument: str, name: str) -> Any:
+  """The object handed over by keyword ``argument`` as part ``name`` in this call, or None."""
+  named = (_GIVEN.get() or {}).get(argument)
+  return named[1] if named and named[0] == name else None
 
 
 @contextlib.contextmanager
@@ -108,10 +139,13 @@ class Registry(Generic[Record]):
   Built-in and user parts are the same records; only where they are found differs.
   """
 
-  def __init__(self, kind: str, adapt: Callable[[str, Any], Record], key: str = ""):
-    """``kind`` names the parts in errors; ``key`` is the config key that names one."""
+  def __init__(self, kind: str, adapt: Callable[[str, Any], Record], key: str = "",
+               argument: str = ""):
+    """``kind`` names the parts in errors; ``key`` is the config key that names one;
+    ``argument`` the API's keyword that hands one over as an object (``model``)."""
     self.kind = kind
     self.key = key or kind
+    self.argument = argument or kind
     self._adapt = adapt
     self._records: dict[str, Record] = {}
 
@@ -135,8 +169,14 @@ class Registry(Generic[Record]):
       ConfigError: an unknown name (with a did-you-mean and the built-in names) or an
         import path that fails or names something that is not this kind of part.
     """
+    handed = given_object(self.argument, name)
+    if handed is not None:  # The API's object: it stands for the name the run records.
+      return self._adapt(name, handed)
     if name in self._records:
       return self._records[name]
+    if name.startswith(PYTHON_OBJECT):
+      raise ConfigError(f"{self.kind} {name} was a Python object given to the API; pass it "
+                        f"again ({self.argument}=...) to use this run")
     if not is_import_path(name):
       raise ConfigError(f"unknown {self.key} {name!r}{did_you_mean(name, self._records)}; "
                         f"choose one of {', '.join(self.names())}, or give an import path "

@@ -103,8 +103,11 @@ print(json.dumps({"examples_per_s": count * 128 / (time.perf_counter() - start)}
 SEED_CNN = str(ROOT / "experiments" / "seed_cnn_digits.py")
 
 
-def child(code: str, args: list[str], pythonpath: pathlib.Path = ROOT) -> dict:
-  env = {**os.environ, "PYTHONPATH": str(pythonpath), "JAXDL_COMPILATION_CACHE": "off"}
+def child(code: str, args: list[str], pythonpath: pathlib.Path = ROOT,
+          env: dict | None = None) -> dict:
+  """Runs ``code`` in a fresh process (``env``: extra environment variables)."""
+  env = {**os.environ, "PYTHONPATH": str(pythonpath), "JAXDL_COMPILATION_CACHE": "off",
+         **(env or {})}
   out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                        env=env, cwd=pythonpath, timeout=3600)
   if out.returncode:
@@ -113,10 +116,10 @@ def child(code: str, args: list[str], pythonpath: pathlib.Path = ROOT) -> dict:
 
 
 def train(overrides: list[str], steps: int, warm: int, workdir: pathlib.Path,
-          pythonpath: pathlib.Path = ROOT) -> dict:
+          pythonpath: pathlib.Path = ROOT, env: dict | None = None) -> dict:
   args = [str(time.time()), str(steps), str(warm), json.dumps([SEED_CNN, *overrides]),
           str(workdir)]
-  return child(_CHILD, args, pythonpath)
+  return child(_CHILD, args, pythonpath, env)
 
 
 def write_records(folder: pathlib.Path, gigabytes: float) -> pathlib.Path:
@@ -139,8 +142,8 @@ def write_records(folder: pathlib.Path, gigabytes: float) -> pathlib.Path:
   return folder
 
 
-def write_pngs(folder: pathlib.Path, count: int) -> pathlib.Path:
-  """``count`` generated 28x28 grayscale PNGs in 10 class folders."""
+def write_pngs(folder: pathlib.Path, count: int, size: int = 28) -> pathlib.Path:
+  """``count`` generated ``size``x``size`` grayscale PNGs in 10 class folders."""
   from PIL import Image
 
   rng = np.random.default_rng(0)
@@ -148,7 +151,7 @@ def write_pngs(folder: pathlib.Path, count: int) -> pathlib.Path:
     (folder / f"class{c}").mkdir(parents=True, exist_ok=True)
   for i in range(count):
     c = i % 10
-    pixels = rng.integers(0, 64, (28, 28), np.uint8) + np.uint8(c * 19)
+    pixels = rng.integers(0, 64, (size, size), np.uint8) + np.uint8(c * 19)
     Image.fromarray(pixels).save(folder / f"class{c}" / f"{i:07d}.png")
   return folder
 

@@ -152,9 +152,12 @@ def worker(impl: str, workload_name: str, threads: int, allocator: str) -> None:
 class Worker:
   """A worker process and its line protocol."""
 
-  def __init__(self, impl: str, workload: str, threads: int, allocator: str):
+  def __init__(self, impl: str, workload: str, threads: int, allocator: str,
+               env: dict | None = None):
+    """``env``: extra environment variables (scripts/bench_allocator.py's trim threshold)."""
     self.impl, self.workload = impl, workload
-    env = {**os.environ, "JAXDL_HOST_ALLOCATOR": ""}  # The mode decides, not the environment.
+    # The mode decides, not the environment.
+    env = {**os.environ, "JAXDL_HOST_ALLOCATOR": "", **(env or {})}
     self.proc = subprocess.Popen(
         [sys.executable, __file__, "--worker", impl, workload, "--threads", str(threads),
          "--allocator", allocator],
@@ -200,12 +203,18 @@ def measure_peak(threads: int, allocator: str) -> dict:
 
 def measure_group(pairs: list[tuple[str, str]], args, allocator: str) -> list[dict]:
   """Warms up each (impl, workload) alone, then times interleaved windows of all."""
+  return measure_interleaved([(impl, workload, allocator, {}) for impl, workload in pairs], args)
+
+
+def measure_interleaved(specs: list[tuple[str, str, str, dict]], args) -> list[dict]:
+  """Warms up each ``(impl, workload, allocator, env)`` worker alone, then times
+  interleaved windows of all of them."""
   workers, ready = [], []
   try:
-    for impl, workload in pairs:
-      print(f"warming up {impl} on {workload} ({allocator} allocator) ...", file=sys.stderr,
-            flush=True)
-      w = Worker(impl, workload, args.threads, allocator)
+    for impl, workload, allocator, env in specs:
+      print(f"warming up {impl} on {workload} ({allocator} allocator{', ' if env else ''}"
+            f"{' '.join(f'{k}={v}' for k, v in env.items())}) ...", file=sys.stderr, flush=True)
+      w = Worker(impl, workload, args.threads, allocator, env)
       workers.append(w)
       ready.append(w.read())
     steps = []
@@ -229,12 +238,12 @@ def measure_group(pairs: list[tuple[str, str]], args, allocator: str) -> list[di
   finally:
     for w in workers:
       w.close()
-  return [{"impl": w.impl, "workload": w.workload, "allocator": allocator,
+  return [{"impl": w.impl, "workload": w.workload, "allocator": spec[2], "env": spec[3],
            "examples_per_s": statistics.median(r), "min": min(r), "max": max(r),
            "windows": r, "steps_per_window": k, "compile_s": rd["compile_s"],
            "setup_s": rd["setup_s"], "examples_per_step": rd["examples_per_step"],
            "cores": rd["cores"], "info": rd["info"]}
-          for w, r, k, rd in zip(workers, rates, steps, ready)]
+          for w, spec, r, k, rd in zip(workers, specs, rates, steps, ready)]
 
 
 def machine() -> dict:

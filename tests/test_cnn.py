@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 
-from conftest import maybe_jit
+from conftest import init, maybe_jit
 from jaxdl.errors import DataError
 from jaxdl.models import DeepCNN, SeedCNN, count_params, flops_per_example
 from jaxdl.models.layers import max_pool
@@ -39,12 +39,12 @@ def seed_pooling(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def test_seed_cnn_has_the_keras_parameter_count(key):
-  variables = SeedCNN(num_classes=10).init(key, jnp.zeros((1, 28, 28, 1)))
+  variables = init(SeedCNN(num_classes=10), key, jnp.zeros((1, 28, 28, 1)))
   assert count_params(variables["params"]) == 93_322
 
 
 def test_seed_cnn_uses_keras_initialisation(key):
-  params = SeedCNN(num_classes=10).init(key, jnp.zeros((1, 28, 28, 1)))["params"]
+  params = init(SeedCNN(num_classes=10), key, jnp.zeros((1, 28, 28, 1)))["params"]
   for layer in params.values():
     np.testing.assert_array_equal(layer["bias"], 0.0)
   kernel = params["Conv_1"]["kernel"]  # 3x3x32x64: Glorot-uniform limit sqrt(6/(288+576)).
@@ -98,20 +98,20 @@ def test_max_pool_gradient_matches_reduce_window(key):
 @pytest.mark.parametrize("batch, classes", [(1, 10), (3, 2), (5, 7)])
 def test_seed_cnn_logits_shape(getkey, jit, batch, classes):
   model = SeedCNN(num_classes=classes)
-  variables = model.init(getkey(), jnp.zeros((1, 28, 28, 1)))
+  variables = init(model, getkey(), jnp.zeros((1, 28, 28, 1)))
   logits = maybe_jit(lambda v, x: model.apply(v, x), jit)(variables, jnp.ones((batch, 28, 28, 1)))
   chex.assert_shape(logits, (batch, classes))
   chex.assert_tree_all_finite(logits)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", [pytest.param(True, marks=pytest.mark.slow), False])  # Jitted: 10 s to compile.
 @pytest.mark.parametrize("batch_norm, residual", [  # Batch norm's compile: 15 s under jit.
     pytest.param(True, True, marks=pytest.mark.slow),
     pytest.param(True, False, marks=pytest.mark.slow), (False, True)])
 def test_deep_cnn_logits_shape(getkey, jit, batch_norm, residual):
   model = DeepCNN(num_classes=4, widths=(8, 16), blocks_per_stage=2, batch_norm=batch_norm,
                   residual=residual)
-  variables = model.init(getkey(), jnp.zeros((1, 12, 12, 3)))
+  variables = init(model, getkey(), jnp.zeros((1, 12, 12, 3)))
   logits = maybe_jit(lambda v, x: model.apply(v, x), jit)(variables, jnp.ones((2, 12, 12, 3)))
   chex.assert_shape(logits, (2, 4))
 
@@ -119,7 +119,7 @@ def test_deep_cnn_logits_shape(getkey, jit, batch_norm, residual):
 @pytest.mark.slow
 def test_deep_cnn_depth_and_width_are_config_values(key):
   model = DeepCNN(widths=(8, 16, 32), blocks_per_stage=7, batch_norm=True, residual=True)
-  params = model.init(key, jnp.zeros((1, 16, 16, 1)))["params"]
+  params = init(model, key, jnp.zeros((1, 16, 16, 1)))["params"]
   convs = [name for name in jax.tree_util.tree_flatten_with_path(params)[0]
            if "Conv_0" in jax.tree_util.keystr(name[0]) and "kernel" in jax.tree_util.keystr(name[0])]
   assert len(convs) == 21
@@ -128,7 +128,7 @@ def test_deep_cnn_depth_and_width_are_config_values(key):
 def test_deep_cnn_batch_norm_train_and_eval(key):
   model = DeepCNN(num_classes=3, widths=(4,), blocks_per_stage=1, batch_norm=True, residual=False)
   x = jax.random.normal(key, (8, 6, 6, 1)) * 3.0 + 2.0
-  variables = model.init(key, x[:1])
+  variables = init(model, key, x[:1])
   before = variables["batch_stats"]
   _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
   after = updates["batch_stats"]
@@ -144,7 +144,7 @@ def test_deep_cnn_batch_norm_train_and_eval(key):
 def test_deep_cnn_batch_norm_ignores_padding(key):
   model = DeepCNN(num_classes=3, widths=(4,), blocks_per_stage=1, batch_norm=True, residual=False)
   x = jax.random.normal(key, (4, 6, 6, 1))
-  variables = model.init(key, x[:1])
+  variables = init(model, key, x[:1])
   padded = jnp.concatenate([x, 100.0 * jnp.ones((4, 6, 6, 1))])
   mask = jnp.array([1.0] * 4 + [0.0] * 4)
   _, real = model.apply(variables, x, train=True, mutable=["batch_stats"])
@@ -154,7 +154,7 @@ def test_deep_cnn_batch_norm_ignores_padding(key):
 
 def test_flops_per_example_counts_the_convolutions(key):
   model = SeedCNN(num_classes=10)
-  variables = model.init(key, jnp.zeros((1, 28, 28, 1)))
+  variables = init(model, key, jnp.zeros((1, 28, 28, 1)))
   flops = flops_per_example(model, variables, (28, 28, 1))
   # Multiply-adds of the three convolutions and two dense layers, 2 FLOPs each.
   macs = 26 * 26 * 9 * 32 + 11 * 11 * 9 * 32 * 64 + 3 * 3 * 9 * 64 * 64 + 576 * 64 + 64 * 10
@@ -163,4 +163,4 @@ def test_flops_per_example_counts_the_convolutions(key):
 
 def test_seed_cnn_rejects_images_that_are_too_small(key):
   with pytest.raises(DataError, match="at least 18x18.*data.image_size"):
-    SeedCNN().init(key, jnp.zeros((1, 8, 8, 1)))
+    init(SeedCNN(), key, jnp.zeros((1, 8, 8, 1)))

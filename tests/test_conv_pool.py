@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import init
 from jax import lax
 
 from jaxdl.models import SeedCNN
@@ -104,9 +105,9 @@ def test_per_example_gradients_and_sweep_members_match_the_reference(getkey):
 def test_the_module_has_nn_conv_parameters_and_fuses_only_in_the_train_step(getkey):
   x = jax.random.normal(getkey(), (2, 10, 10, 3))
   fused = ConvReluPool(8, (3, 3), "SAME", conv_kernel="native")
-  params = fused.init(jax.random.key(0), x)
+  params = init(fused, jax.random.key(0), x)
   conv = nn.Conv(8, (3, 3), padding="SAME", kernel_init=nn.initializers.xavier_uniform())
-  conv_params = conv.init(jax.random.key(0), x)
+  conv_params = init(conv, jax.random.key(0), x)
   jax.tree.map(np.testing.assert_array_equal, params, conv_params)  # Same names and values.
   want = max_pool(nn.relu(conv.apply(conv_params, x)))
   np.testing.assert_array_equal(fused.apply(params, x), want)
@@ -126,9 +127,9 @@ def test_the_module_has_nn_conv_parameters_and_fuses_only_in_the_train_step(getk
 
 def test_the_seed_cnn_keeps_its_parameters_and_small_images_still_get_a_clear_error(getkey):
   x = jax.random.normal(getkey(), (2, 28, 28, 1))
-  params = SeedCNN().init(jax.random.key(0), x)["params"]
+  params = init(SeedCNN(), jax.random.key(0), x)["params"]
   assert sorted(params) == ["Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1"]
   assert sum(p.size for p in jax.tree.leaves(params)) == 93_322
   with pytest.raises(Exception, match="at least 18x18"):
     with custom_gradients():
-      SeedCNN(conv_kernel="native").init(jax.random.key(0), jnp.zeros((1, 5, 5, 1)))
+      init(SeedCNN(conv_kernel="native"), jax.random.key(0), jnp.zeros((1, 5, 5, 1)))

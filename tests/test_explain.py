@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import experiment
+from conftest import experiment, init
 from jaxdl import cli
 from jaxdl.interpret import integrated_gradients, lstm_gate_trace, saliency
 from jaxdl.models import LSTMCell, SeedCNN
@@ -28,7 +28,7 @@ def test_saliency_of_a_linear_model_is_its_weights(getkey):
 def test_integrated_gradients_are_complete_on_a_cnn(getkey):
   model = SeedCNN(num_classes=10)
   x = jax.random.uniform(getkey(), (28, 28, 1))
-  variables = model.init(getkey(), x[None])
+  variables = init(model, getkey(), x[None])
   f = lambda image: model.apply(variables, image[None])[0, 3]
   attributions, error = integrated_gradients(f, x, jnp.zeros_like(x), steps=256)
   gap = float(f(x) - f(jnp.zeros_like(x)))
@@ -40,7 +40,7 @@ def test_integrated_gradients_are_complete_on_a_cnn(getkey):
 def test_gate_trace_reproduces_the_cell(getkey):
   cell = LSTMCell(hidden_size=6)
   x = jax.random.normal(getkey(), (9, 3))
-  params = cell.init(getkey(), cell.initialize_carry(1), x[:1])["params"]
+  params = init(cell, getkey(), cell.initialize_carry(1), x[:1])["params"]
   trace = lstm_gate_trace(params, x)
   carry = cell.initialize_carry(1)
   for t in range(9):
@@ -95,13 +95,16 @@ def small_texts(tmp_path_factory):
 
 
 def _text_experiment(texts, model):
+  from jaxdl import parts
   from jaxdl.training.experiment import build_experiment
 
   import plugin_models
   cfg = experiment("seed_lstm_mr", f"data.name=textfile:{texts}", "data.encoding=utf-8",
                    "data.test_fraction=0.2", "data.max_len=8")
-  return build_experiment(jaxdl_config(cfg, getattr(plugin_models, model)),
-                          model=getattr(plugin_models, model))
+  module = getattr(plugin_models, model)
+  config = jaxdl_config(cfg, module)
+  with parts.given(model=(config.model.name, module)):  # As jaxdl's API hands it over.
+    return build_experiment(config)
 
 
 def jaxdl_config(cfg, model):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import jaxdl
 from jaxdl import host
 
 STATE = ("import jaxdl, jaxdl.models, jaxdl.training, json; from jaxdl.host import allocator_state; "
@@ -28,8 +29,8 @@ def test_importing_jaxdl_changes_nothing_in_the_process():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 @pytest.mark.parametrize("env, before", [
-    ({"JAXDL_HOST_ALLOCATOR": "tuned"}, ""),  # A script's opt-in through the environment.
-    ({"JAXDL_HOST_ALLOCATOR": ""}, "jaxdl.tune_host_allocator(); "),  # Or the documented call.
+    pytest.param({"JAXDL_HOST_ALLOCATOR": "tuned"}, "", marks=pytest.mark.slow),  # A script's opt-in (env).
+    pytest.param({"JAXDL_HOST_ALLOCATOR": ""}, "jaxdl.tune_host_allocator(); ", marks=pytest.mark.slow),  # A call.
     ({"JAXDL_HOST_ALLOCATOR": ""}, "import jaxdl.cli as c; c.main(['bench-peak', '--size', '8']); "),
 ])
 def test_the_command_and_an_explicit_opt_in_tune_it_before_jax_starts(env, before, tmp_path):
@@ -39,11 +40,40 @@ def test_the_command_and_an_explicit_opt_in_tune_it_before_jax_starts(env, befor
   assert state["jax_backend_started"] is False  # So the one-arena setting reaches XLA's threads.
 
 
+@pytest.mark.slow
 def test_the_settings_can_be_turned_off_for_the_command_too(tmp_path):
   state = _state_in_fresh_process({"JAXDL_HOST_ALLOCATOR": "default",
                                    "XDG_CACHE_HOME": str(tmp_path)},
                                   "import jaxdl.cli as c; c.main(['bench-peak', '--size', '8']); ")
   assert state == {"applied": False, "reason": "JAXDL_HOST_ALLOCATOR=default"}
+
+
+def test_the_trim_threshold_can_be_lowered_and_a_bad_value_is_named(monkeypatch):
+  monkeypatch.setenv(host.TRIM_ENV, "256")
+  assert host.settings_from_environment() == {**host.SETTINGS, "trim_threshold": 256 << 20}
+  monkeypatch.setenv(host.TRIM_ENV, "0")  # glibc then trims whenever the heap's top is free.
+  assert host.settings_from_environment()["trim_threshold"] == 0
+  monkeypatch.delenv(host.TRIM_ENV)
+  assert host.settings_from_environment() == host.SETTINGS
+  for bad in ("64M", "-1", "4096"):
+    monkeypatch.setenv(host.TRIM_ENV, bad)
+    with pytest.raises(jaxdl.ConfigError, match=f"JAXDL_HOST_TRIM_MB={bad!r} is not a whole"):
+      host.settings_from_environment()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.slow
+def test_the_command_applies_a_lowered_trim_threshold_and_refuses_a_bad_one(tmp_path):
+  env = {"JAXDL_HOST_ALLOCATOR": "", "XDG_CACHE_HOME": str(tmp_path)}
+  command = "import jaxdl.cli as c; print(c.main(['bench-peak', '--size', '8'])); "
+  state = _state_in_fresh_process({**env, host.TRIM_ENV: "64"}, command)
+  assert state["applied"] and state["settings"]["trim_threshold"] == 64 << 20
+  bad = subprocess.run([sys.executable, "-m", "jaxdl.cli", "bench-peak", "--size", "8"],
+                       env={**os.environ, **env, host.TRIM_ENV: "lots"}, capture_output=True,
+                       text=True)
+  assert bad.returncode == 2
+  assert "JAXDL_HOST_TRIM_MB='lots' is not a whole number of MiB" in bad.stderr
+  assert "Traceback" not in bad.stderr
 
 
 def test_provenance_records_the_allocator_settings():
@@ -92,6 +122,7 @@ def _conv_in_fresh_process(env_extra: dict, before: str = "") -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env, before", [({"JAXDL_XLA_CPU": "tuned"}, ""),
                                          ({}, "jaxdl.tune_xla_flags(); ")])
 def test_xla_flags_are_opt_in_and_change_how_convolutions_compile(env, before):
@@ -103,6 +134,7 @@ def test_xla_flags_are_opt_in_and_change_how_convolutions_compile(env, before):
   assert untouched["ynn_conv"] and not tuned["ynn_conv"]
 
 
+@pytest.mark.slow
 def test_xla_flags_come_too_late_once_jax_has_started_and_keep_the_users_own():
   late = _conv_in_fresh_process({}, "jax.devices(); jaxdl.tune_xla_flags(); ")
   assert not late["state"]["applied"] and "too late" in late["state"]["reason"]

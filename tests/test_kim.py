@@ -7,7 +7,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from conftest import EXPERIMENTS, experiment, shared_data
+from conftest import EXPERIMENTS, experiment, init, shared_data
 from jaxdl import data, models
 from jaxdl.models.kim import KimCNN
 
@@ -35,7 +35,7 @@ def test_the_forward_pass_is_kims(getkey):
   model = KimCNN(embed_dim=8, widths=(2, 3), features=4, vocab_size=20, num_classes=3)
   tokens = np.asarray(jax.random.randint(getkey(), (5, 9), 2, 20), np.int32)
   lengths = np.array([9, 4, 1, 6, 2], np.int32)
-  params = model.init(getkey(), tokens, lengths, train=False)["params"]
+  params = init(model, getkey(), tokens, lengths, train=False)["params"]
   # The softmax layer starts at zero (Kim's LogisticRegression): give it values to test.
   params["Dense_0"]["kernel"] = jax.random.normal(getkey(), (8, 3))
   params["Dense_0"]["bias"] = jax.random.normal(getkey(), (3,))
@@ -50,7 +50,7 @@ def test_the_forward_pass_is_kims(getkey):
 def test_initialisation_follows_kims_code(getkey):
   model = KimCNN(vocab_size=50, num_classes=2)
   tokens = jnp.ones((2, 30), jnp.int32)
-  params = model.init(getkey(), tokens, jnp.array([30, 5]), train=False)["params"]
+  params = init(model, getkey(), tokens, jnp.array([30, 5]), train=False)["params"]
   embedding = np.asarray(params["Embed_0"]["embedding"])
   assert embedding.shape == (50, 300) and 0.24 < np.abs(embedding).max() <= 0.25
   for i, h in enumerate((3, 4, 5)):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, report_from_fake_devices
+from conftest import ROOT, init, report_from_fake_devices
 
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier, lstm_pallas
 from jaxdl.models.custom_gradients import custom_gradients
@@ -111,7 +111,7 @@ def test_the_gradient_lowers_to_two_triton_kernels_for_cuda(steps, batch, hidden
 def test_on_a_cpu_pallas_warns_and_runs_the_xla_recurrence(getkey, fresh_build_state):
   x = jax.random.normal(getkey(), (3, 6, 2))
   layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="pallas")
-  variables = layer.init(getkey(), x)
+  variables = init(layer, getkey(), x)
   with custom_gradients():
     with pytest.warns(RuntimeWarning, match="Pallas LSTM kernel is unavailable "
                       r"\(it runs on GPUs only, not cpu\); using the XLA LSTM recurrence"):
@@ -163,7 +163,7 @@ def test_auto_picks_the_kernels_on_a_gpu_and_xla_silently_where_they_cannot_run(
 
   def pallas_calls(hidden):
     layer = RecurrentLayer(LSTMCell, hidden)
-    variables = layer.init(getkey(), x)
+    variables = init(layer, getkey(), x)
     with custom_gradients(), warnings.catch_warnings():
       warnings.simplefilter("error")
       return len(re.findall(r"pallas_call\[", str(jax.make_jaxpr(layer.apply)(variables, x))))
@@ -182,7 +182,7 @@ def test_the_seed_text_model_runs_its_recurrences_in_the_kernels(getkey, monkeyp
   lengths = jnp.asarray([12, 11, 3, 9, 12, 1])
   model = TextClassifier(cell=LSTMCell, hidden_sizes=(8, 8), vocab_size=50, embed_dim=4,
                          num_classes=3, lstm_kernel="pallas")
-  params = model.init(getkey(), tokens, lengths)["params"]
+  params = init(model, getkey(), tokens, lengths)["params"]
   loss = lambda model: lambda p: jnp.sum(jax.nn.log_softmax(
       model.apply({"params": p}, tokens, lengths))[:, 0])
   with custom_gradients():

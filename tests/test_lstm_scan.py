@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import (assert_float32_close, assert_gradient_matches_finite_differences,
-                      float64_params)
+                      float64_params, init)
 
 from jaxdl.models import LSTMCell, RecurrentLayer, TextClassifier
 from jaxdl.models.custom_gradients import custom_gradients
@@ -39,7 +39,7 @@ def test_fused_lstm_matches_autodiff(getkey, return_sequences, reverse, masked):
   lengths = jnp.asarray(LENGTHS) if masked else None
   fused = RecurrentLayer(LSTMCell, 5, return_sequences=return_sequences, reverse=reverse)
   reference = fused.clone(lstm_vjp=False)
-  variables = fused.init(getkey(), x)
+  variables = init(fused, getkey(), x)
   weights = jax.random.normal(getkey(), (4, 5))
   with custom_gradients():  # Where the train step uses the hand-written backward pass.
     got = jax.jit(lambda v, x: value_and_grads(fused, v, x, lengths, weights))(variables, x)
@@ -58,7 +58,7 @@ def test_the_float32_comparison_fails_on_a_missing_term_or_a_wrong_sign(getkey):
   """The tolerance of ``assert_float32_close`` is rounding, not room for a real error."""
   x = padded_inputs()
   layer = RecurrentLayer(LSTMCell, 5, return_sequences=True, lstm_vjp=False)
-  variables = layer.init(getkey(), x)
+  variables = init(layer, getkey(), x)
   weights = jax.random.normal(getkey(), (4, 5))
   want32 = value_and_grads(layer, variables, x, jnp.asarray(LENGTHS), weights)
   with jax.enable_x64(True):
@@ -95,7 +95,7 @@ def test_fused_lstm_under_vmap_matches_each_member(getkey):
   x = padded_inputs()
   lengths = jnp.asarray(LENGTHS)
   layer = RecurrentLayer(LSTMCell, 4)
-  members = [layer.init(getkey(), x)["params"] for _ in range(3)]
+  members = [init(layer, getkey(), x)["params"] for _ in range(3)]
   stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
   grad = lambda p: jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x, lengths) ** 2))(p)
   with custom_gradients():
@@ -114,7 +114,7 @@ def test_seed_text_model_gradient_equals_the_autodiff_reference(getkey):
   labels = jnp.arange(8) % 10
   model = TextClassifier(cell=LSTMCell, hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
                          num_classes=10)
-  params = model.init(getkey(), tokens, lengths)["params"]
+  params = init(model, getkey(), tokens, lengths)["params"]
 
   def grads(model):
     def loss(params):
@@ -136,7 +136,7 @@ def test_flops_count_every_step_of_the_fused_recurrence(getkey):
   model = TextClassifier(cell=LSTMCell, hidden_sizes=(16, 16), vocab_size=100, embed_dim=8,
                          num_classes=10)
   tokens = jnp.zeros((1, 20), jnp.int32)
-  variables = model.init(getkey(), tokens)
+  variables = init(model, getkey(), tokens)
   matmuls = 20 * 2 * (8 * 64 + 16 * 64 + 16 * 64 + 16 * 64) + 2 * 16 * 10
   flops = flops_per_example(model, variables, (20,), "int32")
   assert matmuls <= flops <= 1.5 * matmuls

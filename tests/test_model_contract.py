@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import init
 from flax import nnx
 
 import jaxdl
@@ -98,7 +99,7 @@ def _train_over_val(results) -> float:
   return results["train_loss"] / results["val_loss"]
 
 
-@pytest.mark.parametrize("model", [KerasStyle, NNXTraining])
+@pytest.mark.parametrize("model", [KerasStyle, pytest.param(NNXTraining, marks=pytest.mark.slow)])
 def test_a_keras_spelled_model_drops_out_in_training_only(tmp_path, model):
   dropped = jaxdl.train(BASE, tmp_path / "d", LEARN, model=model)
   plain = jaxdl.train(BASE, tmp_path / "p", LEARN, model=NoFlagPlain)
@@ -146,7 +147,7 @@ class WithPositions(nn.Module):
 def test_the_embedding_is_found_by_what_the_tokens_index():
   tokens = np.ones((2, 6), np.int32)
   model = WithPositions()
-  params = model.init(jax.random.key(0), tokens)["params"]
+  params = init(model, jax.random.key(0), tokens)["params"]
   rows = embedding_rows(lambda p, x: model.apply({"params": p}, x), params, tokens)
   assert rows == [100]  # The positions' table (6 rows) is indexed by arange, not by tokens.
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from conftest import assert_float32_close
+from conftest import assert_float32_close, init
 
 from jaxdl.models import SeedCNN
 from jaxdl.models.convolution import convolution
@@ -46,9 +46,9 @@ def _value_and_grads(conv, x, w, weights, padding):
 # pixel counts off the 12-pixel block, kernels 1x1 to 5x5 and one-sided padding.
 @pytest.mark.parametrize("b, h, w, c, f, k, padding", [
     (3, 9, 9, 1, 32, 3, ((0, 0), (0, 0))),
-    (2, 7, 6, 5, 20, 3, ((1, 1), (1, 1))),
-    (5, 8, 8, 3, 80, 2, ((0, 1), (1, 0))),
-    (4, 5, 5, 7, 64, 1, ((0, 0), (0, 0))),
+    pytest.param(2, 7, 6, 5, 20, 3, ((1, 1), (1, 1)), marks=pytest.mark.slow),  # The quick suite: 2 cases.
+    pytest.param(5, 8, 8, 3, 80, 2, ((0, 1), (1, 0)), marks=pytest.mark.slow),
+    pytest.param(4, 5, 5, 7, 64, 1, ((0, 0), (0, 0)), marks=pytest.mark.slow),
     (1, 9, 11, 4, 7, 5, ((2, 2), (0, 3))),
 ])
 def test_the_kernel_matches_xla_convolution(getkey, b, h, w, c, f, k, padding):
@@ -135,7 +135,7 @@ def test_a_model_asking_for_the_kernel_trains_as_with_xla(getkey):
   x = jax.random.uniform(getkey(), (5, 28, 28, 1))
   labels = jnp.arange(5) % 10
   model = SeedCNN(conv_kernel="native")
-  params = model.init(getkey(), x)["params"]
+  params = init(model, getkey(), x)["params"]
 
   def grads(model):
     def loss(p):
@@ -169,7 +169,7 @@ def test_outside_the_train_step_and_where_it_does_not_apply_xla_convolves(getkey
     assert native_conv.CONV not in traced((1, 1), "SAME", rhs_dilation=(2, 2))
   # Forward mode through a model still works: the kernel is reverse-mode only.
   module = nn.Conv(4, (3, 3), conv_general_dilated=convolution("native"))
-  params = module.init(getkey(), x)
+  params = init(module, getkey(), x)
   tangent = jax.jvp(lambda x: module.apply(params, x), (x,), (jnp.ones_like(x),))[1]
   assert tangent.shape == (2, 8, 8, 4)
 
@@ -185,7 +185,7 @@ def test_without_a_compiler_auto_warns_once_and_convolves_with_xla(
   monkeypatch.setenv("JAXDL_KERNEL_CACHE", str(tmp_path / "kernels"))
   x = jax.random.uniform(getkey(), (2, 28, 28, 1))
   model = SeedCNN(conv_kernel="auto")
-  params = model.init(getkey(), x)["params"]
+  params = init(model, getkey(), x)["params"]
   grad = lambda model: jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x)))(params)
   with custom_gradients():
     with pytest.warns(RuntimeWarning, match="native convolution kernel is unavailable"):

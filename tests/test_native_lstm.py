@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import init
 
 from jaxdl.models import LSTMCell, RecurrentLayer
 from jaxdl.models.native import build
@@ -60,8 +61,8 @@ def _value_and_grads(layer, args, weights):
 # 4-row blocks, and one time step.
 @pytest.mark.parametrize("t, b, d, h, lengths", [
     (7, 4, 3, 5, [7, 3, 1, 5]),
-    (9, 11, 16, 16, [9, 9, 0, 4, 9, 2, 9, 9, 1, 7, 9]),
-    (3, 14, 70, 20, [3] * 14),
+    pytest.param(9, 11, 16, 16, [9, 9, 0, 4, 9, 2, 9, 9, 1, 7, 9], marks=pytest.mark.slow),  # Quick: 2 cases.
+    pytest.param(3, 14, 70, 20, [3] * 14, marks=pytest.mark.slow),
     (1, 5, 2, 32, [1, 0, 1, 1, 1]),
 ])
 def test_the_kernel_matches_the_xla_layer(getkey, t, b, d, h, lengths):
@@ -89,7 +90,7 @@ def test_a_layer_asking_for_the_kernel_trains_as_the_xla_layer(getkey):
   x = jax.random.normal(getkey(), (6, 12, 3))
   lengths = jnp.asarray([12, 5, 1, 12, 8, 3])
   native = RecurrentLayer(LSTMCell, 8, return_sequences=True, lstm_kernel="native")
-  variables = native.init(getkey(), x, lengths)
+  variables = init(native, getkey(), x, lengths)
 
   def grads(layer):
     loss = lambda p, x: jnp.sum(jnp.tanh(layer.apply({"params": p}, x, lengths)) ** 2)
@@ -123,7 +124,7 @@ def test_without_a_compiler_the_layer_warns_once_and_runs_the_xla_layer(
     assert not native_lstm.available()
   x = jax.random.normal(getkey(), (2, 4, 3))
   layer = RecurrentLayer(LSTMCell, 4, lstm_kernel="native")
-  variables = layer.init(getkey(), x)
+  variables = init(layer, getkey(), x)
   grad = lambda layer: jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x)))(
       variables["params"])
   with warnings.catch_warnings():

@@ -12,9 +12,14 @@ from PIL import Image
 import jaxdl
 import plugin_models
 from conftest import EXPERIMENTS, Crash, comparable_files, crash_at_batch, experiment
-from jaxdl import cli, models
+from jaxdl import cli, models, parts
 from jaxdl.errors import ConfigError, DataError
 from jaxdl.training import load_run, train_and_evaluate, train_group
+from jaxdl.training.saved_runs import handed_to_run
+
+
+def _tiny_cnn_given():
+  return parts.given(model=(parts.object_name(plugin_models.TinyCNN), plugin_models.TinyCNN))
 
 QUICK = ("num_epochs=1", "batch_size=128")
 
@@ -100,8 +105,26 @@ def test_python_objects_and_a_prediction_in_two_lines(tmp_path):
   assert np.mean(predicted == test.label) == pytest.approx(results["test_accuracy"])
   assert results["test_accuracy"] > 0.9
   assert run.spec.class_names == ("a", "b", "c") and run.spec.input_shape == (8,)
-  with pytest.raises(ConfigError, match="Python object given to the API; pass it again"):
-    jaxdl.load_run(tmp_path)
+  with pytest.raises(ConfigError, match=r"Python object given to the API; pass it again \(model"):
+    jaxdl.load_run(tmp_path, data=plugin_models.blobs)
+  with pytest.raises(ConfigError, match=r"data source python:plugin_models.blobs .* \(data=\.\.\.\)"):
+    jaxdl.load_run(tmp_path, model=plugin_models.MLP)
+
+
+def test_objects_are_handed_over_for_one_block_under_the_names_the_config_records():
+  mlp, blobs = (parts.object_name(o) for o in (plugin_models.MLP, plugin_models.blobs))
+  with pytest.raises(ConfigError, match="pass it again"):
+    models.resolve(mlp)
+  with parts.given(model=(mlp, plugin_models.MLP), data=(blobs, plugin_models.blobs)):
+    assert models.resolve(mlp).name == mlp and models.resolve(mlp).fields["hidden"] == 16
+    assert jaxdl.data.resolve(blobs).user_data
+    with parts.given(model=("seed_cnn", plugin_models.TinyCNN)):  # A saved run's name.
+      assert models.resolve("seed_cnn").fields != models.BUILTIN["seed_cnn"].fields
+      assert jaxdl.data.resolve(blobs).user_data  # The outer block's data stays handed over.
+    assert models.resolve("seed_cnn") is models.BUILTIN["seed_cnn"]
+  for name in (mlp, blobs):
+    with pytest.raises(ConfigError, match="pass it again"):
+      (models.resolve if name == mlp else jaxdl.data.resolve)(name)
 
 
 def test_a_py_data_source_infers_its_spec(tmp_path):
@@ -206,15 +229,18 @@ def test_a_user_model_resumes_bitwise(tmp_path, monkeypatch):
   cfg = jaxdl.get_config("experiments/seed_cnn_digits.py", ["num_epochs=2", "batch_size=128",
                                                             "checkpoint_every_steps=3"],
                          model=plugin_models.TinyCNN)
-  train_and_evaluate(cfg, tmp_path / "whole", quiet=True, model=plugin_models.TinyCNN)
-  with monkeypatch.context() as patch:
-    crash_at_batch(patch, 16)
-    with pytest.raises(Crash):
-      train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
-  train_and_evaluate(cfg, tmp_path / "resumed", quiet=True, model=plugin_models.TinyCNN)
+  with _tiny_cnn_given():  # What jaxdl.train does with model=: the internals find it by name.
+    train_and_evaluate(cfg, tmp_path / "whole", quiet=True)
+    with monkeypatch.context() as patch:
+      crash_at_batch(patch, 16)
+      with pytest.raises(Crash):
+        train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
+    train_and_evaluate(cfg, tmp_path / "resumed", quiet=True)
   assert comparable_files(tmp_path / "resumed") == comparable_files(tmp_path / "whole")
-  whole = load_run(tmp_path / "whole", model=plugin_models.TinyCNN)[1]
-  resumed = load_run(tmp_path / "resumed", model=plugin_models.TinyCNN)[1]
+  with handed_to_run(tmp_path / "whole", plugin_models.TinyCNN):
+    whole = load_run(tmp_path / "whole")[1]
+  with handed_to_run(tmp_path / "resumed", plugin_models.TinyCNN):
+    resumed = load_run(tmp_path / "resumed")[1]
   chex.assert_trees_all_equal(whole, resumed)
 
 
@@ -256,11 +282,12 @@ def test_vectorized_user_model_members_equal_their_lone_runs(tmp_path):
   configs = [jaxdl.get_config("experiments/seed_cnn_digits.py", [*QUICK, f"seed={s}",
                                                                  "data.augment_shift=0"],
                               model=plugin_models.TinyCNN) for s in (0, 1)]
-  together = train_group(configs, [tmp_path / "v0", tmp_path / "v1"], vectorized=True, quiet=True,
-                         model=plugin_models.TinyCNN)
-  for i, config in enumerate(configs):
-    alone = train_and_evaluate(config, tmp_path / f"a{i}", quiet=True, model=plugin_models.TinyCNN)
-    assert together[i]["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-3)
+  with _tiny_cnn_given():
+    together = train_group(configs, [tmp_path / "v0", tmp_path / "v1"], vectorized=True,
+                           quiet=True)
+    for i, config in enumerate(configs):
+      alone = train_and_evaluate(config, tmp_path / f"a{i}", quiet=True)
+      assert together[i]["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-3)
 
 
 def test_cite_names_the_users_data_and_the_known_datasets(tmp_path, capsys):

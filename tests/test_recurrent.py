@@ -1,7 +1,7 @@
 """Recurrent cells and layers against NumPy implementations of the seed's equations."""
 
 import chex
-from conftest import assert_gradient_matches_finite_differences, float64_params, maybe_jit
+from conftest import assert_gradient_matches_finite_differences, float64_params, init, maybe_jit
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,7 +74,7 @@ def test_cell_matches_numpy_equations_over_several_steps(getkey, kind, cell_clas
 
 def test_lstm_initialisation(getkey):
   cell = LSTMCell(hidden_size=8)
-  params = cell.init(getkey(), cell.initialize_carry(1), jnp.zeros((1, 3)))["params"]
+  params = init(cell, getkey(), cell.initialize_carry(1), jnp.zeros((1, 3)))["params"]
   bias = params["input_projection"]["bias"]
   np.testing.assert_array_equal(bias[8:16], 1.0)  # Forget gate.
   np.testing.assert_array_equal(np.delete(bias, np.s_[8:16]), 0.0)
@@ -86,7 +86,7 @@ def test_lstm_initialisation(getkey):
 def test_scanned_layer_equals_a_python_loop_over_the_cell(getkey, kind):
   layer = RecurrentLayer(CELLS[kind], 6, return_sequences=True)
   x = jax.random.normal(getkey(), (2, 9, 3))
-  variables = layer.init(getkey(), x)
+  variables = init(layer, getkey(), x)
   outputs = layer.apply(variables, x)
   cell_class = dict((k, c) for k, c, _ in CELL_CASES)[kind]
   cell = cell_class(hidden_size=6)
@@ -99,15 +99,16 @@ def test_scanned_layer_equals_a_python_loop_over_the_cell(getkey, kind):
   np.testing.assert_allclose(final, expected[-1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("kind, reverse", [  # The quick suite: each cell once.
+    pytest.param("rnn", False, marks=pytest.mark.slow), ("lstm", False), pytest.param("gru", False, marks=pytest.mark.slow),
+    ("rnn", True), ("lstm", True), ("gru", True)])
 def test_padded_batch_equals_each_example_alone(getkey, kind, reverse):
   lengths = np.array([7, 3, 1, 5])
   x = np.array(jax.random.normal(getkey(), (4, 7, 3)))
   for b, n in enumerate(lengths):
     x[b, n:] = 99.0  # Padding garbage must not leak.
   layer = RecurrentLayer(CELLS[kind], 4, return_sequences=True, reverse=reverse)
-  variables = layer.init(getkey(), x)
+  variables = init(layer, getkey(), x)
   batch_out = layer.apply(variables, x, jnp.asarray(lengths))
   batch_final = layer.clone(return_sequences=False).apply(variables, x, jnp.asarray(lengths))
   for b, n in enumerate(lengths):
@@ -121,7 +122,7 @@ def test_padded_batch_equals_each_example_alone(getkey, kind, reverse):
 def test_reverse_layer_runs_the_sequence_backwards(getkey):
   x = jax.random.normal(getkey(), (2, 5, 3))
   forward = RecurrentLayer(LSTMCell, 4, return_sequences=True)
-  variables = forward.init(getkey(), x)
+  variables = init(forward, getkey(), x)
   backward = forward.clone(reverse=True).apply(variables, x)
   np.testing.assert_allclose(backward, forward.apply(variables, x[:, ::-1])[:, ::-1], rtol=1e-5,
                              atol=1e-6)
@@ -138,7 +139,7 @@ def test_bidirectional_concatenates_forward_and_backward(getkey):
   x = jax.random.normal(getkey(), (2, 6, 3))
   lengths = jnp.array([6, 4])
   stack = RecurrentStack(GRUCell, (5,), bidirectional=True)
-  variables = stack.init(getkey(), x, lengths)
+  variables = init(stack, getkey(), x, lengths)
   out = stack.apply(variables, x, lengths)
   chex.assert_shape(out, (2, 10))
   p = variables["params"]
@@ -163,7 +164,7 @@ def test_rnn_gradient_matches_finite_differences(getkey):
 def test_hidden_offsets_give_the_gradient_with_respect_to_each_state(getkey):
   layer = RecurrentLayer(LSTMCell, 4)
   x = jax.random.normal(getkey(), (1, 8, 2))
-  variables = layer.init(getkey(), x)
+  variables = init(layer, getkey(), x)
   zeros = jnp.zeros((1, 8, 4))
   np.testing.assert_allclose(layer.apply(variables, x, hidden_offsets=zeros),
                              layer.apply(variables, x), rtol=1e-6)
@@ -179,7 +180,7 @@ def test_text_classifier_shapes(getkey, jit, cell, bidirectional):
   model = TextClassifier(vocab_size=50, embed_dim=8, num_classes=3, cell=CELLS[cell],
                          hidden_sizes=(6, 5), bidirectional=bidirectional)
   tokens = jnp.ones((4, 12), jnp.int32)
-  variables = model.init(getkey(), tokens)
+  variables = init(model, getkey(), tokens)
   logits = maybe_jit(lambda v, t, n: model.apply(v, t, n), jit)(variables, tokens,
                                                                 jnp.array([12, 3, 1, 7]))
   chex.assert_shape(logits, (4, 3))
@@ -189,14 +190,14 @@ def test_text_classifier_shapes(getkey, jit, cell, bidirectional):
 def test_sequence_regressor_outputs_one_number_per_example(getkey, jit):
   model = SequenceModel(num_outputs=1, cell=LSTMCell, hidden_sizes=(8,))
   x = jnp.ones((3, 10, 2))
-  variables = model.init(getkey(), x)
+  variables = init(model, getkey(), x)
   chex.assert_shape(maybe_jit(model.apply, jit)(variables, x), (3,))
 
 
 def test_seed_text_model_matches_keras_parameter_count(getkey):
   # Keras: Embedding 640,000 + LSTM 33,024 + LSTM 33,024 + Dense(10) 650 = 706,698.
   model = TextClassifier(vocab_size=10_000, embed_dim=64, num_classes=10)
-  variables = model.init(getkey(), jnp.ones((1, 100), jnp.int32))
+  variables = init(model, getkey(), jnp.ones((1, 100), jnp.int32))
   from jaxdl.models import count_params
   assert count_params(variables["params"]) == 706_698
 
@@ -205,7 +206,7 @@ def test_dropout_acts_on_a_one_layer_sequence_model(getkey):
   # Dropout sits before the head too, so a single recurrent layer's output is dropped out.
   model = SequenceModel(num_outputs=3, cell=LSTMCell, hidden_sizes=(8,), dropout_rate=0.5)
   x = jax.random.normal(getkey(), (4, 6, 2))
-  variables = model.init(getkey(), x)
+  variables = init(model, getkey(), x)
   train = [model.apply(variables, x, train=True, rngs={"dropout": getkey()}) for _ in range(2)]
   assert not np.allclose(train[0], train[1])
   np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import experiment
+from conftest import experiment, init
 from jaxdl import data, models
 from jaxdl.models.custom_gradients import custom_gradients
 from jaxdl.training.steps import apply_model
@@ -49,8 +49,8 @@ def _model_and_batch(name, overrides):
                                              for case in CASES])
 def test_forward_mode_vmap_and_second_order_on_a_built_in_model(getkey, name, overrides):
   model, batch = _model_and_batch(name, overrides)
-  params = model.init(getkey(), batch["inputs"][:1],
-                      **({"lengths": batch["lengths"][:1]} if "lengths" in batch else {}))["params"]
+  params = init(model, getkey(), batch["inputs"][:1],
+                **({"lengths": batch["lengths"][:1]} if "lengths" in batch else {}))["params"]
   f = lambda p: jnp.sum(jnp.tanh(apply_model(model, {"params": p}, batch, train=False)))
   tangent = jax.tree_util.tree_map(lambda a: jax.random.normal(getkey(), a.shape), params)
   dot = lambda a, b: sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
@@ -78,7 +78,7 @@ def test_forward_mode_vmap_and_second_order_on_a_built_in_model(getkey, name, ov
 
 def test_the_custom_kernels_run_only_inside_the_train_steps_gradient(getkey):
   model, batch = _model_and_batch(*CASES[3])
-  params = model.init(getkey(), batch["inputs"][:1])["params"]
+  params = init(model, getkey(), batch["inputs"][:1])["params"]
   # The choice is made when a function is traced (a traced function is cached): fresh ones.
   loss = lambda: lambda p: jnp.sum(apply_model(model, {"params": p}, batch, train=False))
   outside = str(jax.make_jaxpr(loss())(params))

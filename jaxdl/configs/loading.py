@@ -206,12 +206,13 @@ def _split_override(text: str) -> tuple[str, str]:
   return key.strip().removeprefix("config."), value
 
 
-def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collections.ConfigDict:
+def config_from_dict(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Rebuilds a locked config from ``config_to_dict`` output (a run's config.json).
 
   The saved values are laid over today's default config, so a run folder made
-  before a key existed gets that key's default (lists become tuples again).
-  ``model`` is the model object of a run trained on one given to the API.
+  before a key existed gets that key's default (lists become tuples again). A run
+  trained on a model object given to the API needs it handed over again
+  (``parts.given``).
   """
   from jaxdl.configs.default import get_config  # Here: default.py imports nothing of ours.
 
@@ -231,7 +232,7 @@ def config_from_dict(values: Mapping[str, Any], model: Any = None) -> ml_collect
   config.data = ml_collections.ConfigDict({**config.data.to_dict(), **{
       k[5:]: plain(v) for k, v in flat.items() if k.startswith("data.")}})
   complete_data(config, tolerant=True)
-  complete_model(config, model, tolerant=True)
+  complete_model(config, tolerant=True)
   complete_optim(config, tolerant=True)
   config.lock()
   for key, value in flat.items():

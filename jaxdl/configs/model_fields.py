@@ -21,13 +21,12 @@ def _plain(value: Any) -> Any:
   return tuple(value) if isinstance(value, list) else value
 
 
-def complete_model(config: ml_collections.ConfigDict, obj: Any = None,
+def complete_model(config: ml_collections.ConfigDict,
                    carried: Mapping[str, Any] | None = None, tolerant: bool = False):
   """Sets ``config.model`` to the named model's fields; returns the model's record.
 
   Args:
     config: the config; ``config.model.name`` names the model.
-    obj: the model as a Python object (the API's ``model=``), if given.
     carried: the previous model's fields, whose values carry over where the
       new model has the same field.
     tolerant: drop keys the model does not have (a run folder from an older
@@ -36,7 +35,7 @@ def complete_model(config: ml_collections.ConfigDict, obj: Any = None,
   from jaxdl import models  # models imports data, which imports configs: import late.
 
   name = config.model.name
-  part = models.resolve(name, config.experiment, obj)
+  part = models.resolve(name, config.experiment)
   given = {k: _plain(v) for k, v in config.model.items() if k != "name"}
   fields = merged_fields(part, given, carried or {}, tolerant)
   _set_model(config, ml_collections.ConfigDict({"name": name, **fields}))
@@ -87,8 +86,8 @@ def set_section(config: ml_collections.ConfigDict, key: str,
     config.lock()
 
 
-def rename_model(config: ml_collections.ConfigDict, name: str, obj: Any = None):
+def rename_model(config: ml_collections.ConfigDict, name: str):
   """Switches ``config`` to model ``name``, keeping the values of shared fields."""
   carried = {k: v for k, v in config.model.items() if k != "name"}
   _set_model(config, ml_collections.ConfigDict({"name": name}))
-  return complete_model(config, obj, carried)
+  return complete_model(config, carried)

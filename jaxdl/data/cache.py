@@ -7,7 +7,6 @@ members that share one ``config.data`` share one build.
 """
 
 import json
-from collections.abc import Callable
 
 import ml_collections
 
@@ -21,21 +20,16 @@ def data_key(data_config: ml_collections.ConfigDict) -> str:
 
 
 class DatasetCache:
-  """``cache(config)``: the datasets of ``config.data``, built on first use.
+  """``cache(config)``: the datasets of ``config.data``, built on first use (a data
+  function the API was given is called once per distinct ``config.data``)."""
 
-  Args:
-    source: the user's data function, where the API was given one (every
-      distinct ``config.data`` is built by calling it with that config).
-  """
-
-  def __init__(self, source: Callable | None = None):
-    self.source = source
+  def __init__(self):
     self._built: dict[str, Datasets] = {}
 
   def __call__(self, config: ml_collections.ConfigDict) -> Datasets:
     key = data_key(config.data)
     if key not in self._built:
-      self._built[key] = build(config.data, config.experiment, self.source)
+      self._built[key] = build(config.data, config.experiment)
     return self._built[key]
 
   def __len__(self) -> int:

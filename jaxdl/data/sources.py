@@ -23,7 +23,7 @@ from jaxdl.data.spec import Datasets
 from jaxdl.data.text import build_text_data
 from jaxdl.errors import DataError
 
-Builder = Callable[[ml_collections.ConfigDict, str, Callable | None], Datasets]
+Builder = Callable[[ml_collections.ConfigDict, str], Datasets]
 
 # Public datasets and the papers behind them, found in a data name (a TFDS name, a folder).
 KNOWN_DATASETS = [(r"(?<!fashion_)mnist", "lecun1998gradient"), ("fashion_mnist", "xiao2017fashion"),
@@ -42,7 +42,8 @@ class DataSource:
 
   Attributes:
     name: the ``data.name`` it takes, or the prefix of it (ending in ``:``).
-    build: ``(data_config, experiment, source) -> Datasets``.
+    build: ``(data_config, experiment) -> Datasets`` (the experiment file resolves import
+      paths).
     cite_keys: ``data.name -> BibTeX keys`` of the dataset's papers.
     description: for errors and listings.
     user_data: the researcher's own data (cited by name, with the run's commit).
@@ -68,8 +69,8 @@ class DataSource:
     """A researcher's source: ``function(data_config)`` returns the splits as ``py:`` takes
     them (``{"train": (x, y), "test": (x, y)}``) and reads its own ``fields`` from
     ``data_config`` (with these defaults, checked like every config key)."""
-    return cls("", lambda cfg, experiment, source: build_python_data(
-        cfg, source or function, experiment), description=description or function.__name__,
+    return cls("", lambda cfg, experiment: build_python_data(cfg, function, experiment),
+               description=description or function.__name__,
         user_data=True, fields={**f.USER_ARRAYS, **(fields or {})}, references=references)
 
   def matches(self, name: str) -> bool:
@@ -77,7 +78,7 @@ class DataSource:
                                  and len(name) > len(self.name))
 
 
-def _tfds(cfg: ml_collections.ConfigDict, experiment: str, source) -> Datasets:
+def _tfds(cfg: ml_collections.ConfigDict, experiment: str) -> Datasets:
   name = cfg.name.partition(":")[2]
   if tfds_source.is_text(name, cfg.train_split, cfg.data_dir, cfg.download, cfg.text_key):
     return build_text_data(cfg)
@@ -86,15 +87,15 @@ def _tfds(cfg: ml_collections.ConfigDict, experiment: str, source) -> Datasets:
 
 def _images(load: images.Loader) -> Builder:
   """The builder of an image source whose files ``load`` reads (images.py splits and scales)."""
-  return lambda cfg, experiment, source: images.build_image_data(cfg, load)
+  return lambda cfg, experiment: images.build_image_data(cfg, load)
 
 
 def _generated(generate: synthetic.Generator) -> Builder:
   """The builder of a synthetic task whose sequences ``generate`` draws (synthetic.py)."""
-  return lambda cfg, experiment, source: synthetic.build_generated_data(cfg, generate)
+  return lambda cfg, experiment: synthetic.build_generated_data(cfg, generate)
 
 
-_python = lambda cfg, experiment, source: build_python_data(cfg, source, experiment)
+_python = lambda cfg, experiment: build_python_data(cfg, None, experiment)
 
 class SourceRegistry(parts.Registry[DataSource]):
   """Data sources by ``data.name``: a built-in name (``digits``), a built-in prefix and its
@@ -102,12 +103,10 @@ class SourceRegistry(parts.Registry[DataSource]):
   ``PKG.MODULE:ATTR`` of a ``DataSource`` record or of a data function (as ``py:`` takes)."""
 
   def resolve(self, name: str, experiment: str = "") -> DataSource:
-    if name.startswith(parts.PYTHON_OBJECT):  # A function given to the Python API.
-      return DataSource(name, _python, description="a function given to the API",
-                        user_data=True, fields=f.USER_ARRAYS)
-    for record in self._records.values():
-      if record.name.endswith(":") and record.matches(name):
-        return record
+    if parts.given_object(self.argument, name) is None:  # The API's function comes first.
+      for record in self._records.values():
+        if record.name.endswith(":") and record.matches(name):
+          return record
     return super().resolve(name, experiment)
 
 
@@ -121,14 +120,14 @@ def _adapt(name: str, obj: Any) -> DataSource:
                   "record or a function (data_config) -> {'train': (x, y), 'test': (x, y)}")
 
 
-SOURCES = SourceRegistry("data source", _adapt, key="data.name")
+SOURCES = SourceRegistry("data source", _adapt, key="data.name", argument="data")
 for _record in (
     DataSource("digits", _images(images.digits), lambda n: ["alpaydin1998optdigits"],
                "scikit-learn's bundled 8x8 digits", fields=f.IMAGES),
     DataSource("idx:", _images(images.idx_folder), _known, "MNIST-format IDX files in a folder",
                fields=f.IMAGES),
     DataSource("tfds:", _tfds, _known, "a TFDS dataset (images or text)", fields=f.TFDS),
-    DataSource("textfile:", lambda cfg, e, s: build_text_data(cfg), _known,
+    DataSource("textfile:", lambda cfg, experiment: build_text_data(cfg), _known,
                "text classification files in a folder", fields={**f.TEXT, **f.COLUMNS}),
     DataSource("imagefolder:", _images(images.image_folder), lambda n: [],
                "one sub-folder of images per class", user_data=True, fields=f.IMAGES),
@@ -142,7 +141,7 @@ for _record in (
                fields=f.SEQUENCE_SIZES),
     DataSource("memory", _generated(synthetic.memory), lambda n: ["hochreiter1997long"],
                "a recall task", fields=f.MEMORY),
-    DataSource("seq_digits", lambda cfg, e, s: synthetic.build_seq_digits_data(cfg),
+    DataSource("seq_digits", lambda cfg, experiment: synthetic.build_seq_digits_data(cfg),
                lambda n: ["alpaydin1998optdigits", "le2015simple"], "the digits pixel by pixel",
                fields=f.SEQ_DIGITS),
 ):

@@ -33,6 +33,7 @@ from jaxdl.interpret.attributions import integrated_gradients, saliency  # noqa:
 from jaxdl.interpret.gates import lstm_gate_trace  # noqa: E402
 from jaxdl.models import IMAGES, SEQUENCES, TOKENS  # noqa: E402
 from jaxdl.training import load_run  # noqa: E402
+from jaxdl.training.saved_runs import handed_to_run  # noqa: E402
 from jaxdl.training.contract import embedding_tables  # noqa: E402
 from jaxdl.training.run_folder import read_json  # noqa: E402
 from jaxdl.training.steps import apply_model  # noqa: E402
@@ -291,7 +292,8 @@ def explain(workdir: str | pathlib.Path, examples: int = 4, steps: int = 64, *,
     raise JaxdlError(f"--steps (integrated-gradient path points) must be at least 1, got {steps}")
   workdir = pathlib.Path(workdir)
   _check_inputs_before_loading(workdir)
-  exp, state, _ = load_run(workdir, model=model)
+  with handed_to_run(workdir, model):
+    exp, state, _ = load_run(workdir)
   out = workdir / "explain"
   out.mkdir(exist_ok=True)
   spec = exp.datasets.spec

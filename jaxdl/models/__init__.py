@@ -6,8 +6,6 @@ model, or ``get_model`` for the experiment file's ``get_model(config, spec)``;
 the Python API also takes the objects themselves. See part.py for the contract.
 """
 
-from typing import Any
-
 import flax.linen as nn
 import ml_collections
 
@@ -25,35 +23,30 @@ from jaxdl.models.recurrent import (CELLS, Bidirectional, GRUCell, LSTMCell, Rec
 from jaxdl.models.sequence import SEQ_RNN, TEXT_RNN, SequenceModel, TextClassifier
 from jaxdl.models.stats import count_params, flops_per_example
 
-MODELS: parts.Registry[ModelPart] = parts.Registry("model", part_from_object,
-                                                       "model.name")
+MODELS: parts.Registry[ModelPart] = parts.Registry("model", part_from_object, "model.name",
+                                                   argument="model")
 for _part in (SEED_CNN, DEEP_CNN, TEXT_RNN, SEQ_RNN, KIM_CNN):
   MODELS.register(_part.name, _part)
 BUILTIN: dict[str, ModelPart] = {name: MODELS.resolve(name) for name in MODELS.names()}
 GET_MODEL = "get_model"  # config.model.name for the experiment file's get_model(config, spec).
 
 
-def resolve(name: str, experiment: str = "", obj: Any = None) -> ModelPart:
+def resolve(name: str, experiment: str = "") -> ModelPart:
   """The record of the model ``config.model.name`` names.
 
   Args:
-    name: a built-in name, ``PKG.MODULE:ATTR``, ``get_model`` or ``python:...``.
+    name: a built-in name, ``PKG.MODULE:ATTR``, ``get_model``, or ``python:...`` (an
+      object the API was given: ``parts.given``).
     experiment: the experiment file (import paths resolve from its folder;
       ``get_model`` is defined in it).
-    obj: the Python object, where the API was given one (then ``name`` only labels it).
   """
-  if obj is not None:
-    return part_from_object(name, obj)
-  if name == GET_MODEL:
+  if name == GET_MODEL and parts.given_object("model", name) is None:
     if not experiment:
       raise ConfigError("model.name=get_model needs an experiment file that defines "
                         "get_model(config, spec)")
     module_name = parts.module_name_of(experiment)
     factory = parts.import_object(f"{module_name}:get_model", experiment, "model")
     return factory_part(GET_MODEL, factory, whole_config=True)
-  if name.startswith(parts.PYTHON_OBJECT):
-    raise ConfigError(f"model {name} was a Python object given to the API; pass it again "
-                      "(model=...) to use this run")
   return MODELS.resolve(name, experiment)
 
 

@@ -45,12 +45,12 @@ def member_name(index: int) -> str:
   return f"m{index:03d}"
 
 
-def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict, model: Any) -> bool:
+def _finished(folder: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
   """Whether the member's folder holds results of this config and of today's code."""
   results, saved = folder / "results.json", folder / "config.json"
   return (results.exists() and saved.exists()
           and not config_differences(read_json(saved), config_to_dict(config))
-          and not RunFolder(folder).code_changes(user_code.record(config, [model])))
+          and not RunFolder(folder).code_changes(user_code.record(config)))
 
 
 def choose_mode(mode: str, log: Callable[[str], None]) -> str:
@@ -132,7 +132,6 @@ class _Sweep:
   members: list[dict[str, Any]]
   record: dict[str, Any]
   axis_keys: list[str]
-  model: Any
   data_cache: DatasetCache
   mine: frozenset[int] = frozenset()  # The members this process trains (its shard's).
 
@@ -159,7 +158,7 @@ class _Sweep:
   def mark_finished(self) -> None:
     """Members whose run folder already holds results of the same config are done."""
     for member, config in zip(self.members, self.configs):
-      if _finished(self.folder / member["name"], config, self.model):
+      if _finished(self.folder / member["name"], config):
         member["status"] = "done"
 
   def batches(self, vectorized: bool, shard: tuple[int, int] = (0, 1)) -> list[list[int]]:
@@ -181,8 +180,7 @@ class _Sweep:
       train_group([self.configs[i] for i in todo],
                   [self.folder / self.members[i]["name"] for i in todo],
                   vectorized=len(todo) > 1, quiet=quiet, command=command,
-                  datasets=self.data_cache(self.configs[todo[0]]),
-                  model=self.model, log=log)
+                  datasets=self.data_cache(self.configs[todo[0]]), log=log)
     except RunLocked:
       raise  # Another process trains this member: not a failure of the member.
     except JaxdlError as e:
@@ -195,23 +193,23 @@ class _Sweep:
 
 
 def _plan(base: ml_collections.ConfigDict, axes: Sequence[Axis], folder: pathlib.Path,
-          settings: dict[str, Any], model: Any, source: Callable | None) -> _Sweep:
+          settings: dict[str, Any]) -> _Sweep:
   """Expands the sweep and builds every group's data and model: nothing on disk changes yet."""
   overrides = expand(axes, settings["samples"], settings["sweep_seed"])
   if base.log.wandb and not base.log.wandb_group:  # The sweep is the W&B group of its runs.
     base = apply_overrides(base, {"log.wandb_group": folder.name})
   configs = [apply_overrides(base, o) for o in overrides]  # Bad keys fail here.
   groups = group_members(configs)
-  cache = DatasetCache(source)  # Each member trains on the data its own config describes.
+  cache = DatasetCache()  # Each member trains on the data its own config describes.
   for g in groups:
-    build_experiment(configs[g[0]], cache(configs[g[0]]), model)
+    build_experiment(configs[g[0]], cache(configs[g[0]]))
   group_of = {i: g for g, members in enumerate(groups) for i in members}
   members = [{"name": member_name(i), "overrides": o, "group": group_of[i], "status": "pending"}
              for i, o in enumerate(overrides)]
   record = {"command": list(settings["command"]), "base_config": config_to_dict(base),
             "axes": [a.describe() for a in axes], "samples": settings["samples"],
             "sweep_seed": settings["sweep_seed"], "mode": settings["mode"], "members": members}
-  return _Sweep(folder, configs, groups, members, record, [a.key for a in axes], model, cache)
+  return _Sweep(folder, configs, groups, members, record, [a.key for a in axes], cache)
 
 
 def _check_same_sweep(sweep: _Sweep) -> None:
@@ -228,14 +226,15 @@ def _check_same_sweep(sweep: _Sweep) -> None:
 
 def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
               *, mode: str = "auto", samples: int = 0, sweep_seed: int = 0, quiet: bool = False,
-              overwrite: bool = False, command: Sequence[str] = (), model: Any = None,
-              data: Callable | None = None, shard: tuple[int, int] = (0, 1),
+              overwrite: bool = False, command: Sequence[str] = (),
+              shard: tuple[int, int] = (0, 1),
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
   """Trains every member of the sweep of ``base`` over ``axes`` in ``workdir``.
 
+  Objects the API was given (``parts.given``) serve every member; a data function is
+  called with each member's ``config.data``.
+
   Args (besides the sweep's):
-    model: the model as a Python object (the API's), for every member.
-    data: the user's data function (the API's), called with each member's ``config.data``.
     shard: ``(index, count)``: train only this shard's members (several processes, e.g. a
       SLURM job array, share one sweep folder); see ``parse_shard``.
 
@@ -248,7 +247,7 @@ def run_sweep(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: st
     raise ConfigError("--overwrite deletes the whole sweep, which other shards may be training; "
                       "run it once without --shard, then start the shards")
   sweep = _plan(base, axes, folder, {"samples": samples, "sweep_seed": sweep_seed, "mode": mode,
-                                     "command": command}, model, data)
+                                     "command": command})
   if not overwrite:
     _check_same_sweep(sweep)
   chosen = choose_mode(mode, log)

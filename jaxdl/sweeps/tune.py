@@ -23,6 +23,7 @@ run folder per trial (``t000``, ``t001``, ...).
 """
 
 import contextlib
+import dataclasses
 import json
 import pathlib
 import sys
@@ -149,16 +150,38 @@ def _record(folder: pathlib.Path, base: ml_collections.ConfigDict, axes: Sequenc
   write_json(path, record)
 
 
+@dataclasses.dataclass(frozen=True)
+class Search:
+  """How a search runs (``jaxdl tune``'s options).
+
+  Attributes:
+    trials: the study's budget: trials that count toward it, over every worker.
+    storage: Optuna's storage (``open_storage``); None: ``WORKDIR/study.db``.
+    sampler: ``tpe``, ``random`` or ``grid``.
+    seed: the sampler's seed.
+    parallel: trials asked for at once (trained as one vectorized program where they can).
+    mode: ``auto``, ``vectorized`` or ``sequential`` (``choose_mode``).
+  """
+
+  trials: int
+  storage: str | None = None
+  sampler: str = "tpe"
+  seed: int = 0
+  parallel: int = 1
+  mode: str = "auto"
+
+
 def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str | pathlib.Path,
-             *, trials: int, storage: str | None = None, sampler: str = "tpe", seed: int = 0,
-             parallel: int = 1, mode: str = "auto", quiet: bool = True,
-             command: Sequence[str] = (), model: Any = None, data: Callable | None = None,
+             search: Search, *, quiet: bool = True, command: Sequence[str] = (),
              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
-  """Runs trials until the study holds ``trials`` of them; returns this worker's trials.
+  """Runs trials until the study holds ``search.trials`` of them; returns this worker's.
+
+  Objects the API was given (``parts.given``) serve every trial.
 
   Returns:
     ``[{"trial", "name", "params", "state", "value"}]`` for the trials this process ran.
   """
+  trials, sampler, seed, parallel = search.trials, search.sampler, search.seed, search.parallel
   if trials < 1 or parallel < 1:
     raise ConfigError("--trials and --parallel must be at least 1")
   if not axes:
@@ -166,17 +189,17 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
                       "randint, choice, a list)")
   folder = pathlib.Path(workdir)
   folder.mkdir(parents=True, exist_ok=True)
-  data_of = DatasetCache(data)  # Each trial trains on the data its own config describes.
-  experiment = build_experiment(base, data_of(base), model)  # Checks config, data, model first.
+  data_of = DatasetCache()  # Each trial trains on the data its own config describes.
+  experiment = build_experiment(base, data_of(base))  # Checks config, data, model first.
   selection = experiment.selection
   if selection.is_last:
     raise ConfigError("jaxdl tune needs a validation metric to search on; keep "
                       "data.val_fraction > 0 and select.metric != last")
-  storage = storage or default_storage(folder)
+  storage = search.storage or default_storage(folder)
   _record(folder, base, axes, {"command": list(command), "storage": storage,
                                "metric": selection.metric, "direction": selection.mode,
                                "trials": trials, "sampler": sampler, "seed": seed})
-  vectorized = choose_mode(mode, log) == "vectorized"
+  vectorized = choose_mode(search.mode, log) == "vectorized"
   ran: list[dict] = []
   with opened_storage(storage) as opened:
     study = _study(folder, opened, sampler, seed, selection.mode)
@@ -186,8 +209,8 @@ def run_tune(base: ml_collections.ConfigDict, axes: Sequence[Axis], workdir: str
       groups = group_members(configs) if vectorized else [[i] for i in range(len(batch))]
       for group in groups:
         ran += _train_trials(study, [batch[i] for i in group], [configs[i] for i in group],
-                             folder, selection.metric, data_of(configs[group[0]]), model,
-                             quiet, command, log)
+                             folder, selection.metric, data_of(configs[group[0]]), quiet,
+                             command, log)
   return ran
 
 
@@ -222,7 +245,7 @@ def budget_used(study) -> int:
 
 
 def _train_trials(study, batch: list, configs: list, folder: pathlib.Path, metric: str,
-                  datasets, model, quiet: bool, command, log) -> list[dict]:
+                  datasets, quiet: bool, command, log) -> list[dict]:
   from optuna.trial import TrialState
 
   names = [trial_name(t.number) for t in batch]
@@ -233,8 +256,8 @@ def _train_trials(study, batch: list, configs: list, folder: pathlib.Path, metri
       for trial in batch:
         beats.enter_context(beating(study, trial))
       results = train_group(configs, [folder / n for n in names], vectorized=len(batch) > 1,
-                            quiet=quiet, command=command, datasets=datasets, model=model,
-                            log=log, epoch_hooks=hooks)
+                            quiet=quiet, command=command, datasets=datasets, log=log,
+                            epoch_hooks=hooks)
   except RunLocked:
     raise
   except JaxdlError as e:

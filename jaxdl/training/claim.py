@@ -3,7 +3,6 @@ then write what the run starts from (config, data spec, vocabulary, provenance).
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import jax
 
@@ -22,7 +21,7 @@ def _sync(name: str) -> None:
 
 
 @contextlib.contextmanager
-def claimed_folders(runs: Sequence[RunFolder], exps: Sequence[Experiment], model: Any,
+def claimed_folders(runs: Sequence[RunFolder], exps: Sequence[Experiment],
                     overwrite: bool, command: Sequence[str],
                     log: Callable[[str], None]) -> Iterator[None]:
   """Holds every member's folder lock for the block, its claim checked and its start written.
@@ -30,7 +29,7 @@ def claimed_folders(runs: Sequence[RunFolder], exps: Sequence[Experiment], model
   Every folder is checked before any is written: a refused member (a changed config or
   code, see ``RunFolder.check_claim``) leaves all of them as they were.
   """
-  code = [user_code.record(exp.config, [model]) for exp in exps]  # The researcher's files.
+  code = [user_code.record(exp.config) for exp in exps]  # The researcher's files.
   with contextlib.ExitStack() as held:
     for run in runs:
       held.enter_context(run.lock(log))

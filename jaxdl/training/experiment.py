@@ -74,15 +74,14 @@ class Experiment:
     return COMPUTE_DTYPES[self.config.dtype]
 
 
-def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets | None = None,
-                     model: Any = None) -> Experiment:
+def build_experiment(config: ml_collections.ConfigDict,
+                     datasets: data.Datasets | None = None) -> Experiment:
   """Data (unless given), model, optimizer, objective and initial state for ``config``.
 
   Args:
-    config: the run's config.
+    config: the run's config (its parts by name; objects the API was given are found
+      by theirs, ``parts.given``).
     datasets: the data, if already built from ``config.data``.
-    model: the model as a Python object (a Module class, NNX class, factory or
-      instance), where the API was given one instead of ``config.model.name``.
   """
   check_config(config)
   if config.dtype not in COMPUTE_DTYPES:
@@ -101,7 +100,7 @@ def build_experiment(config: ml_collections.ConfigDict, datasets: data.Datasets 
   if config.data.task != "auto" and config.data.task != spec.task:
     raise ConfigError(f"data.task={config.data.task}, but {spec.name} gives {spec.task} labels; "
                       f"set data.task=auto (or {spec.task})")
-  part = models.resolve(config.model.name, config.experiment, model)
+  part = models.resolve(config.model.name, config.experiment)
   module = models.build(config, spec, part)
   objective = _objective(config, spec)
   chosen = selection.from_config(config.select, spec, objective)

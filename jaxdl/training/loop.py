@@ -222,7 +222,7 @@ class GroupTrainer:
 def train_group(configs: Sequence[ml_collections.ConfigDict],
                 workdirs: Sequence[str | pathlib.Path], *, vectorized: bool,
                 quiet: bool = False, overwrite: bool = False, command: Sequence[str] = (),
-                datasets: data_lib.Datasets | None = None, model: Any = None,
+                datasets: data_lib.Datasets | None = None,
                 log: Callable[[str], None] = _stderr,
                 epoch_hooks: Sequence[EpochHook | None] | None = None) -> list[dict[str, Any]]:
   """Trains runs that differ only in values (seed, learning rate, ...) as one program.
@@ -240,7 +240,6 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     overwrite: delete what jaxdl wrote in the run folders first (after every check).
     command: the command line, for provenance.json.
     datasets: the data, if already built from ``configs[0].data``.
-    model: the model as a Python object (see ``build_experiment``), if not by name.
     log: where messages go.
     epoch_hooks: per member, ``hook(history) -> stop`` after each epoch (see ``Members``).
 
@@ -250,8 +249,8 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
   wall_start = time.perf_counter()
   group = MemberGroup(len(configs), vectorized)
   # Every check first: a refused run leaves its folder as it was.
-  first = build_experiment(configs[0], datasets, model)
-  exps = [first] + [build_experiment(c, first.datasets, model) for c in configs[1:]]
+  first = build_experiment(configs[0], datasets)
+  exps = [first] + [build_experiment(c, first.datasets) for c in configs[1:]]
   parallel = DataParallel.over_all_devices(stacked=vectorized,
                                            model_axis=first.config.parallel.model_axis)
   parallel.check_batch_size(first.config.batch_size)
@@ -259,7 +258,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     for change in first.datasets.spec.changes:  # Examples the data left out or changed.
       log(f"data: {change}")
   runs = [RunFolder(w) for w in workdirs]
-  with claimed_folders(runs, exps, model, overwrite, command, log):
+  with claimed_folders(runs, exps, overwrite, command, log):
     trainer = GroupTrainer(exps, runs, group, parallel, quiet, log, epoch_hooks)
     try:
       return trainer.run(wall_start)
@@ -273,14 +272,14 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        quiet: bool = False, overwrite: bool = False,
-                       command: Sequence[str] = (), datasets: data_lib.Datasets | None = None,
-                       model: Any = None) -> dict[str, Any]:
+                       command: Sequence[str] = (), datasets: data_lib.Datasets | None = None
+                       ) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming from its last checkpoint) and tests it.
 
   Returns:
     The results written to ``workdir/results.json``.
   """
   return train_group([config], [workdir], vectorized=False, quiet=quiet, overwrite=overwrite,
-                     command=command, datasets=datasets, model=model)[0]
+                     command=command, datasets=datasets)[0]
 
 

@@ -1,12 +1,13 @@
 """A finished (or interrupted) run read back: its experiment and a checkpoint, re-evaluated."""
 
+import contextlib
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 
-from jaxdl import data as data_lib
+from jaxdl import parts
 from jaxdl.configs.loading import config_from_dict
 from jaxdl.errors import CheckpointError
 from jaxdl.training.checkpoint import Checkpointer
@@ -17,16 +18,26 @@ from jaxdl.training.state import TrainState
 from jaxdl.training.steps import make_eval_step
 
 
-def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
-             model: Any = None, data: Callable | None = None
+@contextlib.contextmanager
+def handed_to_run(workdir: str | pathlib.Path, model: Any = None,
+                  data: Callable | None = None) -> Iterator[None]:
+  """The API's objects for the block (``parts.given``), as the model and data parts the
+  run's config.json names: a run trained on objects needs them again to be loaded."""
+  path = RunFolder(workdir).file("config.json")
+  saved = read_json(path) if path.exists() else {}
+  name = lambda section: saved.get(section, {}).get("name", "")
+  with parts.given(model=(name("model"), model), data=(name("data"), data)):
+    yield
+
+
+def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected"
              ) -> tuple[Experiment, TrainState, RunFolder]:
   """Rebuilds a run's experiment from its config.json and restores one of its checkpoints.
 
   Args:
-    workdir: the run folder.
+    workdir: the run folder (a run trained on objects given to the API: inside
+      ``handed_to_run``).
     checkpoint: ``'selected'`` (the model its results come from) or ``'last'``.
-    model: the model object, for a run trained on one given to the API.
-    data: the data function, likewise.
   """
   if checkpoint not in ("selected", "last"):
     raise CheckpointError(f"checkpoint must be 'selected' or 'last', got {checkpoint!r}")
@@ -34,9 +45,7 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
   if not run.file("config.json").exists():
     raise CheckpointError(f"{workdir} is not a run folder (no config.json); pass the "
                           "--workdir of a `jaxdl train` run")
-  config = config_from_dict(read_json(run.file("config.json")), model)
-  datasets = data_lib.build(config.data, config.experiment, data) if data is not None else None
-  exp = build_experiment(config, datasets, model)
+  exp = build_experiment(config_from_dict(read_json(run.file("config.json"))))
   run.check_vocab(exp.datasets.vocab, required=True)
   checkpointer = Checkpointer(workdir, exp.config.checkpoints_to_keep, exp.selection)
   try:
@@ -54,10 +63,9 @@ def load_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
   return exp, state, run
 
 
-def evaluate_run(workdir: str | pathlib.Path, checkpoint: str = "selected", *,
-                 model: Any = None, data: Callable | None = None) -> dict[str, Any]:
+def evaluate_run(workdir: str | pathlib.Path, checkpoint: str = "selected") -> dict[str, Any]:
   """Re-evaluates a run's checkpoint on its validation and test splits; writes eval.json."""
-  exp, state, run = load_run(workdir, checkpoint, model=model, data=data)
+  exp, state, run = load_run(workdir, checkpoint)
   eval_step = jax.jit(make_eval_step(exp.model, exp.objective, exp.compute_dtype))
   results: dict[str, Any] = {"checkpoint": checkpoint, "step": int(state.step)}
   for name, split in (("val", exp.datasets.val), ("test", exp.datasets.test)):

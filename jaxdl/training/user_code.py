@@ -146,10 +146,11 @@ def _git_state(folder: pathlib.Path) -> dict[str, Any] | None:
           "dirty": bool(git(folder, "status", "--porcelain", "--untracked-files=no"))}
 
 
-def record(config: ml_collections.ConfigDict, objects: Sequence[Any] = ()
-           ) -> list[dict[str, Any]]:
+def record(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
   """One entry per file: role, path, SHA-256, where its copy goes, and its repository's git
-  commit and dirty state (None outside a repository)."""
+  commit and dirty state (None outside a repository). A model object the API was given
+  (``parts.given``) counts by its source file, or by the source Python kept of it."""
+  objects = [parts.given_object("model", config.model.name)]
   entries = []
   for path, role in sorted(files(config, objects).items()):
     git = _git_state(path.parent)
