@@ -13,9 +13,13 @@ So ``tune_allocator`` asks glibc (``mallopt``) to serve blocks of up to
 1 GiB from the heap, to keep up to 1 GiB of freed memory for reuse, and to use
 one arena for all threads. The arena setting only reaches threads that have
 not allocated yet, so it must run before JAX starts its thread pools. Nothing
-changes numerically. The cost: the process keeps up to 1 GiB of freed heap
-memory rather than returning it to the system, and all its threads share one
-malloc lock.
+changes numerically. The cost: the process keeps freed heap memory rather than
+returning it to the system (up to 1 GiB by construction; measured 160-170 MB of
+peak RSS over glibc's defaults when streaming 20,000 PNGs, scripts/bench_allocator.py),
+and all its threads share one malloc lock. ``$JAXDL_HOST_TRIM_MB`` lowers the trim
+threshold, but that does not lower the peak (what is kept lies below the heap's top,
+which trimming cannot return) and costs speed: at 256 MiB a vectorized sweep of 8
+LSTMs ran a third slower, at 64 MiB a single LSTM did (docs/benchmarks.md).
 
 Those are a process-wide choice, so a library must not make it for its user:
 importing jaxdl changes nothing. The ``jaxdl`` command (an application) calls

@@ -67,11 +67,11 @@ def memory(modes: dict[str, tuple[str, dict]], counts: list[int], repeats: int,
       mode, env = modes[label]
       env = {**env, "JAXDL_HOST_ALLOCATOR": "tuned" if mode == "same" else "default"}
       for n, folder in folders.items():
-        steps = int(n * 0.95) // 128  # One epoch of the training split.
+        steps = max(4, int(n * 0.95) // 128)  # One epoch of the training split.
         print(f"memory: {label}, {n} PNGs, repeat {repeat + 1}", file=sys.stderr, flush=True)
         runs.setdefault((label, n), []).append(bench_input.train(
-            [f"data.name=imagefolder:{folder}", *common], steps, 5,
-            tmp / f"run-{len(runs)}-{repeat}", env=env))
+            [f"data.name=imagefolder:{folder}", *common], steps, min(5, steps // 4),
+            tmp / f"run-{label.replace(' ', '_')}-{n}-{repeat}", env=env))
   rows = []
   for (label, n), results in runs.items():
     rows.append({"setting": label, "pngs": n,
@@ -116,11 +116,13 @@ def main() -> None:
   args = parser.parse_args()
   counts = [int(n) for n in args.pngs.split(",")]
   if args.quick:
-    args.windows, args.window_s, args.repeats, counts = 3, 0.5, 1, [n // 10 for n in counts]
+    args.windows, args.window_s, args.repeats, counts = 3, 0.5, 1, [n // 4 for n in counts]
   modes = settings([int(mb) for mb in args.trims.split(",")])
   meta = {"machine": benchmark.machine(), "threads": args.threads, "windows": args.windows,
           "window_s": args.window_s, "repeats": args.repeats}
   speed_rows = [] if args.skip == "speed" else speed(modes, args)
+  if args.out:  # Kept if the memory part fails.
+    pathlib.Path(args.out).write_text(json.dumps({"meta": meta, "speed": speed_rows}, indent=1))
   with tempfile.TemporaryDirectory() as tmp:
     memory_rows = [] if args.skip == "memory" else memory(modes, counts, args.repeats,
                                                             pathlib.Path(tmp))

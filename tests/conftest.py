@@ -26,10 +26,17 @@ os.environ["JAXDL_COMPILATION_CACHE"] = "off"
 # slows (its matmuls and jaxdl's kernels are library code, not generated). It changes no
 # floating-point semantics (XLA's fast-math is off either way); runs compared bit for bit
 # are compiled alike. `JAXDL_TEST_XLA_OPT=default` keeps XLA's own level.
+TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 if os.environ.get("JAXDL_TEST_XLA_OPT") != "default" and \
     "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0").strip()
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
+
+
+def production_xla_environ() -> dict[str, str]:
+  """``os.environ`` without the tests' -O0 flag: for a command whose compile times the test
+  is about (the persistent cache keeps only programs that took long enough to compile)."""
+  return {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(
+      TEST_XLA_FLAG, "").strip()}
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
