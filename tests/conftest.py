@@ -20,21 +20,27 @@ from jaxdl.configs import apply_overrides, load_config
 # in the user's cache (the run's own cache is set below); tests of the cache set their own.
 os.environ["JAXDL_COMPILATION_CACHE"] = "off"
 
-# XLA's generated CPU code at LLVM -O0, in this process and the commands it starts: most
-# of the suite's time is compiling small programs once each, and -O0 compiles them about
-# a quarter faster (the quick suite 389 -> 342 s on 2 cores) while a training step barely
-# slows (its matmuls and jaxdl's kernels are library code, not generated). It changes no
-# floating-point semantics (XLA's fast-math is off either way); runs compared bit for bit
-# are compiled alike. `JAXDL_TEST_XLA_OPT=default` keeps XLA's own level.
+# The quick suite (`-m "not slow"`) compiles XLA's generated CPU code at LLVM -O0, in its
+# processes and the commands they start: most of its time is compiling small programs once
+# each, and -O0 compiles them about a quarter faster (389 -> 342 s on 2 cores) while a
+# training step barely slows (its matmuls and jaxdl's kernels are library code). Results
+# may differ from -O2's in the last bits (contracted multiply-adds), so the slow suite, whose
+# tests compare trainings across processes and against tolerances set at XLA's own level,
+# keeps that level; so does `JAXDL_TEST_XLA_OPT=default`.
 TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
-if os.environ.get("JAXDL_TEST_XLA_OPT") != "default" and \
-    "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
+
+
+def pytest_configure(config):
+  """Before any test computes (JAX reads XLA_FLAGS when its backend starts)."""
+  quick = (config.getoption("markexpr", "") or "").replace(" ", "") == "notslow"
+  if quick and os.environ.get("JAXDL_TEST_XLA_OPT") != "default" and \
+      "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
 
 
 def production_xla_environ() -> dict[str, str]:
-  """``os.environ`` without the tests' -O0 flag: for a command whose compile times the test
-  is about (the persistent cache keeps only programs that took long enough to compile)."""
+  """``os.environ`` without the quick suite's -O0 flag: for a command whose compile times
+  the test is about (the persistent cache keeps only programs that took long enough)."""
   return {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(
       TEST_XLA_FLAG, "").strip()}
 
