@@ -312,34 +312,45 @@ def predict_file(workdir: str | pathlib.Path, path: str | pathlib.Path,
   """
   run = load_run(workdir, checkpoint, model=model, data=data)
   path = pathlib.Path(path)
+  inputs, names, column = _file_inputs(path, run.config.data)
+  default_out = path / "predictions.csv" if path.is_dir() else path.with_suffix(".predictions.csv")
+  out = pathlib.Path(out) if out else default_out
+  with out.open("w", newline="") as f:
+    _write_predictions(csv.writer(f), run, inputs, names, column)
+  return out
+
+
+def _file_inputs(path: pathlib.Path, data_config: ml_collections.ConfigDict
+                 ) -> tuple[Any, list[str] | None, str]:
+  """What ``predict_file`` reads from ``path``: ``(inputs, names, column)``, where ``names``
+  labels each example in the CSV (a sentence, an image file; None for an array) and
+  ``column`` is that label's header."""
   if not path.exists():
     raise ConfigError(f"{path} does not exist; give a text file (one sentence per line), a "
                       ".npy array of inputs, or image files (a file or a folder of them)")
-  texts, column = None, "text"  # texts: what names each example in the CSV, if anything.
   if path.is_dir() or path.suffix.lower() in image_folder.SUFFIXES:
-    inputs = image_folder.image_files(path) if path.is_dir() else [path]
-    if not inputs:
+    files = image_folder.image_files(path) if path.is_dir() else [path]
+    if not files:
       raise ConfigError(f"{path} holds no image files ({', '.join(image_folder.SUFFIXES)})")
-    texts = [str(f.relative_to(path) if path.is_dir() else f.name) for f in inputs]
-    column = "file"
-  elif path.suffix == ".npy":
-    inputs = np.load(path)
+    return files, [str(f.relative_to(path) if path.is_dir() else f.name) for f in files], "file"
+  if path.suffix == ".npy":
+    return np.load(path), None, "text"
+  texts = path.read_text(encoding=data_config.encoding).splitlines()  # A text run's field.
+  return texts, texts, "text"
+
+
+def _write_predictions(writer, run: "Run", inputs: Any, names: list[str] | None,
+                       column: str) -> None:
+  """One CSV row per example: its number, its name (if any), the class and each class's
+  probability (classification) or the predicted values (regression)."""
+  named = [column] if names is not None else []
+  label = lambda i: [names[i]] if names is not None else []
+  if run.spec.task == "classification":
+    classes = run.spec.class_names or tuple(str(i) for i in range(run.spec.num_classes))
+    writer.writerow(["example", *named, "class", *(f"p_{n}" for n in classes)])
+    for i, row in enumerate(run.predict_proba(inputs)):
+      writer.writerow([i, *label(i), classes[int(row.argmax())], *(f"{v:.6f}" for v in row)])
   else:
-    texts = path.read_text(encoding=run.config.data.encoding).splitlines()
-    inputs = texts
-  default_out = path / "predictions.csv" if path.is_dir() else path.with_suffix(".predictions.csv")
-  out = pathlib.Path(out) if out else default_out
-  text_column = [column] if texts is not None else []
-  with out.open("w", newline="") as f:
-    writer = csv.writer(f)
-    if run.spec.task == "classification":
-      names = run.spec.class_names or tuple(str(i) for i in range(run.spec.num_classes))
-      writer.writerow(["example", *text_column, "class", *(f"p_{n}" for n in names)])
-      for i, row in enumerate(run.predict_proba(inputs)):
-        writer.writerow([i, *([texts[i]] if text_column else []), names[int(row.argmax())],
-                         *(f"{v:.6f}" for v in row)])
-    else:
-      writer.writerow(["example", *text_column, "prediction"])
-      for i, row in enumerate(run.predict(inputs).reshape(len(inputs), -1)):
-        writer.writerow([i, *([texts[i]] if text_column else []), *(f"{v:.6g}" for v in row)])
-  return out
+    writer.writerow(["example", *named, "prediction"])
+    for i, row in enumerate(run.predict(inputs).reshape(len(inputs), -1)):
+      writer.writerow([i, *label(i), *(f"{v:.6g}" for v in row)])
