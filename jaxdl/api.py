@@ -334,12 +334,12 @@ def _file_inputs(path: pathlib.Path, data_config: ml_collections.ConfigDict
       raise ConfigError(f"{path} holds no image files ({', '.join(image_folder.SUFFIXES)})")
     return files, [str(f.relative_to(path) if path.is_dir() else f.name) for f in files], "file"
   if path.suffix == ".npy":
-    return np.load(path), None, "text"
+    return np.load(path), None, ""  # No name column.
   texts = path.read_text(encoding=data_config.encoding).splitlines()  # A text run's field.
   return texts, texts, "text"
 
 
-def _write_predictions(writer, run: "Run", inputs: Any, names: list[str] | None,
+def _write_predictions(writer, run: Run, inputs: Any, names: list[str] | None,
                        column: str) -> None:
   """One CSV row per example: its number, its name (if any), the class and each class's
   probability (classification) or the predicted values (regression)."""

@@ -20,6 +20,7 @@ glibc's defaults and for the tuned settings at several trim thresholds
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import tempfile
@@ -110,7 +111,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--windows", type=int, default=7)
   parser.add_argument("--window-s", type=float, default=2.0)
-  parser.add_argument("--threads", type=int, default=len(benchmark.os.sched_getaffinity(0)))
+  parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   parser.add_argument("--out", help="the measurements as JSON")
   parser.add_argument("--skip", choices=("speed", "memory"), help="leave one part out")
   args = parser.parse_args()
@@ -133,6 +134,7 @@ def main() -> None:
         {"meta": meta, "speed": speed_rows, "memory": memory_rows}, indent=1))
   if not (speed_rows and memory_rows):
     print(json.dumps({"speed": speed_rows, "memory": memory_rows}, indent=1))
+
 
 if __name__ == "__main__":
   main()

@@ -37,13 +37,6 @@ def pytest_configure(config):
       "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
 
-
-def production_xla_environ() -> dict[str, str]:
-  """``os.environ`` without the quick suite's -O0 flag: for a command whose compile times
-  the test is about (the persistent cache keeps only programs that took long enough)."""
-  return {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(
-      TEST_XLA_FLAG, "").strip()}
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 EXPERIMENTS = ROOT / "experiments"

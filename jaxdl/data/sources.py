@@ -70,8 +70,8 @@ class DataSource:
     them (``{"train": (x, y), "test": (x, y)}``) and reads its own ``fields`` from
     ``data_config`` (with these defaults, checked like every config key)."""
     return cls("", lambda cfg, experiment: build_python_data(cfg, function, experiment),
-               description=description or function.__name__,
-        user_data=True, fields={**f.USER_ARRAYS, **(fields or {})}, references=references)
+               description=description or function.__name__, user_data=True,
+               fields={**f.USER_ARRAYS, **(fields or {})}, references=references)
 
   def matches(self, name: str) -> bool:
     return name == self.name or (self.name.endswith(":") and name.startswith(self.name)

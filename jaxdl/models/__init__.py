@@ -40,7 +40,7 @@ def resolve(name: str, experiment: str = "") -> ModelPart:
     experiment: the experiment file (import paths resolve from its folder;
       ``get_model`` is defined in it).
   """
-  if name == GET_MODEL and parts.given_object("model", name) is None:
+  if name == GET_MODEL and parts.given_object(MODELS.argument, name) is None:
     if not experiment:
       raise ConfigError("model.name=get_model needs an experiment file that defines "
                         "get_model(config, spec)")
