@@ -6,6 +6,7 @@ import jax
 
 from jaxdl.training.experiment import Experiment
 from jaxdl.training.group import MemberGroup
+from jaxdl.training.heaps import HeapSplitJit
 from jaxdl.training.parallel import DataParallel
 from jaxdl.training.steps import make_eval_step, make_predict_step, make_train_step
 
@@ -22,20 +23,22 @@ def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
 
   Returns:
     ``(train_step, eval_step)``: ``train_step(state, batch) -> (state, metric sums)``
-    donates its state; ``eval_step(state, batch) -> metric sums``.
+    donates its state; ``eval_step(state, batch) -> metric sums``. On CPU both keep
+    their temporaries in blocks the C allocator reuses (``heaps.HeapSplitJit``).
   """
   config = exp.config
   batch_mesh = parallel.mesh if parallel.num_devices > 1 else None
-  train_step = jax.jit(group.vmap_if_vectorized(make_train_step(
+  platform = parallel.mesh.devices.flat[0].platform
+  train_step = HeapSplitJit(group.vmap_if_vectorized(make_train_step(
       exp.model, exp.tx, exp.objective, config.nonfinite, exp.privacy, exp.compute_dtype,
-      batch_mesh, exp.constrain)),
+      batch_mesh, exp.constrain)), platform,
       donate_argnums=0, in_shardings=(state_sharding, parallel.batch_sharding()),
       out_shardings=(state_sharding, parallel.replicated))
-  eval_step = jax.jit(group.vmap_if_vectorized(make_eval_step(exp.model, exp.objective,
-                                                              exp.compute_dtype),
-                                               in_axes=(0, None)),
-                      in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
-                      out_shardings=parallel.replicated)
+  eval_step = HeapSplitJit(group.vmap_if_vectorized(make_eval_step(exp.model, exp.objective,
+                                                                   exp.compute_dtype),
+                                                    in_axes=(0, None)), platform,
+                           in_shardings=(state_sharding, parallel.batch_sharding(stacked=False)),
+                           out_shardings=parallel.replicated)
   return train_step, eval_step
 
 

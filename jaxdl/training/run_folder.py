@@ -37,7 +37,7 @@ from jaxdl import host
 from jaxdl.configs.loading import flatten
 from jaxdl.errors import CheckpointError
 from jaxdl.models.native import build as native_build
-from jaxdl.training import user_code
+from jaxdl.training import heaps, user_code
 from jaxdl.training.folder_lock import LOCK_FILE, FolderLock
 
 _PACKAGES = ("jaxdl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
@@ -101,6 +101,7 @@ def provenance(command: Sequence[str]) -> dict[str, Any]:
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "xla_tuning": host.xla_flags_state(),
       "host_allocator": host.allocator_state(),
+      "xla_heaps": heaps.setting(),
       "native_kernels_auto": dict(zip(("picked", "why"), native_build.auto_choice())),
       "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
       "command": list(command),
