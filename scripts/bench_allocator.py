@@ -42,14 +42,17 @@ def settings(trims: list[int]) -> dict[str, tuple[str, dict]]:
   return out
 
 
-def speed(modes: dict[str, tuple[str, dict]], args) -> list[dict]:
-  """examples/s per workload and setting; each workload's settings interleaved."""
+def speed(modes: dict[str, tuple[str, dict]], args,
+          runs=(("jaxdl", "cnn"), ("jaxdl", "lstm"), ("jaxdl", "lstm-sweep8"))) -> list[dict]:
+  """examples/s per (implementation, workload) of ``runs`` and setting; each run's settings
+  interleaved."""
   rows = []
-  for workload in ("cnn", "lstm", "lstm-sweep8"):
-    specs = [("jaxdl", workload, mode, env) for mode, env in modes.values()]
+  for impl, workload in runs:
+    specs = [(impl, workload, mode, env) for mode, env in modes.values()]
     for label, row in zip(modes, benchmark.measure_interleaved(specs, args)):
-      rows.append({"setting": label, **{k: row[k] for k in (
-          "workload", "examples_per_s", "min", "max", "windows", "compile_s")}})
+      rows.append({"setting": label, "impl": impl, **{k: row[k] for k in (
+          "workload", "examples_per_s", "min", "max", "windows", "compile_s")},
+          "kernels": row["info"].get("kernels")})
   return rows
 
 

@@ -11,9 +11,12 @@ the default ``model.lstm_kernel=auto``), ``jaxdl-tuned`` (the same with jaxdl's
 opt-in ``jaxdl.tune_xla_flags()``: XLA's own convolution kernels), ``jaxdl-xla``
 (the LSTMs with ``model.lstm_kernel=xla``: the recurrence on ``lax.scan``, without
 jaxdl's native (CPU) or Pallas (GPU) kernels; run when named in ``--impls``), ``keras-fit``
-(the seed's own code: compile + model.fit), ``keras-tfstep`` (a custom tf.function step), ``torch-eager`` and
-``torch-compile``. Peers come from ``pip install -e '.[bench]'``; a missing one
-is skipped with a message.
+(the seed's own code: compile + model.fit), ``keras-tfstep`` (a custom tf.function step),
+``keras-jax`` (the seed's code on Keras 3's JAX backend: cuDNN's LSTM on a GPU),
+``jax-cudnn`` (the seed LSTM in JAX and optax through ``jax.experimental.rnn.lstm``,
+cuDNN's; GPU only), ``torch-eager`` and ``torch-compile``. Peers come from
+``pip install -e '.[bench]'``; a missing one, or one this machine cannot run, is
+skipped with a message.
 
 Method: every implementation runs in its own worker process, pinned to the same
 ``--threads`` cores with its framework's intra-op threads set to that number.
@@ -36,6 +39,7 @@ and ``both`` (the default) measures the two modes one after the other.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -51,18 +55,20 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchmark_impls.workloads import WORKLOADS  # noqa: E402
+from benchmark_impls.workloads import WORKLOADS, Unavailable  # noqa: E402
 
-IMPLS = ("jaxdl", "jaxdl-tuned", "jaxdl-xla", "keras-fit", "keras-tfstep", "torch-eager",
-         "torch-compile")
+IMPLS = ("jaxdl", "jaxdl-tuned", "jaxdl-xla", "keras-fit", "keras-tfstep", "keras-jax",
+         "jax-cudnn", "torch-eager", "torch-compile")
 OURS = ("jaxdl", "jaxdl-tuned", "jaxdl-xla")
 # jaxdl-xla is the LSTM without jaxdl's kernels: what they gain, so named in --impls to run.
 DEFAULT_IMPLS = tuple(i for i in IMPLS if i != "jaxdl-xla")
-ONLY = {"jaxdl-xla": ("lstm", "lstm-sweep8")}  # Workloads an implementation is limited to.
+# Workloads an implementation is limited to.
+ONLY = {"jaxdl-xla": ("lstm", "lstm-sweep8"), "jax-cudnn": ("lstm",)}
 # What each implementation needs installed (pip install -e '.[bench]').
 REQUIRES = {"jaxdl": ("jax",), "jaxdl-tuned": ("jax",), "jaxdl-xla": ("jax",),
             "keras-fit": ("tensorflow", "keras"),
-            "keras-tfstep": ("tensorflow", "keras"), "torch-eager": ("torch",),
+            "keras-tfstep": ("tensorflow", "keras"), "keras-jax": ("keras", "jax"),
+            "jax-cudnn": ("jax", "optax"), "torch-eager": ("torch",),
             "torch-compile": ("torch",)}
 # Workloads an implementation runs; the vectorized sweep is jaxdl's alone.
 SWEEP_IMPLS = OURS
@@ -95,6 +101,12 @@ def _build(impl: str, workload_name: str, threads: int):
   if impl in OURS:
     from benchmark_impls import jaxdl_impl
     return jaxdl_impl.build(workload, lstm_kernel="xla" if impl == "jaxdl-xla" else None)
+  if impl == "keras-jax":
+    from benchmark_impls import keras_jax_impl
+    return keras_jax_impl.build(workload)
+  if impl == "jax-cudnn":
+    from benchmark_impls import jax_cudnn_impl
+    return jax_cudnn_impl.build(workload)
   if impl.startswith("keras"):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -125,7 +137,11 @@ def worker(impl: str, workload_name: str, threads: int, allocator: str) -> None:
     _say(event="peak", **jaxdl_impl.matmul_peak())
     return
   start = time.perf_counter()
-  runner = _build(impl, workload_name, threads)
+  try:
+    runner = _build(impl, workload_name, threads)
+  except Unavailable as unavailable:
+    _say(event="unavailable", why=str(unavailable))
+    return
   setup_s = time.perf_counter() - start
   start = time.perf_counter()
   runner.warm_up()
@@ -183,6 +199,10 @@ class Worker:
         self.proc.wait(timeout=30)
       except (BrokenPipeError, subprocess.TimeoutExpired):
         self.proc.kill()
+    self.proc.wait()
+    for pipe in (self.proc.stdin, self.proc.stdout):
+      with contextlib.suppress(BrokenPipeError):
+        pipe.close()
 
 
 def available(impl: str) -> bool:
@@ -198,7 +218,7 @@ def measure_peak(threads: int, allocator: str) -> dict:
   try:
     return worker_.read()
   finally:
-    worker_.proc.wait()
+    worker_.close()
 
 
 def measure_group(pairs: list[tuple[str, str]], args, allocator: str) -> list[dict]:
@@ -209,14 +229,23 @@ def measure_group(pairs: list[tuple[str, str]], args, allocator: str) -> list[di
 def measure_interleaved(specs: list[tuple[str, str, str, dict]], args) -> list[dict]:
   """Warms up each ``(impl, workload, allocator, env)`` worker alone, then times
   interleaved windows of all of them."""
-  workers, ready = [], []
+  workers, ready, kept = [], [], []
   try:
-    for impl, workload, allocator, env in specs:
+    for spec in specs:
+      impl, workload, allocator, env = spec
       print(f"warming up {impl} on {workload} ({allocator} allocator{', ' if env else ''}"
             f"{' '.join(f'{k}={v}' for k, v in env.items())}) ...", file=sys.stderr, flush=True)
       w = Worker(impl, workload, args.threads, allocator, env)
+      message = w.read()
+      if message["event"] == "unavailable":
+        print(f"skipping {impl} on {workload}: {message['why']}", file=sys.stderr, flush=True)
+        w.close()
+        continue
       workers.append(w)
-      ready.append(w.read())
+      ready.append(message)
+      kept.append(spec)
+    if not workers:
+      return []
     steps = []
     for w in workers:  # Calibrate each window to about --window-s seconds.
       w.ask("prepare 2")
@@ -243,7 +272,7 @@ def measure_interleaved(specs: list[tuple[str, str, str, dict]], args) -> list[d
            "windows": r, "steps_per_window": k, "compile_s": rd["compile_s"],
            "setup_s": rd["setup_s"], "examples_per_step": rd["examples_per_step"],
            "cores": rd["cores"], "info": rd["info"]}
-          for w, spec, r, k, rd in zip(workers, specs, rates, steps, ready)]
+          for w, spec, r, k, rd in zip(workers, kept, rates, steps, ready)]
 
 
 def machine() -> dict:

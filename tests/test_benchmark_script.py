@@ -1,6 +1,7 @@
 """scripts/benchmark.py: its table arithmetic and the jaxdl runner (no timings are checked)."""
 
 import importlib.util
+import json
 import pathlib
 import sys
 
@@ -96,3 +97,104 @@ def test_the_recurrence_benchmark_checks_each_implementation_against_the_scan(
   assert len(rows["autodiff"]["ms"]) == 1 and rows["autodiff"]["median_ms"] > 0
   assert "interpret" in rows["pallas b16 w4"]["failed"]
   assert "| pallas b16 w4 | failed: " in capsys.readouterr().out
+
+
+def _tiny_lstm_workload():
+  from benchmark_impls.workloads import Workload
+
+  class Tiny(Workload):  # The seed LSTM's structure at a size a test runs in a second.
+    vocab_size, seq_len, embed_dim, hidden, num_classes = 30, 6, 8, 8, 3
+
+  return Tiny("tiny", "lstm")
+
+
+def test_the_cudnn_peer_is_the_seed_lstm_by_the_numpy_equations(benchmark, getkey):
+  """jax-cudnn's model with its cuDNN-layout weights, run through JAX's reference for the
+  same call (cuDNN itself needs a GPU), against two stacked LSTMs in NumPy (the seed's
+  equations, test_recurrent.numpy_lstm) on the embedded tokens, then the dense layer."""
+  import jax
+  import jax.numpy as jnp
+  from benchmark_impls import jax_cudnn_impl as peer
+  from jax.experimental import rnn
+  from test_recurrent import numpy_lstm
+
+  w = _tiny_lstm_workload()
+  h = w.hidden
+  layers = [{"input_projection": {"kernel": np.asarray(jax.random.normal(getkey(), (h, 4 * h))),
+                                  "bias": np.asarray(jax.random.normal(getkey(), (4 * h,)))},
+             "recurrent_kernel": np.asarray(jax.random.normal(getkey(), (h, 4 * h)))}
+            for _ in range(peer.LAYERS)]
+  params = peer.init_params(getkey(), w)
+  # cuDNN's flat layout: every layer's W_ih [4H, D] and W_hh [4H, H], then its b_ih and b_hh.
+  params["lstm"] = jnp.concatenate(
+      [np.concatenate([p["input_projection"]["kernel"].T.ravel(),
+                       p["recurrent_kernel"].T.ravel()]) for p in layers]
+      + [np.concatenate([p["input_projection"]["bias"], np.zeros(4 * h)]) for p in layers])
+  assert params["lstm"].size == rnn.get_num_params_in_lstm(h, h, peer.LAYERS, False)
+  tokens = jax.random.randint(getkey(), (5, w.seq_len), 0, w.vocab_size)
+  got = peer.logits(params, tokens, w, peer.reference_lstm)
+
+  inputs = np.asarray(params["embed"])[np.asarray(tokens)]  # [B, T, E]
+  for p in layers:
+    carry = (np.zeros((5, h)), np.zeros((5, h)))
+    outputs = []
+    for t in range(w.seq_len):
+      carry = numpy_lstm(p, inputs[:, t], carry)
+      outputs.append(carry[1])
+    inputs = np.stack(outputs, axis=1)
+  expected = inputs[:, -1] @ np.asarray(params["dense"]) + np.asarray(params["dense_bias"])
+  np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-5)
+
+
+def test_the_cudnn_peer_learns_and_says_why_it_cannot_run_on_a_cpu(benchmark):
+  import jax
+  import optax
+  from benchmark_impls import jax_cudnn_impl as peer
+  from benchmark_impls.workloads import WORKLOADS
+
+  w = _tiny_lstm_workload()
+  tx = optax.adam(1e-2)
+  params = peer.init_params(jax.random.key(0), w)
+  opt_state = tx.init(params)
+  step = peer.make_step(w, tx, peer.reference_lstm)
+  tokens = jax.random.randint(jax.random.key(1), (16, w.seq_len), 0, w.vocab_size)
+  labels = jax.random.randint(jax.random.key(2), (16,), 0, w.num_classes)
+  losses = []
+  with jax.numpy_dtype_promotion("standard"):  # Optax's own step-count arithmetic.
+    for _ in range(40):
+      params, opt_state, loss = step(params, opt_state, tokens, labels)
+      losses.append(float(loss))
+  assert losses[-1] < 0.5 * losses[0], losses  # It fits a batch: the gradient reaches cuDNN's weights.
+  if jax.default_backend() != "gpu":
+    with pytest.raises(benchmark.Unavailable, match="cuDNN's LSTM needs a GPU"):
+      peer.build(WORKLOADS["lstm"])
+
+
+def test_an_implementation_the_machine_cannot_run_is_skipped_with_its_reason(benchmark, capsys):
+  import argparse
+
+  import jax
+  if jax.default_backend() == "gpu":
+    pytest.skip("cuDNN's LSTM runs here")
+  args = argparse.Namespace(threads=1, window_s=0.01, windows=1)
+  rows = benchmark.measure_interleaved([("jax-cudnn", "lstm", "defaults", {})], args)
+  assert rows == []
+  assert "skipping jax-cudnn on lstm: cuDNN's LSTM needs a GPU" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_keras_on_its_jax_backend_trains_the_seeds_model(benchmark, tmp_path):
+  """keras-jax in a fresh process (Keras reads its backend once, at import)."""
+  import subprocess
+  if importlib.util.find_spec("keras") is None:  # Not imported here: it would pick a backend.
+    pytest.skip("keras is not installed (pip install -e '.[bench]')")
+  code = ("import sys, json; sys.path.insert(0, 'scripts'); sys.path.insert(0, 'tests'); "
+          "from benchmark_impls import keras_jax_impl; "
+          "from test_benchmark_script import _tiny_lstm_workload as tiny; "
+          "r = keras_jax_impl.build(tiny()); r.warm_up(); r.prepare(2); r.run(2); "
+          "print(json.dumps(r.info))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=SCRIPTS.parent, capture_output=True,
+                       text=True, env={**__import__("os").environ, "KERAS_HOME": str(tmp_path)})
+  assert out.returncode == 0, out.stderr[-2000:]
+  info = json.loads(out.stdout.strip().splitlines()[-1])
+  assert info["backend"] == "jax" and info["keras"].startswith("3.")

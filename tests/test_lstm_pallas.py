@@ -129,6 +129,23 @@ def test_where_the_kernels_apply_on_a_gpu(monkeypatch, fresh_build_state):
     assert not lstm_pallas.usable(jnp.bfloat16, 64)
 
 
+def test_a_jax_without_pallas_triton_trains_on_xla_and_says_so(getkey, monkeypatch,
+                                                              fresh_build_state):
+  """JAX deprecated Pallas's Triton backend: where it is gone, jaxdl still imports, asked
+  for the kernels warns in one line that names why, and the interpreter still runs them."""
+  monkeypatch.setattr(lstm_pallas, "_triton_params", lambda: None)
+  backend = jax.default_backend
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  with pytest.warns(RuntimeWarning, match=r"this JAX \(.*\) has no Pallas Triton backend"):
+    assert not lstm_pallas.usable(jnp.float32, 64)
+  monkeypatch.setattr(jax, "default_backend", backend)
+  inputs = recurrence_inputs(getkey(), 3, 4, 8)
+  args = [inputs[k] for k in ("kernel", "projected", "valid", "c0", "h0")]
+  with FLOAT32:
+    for got, want in zip(interpreted(*args), autodiff_recurrence(*args)):
+      np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
 @pytest.mark.parametrize("platform, capability, why", [
     ("cuda 12080", "9.0", None), ("cuda 12080", "8.0", None), ("cuda 13000", "10.0", None),
     ("cuda 12080", "7.5", "compute capability 8.0 or newer, not 7.5"),

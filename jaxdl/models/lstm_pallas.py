@@ -23,7 +23,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plgpu
 from jax.sharding import Mesh
 
 from jaxdl.models import lstm_scan, per_device
@@ -31,8 +30,20 @@ from jaxdl.models.per_device import BATCH_FIRST, SHARED, TIME_MAJOR, over_batch
 from jaxdl.models.native import build
 
 WHAT, FALLBACK = "jaxdl's Pallas LSTM kernel", "the XLA LSTM recurrence"
-# Named TritonCompilerParams in older JAX releases (pyproject allows JAX 0.6).
-_CompilerParams = getattr(plgpu, "CompilerParams", None) or plgpu.TritonCompilerParams
+
+
+def _triton_params() -> type | None:
+  """Pallas's Triton compiler parameters, or None where this JAX has no Triton backend.
+
+  JAX deprecated Pallas's Triton backend for Mosaic GPU; a JAX without it must
+  still import jaxdl and train, on XLA's recurrence (``usable`` says so in one
+  line). Named TritonCompilerParams in older JAX releases (pyproject allows 0.6).
+  """
+  try:
+    from jax.experimental.pallas import triton as plgpu
+  except ImportError:
+    return None
+  return getattr(plgpu, "CompilerParams", None) or getattr(plgpu, "TritonCompilerParams", None)
 
 
 # The widest layer the kernels take: a program keeps the recurrent kernel's four [H, H]
@@ -67,6 +78,8 @@ def _why_not(dtype, hidden: int) -> str | None:
     return f"it computes in float32 only, not {jnp.dtype(dtype).name}"
   if hidden > MAX_HIDDEN:
     return f"it takes layers of at most {MAX_HIDDEN} units, not {hidden}"
+  if _triton_params() is None:
+    return f"this JAX ({jax.__version__}) has no Pallas Triton backend, which it is written for"
   return _unsupported_gpu()
 
 
@@ -239,9 +252,10 @@ class _Tiling:
     shapes, specs = zip(*map(out, out_widths))
     body = functools.partial(kernel, hidden=self.width,
                              reload_weights=self.launch.reload_weights)
+    params = _triton_params()  # None: interpreted (usable() keeps compiled launches away).
     return pl.pallas_call(
         body, out_shape=shapes, grid=(self.padded_batch // self.tile,), in_specs=in_specs,
-        out_specs=specs, compiler_params=_CompilerParams(
+        out_specs=specs, compiler_params=params and params(
             num_warps=self.launch.num_warps, num_stages=self.launch.num_stages),
         interpret=self.launch.interpret, name=kernel.__name__.strip("_"))
 

@@ -60,6 +60,10 @@ def random_data(workload: Workload, num: int, seed: int = 0) -> tuple[np.ndarray
   return x, y
 
 
+class Unavailable(RuntimeError):
+  """An implementation cannot run on this machine (the benchmark skips it and says why)."""
+
+
 class Runner:
   """The Runner protocol's defaults: warm up with one step; nothing to prepare."""
 

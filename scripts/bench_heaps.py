@@ -1,0 +1,71 @@
+"""A step's temporaries in one heap or split into kept heaps, under both host allocators.
+
+XLA:CPU allocates a step's temporaries per call; glibc's malloc keeps a block for
+reuse only below 32 MiB, so one larger heap is mapped and faulted in again on every
+step unless the process raises the threshold (the ``jaxdl`` command does,
+jaxdl/host.py). jaxdl now compiles its steps with their temporaries split into
+heaps of at most 30 MiB (jaxdl/training/heaps.py). This script measures, side by
+side in one run, jaxdl's step with ``JAXDL_XLA_HEAPS=one`` (as before) and
+``split`` (jaxdl's default), each under glibc's defaults and the tuned allocator:
+the seed CNN, the seed LSTM with the kernel ``auto`` picks and with XLA's
+recurrence (``jaxdl-xla``), and the vectorized sweep of 8 seed LSTMs. Every
+setting's worker is interleaved with the others' (scripts/benchmark.py's windows).
+
+  python scripts/bench_heaps.py [--quick] [--out FILE.json]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_allocator  # noqa: E402
+import benchmark  # noqa: E402
+
+HEAPS = "JAXDL_XLA_HEAPS"
+SETTINGS = {
+    "glibc defaults, one heap": ("defaults", {HEAPS: "one"}),
+    "glibc defaults, split heaps": ("defaults", {HEAPS: "split"}),
+    "tuned allocator, one heap": ("same", {HEAPS: "one"}),
+    "tuned allocator, split heaps": ("same", {HEAPS: "split"}),
+}
+RUNS = (("jaxdl", "lstm"), ("jaxdl-xla", "lstm"), ("jaxdl", "lstm-sweep8"), ("jaxdl", "cnn"))
+
+
+def markdown(rows: list[dict]) -> str:
+  columns = [f"{impl} {workload}" for impl, workload in RUNS]
+  lines = [f"| setting | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
+  by = {(r["setting"], r["impl"], r["workload"]): r for r in rows}
+  for label in SETTINGS:
+    cells = []
+    for impl, workload in RUNS:
+      r = by.get((label, impl, workload))
+      cells.append(f"{r['examples_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f})" if r else "")
+    lines.append(f"| {label} | {' | '.join(cells)} |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true", help="3 windows of 0.5 s")
+  parser.add_argument("--windows", type=int, default=7)
+  parser.add_argument("--window-s", type=float, default=2.0)
+  parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+  parser.add_argument("--out", help="the measurements as JSON")
+  args = parser.parse_args()
+  if args.quick:
+    args.windows, args.window_s = 3, 0.5
+  meta = {"machine": benchmark.machine(), "threads": args.threads, "windows": args.windows,
+          "window_s": args.window_s}
+  rows = bench_allocator.speed(SETTINGS, args, RUNS)
+  print(markdown(rows))
+  if args.out:
+    pathlib.Path(args.out).write_text(json.dumps({"meta": meta, "speed": rows}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
