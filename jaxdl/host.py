@@ -21,12 +21,12 @@ threshold, but that does not lower the peak (what is kept lies below the heap's 
 which trimming cannot return) and costs speed: at 256 MiB a vectorized sweep of 8
 LSTMs ran a third slower, at 64 MiB a single LSTM did (docs/benchmarks.md).
 
-Much of what the settings bought is now had without them: jaxdl compiles its
-training and evaluation steps on CPU with their temporaries split into blocks
-glibc's own adaptive threshold keeps (jaxdl/training/heaps.py), which brings a
-step with up to about 50 MB of temporaries, the seed LSTM's included, to the same
-speed under glibc's defaults. Larger steps and vectorized sweeps still need these
-settings.
+Much of what the settings bought is now had without them: where they are not
+applied, jaxdl compiles its training and evaluation steps on CPU with their
+temporaries split into blocks glibc's own adaptive threshold keeps
+(jaxdl/training/heaps.py), which brings a step with up to about 50 MB of
+temporaries, the seed LSTM's included, to the same speed under glibc's defaults.
+Larger steps and vectorized sweeps still need these settings.
 
 Those are a process-wide choice, so a library must not make it for its user:
 importing jaxdl changes nothing. The ``jaxdl`` command (an application) calls

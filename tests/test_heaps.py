@@ -14,6 +14,18 @@ from jaxdl.errors import ConfigError
 from jaxdl.training import heaps
 
 
+@pytest.fixture
+def as_a_script(monkeypatch):
+  """This process as a script or notebook has it: glibc's defaults, no persistent compilation
+  cache (tests that run the jaxdl command in-process turn both on)."""
+  from jaxdl import host
+  monkeypatch.setattr(host, "_state", {"applied": False, "reason": "not attempted"})
+  cache = jax.config.jax_compilation_cache_dir
+  jax.config.update("jax_compilation_cache_dir", None)
+  yield
+  jax.config.update("jax_compilation_cache_dir", cache)
+
+
 def _recurrence(x, steps=20):
   """tanh(c W + 1) for ``steps`` steps over x [512, 256]: each state is kept for the gradient."""
   def body(c, _):
@@ -42,7 +54,7 @@ def test_the_largest_array_is_found_inside_scans_custom_derivatives_and_nested_j
   assert heaps.largest_array_bytes(jaxpr) == 5 * 7 * 11 * 2
 
 
-def test_heaps_are_split_on_cpu_only_and_only_where_every_array_fits_one():
+def test_heaps_are_split_on_cpu_only_and_only_where_every_array_fits_one(as_a_script):
   small = jax.make_jaxpr(lambda x: x * 2)(jnp.ones(1000))
   assert heaps.heap_options(small, "cpu") == {heaps.HEAP_OPTION: heaps.HEAP_BYTES}
   assert heaps.heap_options(small, "gpu") is None
@@ -54,7 +66,19 @@ def test_heaps_are_split_on_cpu_only_and_only_where_every_array_fits_one():
   assert heaps.heap_options(fits, "cpu") is not None
 
 
-def test_a_split_step_computes_exactly_what_jax_jit_computes():
+def test_one_heap_where_the_allocator_keeps_it_or_the_compilation_cache_must_store_it(
+    as_a_script, monkeypatch, tmp_path):
+  from jaxdl import host
+  small = jax.make_jaxpr(lambda x: x * 2)(jnp.ones(1000))
+  assert heaps.heap_options(small, "cpu") is not None
+  monkeypatch.setattr(host, "_state", {"applied": True, "reason": "glibc mallopt"})
+  assert heaps.heap_options(small, "cpu") is None  # The jaxdl command's process.
+  monkeypatch.setattr(host, "_state", {"applied": False, "reason": "not attempted"})
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path))  # as_a_script restores it.
+  assert heaps.heap_options(small, "cpu") is None
+
+
+def test_a_split_step_computes_exactly_what_jax_jit_computes(as_a_script):
   x = jax.random.normal(jax.random.key(0), (512, 256))
   step = heaps.HeapSplitJit(jax.value_and_grad(_recurrence), "cpu")
   value, grad = step(x)
@@ -105,7 +129,7 @@ def test_split_temporaries_stop_the_page_faults_that_glibc_costs_every_step():
   assert result["faults"]["split"] < 0.25 * result["faults"]["jit"], result
 
 
-def test_one_heap_can_be_asked_for_and_a_bad_setting_is_named(monkeypatch):
+def test_one_heap_can_be_asked_for_and_a_bad_setting_is_named(monkeypatch, as_a_script):
   small = jax.make_jaxpr(lambda x: x * 2)(jnp.ones(10))
   monkeypatch.setenv(heaps.HEAPS_ENV, "one")
   assert heaps.setting() == {"mode": "one", "heap_bytes": heaps.HEAP_BYTES}
@@ -117,7 +141,8 @@ def test_one_heap_can_be_asked_for_and_a_bad_setting_is_named(monkeypatch):
     heaps.setting()
 
 
-def test_training_on_cpu_compiles_its_steps_with_split_heaps_and_records_it(tmp_path, monkeypatch):
+def test_training_on_cpu_compiles_its_steps_with_split_heaps_and_records_it(tmp_path, monkeypatch,
+                                                                          as_a_script):
   from conftest import experiment
   from jaxdl.training import train_and_evaluate
 

@@ -27,8 +27,11 @@ synthetic recurrence (tests/test_heaps.py), 42 MB of temporaries stop faulting
 (10,400 page faults a step to under 1,100); at 50 and 84 MB about half of the
 faults remain, at 63 MB all of them. Steps beyond about 50 MB, and vectorized
 sweeps, still need the process-wide settings (``jaxdl.tune_host_allocator()``).
+The ``jaxdl`` command keeps one heap: it tunes the allocator (which keeps it) and
+turns on JAX's persistent compilation cache, which cannot store a program with
+several heaps; a script that turns that cache on keeps one heap too.
 ``JAXDL_XLA_HEAPS=one`` compiles every step as ``jax.jit`` would (one heap), for
-comparison (scripts/benchmark.py); run folders record the setting
+comparison (scripts/bench_heaps.py); run folders record the setting
 (provenance.json's ``xla_heaps``).
 """
 
@@ -38,6 +41,7 @@ from typing import Any
 
 import jax
 
+from jaxdl import host
 from jaxdl.errors import ConfigError
 
 # The largest heap: below glibc's largest adaptive mmap threshold (32 MiB on
@@ -94,11 +98,16 @@ def _sub_jaxprs(params: dict) -> list:
 def heap_options(jaxpr: Any, platform: str) -> dict | None:
   """The compile options that split ``jaxpr``'s temporaries into kept heaps, or None.
 
-  None on other backends than CPU (their allocators pool memory themselves), where
-  an array the program makes is larger than ``HEAP_BYTES``, and under
-  ``JAXDL_XLA_HEAPS=one``.
+  None (one heap, as ``jax.jit`` compiles) where splitting is not needed or not
+  possible: on other backends than CPU (their allocators pool memory themselves);
+  under ``JAXDL_XLA_HEAPS=one``; where the process's allocator is tuned
+  (``jaxdl.host``: it keeps one large heap already, as in the ``jaxdl`` command);
+  where JAX's persistent compilation cache is on (XLA:CPU cannot serialize a
+  program with several heaps: "Multiple temp buffer allocations found"); and where
+  an array the program makes is larger than ``HEAP_BYTES``.
   """
-  if (platform != "cpu" or setting()["mode"] == "one"
+  if (platform != "cpu" or setting()["mode"] == "one" or host.allocator_state()["applied"]
+      or jax.config.jax_compilation_cache_dir
       or largest_array_bytes(jaxpr) > HEAP_BYTES):
     return None
   return {HEAP_OPTION: HEAP_BYTES}
