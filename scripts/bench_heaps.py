@@ -12,7 +12,7 @@ the seed CNN, the seed LSTM with the kernel ``auto`` picks and with XLA's
 recurrence (``jaxdl-xla``), and the vectorized sweep of 8 seed LSTMs. Every
 setting's worker is interleaved with the others' (scripts/benchmark.py's windows).
 
-  python scripts/bench_heaps.py [--quick] [--out FILE.json]
+  python scripts/bench_heaps.py [--quick] [--out FILE.json] [--runs jaxdl:lstm,jaxdl:cnn]
 """
 
 import argparse
@@ -37,13 +37,13 @@ SETTINGS = {
 RUNS = (("jaxdl", "lstm"), ("jaxdl-xla", "lstm"), ("jaxdl", "lstm-sweep8"), ("jaxdl", "cnn"))
 
 
-def markdown(rows: list[dict]) -> str:
-  columns = [f"{impl} {workload}" for impl, workload in RUNS]
+def markdown(rows: list[dict], runs) -> str:
+  columns = [f"{impl} {workload}" for impl, workload in runs]
   lines = [f"| setting | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
   by = {(r["setting"], r["impl"], r["workload"]): r for r in rows}
   for label in SETTINGS:
     cells = []
-    for impl, workload in RUNS:
+    for impl, workload in runs:
       r = by.get((label, impl, workload))
       cells.append(f"{r['examples_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f})" if r else "")
     lines.append(f"| {label} | {' | '.join(cells)} |")
@@ -57,13 +57,16 @@ def main() -> None:
   parser.add_argument("--window-s", type=float, default=2.0)
   parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   parser.add_argument("--out", help="the measurements as JSON")
+  parser.add_argument("--runs", default=",".join(f"{i}:{w}" for i, w in RUNS),
+                      help="IMPL:WORKLOAD pairs, comma-separated")
   args = parser.parse_args()
+  runs = [tuple(pair.split(":")) for pair in args.runs.split(",") if pair]
   if args.quick:
     args.windows, args.window_s = 3, 0.5
   meta = {"machine": benchmark.machine(), "threads": args.threads, "windows": args.windows,
           "window_s": args.window_s}
-  rows = bench_allocator.speed(SETTINGS, args, RUNS)
-  print(markdown(rows))
+  rows = bench_allocator.speed(SETTINGS, args, runs)
+  print(markdown(rows, runs))
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps({"meta": meta, "speed": rows}, indent=1))
 

@@ -180,3 +180,32 @@ def test_the_seed_lstm_learns_movie_reviews_as_the_xla_layer_does(tmp_path):
   for key in ("val_accuracy", "test_accuracy"):  # Rounding-level differences, not learning.
     assert abs(runs["native"][key] - runs["xla"][key]) < 0.01, key
   np.testing.assert_allclose(runs["native"]["test_loss"], runs["xla"]["test_loss"], rtol=1e-3)
+
+
+def test_one_call_over_all_members_is_bitwise_one_call_per_member(getkey):
+  """Under vmap the kernel takes every member in one call (nested vmaps too, and arguments
+  members share): each member's value and gradients are bitwise its own call's."""
+  members, lengths = 3, [5, 2, 5, 1, 4, 5, 3, 5, 0, 5, 2, 1, 5]
+  sets = [_arguments(getkey(), 5, 13, 3, 8, np.roll(lengths, m)) for m in range(members)]
+  stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *sets)  # Every argument its own.
+  grads = lambda args, weights: _value_and_grads(native_lstm.lstm_layer, args, weights)
+  together = jax.jit(jax.vmap(grads))(*stacked)
+  assert "while" not in str(jax.make_jaxpr(jax.vmap(grads))(*stacked))  # One call, no loop.
+  for m, (args, weights) in enumerate(sets):
+    alone = grads(args, weights)
+    for got, want in zip(jax.tree_util.tree_leaves(together), jax.tree_util.tree_leaves(alone)):
+      np.testing.assert_array_equal(got[m], want)
+  # Shared arguments, and members of members (per-example gradients inside a sweep): the
+  # recurrent kernel over one vmap, x over another, the rest the same for all.
+  args = sets[0][0]
+  kernels, xs = stacked[0][2], stacked[0][3]
+  shared = lambda *over: (None, None, *over, None, None, None)
+  nested = jax.jit(jax.vmap(jax.vmap(native_lstm.forward, in_axes=shared(None, 0)),
+                            in_axes=shared(0, None)))
+  outputs = nested(args[0], args[1], kernels, xs, *args[4:])
+  assert outputs[0].shape == (members, members, 5, 13, 8)
+  for i in range(members):
+    for j in range(members):
+      want = native_lstm.forward(args[0], args[1], kernels[i], xs[j], *args[4:])
+      for got, w in zip(outputs, want):
+        np.testing.assert_array_equal(got[i, j], w)

@@ -6,8 +6,11 @@ build.py compiles the kernel on first use. Where it cannot be built or loaded
 layer (the input projection, then lstm_scan.py), which stays the reference.
 
 ``lstm_layer`` is the differentiable layer (input projection and recurrence);
-both handlers are registered for the CPU platform only, and ``ffi_call`` runs
-them once per member under ``vmap`` (``vmap_method="sequential"``).
+both handlers are registered for the CPU platform only. Under ``vmap`` (the
+members of a vectorized sweep, nested vmaps too) one call takes every member
+(``vmap_method="broadcast_all"``: each argument gets the same leading dims),
+which spares the copies a loop of calls makes; each member's numbers are bitwise
+those of a call of its own.
 """
 
 import pathlib
@@ -50,7 +53,7 @@ def forward(kernel_x: jax.Array, bias: jax.Array, kernel_h: jax.Array, x: jax.Ar
   t, b, _ = x.shape
   h = kernel_h.shape[0]
   call = jax.ffi.ffi_call(FORWARD, (_f32(t, b, h), _f32(t, b, h), _f32(t, b, h),
-                                    _f32(t, b, 4 * h)), vmap_method="sequential")
+                                    _f32(t, b, 4 * h)), vmap_method="broadcast_all")
   return call(kernel_x, bias, kernel_h, x, valid, c0, h0)
 
 
@@ -66,7 +69,7 @@ def backward(kernel_x: jax.Array, kernel_h: jax.Array, valid: jax.Array, x: jax.
   h = kernel_h.shape[0]
   call = jax.ffi.ffi_call(BACKWARD, (_f32(t, b, d), _f32(4 * h), _f32(d, 4 * h),
                                      _f32(h, 4 * h), _f32(b, h), _f32(b, h)),
-                          vmap_method="sequential")
+                          vmap_method="broadcast_all")
   return call(kernel_x, kernel_h, valid, x, c0, h0, c_all, h_all, gates, dc_last, dh_last,
               d_outputs)
 

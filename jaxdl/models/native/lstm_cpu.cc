@@ -8,7 +8,10 @@
 // `valid` is false the state is held and the output is zero. The input projection runs
 // inside, a step at a time, so the [T, B, 4H] gate inputs are never written out, and the
 // backward pass returns every gradient: the input's and all the parameters'. Its gate
-// gradients live one step at a time, so they are never written out either.
+// gradients live one step at a time, so they are never written out either. Under vmap
+// (a vectorized sweep) one call takes every member: all arguments get the same leading
+// dims, and each member's blocks of rows are computed as in a call of its own, so the
+// results are bitwise those of one call per member.
 //
 // Why a kernel: on XLA:CPU every time step of a scan costs a loop iteration of several
 // small fusions on one thread. Here each thread takes a block of the batch's rows for the
@@ -178,17 +181,22 @@ int Blocks(int64_t rows) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cores, rows / kRowBlock)));
 }
 
-// Runs body(block, row_begin, row_end) for each of `blocks` (Blocks(rows)) contiguous blocks
-// of whole 6-row groups, on XLA's threads and the caller's (parallel.h). Each block is a
-// batch slice's whole sequence: rows are independent, so blocks never wait for each other.
+// Runs body(problem, block, row_begin, row_end) for each of `blocks` (Blocks(rows))
+// contiguous blocks of whole 6-row groups of each of `problems` independent layers (the
+// members of a vectorized sweep, called once), on XLA's threads and the caller's
+// (parallel.h). Each block is a batch slice's whole sequence: rows are independent, so
+// blocks never wait for each other. A problem's blocks are those of a call of its own.
 template <typename Body>
-void ParallelRows(ffi::ThreadPool& pool, int64_t rows, int blocks, const Body& body) {
+void ParallelRows(ffi::ThreadPool& pool, int64_t problems, int64_t rows, int blocks,
+                  const Body& body) {
   const int64_t groups = (rows + kRowBlock - 1) / kRowBlock;
   auto bounds = [&](int64_t block) {
     return std::min(rows, (groups * block / blocks) * kRowBlock);
   };
-  jaxdl::ParallelParts(pool, blocks, [&](int64_t block) {
-    body(static_cast<int>(block), bounds(block), block + 1 == blocks ? rows : bounds(block + 1));
+  jaxdl::ParallelParts(pool, problems * blocks, [&](int64_t part) {
+    const int64_t problem = part / blocks, block = part % blocks;
+    body(problem, static_cast<int>(block), bounds(block),
+         block + 1 == blocks ? rows : bounds(block + 1));
   });
 }
 
@@ -202,6 +210,7 @@ std::vector<float> Transposed(const float* m, int64_t rows, int64_t cols) {
 
 struct Dims {
   int64_t T, B, D, H;  // Time steps, batch, input features, units.
+  int64_t N;           // Independent problems: the product of the leading (vmapped) dims.
 };
 
 // The layer's parameters: z = x_t @ kernel_x + bias + h @ kernel_h, gates stacked [..., 4H].
@@ -339,18 +348,41 @@ void BackwardRows(Dims d, const float* kernel_x_t, const float* kernel_h_t, Resi
   std::memcpy(out.dh0 + b0 * H, dh_next.data(), sizeof(float) * rows * H);
 }
 
-// Whether kernel_x [D, 4H], kernel_h [H, 4H] and valid [T, B] fit the dims read from x
-// [T, B, D]; an error naming the first argument that does not.
-ffi::Error CheckDims(Dims d, ffi::Buffer<ffi::F32>& kernel_x, ffi::Buffer<ffi::F32>& kernel_h,
-                     ffi::Buffer<ffi::PRED>& valid) {
-  auto kx = kernel_x.dimensions();
+// The dims of a call: T, B, D from x's last three, H from kernel_h's [.., H, 4H], and N, the
+// product of x's leading dims. Under vmap (vmap_method="broadcast_all") every argument has
+// the same leading dims: problem n's part of an argument starts at n times its own size.
+ffi::Error ReadDims(ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& kernel_h, Dims* d) {
+  auto xd = x.dimensions();
   auto kh = kernel_h.dimensions();
-  auto v = valid.dimensions();
-  if (kh.size() != 2 || kh[1] != 4 * kh[0]) return ffi::Error::InvalidArgument("kernel_h must be [H, 4H]");
-  if (kx.size() != 2 || kx[0] != d.D || kx[1] != 4 * d.H)
-    return ffi::Error::InvalidArgument("kernel_x must be [D, 4H]");
-  if (v.size() != 2 || v[0] != d.T || v[1] != d.B) return ffi::Error::InvalidArgument("valid must be [T, B]");
+  if (xd.size() < 3) return ffi::Error::InvalidArgument("x must be [..., T, B, D]");
+  const size_t lead = xd.size() - 3;
+  if (kh.size() != lead + 2 || kh[lead + 1] != 4 * kh[lead])
+    return ffi::Error::InvalidArgument("kernel_h must be [..., H, 4H]");
+  int64_t n = 1;
+  for (size_t i = 0; i < lead; ++i) {
+    if (kh[i] != xd[i]) return ffi::Error::InvalidArgument("leading dims must be x's");
+    n *= xd[i];
+  }
+  *d = Dims{xd[lead], xd[lead + 1], xd[lead + 2], kh[lead], n};
   return ffi::Error::Success();
+}
+
+// Whether an argument holds N problems of `per_problem` elements each; an error naming it.
+template <typename T>
+ffi::Error CheckSize(const T& buffer, Dims d, int64_t per_problem, const char* what) {
+  if (static_cast<int64_t>(buffer.element_count()) != d.N * per_problem)
+    return ffi::Error::InvalidArgument(what);
+  return ffi::Error::Success();
+}
+
+// Whether kernel_x [.., D, 4H] and valid [.., T, B] fit the dims read from x.
+ffi::Error CheckDims(Dims d, ffi::Buffer<ffi::F32>& kernel_x, ffi::Buffer<ffi::PRED>& valid) {
+  auto kx = kernel_x.dimensions();
+  if (kx.size() < 2 || kx[kx.size() - 2] != d.D || kx[kx.size() - 1] != 4 * d.H)
+    return ffi::Error::InvalidArgument("kernel_x must be [..., D, 4H]");
+  if (auto e = CheckSize(kernel_x, d, d.D * 4 * d.H, "kernel_x must be [..., D, 4H]"); e.failure())
+    return e;
+  return CheckSize(valid, d, d.T * d.B, "valid must be [..., T, B]");
 }
 
 ffi::Error LstmForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ffi::Buffer<ffi::F32> bias,
@@ -359,15 +391,17 @@ ffi::Error LstmForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ffi
                        ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> outputs,
                        ffi::ResultBuffer<ffi::F32> c_all, ffi::ResultBuffer<ffi::F32> h_all,
                        ffi::ResultBuffer<ffi::F32> gates) {
-  auto xd = x.dimensions();
-  if (xd.size() != 3) return ffi::Error::InvalidArgument("x must be [T, B, D]");
-  const Dims d{xd[0], xd[1], xd[2], kernel_h.dimensions()[0]};
-  if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
-  const Params p{kernel_x.typed_data(), bias.typed_data(), kernel_h.typed_data()};
-  ParallelRows(pool, d.B, Blocks(d.B), [&](int, int64_t b0, int64_t b1) {
-    ForwardRows(d, p, x.typed_data(), valid.typed_data(), c0.typed_data(), h0.typed_data(),
-                outputs->typed_data(), c_all->typed_data(), h_all->typed_data(),
-                gates->typed_data(), b0, b1);
+  Dims d;
+  if (auto error = ReadDims(x, kernel_h, &d); error.failure()) return error;
+  if (auto error = CheckDims(d, kernel_x, valid); error.failure()) return error;
+  const int64_t T = d.T, B = d.B, D = d.D, H = d.H, G = 4 * H;
+  ParallelRows(pool, d.N, B, Blocks(B), [&](int64_t n, int, int64_t b0, int64_t b1) {
+    const Params p{kernel_x.typed_data() + n * D * G, bias.typed_data() + n * G,
+                   kernel_h.typed_data() + n * H * G};
+    ForwardRows(d, p, x.typed_data() + n * T * B * D, valid.typed_data() + n * T * B,
+                c0.typed_data() + n * B * H, h0.typed_data() + n * B * H,
+                outputs->typed_data() + n * T * B * H, c_all->typed_data() + n * T * B * H,
+                h_all->typed_data() + n * T * B * H, gates->typed_data() + n * T * B * G, b0, b1);
   });
   return ffi::Error::Success();
 }
@@ -382,40 +416,51 @@ ffi::Error LstmBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ff
                         ffi::ResultBuffer<ffi::F32> d_kernel_x,
                         ffi::ResultBuffer<ffi::F32> d_kernel_h, ffi::ResultBuffer<ffi::F32> dc0,
                         ffi::ResultBuffer<ffi::F32> dh0) {
-  auto xd = x.dimensions();
-  if (xd.size() != 3) return ffi::Error::InvalidArgument("x must be [T, B, D]");
-  const Dims d{xd[0], xd[1], xd[2], kernel_h.dimensions()[0]};
-  if (auto error = CheckDims(d, kernel_x, kernel_h, valid); error.failure()) return error;
-  const int64_t G = 4 * d.H;
-  const std::vector<float> kernel_x_t = Transposed(kernel_x.typed_data(), d.D, G);
-  const std::vector<float> kernel_h_t = Transposed(kernel_h.typed_data(), d.H, G);
+  Dims d;
+  if (auto error = ReadDims(x, kernel_h, &d); error.failure()) return error;
+  if (auto error = CheckDims(d, kernel_x, valid); error.failure()) return error;
+  const int64_t T = d.T, B = d.B, D = d.D, H = d.H, G = 4 * H;
+  // Each problem's kernels transposed ([4H, D] and [4H, H]), one after the other.
+  std::vector<float> kernel_x_t(d.N * G * D), kernel_h_t(d.N * G * H);
+  for (int64_t n = 0; n < d.N; ++n) {
+    const std::vector<float> kx = Transposed(kernel_x.typed_data() + n * D * G, D, G);
+    const std::vector<float> kh = Transposed(kernel_h.typed_data() + n * H * G, H, G);
+    std::copy(kx.begin(), kx.end(), kernel_x_t.begin() + n * G * D);
+    std::copy(kh.begin(), kh.end(), kernel_h_t.begin() + n * G * H);
+  }
   // Each block sums its rows' parameter gradients into its own slot; added up below in
-  // block order, so a run is bitwise repeatable for a given number of cores.
-  const int64_t slot = G * (1 + d.D + d.H);
-  const int blocks = Blocks(d.B);  // Once: the slots below are sized by it.
-  std::vector<float> partial(blocks * slot);
-  const Residuals res{valid.typed_data(), x.typed_data(), c0.typed_data(), h0.typed_data(),
-                      c_all.typed_data(), h_all.typed_data(), gates.typed_data()};
-  ParallelRows(pool, d.B, blocks, [&](int block, int64_t b0, int64_t b1) {
-    float* own = partial.data() + block * slot;
-    const Grads grads{dx->typed_data(), own, own + G, own + G * (1 + d.D), dc0->typed_data(),
-                      dh0->typed_data()};
-    BackwardRows(d, kernel_x_t.data(), kernel_h_t.data(), res, dc_last.typed_data(),
-                 dh_last.typed_data(), d_outputs.typed_data(), grads, b0, b1);
+  // block order, so a run is bitwise repeatable for a given number of cores, and each
+  // problem's sums are those of a call of its own.
+  const int64_t slot = G * (1 + D + H);
+  const int blocks = Blocks(B);  // Once: the slots below are sized by it.
+  std::vector<float> partial(d.N * blocks * slot);
+  ParallelRows(pool, d.N, B, blocks, [&](int64_t n, int block, int64_t b0, int64_t b1) {
+    float* own = partial.data() + (n * blocks + block) * slot;
+    const Residuals res{valid.typed_data() + n * T * B, x.typed_data() + n * T * B * D,
+                        c0.typed_data() + n * B * H, h0.typed_data() + n * B * H,
+                        c_all.typed_data() + n * T * B * H, h_all.typed_data() + n * T * B * H,
+                        gates.typed_data() + n * T * B * G};
+    const Grads grads{dx->typed_data() + n * T * B * D, own, own + G, own + G * (1 + D),
+                      dc0->typed_data() + n * B * H, dh0->typed_data() + n * B * H};
+    BackwardRows(d, kernel_x_t.data() + n * G * D, kernel_h_t.data() + n * G * H, res,
+                 dc_last.typed_data() + n * B * H, dh_last.typed_data() + n * B * H,
+                 d_outputs.typed_data() + n * T * B * H, grads, b0, b1);
   });
   // d_bias, d_kernel_x and d_kernel_h are consecutive in each slot; split them on the way out.
-  float* const targets[3] = {d_bias->typed_data(), d_kernel_x->typed_data(),
-                             d_kernel_h->typed_data()};
-  const int64_t sizes[3] = {G, d.D * G, d.H * G};
-  int64_t offset = 0;
-  for (int part = 0; part < 3; ++part) {
-    float* target = targets[part];
-    std::fill(target, target + sizes[part], 0.0f);
-    for (int block = 0; block < blocks; ++block) {
-      const float* from = partial.data() + block * slot + offset;
-      for (int64_t j = 0; j < sizes[part]; ++j) target[j] += from[j];
+  const int64_t sizes[3] = {G, D * G, H * G};
+  for (int64_t n = 0; n < d.N; ++n) {
+    float* const targets[3] = {d_bias->typed_data() + n * G, d_kernel_x->typed_data() + n * D * G,
+                               d_kernel_h->typed_data() + n * H * G};
+    int64_t offset = 0;
+    for (int part = 0; part < 3; ++part) {
+      float* target = targets[part];
+      std::fill(target, target + sizes[part], 0.0f);
+      for (int block = 0; block < blocks; ++block) {
+        const float* from = partial.data() + (n * blocks + block) * slot + offset;
+        for (int64_t j = 0; j < sizes[part]; ++j) target[j] += from[j];
+      }
+      offset += sizes[part];
     }
-    offset += sizes[part];
   }
   return ffi::Error::Success();
 }
