@@ -12,6 +12,13 @@ the seed CNN, the seed LSTM with the kernel ``auto`` picks and with XLA's
 recurrence (``jaxdl-xla``), and the vectorized sweep of 8 seed LSTMs. Every
 setting's worker is interleaved with the others' (scripts/benchmark.py's windows).
 
+With split heaps the speed varies from process to process: glibc keeps a heap in
+the malloc arena of the XLA thread that allocated it, and a step's heaps do not
+always fit the arenas they land in (measured: 3,461-5,017 examples/s over four
+processes, where one heap gave 2,553-2,876). So ``--processes K`` repeats the
+whole measurement with fresh workers K times; the table gives the median of the
+processes' medians and their range.
+
   python scripts/bench_heaps.py [--quick] [--out FILE.json] [--runs jaxdl:lstm,jaxdl:cnn]
 """
 
@@ -19,6 +26,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -35,6 +43,20 @@ SETTINGS = {
     "tuned allocator": ("same", {}),
 }
 RUNS = (("jaxdl", "lstm"), ("jaxdl-xla", "lstm"), ("jaxdl", "lstm-sweep8"), ("jaxdl", "cnn"))
+
+
+def across_processes(repeats: list[list[dict]]) -> list[dict]:
+  """One row per (setting, impl, workload): the median of each process's median examples/s,
+  with the range of those medians (``min``, ``max``) and every process's row."""
+  rows = []
+  for first in repeats[0]:
+    key = (first["setting"], first["impl"], first["workload"])
+    same = [r for rep in repeats for r in rep if (r["setting"], r["impl"], r["workload"]) == key]
+    medians = [r["examples_per_s"] for r in same]
+    rows.append({**{k: first[k] for k in ("setting", "impl", "workload", "kernels")},
+                 "examples_per_s": statistics.median(medians), "min": min(medians),
+                 "max": max(medians), "processes": same})
+  return rows
 
 
 def markdown(rows: list[dict], runs) -> str:
@@ -57,6 +79,8 @@ def main() -> None:
   parser.add_argument("--window-s", type=float, default=2.0)
   parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   parser.add_argument("--out", help="the measurements as JSON")
+  parser.add_argument("--processes", type=int, default=1,
+                      help="repeat with fresh workers; the table gives the medians' median")
   parser.add_argument("--runs", default=",".join(f"{i}:{w}" for i, w in RUNS),
                       help="IMPL:WORKLOAD pairs, comma-separated")
   args = parser.parse_args()
@@ -64,8 +88,9 @@ def main() -> None:
   if args.quick:
     args.windows, args.window_s = 3, 0.5
   meta = {"machine": benchmark.machine(), "threads": args.threads, "windows": args.windows,
-          "window_s": args.window_s}
-  rows = bench_allocator.speed(SETTINGS, args, runs)
+          "window_s": args.window_s, "processes": args.processes}
+  rows = across_processes([bench_allocator.speed(SETTINGS, args, runs)
+                           for _ in range(args.processes)])
   print(markdown(rows, runs))
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps({"meta": meta, "speed": rows}, indent=1))

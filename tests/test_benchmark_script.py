@@ -198,3 +198,13 @@ def test_keras_on_its_jax_backend_trains_the_seeds_model(benchmark, tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   info = json.loads(out.stdout.strip().splitlines()[-1])
   assert info["backend"] == "jax" and info["keras"].startswith("3.")
+
+
+def test_split_heap_runs_are_summarized_over_fresh_processes(benchmark):
+  import bench_heaps
+  row = lambda rate: {"setting": "s", "impl": "jaxdl", "workload": "lstm", "kernels": [],
+                      "examples_per_s": rate}
+  rows = bench_heaps.across_processes([[row(3000.0)], [row(5000.0)], [row(4000.0)]])
+  assert len(rows) == 1
+  assert (rows[0]["examples_per_s"], rows[0]["min"], rows[0]["max"]) == (4000.0, 3000.0, 5000.0)
+  assert len(rows[0]["processes"]) == 3
