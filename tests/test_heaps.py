@@ -73,9 +73,11 @@ def test_one_heap_where_the_allocator_keeps_it_or_the_compilation_cache_must_sto
   assert heaps.heap_options(small, "cpu") is not None
   monkeypatch.setattr(host, "_state", {"applied": True, "reason": "glibc mallopt"})
   assert heaps.heap_options(small, "cpu") is None  # The jaxdl command's process.
+  assert "allocator is tuned" in heaps.setting()["one_heap_because"]
   monkeypatch.setattr(host, "_state", {"applied": False, "reason": "not attempted"})
   jax.config.update("jax_compilation_cache_dir", str(tmp_path))  # as_a_script restores it.
   assert heaps.heap_options(small, "cpu") is None
+  assert "compilation cache is on" in heaps.setting()["one_heap_because"]
 
 
 def test_a_split_step_computes_exactly_what_jax_jit_computes(as_a_script):
@@ -132,7 +134,8 @@ def test_split_temporaries_stop_the_page_faults_that_glibc_costs_every_step():
 def test_one_heap_can_be_asked_for_and_a_bad_setting_is_named(monkeypatch, as_a_script):
   small = jax.make_jaxpr(lambda x: x * 2)(jnp.ones(10))
   monkeypatch.setenv(heaps.HEAPS_ENV, "one")
-  assert heaps.setting() == {"mode": "one", "heap_bytes": heaps.HEAP_BYTES}
+  assert heaps.setting() == {"mode": "one", "heap_bytes": heaps.HEAP_BYTES,
+                             "one_heap_because": "JAXDL_XLA_HEAPS=one"}
   assert heaps.heap_options(small, "cpu") is None
   monkeypatch.setenv(heaps.HEAPS_ENV, "split")
   assert heaps.heap_options(small, "cpu") is not None
@@ -155,4 +158,5 @@ def test_training_on_cpu_compiles_its_steps_with_split_heaps_and_records_it(tmp_
   # The train step, the evaluation step (validation and test batches alike: chosen once).
   assert chosen == [{heaps.HEAP_OPTION: heaps.HEAP_BYTES}] * 2
   provenance = json.loads((tmp_path / "provenance.json").read_text())
-  assert provenance["xla_heaps"] == {"mode": "split", "heap_bytes": heaps.HEAP_BYTES}
+  assert provenance["xla_heaps"] == {"mode": "split", "heap_bytes": heaps.HEAP_BYTES,
+                                     "one_heap_because": None}

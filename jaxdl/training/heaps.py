@@ -31,8 +31,8 @@ The ``jaxdl`` command keeps one heap: it tunes the allocator (which keeps it) an
 turns on JAX's persistent compilation cache, which cannot store a program with
 several heaps; a script that turns that cache on keeps one heap too.
 ``JAXDL_XLA_HEAPS=one`` compiles every step as ``jax.jit`` would (one heap), for
-comparison (scripts/bench_heaps.py); run folders record the setting
-(provenance.json's ``xla_heaps``).
+comparison (scripts/bench_heaps.py); run folders record the setting and why a
+process keeps one heap (provenance.json's ``xla_heaps``).
 """
 
 import os
@@ -53,7 +53,14 @@ MODES = ("split", "one")
 
 
 def setting() -> dict:
-  """``{"mode": "split" | "one", "heap_bytes": int}``, from ``$JAXDL_XLA_HEAPS`` (default split).
+  """What this process does: ``{"mode", "heap_bytes", "one_heap_because"}``.
+
+  ``mode`` is ``$JAXDL_XLA_HEAPS`` (default split); ``one_heap_because`` says why
+  every step keeps one heap here whatever its arrays (None: steps whose arrays fit
+  are split): asked for; the host allocator is tuned (jaxdl.host: it keeps one
+  large heap already, as in the ``jaxdl`` command); or JAX's persistent
+  compilation cache is on (XLA:CPU cannot serialize a program with several heaps:
+  "Multiple temp buffer allocations found").
 
   Raises:
     ConfigError: the variable is set to anything else.
@@ -62,7 +69,14 @@ def setting() -> dict:
   if mode not in MODES:
     raise ConfigError(f"{HEAPS_ENV}={mode!r} is not one of {', '.join(MODES)}; unset it for "
                       "the default (split)")
-  return {"mode": mode, "heap_bytes": HEAP_BYTES}
+  because = None
+  if mode == "one":
+    because = f"{HEAPS_ENV}=one"
+  elif host.allocator_state()["applied"]:
+    because = "the host allocator is tuned and keeps one heap"
+  elif jax.config.jax_compilation_cache_dir:
+    because = "JAX's persistent compilation cache is on and cannot store several heaps"
+  return {"mode": mode, "heap_bytes": HEAP_BYTES, "one_heap_because": because}
 
 
 def largest_array_bytes(jaxpr: Any) -> int:
@@ -78,9 +92,8 @@ def largest_array_bytes(jaxpr: Any) -> int:
   while pending:
     for eqn in pending.pop().eqns:
       for var in eqn.outvars:
-        shape, dtype = getattr(var.aval, "shape", None), getattr(var.aval, "dtype", None)
-        if shape is not None and dtype is not None:
-          largest = max(largest, var.aval.size * dtype.itemsize)
+        if hasattr(var.aval, "shape") and hasattr(var.aval, "dtype"):  # Not tokens.
+          largest = max(largest, var.aval.size * var.aval.dtype.itemsize)
       pending.extend(_sub_jaxprs(eqn.params))
   return largest
 
@@ -100,14 +113,10 @@ def heap_options(jaxpr: Any, platform: str) -> dict | None:
 
   None (one heap, as ``jax.jit`` compiles) where splitting is not needed or not
   possible: on other backends than CPU (their allocators pool memory themselves);
-  under ``JAXDL_XLA_HEAPS=one``; where the process's allocator is tuned
-  (``jaxdl.host``: it keeps one large heap already, as in the ``jaxdl`` command);
-  where JAX's persistent compilation cache is on (XLA:CPU cannot serialize a
-  program with several heaps: "Multiple temp buffer allocations found"); and where
-  an array the program makes is larger than ``HEAP_BYTES``.
+  where ``setting()`` names a reason for the whole process; and where an array
+  the program makes is larger than ``HEAP_BYTES``.
   """
-  if (platform != "cpu" or setting()["mode"] == "one" or host.allocator_state()["applied"]
-      or jax.config.jax_compilation_cache_dir
+  if (platform != "cpu" or setting()["one_heap_because"]
       or largest_array_bytes(jaxpr) > HEAP_BYTES):
     return None
   return {HEAP_OPTION: HEAP_BYTES}

@@ -24,7 +24,8 @@ def jit_steps(exp: Experiment, group: MemberGroup, parallel: DataParallel,
   Returns:
     ``(train_step, eval_step)``: ``train_step(state, batch) -> (state, metric sums)``
     donates its state; ``eval_step(state, batch) -> metric sums``. On CPU both keep
-    their temporaries in blocks the C allocator reuses (``heaps.HeapSplitJit``).
+    their temporaries in blocks the C allocator reuses where the process needs and
+    allows it (``heaps.HeapSplitJit``).
   """
   config = exp.config
   batch_mesh = parallel.mesh if parallel.num_devices > 1 else None

@@ -200,12 +200,10 @@ void ParallelRows(ffi::ThreadPool& pool, int64_t problems, int64_t rows, int blo
   });
 }
 
-// [rows, cols] row-major -> [cols, rows] row-major.
-std::vector<float> Transposed(const float* m, int64_t rows, int64_t cols) {
-  std::vector<float> out(rows * cols);
+// out [cols, rows] row-major = m [rows, cols] row-major, transposed.
+void TransposeInto(const float* m, int64_t rows, int64_t cols, float* out) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = m[r * cols + c];
-  return out;
 }
 
 struct Dims {
@@ -423,10 +421,8 @@ ffi::Error LstmBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel_x, ff
   // Each problem's kernels transposed ([4H, D] and [4H, H]), one after the other.
   std::vector<float> kernel_x_t(d.N * G * D), kernel_h_t(d.N * G * H);
   for (int64_t n = 0; n < d.N; ++n) {
-    const std::vector<float> kx = Transposed(kernel_x.typed_data() + n * D * G, D, G);
-    const std::vector<float> kh = Transposed(kernel_h.typed_data() + n * H * G, H, G);
-    std::copy(kx.begin(), kx.end(), kernel_x_t.begin() + n * G * D);
-    std::copy(kh.begin(), kh.end(), kernel_h_t.begin() + n * G * H);
+    TransposeInto(kernel_x.typed_data() + n * D * G, D, G, kernel_x_t.data() + n * G * D);
+    TransposeInto(kernel_h.typed_data() + n * H * G, H, G, kernel_h_t.data() + n * G * H);
   }
   // Each block sums its rows' parameter gradients into its own slot; added up below in
   // block order, so a run is bitwise repeatable for a given number of cores, and each
